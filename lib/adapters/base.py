@@ -1,0 +1,289 @@
+"""Adapter interface shared by every channel type, and its error classes.
+
+An adapter speaks one marketplace API. It knows nothing of Odoo: it receives a
+:class:`ChannelConfig` and plain :class:`StockUpdate` values, and it answers
+with :class:`PushResult`, :class:`LiveLevel` and :class:`ChannelOrder` values.
+
+Errors carry their retry information (the same idea as queue_job's
+``RetryableJobError``): the caller catches :class:`ChannelError` and asks
+``err.retryable`` and ``err.retry_after`` instead of knowing each API's status
+codes. Nothing is swallowed: an adapter either returns a result or raises.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import requests
+
+DEFAULT_TIMEOUT = 10.0
+#: how much of a response body is kept in results and error messages
+RESPONSE_EXCERPT = 2000
+
+
+class ChannelError(Exception):
+    """Base of every error an adapter raises."""
+
+    retryable = False
+
+    def __init__(self, message, *, status=None, retry_after=None, response_text=None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        #: seconds to wait before the next attempt, when the channel said so
+        self.retry_after = retry_after
+        self.response_text = (response_text or "")[:RESPONSE_EXCERPT]
+
+    def __str__(self):
+        if self.status:
+            return f"[{self.status}] {self.message}"
+        return self.message
+
+
+class RetryableChannelError(ChannelError):
+    """5xx, timeouts, connection errors: try again later with backoff."""
+
+    retryable = True
+
+
+class RateLimitedError(RetryableChannelError):
+    """429 or a throttling answer; ``retry_after`` says how long to wait."""
+
+
+class PermanentChannelError(ChannelError):
+    """4xx other than 429: retrying the same request cannot succeed."""
+
+
+class AuthenticationError(PermanentChannelError):
+    """Credentials refused even after a token refresh."""
+
+
+class StaleQuantityError(ChannelError):
+    """Compare-and-set refused: the channel's quantity is not the one expected."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """What an adapter needs to talk to one channel (one shop/account).
+
+    Field meanings per type are documented in each adapter module.
+    """
+
+    channel_type: str
+    base_url: str = ""
+    api_key: str = ""
+    api_secret: str = ""
+    access_token: str = ""
+    refresh_token: str = ""
+    account_id: str = ""
+    location_id: str = ""
+    marketplace_id: str = ""
+    api_version: str = ""
+    token_url: str = ""
+    signing_secret: str = ""
+    signing_private_key: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass
+class StockUpdate:
+    """One absolute quantity to publish for one SKU on one channel."""
+
+    sku: str
+    quantity: int
+    external_id: str = ""
+    external_variant_id: str = ""
+    external_location_id: str = ""
+    sequence: int = 0
+    idempotency_key: str = ""
+    #: the quantity we believe the channel holds now (compare-and-set)
+    previous_quantity: int | None = None
+    #: when the stock change happened in Odoo (unix seconds)
+    changed_at: float | None = None
+
+
+@dataclass
+class PushResult:
+    """Outcome of publishing one :class:`StockUpdate`."""
+
+    sku: str
+    ok: bool
+    quantity: int | None = None
+    status: int | None = None
+    response: str = ""
+    error: ChannelError | None = None
+    #: set when the adapter had to read the live level (stale compare-and-set)
+    live_quantity: int | None = None
+
+
+@dataclass
+class LiveLevel:
+    """A quantity as the channel holds it now."""
+
+    sku: str
+    quantity: int
+    external_id: str = ""
+    external_variant_id: str = ""
+    external_location_id: str = ""
+    updated_at: datetime | None = None
+
+
+@dataclass
+class OrderLine:
+    sku: str
+    quantity: float
+    external_id: str = ""
+    external_variant_id: str = ""
+
+
+@dataclass
+class ChannelOrder:
+    """An order as the channel reports it, normalised.
+
+    ``status`` is one of ``open`` (reserve), ``cancelled`` or ``refunded``
+    (release what was reserved); ``restock`` tells whether a refund puts the
+    goods back on sale.
+    """
+
+    external_id: str
+    status: str
+    lines: list = field(default_factory=list)
+    updated_at: datetime | None = None
+    restock: bool = True
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass
+class InboundEvent:
+    """One normalised event parsed from a webhook body.
+
+    ``kind`` is ``order`` (reserve), ``cancel`` (release), ``inventory`` (the
+    channel reports a level), ``ping`` (no side effect) or ``ignored``.
+    """
+
+    kind: str
+    idempotency_key: str
+    event_time: datetime | None = None
+    order: ChannelOrder | None = None
+    levels: list = field(default_factory=list)
+
+
+class ChannelAdapter:
+    """Base class: one instance per channel, reused across jobs.
+
+    Holds one pooled :class:`requests.Session` per channel. Subclasses
+    implement the ``_`` hooks; the public methods are the contract the Odoo
+    layer relies on.
+    """
+
+    channel_type = None
+    #: how many updates one bulk call may carry (the marketplace's own limit)
+    max_batch = 1
+
+    def __init__(self, config, session=None, clock=time.time):
+        self.config = config
+        self.session = session or requests.Session()
+        self.clock = clock
+        #: number of HTTP requests sent, for benchmarks and tests
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    # -- contract -----------------------------------------------------------
+    def set_quantity(self, update):
+        """Publish one absolute quantity. Returns a PushResult or raises ChannelError."""
+        results = self.set_quantities([update])
+        result = results[0]
+        if result.error is not None:
+            raise result.error
+        return result
+
+    def set_quantities(self, updates):
+        """Publish many quantities, in as few calls as the API allows.
+
+        Returns one PushResult per update, in order; a per-item failure is
+        reported in its result, a failure of the whole call raises.
+        """
+        raise NotImplementedError
+
+    def read_quantities(self, updates=None):
+        """Yield LiveLevel for the given SKUs (or the whole catalogue), paginated."""
+        raise NotImplementedError
+
+    def fetch_orders(self, since):
+        """Yield ChannelOrder updated since ``since`` (a datetime), paginated."""
+        raise NotImplementedError
+
+    def test_connection(self):
+        """Check credentials and reachability; return a short message or raise."""
+        raise NotImplementedError
+
+    def parse_webhook(self, topic, payload, headers):
+        """Turn a verified webhook body into a list of InboundEvent."""
+        raise NotImplementedError
+
+    # -- helpers ------------------------------------------------------------
+    def request(self, method, url, **kwargs):
+        """Send one HTTP request with a timeout; map transport errors.
+
+        Returns the response for any status; callers map statuses with
+        :func:`raise_for_status`.
+        """
+        kwargs.setdefault("timeout", self.config.timeout)
+        with self._lock:
+            self.calls += 1
+        try:
+            return self.session.request(method, url, **kwargs)
+        except requests.Timeout as err:
+            raise RetryableChannelError(f"timeout: {err}") from err
+        except requests.ConnectionError as err:
+            raise RetryableChannelError(f"connection error: {err}") from err
+        except requests.RequestException as err:
+            raise RetryableChannelError(f"request failed: {err}") from err
+
+
+def parse_retry_after(value, now=None):
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if value is None or value == "":
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def raise_for_status(response, message=None):
+    """Map an HTTP status to the adapter error classes; return on 2xx."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    text = response.text[:RESPONSE_EXCERPT] if response.content else ""
+    msg = message or text or response.reason or "HTTP error"
+    if status == 429:
+        raise RateLimitedError(
+            msg,
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            response_text=text,
+        )
+    if status in (401, 403):
+        raise AuthenticationError(msg, status=status, response_text=text)
+    if status >= 500 or status in (408, 409, 425):
+        raise RetryableChannelError(
+            msg,
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            response_text=text,
+        )
+    raise PermanentChannelError(msg, status=status, response_text=text)
