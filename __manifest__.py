@@ -1,0 +1,25 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+{
+    "name": "Stock Channel Sync",
+    "summary": "Real-time, exactly-once stock sync between Odoo and sales channels",
+    "version": "19.0.1.0.0",
+    "category": "Inventory/Inventory",
+    "website": "https://github.com/stock-channel-sync/stock_channel_sync",
+    "author": "stock_channel_sync contributors",
+    "license": "LGPL-3",
+    "application": False,
+    "installable": True,
+    "depends": ["stock", "queue_job", "mail"],
+    "external_dependencies": {"python": ["requests", "cryptography"]},
+    "data": [
+        "security/stock_channel_sync_security.xml",
+        "security/ir.model.access.csv",
+        "data/queue_job_data.xml",
+        "views/sync_channel_views.xml",
+        "views/channel_binding_views.xml",
+        "views/sync_event_views.xml",
+        "views/product_views.xml",
+        "views/menus.xml",
+    ],
+    "demo": [],
+}

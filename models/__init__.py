@@ -1,0 +1,5 @@
+from . import sync_channel
+from . import channel_binding
+from . import sync_event
+from . import stock_quant
+from . import product_product

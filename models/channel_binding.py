@@ -1,0 +1,397 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""One product variant (SKU) published on one channel, and the push engine.
+
+Serialisation per SKU: every job that publishes a SKU first locks the rows of
+its bindings with ``FOR NO KEY UPDATE NOWAIT``. A job that finds them locked
+(another worker is publishing the same SKU) or changed since its snapshot
+retries a moment later without spending a retry, so pushes of one SKU never
+race while different SKUs run in parallel. The lock is held across the HTTP
+calls on purpose: that is the serialisation, and it is bounded by the
+adapters' timeouts.
+
+The quantity is computed when the job runs, never when it is enqueued, so a
+delayed or retried job publishes today's number, not yesterday's.
+"""
+
+import json
+import logging
+import time
+
+import psycopg2.errors
+
+from odoo import _, api, fields, models
+from odoo.tools import SQL
+
+from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
+
+from ..lib.adapters import ChannelError, StockUpdate
+from ..lib.fanout import run_all
+from ..lib.quantity import breakdown
+
+_logger = logging.getLogger(__name__)
+
+#: seconds a job waits before trying again a SKU another worker is publishing
+LOCK_RETRY_SECONDS = 1
+
+
+class ChannelBinding(models.Model):
+    _name = "channel.binding"
+    _description = "Product on a Sales Channel"
+    _order = "channel_id, product_id"
+    _rec_name = "sku"
+    _check_company_auto = True
+
+    channel_id = fields.Many2one(
+        "sync.channel", required=True, ondelete="cascade", index=True, check_company=True
+    )
+    company_id = fields.Many2one(
+        related="channel_id.company_id", store=True, index=True, precompute=True
+    )
+    channel_type = fields.Selection(related="channel_id.channel_type")
+    product_id = fields.Many2one(
+        "product.product",
+        string="Product Variant",
+        required=True,
+        ondelete="cascade",
+        index=True,
+        domain="[('is_storable', '=', True)]",
+    )
+    active = fields.Boolean(default=True)
+    sku = fields.Char(
+        "Channel SKU",
+        compute="_compute_sku",
+        store=True,
+        readonly=False,
+        precompute=True,
+        index=True,
+        help="SKU of the listing on the channel (defaults to the internal reference).",
+    )
+    external_id = fields.Char(
+        "External ID", index=True, help="Product / listing id on the channel."
+    )
+    external_variant_id = fields.Char(
+        "External Variant ID",
+        help="Variation id, inventory item id or offer id on the channel.",
+    )
+    external_location_id = fields.Char(
+        "External Location ID", help="Overrides the channel's location id."
+    )
+    buffer_override = fields.Boolean(
+        help="Use this binding's buffer instead of the channel's."
+    )
+    buffer_qty = fields.Float("Buffer", digits="Product Unit")
+    use_max_qty = fields.Boolean("Cap Quantity")
+    max_qty = fields.Float("Max Quantity", digits="Product Unit")
+    allocation_pct = fields.Float(
+        "Allocation (%)",
+        default=100.0,
+        help="Share of the free stock (after buffer and cap) offered on this channel.",
+    )
+    published_qty = fields.Integer(
+        "Quantity to Publish",
+        compute="_compute_published_qty",
+        help="What Odoo would publish now.",
+    )
+    last_pushed_qty = fields.Integer("Last Pushed", readonly=True)
+    last_pushed_at = fields.Datetime(readonly=True)
+    push_state = fields.Selection(
+        [("new", "Never pushed"), ("ok", "In sync"), ("failed", "Failing")],
+        default="new",
+        readonly=True,
+        required=True,
+    )
+    last_seen_qty = fields.Integer(
+        "Last Seen on Channel", readonly=True, help="Last quantity the channel reported."
+    )
+    last_seen_at = fields.Datetime(readonly=True)
+    sequence = fields.Integer(
+        "Push Sequence",
+        readonly=True,
+        default=0,
+        help="Increases with every push; sent to the channel so that it can "
+        "drop out-of-order deliveries.",
+    )
+    last_event_ts = fields.Float(
+        "Newest Applied Event (unix)",
+        readonly=True,
+        digits=(16, 3),
+        help="Logical time of the newest inbound event applied: older ones are stale.",
+    )
+    pending_event_id = fields.Many2one(
+        "sync.event", readonly=True, ondelete="set null", index="btree_not_null"
+    )
+    event_ids = fields.One2many("sync.event", "binding_id", string="Events")
+
+    _channel_product_uniq = models.Constraint(
+        "UNIQUE(channel_id, product_id)",
+        "A product variant can be bound only once per channel.",
+    )
+    _channel_external_uniq = models.UniqueIndex(
+        "(channel_id, external_id, COALESCE(external_variant_id, ''))"
+        " WHERE external_id IS NOT NULL",
+        "This external id is already bound on this channel.",
+    )
+
+    # -- compute ----------------------------------------------------------------
+    @api.depends("product_id.default_code")
+    def _compute_sku(self):
+        for binding in self:
+            if not binding.sku:
+                binding.sku = binding.product_id.default_code or False
+
+    def _compute_published_qty(self):
+        quantities = self._scs_quantities()
+        for binding in self:
+            info = quantities.get(binding.id)
+            binding.published_qty = info.published if info else 0
+
+    # -- CRUD ---------------------------------------------------------------------
+    @api.model_create_multi
+    def create(self, vals_list):
+        bindings = super().create(vals_list)
+        bindings.product_id._scs_enqueue_push()
+        return bindings
+
+    def write(self, vals):
+        res = super().write(vals)
+        rule_fields = {
+            "buffer_override",
+            "buffer_qty",
+            "use_max_qty",
+            "max_qty",
+            "allocation_pct",
+            "active",
+            "product_id",
+            "channel_id",
+        }
+        if rule_fields & set(vals):
+            self.product_id._scs_enqueue_push()
+        return res
+
+    # -- actions ------------------------------------------------------------------
+    def action_push_now(self):
+        """Enqueue a push of these SKUs now, even if unchanged."""
+        self.product_id._scs_enqueue_push(force=True)
+        return True
+
+    # -- quantity -------------------------------------------------------------------
+    def _scs_buffer(self):
+        self.ensure_one()
+        return self.buffer_qty if self.buffer_override else self.channel_id.buffer_qty
+
+    def _scs_quantities(self):
+        """``{binding id: QuantityBreakdown}``, one query per channel."""
+        result = {}
+        for channel in self.channel_id:
+            bindings = self.filtered(lambda b, c=channel: b.channel_id == c)
+            free = channel._scs_free_quantities(set(bindings.product_id.ids))
+            for binding in bindings:
+                result[binding.id] = breakdown(
+                    free.get(binding.product_id.id, 0.0),
+                    buffer=binding._scs_buffer(),
+                    max_qty=binding.max_qty if binding.use_max_qty else None,
+                    allocation_pct=binding.allocation_pct,
+                )
+        return result
+
+    # -- locking ----------------------------------------------------------------------
+    def _scs_lock(self):
+        """Lock these bindings' rows, or retry the job shortly.
+
+        ``NOWAIT`` keeps a worker from sleeping on a lock; a serialisation
+        failure means another job published these bindings after our snapshot
+        was taken, so our numbers may be old: retry with a fresh snapshot.
+        """
+        if not self:
+            return
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(
+                    SQL(
+                        "SELECT id FROM channel_binding WHERE id = ANY(%s)"
+                        " ORDER BY id FOR NO KEY UPDATE NOWAIT",
+                        list(self.ids),
+                    )
+                )
+        except (
+            psycopg2.errors.LockNotAvailable,
+            psycopg2.errors.SerializationFailure,
+        ) as err:
+            raise RetryableJobError(
+                f"SKU busy: {type(err).__name__}",
+                seconds=LOCK_RETRY_SECONDS,
+                ignore_retry=True,
+            ) from err
+
+    # -- push engine --------------------------------------------------------------------
+    def _scs_push(self, changed_ts=None, force=False, kind="push"):
+        """Publish the current quantity of these bindings, concurrently.
+
+        Returns a summary dict (pushed, skipped, failed) for the job result.
+        Failing channels get their own retry job; the others are done.
+        """
+        bindings = self.filtered(
+            lambda b: b.active and b.channel_id.active and b.channel_id.sync_enabled
+        )
+        bindings._scs_lock()
+        quantities = bindings._scs_quantities()
+        now = time.time()
+        plan = []
+        skipped = 0
+        for binding in bindings:
+            qty = quantities[binding.id].published
+            if not force and binding.push_state == "ok" and binding.last_pushed_qty == qty:
+                skipped += 1
+                continue
+            if binding.pending_event_id and binding.push_state == "failed":
+                # a retry job is pending; this push supersedes its event
+                binding.pending_event_id._scs_supersede()
+            plan.append((binding, qty))
+        if not plan:
+            return {"pushed": 0, "skipped": skipped, "failed": 0}
+        events = self.env["sync.event"]._scs_create_outbound(
+            [(binding, qty, kind) for binding, qty in plan], changed_ts, now
+        )
+        tasks = {}
+        by_channel = {}
+        for (binding, qty), event in zip(plan, events, strict=True):
+            by_channel.setdefault(binding.channel_id, []).append((binding, qty, event))
+        for channel, items in by_channel.items():
+            adapter = channel._scs_adapter()
+            updates = [binding._scs_update(qty, event) for binding, qty, event in items]
+            tasks[channel.id] = (lambda a=adapter, u=updates: a.set_quantities(u))
+        sent_ts = time.time()
+        events.write({"sent_ts": sent_ts, "state": "queued"})
+        outcomes = run_all(tasks)
+        failed = 0
+        for channel, items in by_channel.items():
+            results, error = outcomes[channel.id]
+            for index, (binding, qty, event) in enumerate(items):
+                if error is None:
+                    result = results[index]
+                    item_error = result.error
+                else:
+                    result, item_error = None, error
+                if item_error is None:
+                    binding._scs_record_success(event, qty, result)
+                else:
+                    failed += 1
+                    binding._scs_record_failure(event, item_error)
+        return {"pushed": len(plan) - failed, "skipped": skipped, "failed": failed}
+
+    def _scs_update(self, qty, event):
+        """The plain value handed to the adapter for one push."""
+        self.ensure_one()
+        return StockUpdate(
+            sku=self.sku or self.product_id.default_code or str(self.product_id.id),
+            quantity=qty,
+            external_id=self.external_id or "",
+            external_variant_id=self.external_variant_id or "",
+            external_location_id=self.external_location_id or "",
+            sequence=event.sequence,
+            idempotency_key=event.idempotency_key,
+            previous_quantity=self.last_seen_qty if self.last_seen_at else None,
+            changed_at=event.change_ts or None,
+        )
+
+    def _scs_record_success(self, event, qty, result):
+        now = time.time()
+        confirmed = result.quantity if result and result.quantity is not None else qty
+        self.write(
+            {
+                "last_pushed_qty": qty,
+                "last_pushed_at": fields.Datetime.now(),
+                "last_seen_qty": confirmed,
+                "last_seen_at": fields.Datetime.now(),
+                "push_state": "ok",
+                "pending_event_id": False,
+            }
+        )
+        event._scs_set_state(
+            "applied",
+            ack_ts=now,
+            response=(result.response if result else "") or "",
+            attempts=event.attempts + 1,
+        )
+
+    def _scs_record_failure(self, event, error):
+        """Retryable: own retry job with backoff. Permanent: dead letter now."""
+        retryable = getattr(error, "retryable", False) or isinstance(error, TimeoutError)
+        message = str(error) or type(error).__name__
+        if not isinstance(error, (ChannelError, TimeoutError)):
+            _logger.exception("unexpected error pushing %s", self.sku, exc_info=error)
+        self.write({"push_state": "failed", "pending_event_id": event.id})
+        if not retryable:
+            event._scs_set_state("dead", error=message, attempts=event.attempts + 1)
+            self.channel_id._scs_notify_dead_letter(event)
+            return
+        event._scs_set_state("failed", error=message, attempts=event.attempts + 1)
+        delay = getattr(error, "retry_after", None)
+        self._scs_enqueue_retry(delay)
+
+    def _scs_enqueue_retry(self, delay=None):
+        self.ensure_one()
+        eta = max(1, int(round(delay))) if delay else 1
+        self.with_delay(
+            eta=eta,
+            max_retries=self.channel_id.max_retries or 8,
+            identity_key=f"stock_channel_sync.binding.{self.id}",
+            description=f"Retry push of {self.sku} to {self.channel_id.name}",
+        )._scs_job_push_binding()
+
+    # -- jobs ------------------------------------------------------------------------------
+    def _scs_job_push_binding(self):
+        """Retry job of one failed binding: push today's number again.
+
+        A retryable error raises ``RetryableJobError`` so that queue_job
+        applies the ``retry_pattern`` (backoff with jitter, as data) or the
+        channel's Retry-After; after the last retry the job fails and
+        ``_scs_on_push_failed`` turns the event into a dead letter.
+        """
+        self.ensure_one()
+        binding = self
+        if not (binding.active and binding.channel_id.active and binding.channel_id.sync_enabled):
+            return "binding or channel inactive"
+        binding._scs_lock()
+        qty = binding._scs_quantities()[binding.id].published
+        event = binding.pending_event_id
+        if binding.push_state == "ok" and binding.last_pushed_qty == qty:
+            return "already in sync"
+        if not event or event.state not in ("failed", "queued") or event.quantity != qty:
+            if event:
+                event._scs_supersede()
+            event = self.env["sync.event"]._scs_create_outbound(
+                [(binding, qty, "push")], event.change_ts if event else None, time.time()
+            )
+            binding.pending_event_id = event
+        job_uuid = self.env.context.get("job_uuid")
+        event.write({"sent_ts": time.time(), "job_uuid": job_uuid or event.job_uuid})
+        adapter = binding.channel_id._scs_adapter()
+        try:
+            result = adapter.set_quantity(binding._scs_update(qty, event))
+        except ChannelError as err:
+            if err.retryable:
+                seconds = max(1, int(round(err.retry_after))) if err.retry_after else None
+                raise RetryableJobError(str(err), seconds=seconds) from err
+            raise FailedJobError(str(err)) from err
+        binding._scs_record_success(event, qty, result)
+        return f"pushed {qty}"
+
+    def _scs_on_push_failed(self, exc_name=None, exc_message=None, exc_info=None, **kw):
+        """queue_job ``on_fail`` hook: the retry job is dead, so is its event."""
+        for binding in self:
+            event = binding.pending_event_id
+            if not event:
+                continue
+            job = self.env["queue.job"].search(
+                [("identity_key", "=", f"stock_channel_sync.binding.{binding.id}")],
+                order="id desc",
+                limit=1,
+            )
+            event._scs_set_state(
+                "dead",
+                error=exc_message or exc_name or _("push failed"),
+                attempts=event.attempts + (job.retry if job else 1),
+                job_uuid=job.uuid if job else event.job_uuid,
+            )
+            binding.channel_id._scs_notify_dead_letter(event)

@@ -1,0 +1,70 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Catch every change of sellable stock at the quant, whatever its path.
+
+Receipts, deliveries, returns, scrap, inventory adjustments, reservations and
+unreservations all end in ``stock.quant`` create/write (through
+``_update_available_quantity``); direct edits and imports too. Hooking the
+quant rather than product writes catches programmatic changes.
+
+Nothing is sent here. The variants touched are collected on the cursor and
+turned into jobs in a pre-commit hook: once per transaction, after the last
+change, inside the same transaction (a rollback leaves no job), and with one
+query that drops variants bound to no channel. No HTTP call ever runs inside
+the user's transaction.
+"""
+
+import time
+
+from odoo import api, models
+
+PENDING_KEY = "stock_channel_sync.changed_products"
+STOCK_FIELDS = {"quantity", "reserved_quantity", "location_id", "product_id"}
+
+
+class StockQuant(models.Model):
+    _inherit = "stock.quant"
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        quants = super().create(vals_list)
+        quants._scs_collect()
+        return quants
+
+    def write(self, vals):
+        if STOCK_FIELDS & set(vals):
+            self._scs_collect()  # the old product/location, if they change
+            res = super().write(vals)
+            self._scs_collect()
+            return res
+        return super().write(vals)
+
+    def unlink(self):
+        self.filtered(lambda q: q.quantity or q.reserved_quantity)._scs_collect()
+        return super().unlink()
+
+    def _scs_collect(self):
+        """Remember the variants of internal quants; enqueue at pre-commit."""
+        product_ids = {
+            quant.product_id.id
+            for quant in self
+            if quant.location_id.usage == "internal" and quant.product_id
+        }
+        if not product_ids:
+            return
+        cr = self.env.cr
+        pending = cr.precommit.data.get(PENDING_KEY)
+        if pending is None:
+            pending = cr.precommit.data[PENDING_KEY] = set()
+            env = self.env
+
+            def _flush():
+                ids = cr.precommit.data.pop(PENDING_KEY, None)
+                if ids:
+                    # stamped at pre-commit: latency is measured from (about)
+                    # the commit, not from the first line of a long transaction
+                    env["product.product"].browse(ids)._scs_enqueue_push(
+                        changed_ts=time.time()
+                    )
+
+            cr.precommit.add(_flush)
+        pending.update(product_ids)

@@ -1,0 +1,392 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""A sales channel: one connected shop or marketplace account.
+
+The channel owns everything needed to talk to the marketplace (credentials,
+visible to sync managers only), the stock it sells (warehouses or locations
+whose *free* quantity is published), the default buffer, and the inbound
+webhook endpoint (an unguessable token in the URL plus signing secrets).
+"""
+
+import secrets
+import threading
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import SQL
+
+from ..lib.adapters import ChannelConfig, ChannelError, get_adapter_class
+from ..lib.signatures import generate_standard_secret
+
+MANAGER = "stock_channel_sync.group_sync_manager"
+
+CHANNEL_TYPES = [
+    ("generic", "Generic (Standard Webhooks)"),
+    ("shopify", "Shopify"),
+    ("woocommerce", "WooCommerce"),
+    ("amazon", "Amazon SP-API"),
+    ("ebay", "eBay"),
+]
+
+# (dbname, channel id) -> adapter; one pooled HTTP session per channel and
+# process, rebuilt when the channel's configuration changes.
+_ADAPTERS = {}
+_ADAPTERS_LOCK = threading.Lock()
+
+
+def _new_token():
+    return secrets.token_urlsafe(32)
+
+
+class SyncChannel(models.Model):
+    _name = "sync.channel"
+    _description = "Sales Channel (stock sync)"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _order = "sequence, name, id"
+    _check_company_auto = True
+
+    name = fields.Char(required=True, tracking=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True, tracking=True)
+    channel_type = fields.Selection(
+        CHANNEL_TYPES, string="Type", required=True, default="generic", tracking=True
+    )
+    company_id = fields.Many2one(
+        "res.company", required=True, default=lambda self: self.env.company, index=True
+    )
+    user_id = fields.Many2one(
+        "res.users",
+        string="Responsible",
+        default=lambda self: self.env.user,
+        help="Receives the activities raised for dead letters, oversells and "
+        "missed targets.",
+    )
+    sync_enabled = fields.Boolean(
+        "Push Stock",
+        default=True,
+        tracking=True,
+        help="When off, stock changes are not pushed to this channel (its "
+        "bindings and webhooks stay as they are).",
+    )
+    warehouse_ids = fields.Many2many(
+        "stock.warehouse",
+        string="Warehouses",
+        check_company=True,
+        help="Warehouses whose free stock (stock location and its children) "
+        "this channel sells. Empty: every warehouse of the company.",
+    )
+    location_ids = fields.Many2many(
+        "stock.location",
+        string="Locations",
+        domain="[('usage', '=', 'internal')]",
+        check_company=True,
+        help="Extra internal locations (and their children) whose free stock "
+        "this channel sells, in addition to the warehouses.",
+    )
+    buffer_qty = fields.Float(
+        "Buffer",
+        default=0.0,
+        digits="Product Unit",
+        help="Units held back from this channel for every SKU (a binding can "
+        "override it).",
+    )
+    timeout = fields.Float("HTTP Timeout (s)", default=10.0)
+    max_retries = fields.Integer(
+        default=8, help="Attempts of a failed push before it becomes a dead letter."
+    )
+
+    # -- credentials: sync managers only --------------------------------------
+    base_url = fields.Char("API URL", groups=MANAGER)
+    api_key = fields.Char("API Key / Client ID", groups=MANAGER)
+    api_secret = fields.Char("API Secret / Client Secret", groups=MANAGER)
+    access_token = fields.Char(groups=MANAGER)
+    refresh_token = fields.Char(groups=MANAGER)
+    token_url = fields.Char("Token URL", groups=MANAGER)
+    account_id = fields.Char(
+        "Account / Seller ID", groups=MANAGER, help="Amazon seller id, shop id."
+    )
+    marketplace_id = fields.Char("Marketplace ID", groups=MANAGER)
+    external_location_id = fields.Char(
+        "Channel Location ID", groups=MANAGER, help="Shopify location gid."
+    )
+    api_version = fields.Char(groups=MANAGER)
+    signing_secret = fields.Char(
+        "Outbound Signing Secret",
+        groups=MANAGER,
+        copy=False,
+        help="Standard Webhooks secret (whsec_...) used to sign what Odoo sends "
+        "to a generic channel.",
+    )
+    signing_private_key = fields.Char(
+        "Outbound Ed25519 Key",
+        groups=MANAGER,
+        copy=False,
+        help="Optional whsk_ key: adds a v1a signature to outbound requests.",
+    )
+
+    # -- inbound webhooks ------------------------------------------------------
+    webhook_token = fields.Char(
+        groups=MANAGER, copy=False, default=_new_token, readonly=True
+    )
+    webhook_url = fields.Char(compute="_compute_webhook_url", groups=MANAGER)
+    webhook_secret = fields.Char(
+        "Webhook Secret",
+        groups=MANAGER,
+        copy=False,
+        help="Secret the channel signs its webhooks with.",
+    )
+    webhook_secret_previous = fields.Char(groups=MANAGER, copy=False)
+    webhook_secret_previous_expiry = fields.Datetime(
+        "Previous Secret Valid Until", groups=MANAGER, copy=False
+    )
+    webhook_public_key = fields.Char(
+        "Webhook Ed25519 Public Key",
+        groups=MANAGER,
+        copy=False,
+        help="whpk_ key of a generic channel that signs with v1a.",
+    )
+    webhook_tolerance = fields.Integer(
+        "Timestamp Tolerance (s)", default=300, groups=MANAGER
+    )
+
+    binding_ids = fields.One2many("channel.binding", "channel_id", string="Bindings")
+    binding_count = fields.Integer(compute="_compute_counts")
+    event_count = fields.Integer(compute="_compute_counts")
+    dead_count = fields.Integer(compute="_compute_counts")
+
+    _webhook_token_uniq = models.UniqueIndex(
+        "(webhook_token)", "The webhook token must be unique."
+    )
+
+    # -- compute ----------------------------------------------------------------
+    @api.depends("webhook_token")
+    def _compute_webhook_url(self):
+        base = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
+        for channel in self:
+            channel.webhook_url = (
+                f"{base}/stock_channel_sync/webhook/{channel.webhook_token}"
+                if channel.webhook_token
+                else False
+            )
+
+    def _compute_counts(self):
+        bindings = dict(
+            self.env["channel.binding"]._read_group(
+                [("channel_id", "in", self.ids)], ["channel_id"], ["__count"]
+            )
+        )
+        Event = self.env["sync.event"]
+        events = dict(
+            Event._read_group([("channel_id", "in", self.ids)], ["channel_id"], ["__count"])
+        )
+        dead = dict(
+            Event._read_group(
+                [("channel_id", "in", self.ids), ("state", "=", "dead")],
+                ["channel_id"],
+                ["__count"],
+            )
+        )
+        for channel in self:
+            channel.binding_count = bindings.get(channel, 0)
+            channel.event_count = events.get(channel, 0)
+            channel.dead_count = dead.get(channel, 0)
+
+    # -- actions ----------------------------------------------------------------
+    def action_test_connection(self):
+        self.ensure_one()
+        try:
+            message = self._scs_adapter().test_connection()
+        except (ChannelError, KeyError, ValueError) as err:
+            raise UserError(_("Connection failed: %s", err)) from err
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": _("Connection OK"),
+                "message": message or _("The channel answered."),
+                "type": "success",
+                "sticky": False,
+            },
+        }
+
+    def action_push_all(self):
+        """Enqueue a push of every binding of these channels (one job per SKU)."""
+        bindings = self.env["channel.binding"].search([("channel_id", "in", self.ids)])
+        bindings.product_id._scs_enqueue_push()
+        return True
+
+    def action_generate_signing_secret(self):
+        for channel in self:
+            channel.sudo().signing_secret = generate_standard_secret()
+        return True
+
+    def action_rotate_webhook_secret(self):
+        """New inbound secret; the old one stays valid for a grace period.
+
+        Marketplaces apply a new secret with some delay (Shopify: up to an
+        hour), so deliveries signed with the previous secret are accepted
+        until the expiry instead of being refused.
+        """
+        grace = int(
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("stock_channel_sync.secret_rotation_grace_hours", 24)
+        )
+        for channel in self.sudo():
+            channel.write(
+                {
+                    "webhook_secret_previous": channel.webhook_secret,
+                    "webhook_secret_previous_expiry": fields.Datetime.add(
+                        fields.Datetime.now(), hours=grace
+                    ),
+                    "webhook_secret": generate_standard_secret(),
+                }
+            )
+        return True
+
+    def action_regenerate_webhook_token(self):
+        for channel in self.sudo():
+            channel.webhook_token = _new_token()
+        return True
+
+    def action_view_bindings(self):
+        return self._scs_action("channel.binding", _("Bindings"))
+
+    def action_view_events(self):
+        return self._scs_action("sync.event", _("Events"))
+
+    def action_view_dead_letters(self):
+        action = self._scs_action("sync.event", _("Dead Letters"))
+        action["domain"] = [("channel_id", "in", self.ids), ("state", "=", "dead")]
+        return action
+
+    def _scs_action(self, model, name):
+        return {
+            "type": "ir.actions.act_window",
+            "name": name,
+            "res_model": model,
+            "view_mode": "list,form",
+            "domain": [("channel_id", "in", self.ids)],
+            "context": {"default_channel_id": self.id if len(self) == 1 else False},
+        }
+
+    # -- helpers used by jobs ---------------------------------------------------
+    def _scs_config(self):
+        """The plain configuration handed to the adapter (no record crosses)."""
+        self.ensure_one()
+        channel = self.sudo()
+        return ChannelConfig(
+            channel_type=channel.channel_type,
+            base_url=(channel.base_url or "").rstrip("/"),
+            api_key=channel.api_key or "",
+            api_secret=channel.api_secret or "",
+            access_token=channel.access_token or "",
+            refresh_token=channel.refresh_token or "",
+            account_id=channel.account_id or "",
+            location_id=channel.external_location_id or "",
+            marketplace_id=channel.marketplace_id or "",
+            api_version=channel.api_version or "",
+            token_url=channel.token_url or "",
+            signing_secret=channel.signing_secret or "",
+            signing_private_key=channel.signing_private_key or "",
+            timeout=channel.timeout or 10.0,
+        )
+
+    def _scs_adapter(self):
+        """The channel's adapter, cached per process with its HTTP session."""
+        self.ensure_one()
+        config = self._scs_config()
+        key = (self.env.cr.dbname, self.id)
+        with _ADAPTERS_LOCK:
+            cached = _ADAPTERS.get(key)
+            if cached and cached[0] == config:
+                return cached[1]
+            adapter = get_adapter_class(config.channel_type)(config)
+            _ADAPTERS[key] = (config, adapter)
+            return adapter
+
+    def _scs_stock_locations(self):
+        """Root internal locations whose free stock this channel sells."""
+        self.ensure_one()
+        locations = self.location_ids
+        warehouses = self.warehouse_ids
+        if not warehouses and not locations:
+            warehouses = self.env["stock.warehouse"].search(
+                [("company_id", "=", self.company_id.id)]
+            )
+        return (locations | warehouses.lot_stock_id).filtered(
+            lambda loc: loc.usage == "internal"
+        )
+
+    def _scs_free_quantities(self, product_ids):
+        """Free quantity (on hand minus reserved) per product, in one query.
+
+        Reads the quants of the channel's locations and their children; the
+        per-product ORM compute would cost one query per product, which the
+        reconciliation pass over 100,000 bindings cannot afford.
+        """
+        self.ensure_one()
+        product_ids = list(product_ids)
+        result = dict.fromkeys(product_ids, 0.0)
+        locations = self._scs_stock_locations()
+        if not product_ids or not locations:
+            return result
+        self.env["stock.quant"].flush_model(
+            ["product_id", "location_id", "quantity", "reserved_quantity"]
+        )
+        self.env["stock.location"].flush_model(["parent_path", "usage"])
+        patterns = [f"{path}%" for path in locations.mapped("parent_path")]
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT q.product_id, SUM(q.quantity - q.reserved_quantity)
+                  FROM stock_quant q
+                  JOIN stock_location l ON l.id = q.location_id
+                 WHERE q.product_id = ANY(%s)
+                   AND l.usage = 'internal'
+                   AND l.parent_path LIKE ANY(%s)
+              GROUP BY q.product_id
+                """,
+                product_ids,
+                patterns,
+            )
+        )
+        for product_id, free in self.env.cr.fetchall():
+            result[product_id] = free or 0.0
+        return result
+
+    def _scs_notify(self, summary, note, key=None):
+        """Raise an activity for the responsible user (once per open key)."""
+        activity_type = self.env.ref("mail.mail_activity_data_todo", raise_if_not_found=False)
+        for channel in self:
+            user = channel.user_id or self.env.ref("base.user_admin")
+            if key:
+                open_activity = self.env["mail.activity"].search_count(
+                    [
+                        ("res_model", "=", "sync.channel"),
+                        ("res_id", "=", channel.id),
+                        ("summary", "=", summary),
+                    ],
+                    limit=1,
+                )
+                if open_activity:
+                    continue
+            channel.sudo().activity_schedule(
+                activity_type_id=activity_type.id if activity_type else False,
+                summary=summary,
+                note=note,
+                user_id=user.id,
+            )
+
+    def _scs_notify_dead_letter(self, event):
+        """The first open dead letter of a channel alerts its responsible user."""
+        self._scs_notify(
+            _("Stock sync dead letters"),
+            _(
+                "A stock event could not be delivered after its retries "
+                "(%(key)s: %(error)s). Open the channel's dead letters to retry "
+                "or discard them.",
+                key=event.idempotency_key,
+                error=event.error or "",
+            ),
+            key="dead_letter",
+        )

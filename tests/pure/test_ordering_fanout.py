@@ -1,0 +1,51 @@
+import threading
+import time
+from datetime import datetime, timezone
+
+from lib.fanout import run_all
+from lib.ordering import is_stale, to_timestamp
+
+
+def test_to_timestamp_formats():
+    ts = 1700000000.5
+    aware = datetime.fromtimestamp(ts, tz=timezone.utc)
+    assert to_timestamp(aware) == ts
+    assert to_timestamp(aware.replace(tzinfo=None)) == ts
+    assert to_timestamp("2023-11-14T22:13:20.5Z") == ts
+    assert to_timestamp("2023-11-14T22:13:20.500+00:00") == ts
+    assert to_timestamp("1700000000.5") == ts
+    assert to_timestamp(None) is None
+    assert to_timestamp("not a date") is None
+
+
+def test_is_stale():
+    assert is_stale(99.0, 100.0)
+    assert not is_stale(100.0, 100.0)
+    assert not is_stale(101.0, 100.0)
+    assert not is_stale(99.0, 100.0, skew=2)
+    assert not is_stale(None, 100.0)
+    assert not is_stale(50.0, None)
+
+
+def test_run_all_is_concurrent_and_reports_errors():
+    barrier = threading.Barrier(5, timeout=5)
+
+    def ok(i):
+        barrier.wait()  # deadlocks unless the five run at the same time
+        return i * 2
+
+    def boom():
+        raise ValueError("channel said no")
+
+    tasks = {i: (lambda i=i: ok(i)) for i in range(5)}
+    tasks["bad"] = boom
+    started = time.monotonic()
+    out = run_all(tasks, max_workers=8)
+    assert time.monotonic() - started < 5
+    assert {k: v[0] for k, v in out.items() if k != "bad"} == {i: i * 2 for i in range(5)}
+    assert isinstance(out["bad"][1], ValueError)
+
+
+def test_run_all_single_task_inline():
+    out = run_all({"only": lambda: threading.current_thread().name})
+    assert out["only"] == (threading.current_thread().name, None)
