@@ -10,8 +10,7 @@ a bounded pool of threads shared by the process. Each task is a plain callable
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-_pool = None
-_pool_size = None
+_state = {"pool": None, "size": None}
 _pool_lock = threading.Lock()
 
 DEFAULT_WORKERS = 32
@@ -19,17 +18,16 @@ DEFAULT_WORKERS = 32
 
 def get_pool(max_workers=DEFAULT_WORKERS):
     """The process-wide pool, created on first use (after any fork)."""
-    global _pool, _pool_size
     with _pool_lock:
-        if _pool is None or _pool_size != max_workers:
-            old = _pool
-            _pool = ThreadPoolExecutor(
+        if _state["pool"] is None or _state["size"] != max_workers:
+            old = _state["pool"]
+            _state["pool"] = ThreadPoolExecutor(
                 max_workers=max_workers, thread_name_prefix="stock_channel_sync"
             )
-            _pool_size = max_workers
+            _state["size"] = max_workers
             if old is not None:
                 old.shutdown(wait=False)
-        return _pool
+        return _state["pool"]
 
 
 def run_all(tasks, max_workers=DEFAULT_WORKERS, timeout=None):
@@ -48,7 +46,7 @@ def run_all(tasks, max_workers=DEFAULT_WORKERS, timeout=None):
         key, func = next(iter(tasks.items()))
         try:
             outcomes[key] = (func(), None)
-        except Exception as err:  # reported to the caller, never swallowed
+        except Exception as err:  # noqa: BLE001 - reported to the caller
             outcomes[key] = (None, err)
         return outcomes
     pool = get_pool(max_workers)
@@ -58,6 +56,6 @@ def run_all(tasks, max_workers=DEFAULT_WORKERS, timeout=None):
             outcomes[key] = (future.result(timeout=timeout), None)
         except TimeoutError as err:
             outcomes[key] = (None, err)
-        except Exception as err:  # reported to the caller, never swallowed
+        except Exception as err:  # noqa: BLE001 - reported to the caller
             outcomes[key] = (None, err)
     return outcomes

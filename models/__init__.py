@@ -3,3 +3,4 @@ from . import channel_binding
 from . import sync_event
 from . import stock_quant
 from . import product_product
+from . import stock_picking

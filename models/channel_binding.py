@@ -13,7 +13,6 @@ The quantity is computed when the job runs, never when it is enqueued, so a
 delayed or retried job publishes today's number, not yesterday's.
 """
 
-import json
 import logging
 import time
 
@@ -42,7 +41,11 @@ class ChannelBinding(models.Model):
     _check_company_auto = True
 
     channel_id = fields.Many2one(
-        "sync.channel", required=True, ondelete="cascade", index=True, check_company=True
+        "sync.channel",
+        required=True,
+        ondelete="cascade",
+        index=True,
+        check_company=True,
     )
     company_id = fields.Many2one(
         related="channel_id.company_id", store=True, index=True, precompute=True
@@ -101,7 +104,9 @@ class ChannelBinding(models.Model):
         required=True,
     )
     last_seen_qty = fields.Integer(
-        "Last Seen on Channel", readonly=True, help="Last quantity the channel reported."
+        "Last Seen on Channel",
+        readonly=True,
+        help="Last quantity the channel reported.",
     )
     last_seen_at = fields.Datetime(readonly=True)
     sequence = fields.Integer(
@@ -132,7 +137,7 @@ class ChannelBinding(models.Model):
         "This external id is already bound on this channel.",
     )
 
-    # -- compute ----------------------------------------------------------------
+    # -- compute --
     @api.depends("product_id.default_code")
     def _compute_sku(self):
         for binding in self:
@@ -145,7 +150,7 @@ class ChannelBinding(models.Model):
             info = quantities.get(binding.id)
             binding.published_qty = info.published if info else 0
 
-    # -- CRUD ---------------------------------------------------------------------
+    # -- CRUD --
     @api.model_create_multi
     def create(self, vals_list):
         bindings = super().create(vals_list)
@@ -168,13 +173,13 @@ class ChannelBinding(models.Model):
             self.product_id._scs_enqueue_push()
         return res
 
-    # -- actions ------------------------------------------------------------------
+    # -- actions --
     def action_push_now(self):
         """Enqueue a push of these SKUs now, even if unchanged."""
         self.product_id._scs_enqueue_push(force=True)
         return True
 
-    # -- quantity -------------------------------------------------------------------
+    # -- quantity --
     def _scs_buffer(self):
         self.ensure_one()
         return self.buffer_qty if self.buffer_override else self.channel_id.buffer_qty
@@ -194,7 +199,7 @@ class ChannelBinding(models.Model):
                 )
         return result
 
-    # -- locking ----------------------------------------------------------------------
+    # -- locking --
     def _scs_lock(self):
         """Lock these bindings' rows, or retry the job shortly.
 
@@ -223,7 +228,7 @@ class ChannelBinding(models.Model):
                 ignore_retry=True,
             ) from err
 
-    # -- push engine --------------------------------------------------------------------
+    # -- push engine --
     def _scs_push(self, changed_ts=None, force=False, kind="push"):
         """Publish the current quantity of these bindings, concurrently.
 
@@ -240,7 +245,11 @@ class ChannelBinding(models.Model):
         skipped = 0
         for binding in bindings:
             qty = quantities[binding.id].published
-            if not force and binding.push_state == "ok" and binding.last_pushed_qty == qty:
+            if (
+                not force
+                and binding.push_state == "ok"
+                and binding.last_pushed_qty == qty
+            ):
                 skipped += 1
                 continue
             if binding.pending_event_id and binding.push_state == "failed":
@@ -259,7 +268,7 @@ class ChannelBinding(models.Model):
         for channel, items in by_channel.items():
             adapter = channel._scs_adapter()
             updates = [binding._scs_update(qty, event) for binding, qty, event in items]
-            tasks[channel.id] = (lambda a=adapter, u=updates: a.set_quantities(u))
+            tasks[channel.id] = lambda a=adapter, u=updates: a.set_quantities(u)
         sent_ts = time.time()
         events.write({"sent_ts": sent_ts, "state": "queued"})
         outcomes = run_all(tasks)
@@ -316,7 +325,9 @@ class ChannelBinding(models.Model):
 
     def _scs_record_failure(self, event, error):
         """Retryable: own retry job with backoff. Permanent: dead letter now."""
-        retryable = getattr(error, "retryable", False) or isinstance(error, TimeoutError)
+        retryable = getattr(error, "retryable", False) or isinstance(
+            error, TimeoutError
+        )
         message = str(error) or type(error).__name__
         if not isinstance(error, (ChannelError, TimeoutError)):
             _logger.exception("unexpected error pushing %s", self.sku, exc_info=error)
@@ -331,7 +342,7 @@ class ChannelBinding(models.Model):
 
     def _scs_enqueue_retry(self, delay=None):
         self.ensure_one()
-        eta = max(1, int(round(delay))) if delay else 1
+        eta = max(1, round(delay)) if delay else 1
         self.with_delay(
             eta=eta,
             max_retries=self.channel_id.max_retries or 8,
@@ -339,7 +350,7 @@ class ChannelBinding(models.Model):
             description=f"Retry push of {self.sku} to {self.channel_id.name}",
         )._scs_job_push_binding()
 
-    # -- jobs ------------------------------------------------------------------------------
+    # -- jobs --
     def _scs_job_push_binding(self):
         """Retry job of one failed binding: push today's number again.
 
@@ -350,18 +361,28 @@ class ChannelBinding(models.Model):
         """
         self.ensure_one()
         binding = self
-        if not (binding.active and binding.channel_id.active and binding.channel_id.sync_enabled):
+        if not (
+            binding.active
+            and binding.channel_id.active
+            and binding.channel_id.sync_enabled
+        ):
             return "binding or channel inactive"
         binding._scs_lock()
         qty = binding._scs_quantities()[binding.id].published
         event = binding.pending_event_id
         if binding.push_state == "ok" and binding.last_pushed_qty == qty:
             return "already in sync"
-        if not event or event.state not in ("failed", "queued") or event.quantity != qty:
+        if (
+            not event
+            or event.state not in ("failed", "queued")
+            or event.quantity != qty
+        ):
             if event:
                 event._scs_supersede()
             event = self.env["sync.event"]._scs_create_outbound(
-                [(binding, qty, "push")], event.change_ts if event else None, time.time()
+                [(binding, qty, "push")],
+                event.change_ts if event else None,
+                time.time(),
             )
             binding.pending_event_id = event
         job_uuid = self.env.context.get("job_uuid")
@@ -371,7 +392,7 @@ class ChannelBinding(models.Model):
             result = adapter.set_quantity(binding._scs_update(qty, event))
         except ChannelError as err:
             if err.retryable:
-                seconds = max(1, int(round(err.retry_after))) if err.retry_after else None
+                seconds = max(1, round(err.retry_after)) if err.retry_after else None
                 raise RetryableJobError(str(err), seconds=seconds) from err
             raise FailedJobError(str(err)) from err
         binding._scs_record_success(event, qty, result)

@@ -33,7 +33,7 @@ _ADAPTERS = {}
 _ADAPTERS_LOCK = threading.Lock()
 
 
-def _new_token():
+def _new_token(_records=None):
     return secrets.token_urlsafe(32)
 
 
@@ -94,7 +94,7 @@ class SyncChannel(models.Model):
         default=8, help="Attempts of a failed push before it becomes a dead letter."
     )
 
-    # -- credentials: sync managers only --------------------------------------
+    # -- credentials: sync managers only --
     base_url = fields.Char("API URL", groups=MANAGER)
     api_key = fields.Char("API Key / Client ID", groups=MANAGER)
     api_secret = fields.Char("API Secret / Client Secret", groups=MANAGER)
@@ -123,7 +123,7 @@ class SyncChannel(models.Model):
         help="Optional whsk_ key: adds a v1a signature to outbound requests.",
     )
 
-    # -- inbound webhooks ------------------------------------------------------
+    # -- inbound webhooks --
     webhook_token = fields.Char(
         groups=MANAGER, copy=False, default=_new_token, readonly=True
     )
@@ -157,7 +157,7 @@ class SyncChannel(models.Model):
         "(webhook_token)", "The webhook token must be unique."
     )
 
-    # -- compute ----------------------------------------------------------------
+    # -- compute --
     @api.depends("webhook_token")
     def _compute_webhook_url(self):
         base = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
@@ -176,7 +176,9 @@ class SyncChannel(models.Model):
         )
         Event = self.env["sync.event"]
         events = dict(
-            Event._read_group([("channel_id", "in", self.ids)], ["channel_id"], ["__count"])
+            Event._read_group(
+                [("channel_id", "in", self.ids)], ["channel_id"], ["__count"]
+            )
         )
         dead = dict(
             Event._read_group(
@@ -190,7 +192,7 @@ class SyncChannel(models.Model):
             channel.event_count = events.get(channel, 0)
             channel.dead_count = dead.get(channel, 0)
 
-    # -- actions ----------------------------------------------------------------
+    # -- actions --
     def action_test_connection(self):
         self.ensure_one()
         try:
@@ -269,7 +271,7 @@ class SyncChannel(models.Model):
             "context": {"default_channel_id": self.id if len(self) == 1 else False},
         }
 
-    # -- helpers used by jobs ---------------------------------------------------
+    # -- helpers used by jobs --
     def _scs_config(self):
         """The plain configuration handed to the adapter (no record crosses)."""
         self.ensure_one()
@@ -356,7 +358,9 @@ class SyncChannel(models.Model):
 
     def _scs_notify(self, summary, note, key=None):
         """Raise an activity for the responsible user (once per open key)."""
-        activity_type = self.env.ref("mail.mail_activity_data_todo", raise_if_not_found=False)
+        activity_type = self.env.ref(
+            "mail.mail_activity_data_todo", raise_if_not_found=False
+        )
         for channel in self:
             user = channel.user_id or self.env.ref("base.user_admin")
             if key:

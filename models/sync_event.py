@@ -23,7 +23,11 @@ import json
 import logging
 import time
 
+import psycopg2.errors
+
 from odoo import _, api, fields, models
+
+from ..lib.ordering import is_stale, to_timestamp
 
 _logger = logging.getLogger(__name__)
 _event_logger = logging.getLogger("odoo.addons.stock_channel_sync.events")
@@ -53,6 +57,8 @@ STATES = [
     ("discarded", "Discarded"),
 ]
 FINAL_STATES = ("applied", "stale", "duplicate", "skipped", "discarded")
+#: inbound kinds that a job applies; the others are only logged
+APPLY_KINDS = ("order", "cancel", "inventory")
 
 
 class SyncEvent(models.Model):
@@ -78,7 +84,9 @@ class SyncEvent(models.Model):
     kind = fields.Selection(KINDS, required=True, index=True, readonly=True)
     idempotency_key = fields.Char(required=True, readonly=True)
     external_ref = fields.Char(
-        "External Reference", index="btree_not_null", readonly=True,
+        "External Reference",
+        index="btree_not_null",
+        readonly=True,
         help="External order id, listing id... the channel's name for the subject.",
     )
     quantity = fields.Float(readonly=True, digits="Product Unit")
@@ -94,7 +102,9 @@ class SyncEvent(models.Model):
     job_uuid = fields.Char("Job UUID", readonly=True, index="btree_not_null")
     replay_of_id = fields.Many2one("sync.event", readonly=True, ondelete="set null")
     event_ts = fields.Float(
-        "Event Time (unix)", digits=(16, 3), readonly=True,
+        "Event Time (unix)",
+        digits=(16, 3),
+        readonly=True,
         help="When the channel says the event happened (ordering).",
     )
     change_ts = fields.Float("Stock Change (unix)", digits=(16, 3), readonly=True)
@@ -102,7 +112,9 @@ class SyncEvent(models.Model):
     sent_ts = fields.Float("Sent (unix)", digits=(16, 3), readonly=True)
     ack_ts = fields.Float("Acknowledged (unix)", digits=(16, 3), readonly=True)
     latency_ms = fields.Float(
-        "Latency (ms)", readonly=True, aggregator="avg",
+        "Latency (ms)",
+        readonly=True,
+        aggregator="avg",
         help="From the stock change (or reception) to the channel's acknowledgement.",
     )
 
@@ -110,10 +122,12 @@ class SyncEvent(models.Model):
         "(channel_id, direction, idempotency_key)",
         "This event was already recorded (same channel, direction and key).",
     )
-    _dead_idx = models.Index("(channel_id, create_date) WHERE state IN ('dead', 'failed')")
+    _dead_idx = models.Index(
+        "(channel_id, create_date) WHERE state IN ('dead', 'failed')"
+    )
     _channel_date_idx = models.Index("(channel_id, create_date DESC)")
 
-    # -- creation helpers -----------------------------------------------------
+    # -- creation helpers --
     @api.model
     def _scs_create_outbound(self, items, changed_ts, now):
         """One outbound event per ``(binding, qty, kind)``, bumping sequences.
@@ -154,7 +168,7 @@ class SyncEvent(models.Model):
             if values.get("ack_ts") and (event.change_ts or event.enqueue_ts):
                 start = event.change_ts or event.enqueue_ts
                 values["latency_ms"] = max(0.0, (values["ack_ts"] - start) * 1000.0)
-            if "response" in values and values["response"]:
+            if values.get("response"):
                 values["response"] = str(values["response"])[:4000]
             event.write(values)
         return True
@@ -163,7 +177,7 @@ class SyncEvent(models.Model):
         for event in self.filtered(lambda e: e.state not in FINAL_STATES + ("dead",)):
             event._scs_set_state("skipped", reason=_("superseded by a newer push"))
 
-    # -- CRUD ------------------------------------------------------------------
+    # -- CRUD --
     @api.model_create_multi
     def create(self, vals_list):
         events = super().create(vals_list)
@@ -203,3 +217,396 @@ class SyncEvent(models.Model):
                     sort_keys=True,
                 )
             )
+
+
+def _jsonable(value):
+    """Dataclasses from the adapters -> JSON-ready dicts (datetimes as ISO)."""
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, Exception):
+        return str(value)
+    return value
+
+
+class SyncEventInbound(models.Model):
+    """Inbound half of the event log: record a webhook, apply it in a job."""
+
+    _inherit = "sync.event"
+
+    data = fields.Text(
+        "Normalised Event", readonly=True, help="What the job applies (JSON)."
+    )
+
+    @api.model
+    def _scs_record_inbound(self, channel, parsed, body, topic, received_ts=None):
+        """Insert one row per parsed event; duplicates are answered, not stored.
+
+        The unique index on (channel, direction, key) is the arbiter: a
+        concurrent delivery of the same event blocks on it until the first
+        commits, then fails inside its savepoint and is reported duplicate.
+        """
+        received_ts = received_ts or time.time()
+        raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        out = []
+        for item in parsed:
+            key = str(item.idempotency_key or "")[:255]
+            if not key:
+                raise ValueError("event without idempotency key")
+            kind = item.kind if item.kind in dict(KINDS) else "ignored"
+            order = item.order
+            levels = item.levels or []
+            vals = {
+                "direction": "in",
+                "channel_id": channel.id,
+                "kind": kind,
+                "idempotency_key": key,
+                "external_ref": order.external_id
+                if order
+                else (levels[0].sku if levels else False),
+                "sku": levels[0].sku if len(levels) == 1 else False,
+                "quantity": levels[0].quantity if len(levels) == 1 else 0.0,
+                "payload": raw[:65536],
+                "data": json.dumps(
+                    {
+                        "topic": topic,
+                        "order": _jsonable(order),
+                        "levels": _jsonable(levels),
+                    }
+                ),
+                "event_ts": to_timestamp(item.event_time) or 0.0,
+                "change_ts": received_ts,
+                "enqueue_ts": time.time(),
+                "state": "queued" if kind in APPLY_KINDS else "skipped",
+            }
+            try:
+                with self.env.cr.savepoint():
+                    event = self.sudo().create(vals)
+            except psycopg2.errors.UniqueViolation:
+                out.append({"key": key, "state": "duplicate", "new": False})
+                continue
+            if kind in APPLY_KINDS:
+                event.with_delay(
+                    identity_key=f"stock_channel_sync.in.{event.id}",
+                    description=f"Apply {kind} {event.external_ref or key}",
+                )._scs_job_apply()
+            out.append({"key": key, "state": event.state, "new": True})
+        return out
+
+    # -- the apply job --
+    def _scs_job_apply(self):
+        """Apply one inbound event; idempotent, so a replay changes nothing."""
+        self.ensure_one()
+        event = self.sudo()
+        if event.state not in ("received", "queued", "failed"):
+            return f"nothing to do: event is {event.state}"
+        data = json.loads(event.data or "{}")
+        if event.kind in ("order", "cancel"):
+            return event._scs_apply_order(data.get("order") or {})
+        if event.kind == "inventory":
+            return event._scs_apply_inventory(data.get("levels") or [])
+        event._scs_set_state("skipped", reason=_("nothing to apply"))
+        return "skipped"
+
+    def _scs_on_apply_failed(self, exc_name=None, exc_message=None, **kw):
+        for event in self.sudo():
+            event._scs_set_state(
+                "dead", error=exc_message or exc_name, attempts=event.attempts + 1
+            )
+            event.channel_id._scs_notify_dead_letter(event)
+
+    def _scs_find_binding(self, sku=None, external_id=None, external_variant_id=None):
+        Binding = self.env["channel.binding"].sudo()
+        channel = self.channel_id
+        binding = Binding.browse()
+        if external_variant_id:
+            binding = Binding.search(
+                [
+                    ("channel_id", "=", channel.id),
+                    ("external_variant_id", "=", str(external_variant_id)),
+                ],
+                limit=1,
+            )
+        if not binding and sku:
+            binding = Binding.search(
+                [("channel_id", "=", channel.id), ("sku", "=", str(sku))], limit=1
+            )
+        if not binding and external_id and not external_variant_id:
+            binding = Binding.search(
+                [
+                    ("channel_id", "=", channel.id),
+                    ("external_id", "=", str(external_id)),
+                ],
+                limit=1,
+            )
+        return binding
+
+    def _scs_child(self, kind, suffix, state, **vals):
+        """A follow-up event (unknown SKU, oversell) with a derived key."""
+        self.ensure_one()
+        key = f"{self.idempotency_key}:{suffix}"[:255]
+        existing = self.search(
+            [
+                ("channel_id", "=", self.channel_id.id),
+                ("direction", "=", "in"),
+                ("idempotency_key", "=", key),
+            ],
+            limit=1,
+        )
+        if existing:
+            return existing
+        return self.create(
+            {
+                "direction": "in",
+                "channel_id": self.channel_id.id,
+                "kind": kind,
+                "idempotency_key": key,
+                "external_ref": self.external_ref,
+                "state": state,
+                "event_ts": self.event_ts,
+                "change_ts": self.change_ts,
+                **vals,
+            }
+        )
+
+    def _scs_newer_applied(self):
+        """Is an event about the same subject already applied with a later time?"""
+        if not self.event_ts or not self.external_ref:
+            return False
+        return bool(
+            self.search_count(
+                [
+                    ("id", "!=", self.id),
+                    ("channel_id", "=", self.channel_id.id),
+                    ("direction", "=", "in"),
+                    ("kind", "in", ("order", "cancel")),
+                    ("external_ref", "=", self.external_ref),
+                    ("state", "=", "applied"),
+                    ("event_ts", ">", self.event_ts),
+                ],
+                limit=1,
+            )
+        )
+
+    def _scs_apply_order(self, order):
+        channel = self.channel_id
+        order_id = str(order.get("external_id") or self.external_ref or "")
+        if not order_id:
+            raise ValueError("order event without an external order id")
+        lines = []
+        bindings = self.env["channel.binding"]
+        for line in order.get("lines") or []:
+            binding = self._scs_find_binding(
+                line.get("sku"),
+                line.get("external_id"),
+                line.get("external_variant_id"),
+            )
+            lines.append((line, binding))
+            bindings |= binding
+        # serialise with every other job touching these SKUs
+        bindings._scs_lock()
+        if self._scs_newer_applied():
+            self._scs_set_state(
+                "stale", reason=_("a newer event of this order was applied")
+            )
+            return "stale"
+        Picking = self.env["stock.picking"].sudo()
+        existing = Picking.search(
+            [
+                ("scs_channel_id", "=", channel.id),
+                ("scs_external_order_id", "=", order_id),
+                ("state", "!=", "cancel"),
+            ]
+        )
+        if self.kind == "cancel" or order.get("status") in ("cancelled", "refunded"):
+            return self._scs_release(existing, order)
+        if existing:
+            self._scs_set_state(
+                "applied", reason=_("order already reserved (%s)", existing[0].name)
+            )
+            return "already reserved"
+        known = [(line, b) for line, b in lines if b]
+        for line, binding in lines:
+            if not binding:
+                self._scs_child(
+                    "unknown_sku",
+                    f"unknown:{line.get('sku') or line.get('external_id')}",
+                    "attention",
+                    sku=line.get("sku"),
+                    quantity=float(line.get("quantity") or 0),
+                    error=_(
+                        "No binding for this SKU on the channel: line not reserved."
+                    ),
+                )
+        if not known:
+            self._scs_set_state("attention", reason=_("no line of the order is bound"))
+            return "no known line"
+        picking = self._scs_reserve(channel, order_id, known)
+        self.write({"binding_id": known[0][1].id if len(known) == 1 else False})
+        self._scs_check_oversell(picking, known)
+        self._scs_set_state(
+            "applied", ack_ts=time.time(), reason=_("reserved in %s", picking.name)
+        )
+        return f"reserved {picking.name}"
+
+    def _scs_reserve(self, channel, order_id, known):
+        warehouse = channel.warehouse_ids[:1] or self.env[
+            "stock.warehouse"
+        ].sudo().search([("company_id", "=", channel.company_id.id)], limit=1)
+        picking_type = warehouse.out_type_id
+        src = picking_type.default_location_src_id or warehouse.lot_stock_id
+        dest = picking_type.default_location_dest_id or self.env.ref(
+            "stock.stock_location_customers"
+        )
+        moves = []
+        for line, binding in known:
+            product = binding.product_id
+            moves.append(
+                fields.Command.create(
+                    {
+                        "product_id": product.id,
+                        "product_uom_qty": float(line.get("quantity") or 0),
+                        "product_uom": product.uom_id.id,
+                        "location_id": src.id,
+                        "location_dest_id": dest.id,
+                    }
+                )
+            )
+        picking = (
+            self.env["stock.picking"]
+            .sudo()
+            .with_company(channel.company_id)
+            .create(
+                {
+                    "picking_type_id": picking_type.id,
+                    "location_id": src.id,
+                    "location_dest_id": dest.id,
+                    "origin": f"{channel.name} {order_id}",
+                    "scs_channel_id": channel.id,
+                    "scs_external_order_id": order_id,
+                    "move_ids": moves,
+                }
+            )
+        )
+        picking.action_confirm()
+        picking.action_assign()
+        return picking
+
+    def _scs_check_oversell(self, picking, known):
+        """An order beyond what the channel was offered is an incident."""
+        for line, binding in known:
+            qty = float(line.get("quantity") or 0)
+            move = picking.move_ids.filtered(
+                lambda m, b=binding: m.product_id == b.product_id
+            )
+            reserved = sum(move.mapped("quantity"))
+            offered = binding.last_pushed_qty if binding.last_pushed_at else None
+            short = reserved < qty - 1e-6
+            if not short and (offered is None or qty <= offered):
+                continue
+            self._scs_child(
+                "oversell",
+                f"oversell:{binding.sku}",
+                "attention",
+                binding_id=binding.id,
+                product_id=binding.product_id.id,
+                sku=binding.sku,
+                quantity=qty,
+                error=_(
+                    "Order %(order)s asks %(qty)s of %(sku)s; the channel was offered "
+                    "%(offered)s and %(reserved)s could be reserved.",
+                    order=picking.scs_external_order_id,
+                    qty=qty,
+                    sku=binding.sku,
+                    offered=offered if offered is not None else "?",
+                    reserved=reserved,
+                ),
+            )
+            self.channel_id._scs_notify(
+                _("Oversell on %s", binding.sku),
+                _(
+                    "Order %(order)s sold %(qty)s of %(sku)s beyond what was "
+                    "available. "
+                    "Every channel is being pushed the new quantity.",
+                    order=picking.scs_external_order_id,
+                    qty=qty,
+                    sku=binding.sku,
+                ),
+            )
+            binding.product_id._scs_enqueue_push(force=True)
+
+    def _scs_release(self, pickings, order):
+        open_pickings = pickings.filtered(lambda p: p.state not in ("done", "cancel"))
+        if open_pickings:
+            open_pickings.action_cancel()
+            reason = _(
+                "reservation released (%s)", ", ".join(open_pickings.mapped("name"))
+            )
+        elif pickings:
+            reason = _("order already shipped: nothing reserved to release")
+        else:
+            reason = _("no reservation for this order")
+        self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
+        return reason
+
+    def _scs_apply_inventory(self, levels):
+        """A level reported by the channel: echo, or an edit to correct."""
+        results = []
+        worst = "applied"
+        for level in levels:
+            binding = self._scs_find_binding(
+                level.get("sku"),
+                level.get("external_id"),
+                level.get("external_variant_id"),
+            )
+            if not binding:
+                self._scs_child(
+                    "unknown_sku",
+                    f"unknown:{level.get('sku') or level.get('external_variant_id')}",
+                    "attention",
+                    sku=level.get("sku"),
+                    quantity=float(level.get("quantity") or 0),
+                    error=_("No binding for this SKU on the channel."),
+                )
+                worst = "attention"
+                continue
+            binding._scs_lock()
+            if is_stale(self.event_ts or None, binding.last_event_ts or None):
+                results.append(f"{binding.sku}: stale")
+                worst = "stale" if worst == "applied" else worst
+                continue
+            seen = int(float(level.get("quantity") or 0))
+            binding.write(
+                {
+                    "last_seen_qty": seen,
+                    "last_seen_at": fields.Datetime.now(),
+                    "last_event_ts": max(
+                        self.event_ts or 0.0, binding.last_event_ts or 0.0
+                    ),
+                }
+            )
+            if binding.push_state == "ok" and seen == binding.last_pushed_qty:
+                results.append(f"{binding.sku}: echo of our push")
+                continue
+            published = binding._scs_quantities()[binding.id].published
+            if seen == published:
+                results.append(f"{binding.sku}: channel already right")
+                continue
+            results.append(
+                f"{binding.sku}: edit on the channel ({seen}), "
+                f"Odoo publishes {published}"
+            )
+            binding._scs_push(force=True, kind="correction")
+        reason = "; ".join(results) or _("nothing to apply")
+        if worst == "stale":
+            self._scs_set_state("stale", reason=reason)
+        elif worst == "attention" and not results:
+            self._scs_set_state("attention", reason=reason)
+        else:
+            self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
+        return reason

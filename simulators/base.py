@@ -122,7 +122,10 @@ class Simulator:
         self._server = _Server((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"sim-{self.name}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sim-{self.name}",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -42,7 +42,9 @@ def test_run_all_is_concurrent_and_reports_errors():
     started = time.monotonic()
     out = run_all(tasks, max_workers=8)
     assert time.monotonic() - started < 5
-    assert {k: v[0] for k, v in out.items() if k != "bad"} == {i: i * 2 for i in range(5)}
+    assert {k: v[0] for k, v in out.items() if k != "bad"} == {
+        i: i * 2 for i in range(5)
+    }
     assert isinstance(out["bad"][1], ValueError)
 
 

@@ -1,0 +1,185 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Signed webhook intake.
+
+``POST /stock_channel_sync/webhook/<token>``: the token (random, 256 bits,
+shown on the channel form) selects the channel; the tenant is never taken
+from an unsigned header. The handler only
+
+1. refuses oversize bodies (413) before reading them,
+2. finds the channel (404, the same answer for unknown and disabled tokens),
+3. verifies the signature on the raw bytes, in constant time (401),
+4. parses the body (400),
+5. records each event with its idempotency key (a unique index makes a
+   duplicate, even a concurrent one, a no-op answered 200) and enqueues the
+   job that applies it.
+
+It makes no outbound call and writes nothing before the signature holds.
+
+Database selection: the route is ``auth='none'`` with no session, so Odoo
+picks the database from the ``X-Odoo-Database`` header (which marketplaces do
+not send) or, when the server sees exactly one database, that one. On a
+multi-database server run one database per host name with
+``--db-filter='^%d$'`` (the webhook URL then names the database through its
+host) or put a proxy in front that adds ``X-Odoo-Database``.
+"""
+
+import json
+import logging
+import time
+
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from odoo import SUPERUSER_ID, fields, http
+from odoo.http import request
+
+from ..lib import signatures
+from ..lib.adapters import get_adapter_class
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 1024 * 1024
+WEBHOOK_TYPES = ("generic", "shopify", "woocommerce")
+
+
+def _answer(status, **body):
+    return request.make_json_response(body, status=status)
+
+
+class WebhookController(http.Controller):
+    @http.route(
+        "/stock_channel_sync/webhook/<string:token>",
+        type="http",
+        auth="none",
+        methods=["POST"],
+        csrf=False,
+        readonly=False,
+        save_session=False,
+    )
+    def webhook(self, token, **_kw):
+        started = time.time()
+        if request.env is None or request.env.registry is None:
+            return _answer(404, error="unknown channel")
+        request.update_env(user=SUPERUSER_ID)
+        env = request.env
+        limit = int(
+            env["ir.config_parameter"]
+            .sudo()
+            .get_param("stock_channel_sync.webhook_max_bytes", DEFAULT_MAX_BYTES)
+        )
+        httprequest = request.httprequest
+        if (httprequest.content_length or 0) > limit:
+            return _answer(413, error=f"body larger than {limit} bytes")
+        channel = (
+            env["sync.channel"]
+            .sudo()
+            .search([("webhook_token", "=", token), ("active", "=", True)], limit=1)
+        )
+        if not channel or channel.channel_type not in WEBHOOK_TYPES:
+            return _answer(404, error="unknown channel")
+        httprequest.max_content_length = limit
+        try:
+            body = httprequest.get_data(cache=True)
+        except RequestEntityTooLarge:
+            return _answer(413, error=f"body larger than {limit} bytes")
+        if len(body) > limit:
+            return _answer(413, error=f"body larger than {limit} bytes")
+        headers = dict(httprequest.headers)
+
+        if channel.channel_type == "woocommerce" and self._is_woocommerce_ping(
+            httprequest, headers
+        ):
+            # WooCommerce's unsigned creation ping: answer 200, touch nothing
+            return _answer(200, status="ping")
+        try:
+            self._verify(channel, headers, body, started)
+        except signatures.SignatureError as err:
+            _logger.info("webhook refused for channel %s: %s", channel.id, err)
+            return _answer(401, error=str(err))
+
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as err:
+            return _answer(400, error=f"body is not JSON: {err}")
+        topic = self._topic(channel, headers, payload)
+        adapter_cls = get_adapter_class(channel.channel_type)
+        try:
+            parsed = adapter_cls(channel._scs_config()).parse_webhook(
+                topic, payload, headers
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            return _answer(400, error=f"payload does not fit topic {topic!r}: {err}")
+        events = env["sync.event"]._scs_record_inbound(
+            channel, parsed, body, topic, received_ts=started
+        )
+        return _answer(
+            200,
+            status="accepted" if any(e["new"] for e in events) else "duplicate",
+            events=[{"key": e["key"], "state": e["state"]} for e in events],
+        )
+
+    # -- helpers ----------------------------------------------------------------
+    @staticmethod
+    def _is_woocommerce_ping(httprequest, headers):
+        lowered = {k.lower() for k in headers}
+        if "x-wc-webhook-signature" in lowered:
+            return False
+        form = httprequest.form
+        return bool(form) and set(form.keys()) == {"webhook_id"}
+
+    @staticmethod
+    def _secrets(channel):
+        channel = channel.sudo()
+        secrets = [channel.webhook_secret] if channel.webhook_secret else []
+        if (
+            channel.webhook_secret_previous
+            and channel.webhook_secret_previous_expiry
+            and channel.webhook_secret_previous_expiry > fields.Datetime.now()
+        ):
+            secrets.append(channel.webhook_secret_previous)
+        return secrets
+
+    def _verify(self, channel, headers, body, now):
+        """Raise SignatureError unless the body is signed by the channel."""
+        secrets = self._secrets(channel)
+        kind = channel.channel_type
+        try:
+            if kind == "shopify":
+                if not secrets:
+                    raise signatures.InvalidSignature("no webhook secret configured")
+                signatures.verify_shopify(headers, body, secrets)
+            elif kind == "woocommerce":
+                if not secrets:
+                    raise signatures.InvalidSignature("no webhook secret configured")
+                signatures.verify_woocommerce(headers, body, secrets)
+            else:
+                public_keys = (
+                    [channel.sudo().webhook_public_key]
+                    if channel.sudo().webhook_public_key
+                    else []
+                )
+                if not secrets and not public_keys:
+                    raise signatures.InvalidSignature("no webhook secret configured")
+                signatures.verify_standard(
+                    headers,
+                    body,
+                    secrets=secrets,
+                    public_keys=public_keys,
+                    now=now,
+                    tolerance=channel.sudo().webhook_tolerance or 300,
+                )
+        except signatures.SignatureError:
+            raise
+        except ValueError as err:
+            # a malformed configured secret must not turn into a 500
+            raise signatures.InvalidSignature(f"cannot verify: {err}") from err
+
+    @staticmethod
+    def _topic(channel, headers, payload):
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if channel.channel_type == "shopify":
+            return lowered.get("x-shopify-topic", "")
+        if channel.channel_type == "woocommerce":
+            return lowered.get("x-wc-webhook-topic", "")
+        if isinstance(payload, dict):
+            return str(payload.get("type") or "")
+        return ""

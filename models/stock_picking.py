@@ -1,0 +1,26 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Transfers created for channel orders.
+
+An order sold on a channel becomes an outgoing transfer reserved at once, so
+the units leave Odoo's free stock (and every other channel) immediately. The
+transfer remembers its channel and external order id: a unique index makes a
+second reservation of the same order impossible, even for two concurrent
+deliveries of the order webhook.
+"""
+
+from odoo import fields, models
+
+
+class StockPicking(models.Model):
+    _inherit = "stock.picking"
+
+    scs_channel_id = fields.Many2one(
+        "sync.channel", string="Sales Channel", readonly=True, index="btree_not_null"
+    )
+    scs_external_order_id = fields.Char("Channel Order", readonly=True, copy=False)
+
+    _scs_order_uniq = models.UniqueIndex(
+        "(scs_channel_id, scs_external_order_id)"
+        " WHERE scs_external_order_id IS NOT NULL AND state != 'cancel'",
+        "This channel order already has a transfer.",
+    )

@@ -1,0 +1,101 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Shared fixtures: a warehouse with stock, generic channels on local simulators."""
+
+from odoo.tests.common import TransactionCase
+
+from odoo.addons.queue_job.tests.common import trap_jobs
+
+from ..simulators.generic import GenericSimulator
+
+
+class SyncCaseMixin:
+    """Helpers shared by the transaction and HTTP test cases."""
+
+    @classmethod
+    def _scs_setup_stock(cls):
+        cls.env = cls.env(context=dict(cls.env.context, tracking_disable=True))
+        cls.warehouse = cls.env["stock.warehouse"].search(
+            [("company_id", "=", cls.env.company.id)], limit=1
+        )
+        cls.stock = cls.warehouse.lot_stock_id
+        cls.customers = cls.env.ref("stock.stock_location_customers")
+        Product = cls.env["product.product"]
+        cls.product_a = Product.create(
+            {
+                "name": "Sync Mug",
+                "default_code": "SCS-MUG",
+                "type": "consu",
+                "is_storable": True,
+            }
+        )
+        cls.product_b = Product.create(
+            {
+                "name": "Sync Cap",
+                "default_code": "SCS-CAP",
+                "type": "consu",
+                "is_storable": True,
+            }
+        )
+        cls.unbound = Product.create(
+            {
+                "name": "Unbound",
+                "default_code": "SCS-NONE",
+                "type": "consu",
+                "is_storable": True,
+            }
+        )
+        with trap_jobs():
+            for product, qty in (
+                (cls.product_a, 10),
+                (cls.product_b, 5),
+                (cls.unbound, 7),
+            ):
+                cls.env["stock.quant"]._update_available_quantity(
+                    product, cls.stock, qty
+                )
+            cls.env.cr.flush()
+
+    def start_simulator(self, **kwargs):
+        sim = GenericSimulator(**kwargs).start()
+        self.addCleanup(sim.stop)
+        return sim
+
+    def make_channel(self, sim=None, **vals):
+        values = {
+            "name": f"Channel {vals.get('channel_type', 'generic')}",
+            "channel_type": "generic",
+            "warehouse_ids": [(6, 0, self.warehouse.ids)],
+            "timeout": 2.0,
+            "max_retries": 3,
+        }
+        if sim is not None:
+            values.update(base_url=sim.endpoint, signing_secret=sim.secret)
+        values.update(vals)
+        return self.env["sync.channel"].create(values)
+
+    def bind(self, channel, product, **vals):
+        with trap_jobs():
+            binding = self.env["channel.binding"].create(
+                {"channel_id": channel.id, "product_id": product.id, **vals}
+            )
+            self.env.cr.flush()
+        return binding
+
+    def commit_point(self):
+        """Run the pre-commit hooks, as a commit would (jobs are enqueued there)."""
+        self.env.cr.flush()
+
+    def move_stock(self, product, qty, location=None):
+        self.env["stock.quant"]._update_available_quantity(
+            product, location or self.stock, qty
+        )
+
+    def jobs_of(self, trap, method_name):
+        return [j for j in trap.enqueued_jobs if j.method_name == method_name]
+
+
+class SyncCase(SyncCaseMixin, TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._scs_setup_stock()

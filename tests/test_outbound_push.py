@@ -1,0 +1,370 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Outbound push: every stock change reaches every bound channel, once, async."""
+
+from odoo import Command, api
+from odoo.tests import tagged
+
+from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
+from odoo.addons.queue_job.tests.common import trap_jobs
+
+from .common import SyncCase
+
+PUSH_SKU = "_scs_job_push_sku"
+PUSH_BINDING = "_scs_job_push_binding"
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundEnqueue(SyncCase):
+    """What a stock change enqueues (jobs are trapped, nothing is sent)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.channel = cls.env["sync.channel"].create(
+            {
+                "name": "Shop",
+                "channel_type": "generic",
+                "base_url": "http://127.0.0.1:9",
+            }
+        )
+        with trap_jobs():
+            cls.env["channel.binding"].create(
+                [
+                    {"channel_id": cls.channel.id, "product_id": cls.product_a.id},
+                    {"channel_id": cls.channel.id, "product_id": cls.product_b.id},
+                ]
+            )
+            cls.env.cr.flush()
+
+    def test_one_job_per_sku_at_commit_coalesced(self):
+        with trap_jobs() as trap:
+            for _i in range(5):
+                self.move_stock(self.product_a, 1)
+            self.move_stock(self.product_b, -1)
+            self.assertEqual(trap.jobs_count(), 0, "nothing is enqueued before commit")
+            self.commit_point()
+            jobs = self.jobs_of(trap, PUSH_SKU)
+            self.assertEqual(len(jobs), 2)
+            self.assertEqual(
+                {job.recordset.id for job in jobs},
+                {self.product_a.id, self.product_b.id},
+            )
+            self.assertEqual(
+                {job.identity_key for job in jobs},
+                {
+                    f"stock_channel_sync.sku.{self.product_a.id}",
+                    f"stock_channel_sync.sku.{self.product_b.id}",
+                },
+            )
+            # a second transaction while the job is pending adds no job
+            self.move_stock(self.product_a, 1)
+            self.commit_point()
+            self.assertEqual(len(self.jobs_of(trap, PUSH_SKU)), 2)
+
+    def test_reservation_enqueues(self):
+        picking = self.env["stock.picking"].create(
+            {
+                "picking_type_id": self.warehouse.out_type_id.id,
+                "location_id": self.stock.id,
+                "location_dest_id": self.customers.id,
+                "move_ids": [
+                    Command.create(
+                        {
+                            "product_id": self.product_a.id,
+                            "product_uom_qty": 2,
+                            "product_uom": self.product_a.uom_id.id,
+                            "location_id": self.stock.id,
+                            "location_dest_id": self.customers.id,
+                        }
+                    )
+                ],
+            }
+        )
+        with trap_jobs() as trap:
+            picking.action_confirm()
+            picking.action_assign()
+            self.commit_point()
+            self.assertEqual(
+                [j.recordset for j in self.jobs_of(trap, PUSH_SKU)], [self.product_a]
+            )
+        with trap_jobs() as trap:
+            picking.do_unreserve()
+            self.commit_point()
+            self.assertEqual(
+                len(self.jobs_of(trap, PUSH_SKU)), 1, "unreserve is pushed too"
+            )
+
+    def test_unbound_or_disabled_enqueue_nothing(self):
+        with trap_jobs() as trap:
+            self.move_stock(self.unbound, 3)
+            self.commit_point()
+            self.assertEqual(trap.jobs_count(), 0)
+        self.channel.sync_enabled = False
+        with trap_jobs() as trap:
+            self.move_stock(self.product_a, 3)
+            self.commit_point()
+            self.assertEqual(trap.jobs_count(), 0)
+
+    def test_non_internal_locations_ignored(self):
+        with trap_jobs() as trap:
+            self.move_stock(self.product_a, 3, location=self.customers)
+            self.commit_point()
+            self.assertEqual(trap.jobs_count(), 0)
+
+    def test_rolled_back_transaction_leaves_no_job(self):
+        Job = self.env["queue.job"]
+        before = Job.search_count([])
+        with self.enter_registry_test_mode(), self.registry.cursor() as cr:
+            env = api.Environment(cr, self.env.uid, {})
+            env["stock.quant"]._update_available_quantity(
+                env["product.product"].browse(self.product_a.id),
+                env["stock.location"].browse(self.stock.id),
+                4,
+            )
+            cr.rollback()
+        self.assertEqual(Job.search_count([]), before)
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundPush(SyncCase):
+    """Jobs run against local simulators over real HTTP on loopback."""
+
+    def _run(self, trap):
+        trap.perform_enqueued_jobs()
+
+    def test_every_channel_gets_its_quantity(self):
+        sims = [self.start_simulator() for _i in range(3)]
+        plain = self.make_channel(sims[0], name="Plain")
+        buffered = self.make_channel(sims[1], name="Buffered", buffer_qty=2)
+        capped = self.make_channel(sims[2], name="Capped")
+        self.bind(plain, self.product_a)
+        self.bind(buffered, self.product_a)
+        self.bind(
+            capped, self.product_a, use_max_qty=True, max_qty=8, allocation_pct=50
+        )
+        with trap_jobs() as trap:
+            self.move_stock(self.product_a, 2)  # 12 on hand
+            self.commit_point()
+            self.assertEqual(
+                len(self.jobs_of(trap, PUSH_SKU)), 1, "one job for 3 channels"
+            )
+            self._run(trap)
+        self.assertEqual(sims[0].quantity("SCS-MUG"), 12)
+        self.assertEqual(sims[1].quantity("SCS-MUG"), 10)
+        self.assertEqual(sims[2].quantity("SCS-MUG"), 4)  # min(12, 8) * 50 %
+        events = self.env["sync.event"].search(
+            [("sku", "=", "SCS-MUG"), ("direction", "=", "out")]
+        )
+        self.assertEqual(len(events), 3)
+        self.assertEqual(set(events.mapped("state")), {"applied"})
+        for event in events:
+            self.assertGreaterEqual(event.ack_ts, event.sent_ts)
+            self.assertGreaterEqual(event.sent_ts, event.change_ts)
+            self.assertGreater(event.latency_ms, 0)
+
+    def test_delivery_return_scrap_adjustment(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        self.bind(channel, self.product_a)
+        self.bind(channel, self.product_b)
+        picking = self.env["stock.picking"].create(
+            {
+                "picking_type_id": self.warehouse.out_type_id.id,
+                "location_id": self.stock.id,
+                "location_dest_id": self.customers.id,
+                "move_ids": [
+                    Command.create(
+                        {
+                            "product_id": product.id,
+                            "product_uom_qty": qty,
+                            "product_uom": product.uom_id.id,
+                            "location_id": self.stock.id,
+                            "location_dest_id": self.customers.id,
+                        }
+                    )
+                    for product, qty in ((self.product_a, 3), (self.product_b, 2))
+                ],
+            }
+        )
+        with trap_jobs() as trap:
+            picking.action_confirm()
+            picking.action_assign()
+            self.commit_point()
+            self._run(trap)
+        # reserved units are not sellable any more
+        self.assertEqual(sim.quantity("SCS-MUG"), 7)
+        self.assertEqual(sim.quantity("SCS-CAP"), 3)
+        with trap_jobs() as trap:
+            picking.button_validate()
+            self.commit_point()
+            self._run(trap)
+        self.assertEqual(picking.state, "done")
+        self.assertEqual(sim.quantity("SCS-MUG"), 7)
+        # return of one mug
+        wizard = (
+            self.env["stock.return.picking"]
+            .with_context(active_id=picking.id, active_model="stock.picking")
+            .create({})
+        )
+        for line in wizard.product_return_moves:
+            line.quantity = 1 if line.product_id == self.product_a else 0
+        with trap_jobs() as trap:
+            action = wizard.action_create_returns()
+            returned = self.env["stock.picking"].browse(action["res_id"])
+            returned.button_validate()
+            self.commit_point()
+            self._run(trap)
+        self.assertEqual(sim.quantity("SCS-MUG"), 8)
+        # scrap two caps
+        with trap_jobs() as trap:
+            scrap = self.env["stock.scrap"].create(
+                {
+                    "product_id": self.product_b.id,
+                    "scrap_qty": 2,
+                    "location_id": self.stock.id,
+                }
+            )
+            scrap.action_validate()
+            self.commit_point()
+            self._run(trap)
+        self.assertEqual(sim.quantity("SCS-CAP"), 1)
+        # inventory adjustment counts 20 mugs
+        with trap_jobs() as trap:
+            quant = (
+                self.env["stock.quant"]
+                .with_context(inventory_mode=True)
+                .create(
+                    {
+                        "product_id": self.product_a.id,
+                        "location_id": self.stock.id,
+                        "inventory_quantity": 20,
+                    }
+                )
+            )
+            quant.action_apply_inventory()
+            self.commit_point()
+            self._run(trap)
+        self.assertEqual(sim.quantity("SCS-MUG"), 20)
+        self.assertEqual(self.product_a.free_qty, 20)
+
+    def test_unchanged_quantity_sends_nothing(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        binding._scs_push()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        sent = len(sim.requests)
+        summary = binding._scs_push()
+        self.assertEqual(summary, {"pushed": 0, "skipped": 1, "failed": 0})
+        self.assertEqual(len(sim.requests), sent)
+        binding.product_id._scs_job_push_sku(force=True)
+        self.assertEqual(len(sim.requests), sent + 1, "a forced push sends anyway")
+
+    def test_sequence_and_idempotency_key(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        binding._scs_push()
+        self.move_stock(self.product_a, -4)
+        binding._scs_push()
+        self.assertEqual(binding.sequence, 2)
+        keys = [r.headers.get("webhook-id") for r in sim.requests]
+        self.assertEqual(len(set(keys)), 2)
+        self.assertEqual(sim.sequences["SCS-MUG"], 2)
+        self.assertEqual(sim.quantity("SCS-MUG"), 6)
+
+    def test_server_error_gets_retry_job_then_succeeds(self):
+        sim = self.start_simulator()
+        ok_sim = self.start_simulator()
+        channel = self.make_channel(sim, name="Flaky")
+        good = self.make_channel(ok_sim, name="Good")
+        binding = self.bind(channel, self.product_a)
+        self.bind(good, self.product_a)
+        sim.queue_response(503, {"error": "maintenance"})
+        with trap_jobs() as trap:
+            self.product_a._scs_job_push_sku()
+            retries = self.jobs_of(trap, PUSH_BINDING)
+            self.assertEqual(len(retries), 1)
+            self.assertEqual(retries[0].recordset, binding)
+            self.assertEqual(
+                retries[0].identity_key, f"stock_channel_sync.binding.{binding.id}"
+            )
+        self.assertEqual(
+            ok_sim.quantity("SCS-MUG"), 10, "healthy channel is not held up"
+        )
+        self.assertIsNone(sim.quantity("SCS-MUG"))
+        event = binding.pending_event_id
+        self.assertEqual(event.state, "failed")
+        self.assertIn("503", event.error)
+        self.assertEqual(binding.push_state, "failed")
+        ok_requests = len(ok_sim.requests)
+        # the retry job pushes only the failed channel
+        binding._scs_job_push_binding()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        self.assertEqual(len(ok_sim.requests), ok_requests)
+        self.assertEqual(event.state, "applied")
+        self.assertEqual(event.attempts, 2)
+        self.assertEqual(binding.push_state, "ok")
+        # the redelivery reused the same idempotency key: same event, same quantity
+        ids = [r.headers.get("webhook-id") for r in sim.requests]
+        self.assertEqual(len(set(ids)), 1)
+
+    def test_retry_after_is_honoured(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "30"})
+        with trap_jobs() as trap:
+            binding._scs_push()
+            retry = self.jobs_of(trap, PUSH_BINDING)[0]
+            self.assertGreaterEqual(
+                (retry.eta - retry.date_created).total_seconds(), 29
+            )
+        sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "7"})
+        with self.assertRaises(RetryableJobError) as caught:
+            binding._scs_job_push_binding()
+        self.assertEqual(caught.exception.seconds, 7)
+
+    def test_client_error_is_dead_at_once_with_message(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        sim.queue_response(422, {"error": "sku is archived on the shop"})
+        with trap_jobs() as trap:
+            binding._scs_push()
+            self.assertEqual(trap.jobs_count(), 0, "a 4xx is not retried")
+        event = self.env["sync.event"].search([("binding_id", "=", binding.id)])
+        self.assertEqual(event.state, "dead")
+        self.assertIn("sku is archived on the shop", event.error)
+        activity = self.env["mail.activity"].search(
+            [("res_model", "=", "sync.channel"), ("res_id", "=", channel.id)]
+        )
+        self.assertEqual(len(activity), 1)
+        # the retry job also fails at once on a 4xx
+        sim.queue_response(400, {"error": "bad sku"})
+        binding.push_state = "failed"
+        with self.assertRaises(FailedJobError):
+            binding._scs_job_push_binding()
+
+    def test_exhausted_retries_make_a_dead_letter(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        sim.queue_response(500)
+        binding._scs_push()
+        event = binding.pending_event_id
+        self.assertEqual(event.state, "failed")
+        binding._scs_on_push_failed(exc_message="Max. retries (3) reached: [500]")
+        self.assertEqual(event.state, "dead")
+        self.assertIn("Max. retries", event.error)
+        self.assertEqual(channel.dead_count, 1)
+
+    def test_timeout_is_retryable(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim, timeout=0.3)
+        binding = self.bind(channel, self.product_a)
+        sim.queue_hang(1.0)
+        with trap_jobs() as trap:
+            binding._scs_push()
+            self.assertEqual(len(self.jobs_of(trap, PUSH_BINDING)), 1)
+        self.assertIn("timeout", binding.pending_event_id.error.lower())
