@@ -97,6 +97,12 @@ class ChannelBinding(models.Model):
     )
     last_pushed_qty = fields.Integer("Last Pushed", readonly=True)
     last_pushed_at = fields.Datetime(readonly=True)
+    last_push_ts = fields.Float(
+        "Last Push (unix)",
+        readonly=True,
+        digits=(16, 3),
+        help="Sub-second time of the last successful push (burst throttle).",
+    )
     push_state = fields.Selection(
         [("new", "Never pushed"), ("ok", "In sync"), ("failed", "Failing")],
         default="new",
@@ -310,6 +316,7 @@ class ChannelBinding(models.Model):
             {
                 "last_pushed_qty": qty,
                 "last_pushed_at": fields.Datetime.now(),
+                "last_push_ts": now,
                 "last_seen_qty": confirmed,
                 "last_seen_at": fields.Datetime.now(),
                 "push_state": "ok",

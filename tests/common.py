@@ -3,6 +3,7 @@
 
 from odoo.tests.common import TransactionCase
 
+from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..simulators.generic import GenericSimulator
@@ -74,12 +75,45 @@ class SyncCaseMixin:
         return self.env["sync.channel"].create(values)
 
     def bind(self, channel, product, **vals):
+        """A binding, without running the push its creation enqueues."""
         with trap_jobs():
             binding = self.env["channel.binding"].create(
                 {"channel_id": channel.id, "product_id": product.id, **vals}
             )
             self.env.cr.flush()
+        self.discard_jobs()
         return binding
+
+    # -- jobs: real queue.job rows, run in-process ------------------------------
+    SYNC_METHODS = ("_scs_job_push_sku", "_scs_job_push_binding", "_scs_job_apply")
+
+    def sync_jobs(self, method=None, states=("pending",)):
+        domain = [("state", "in", list(states))]
+        domain.append(
+            ("method_name", "=", method)
+            if method
+            else ("method_name", "in", list(self.SYNC_METHODS))
+        )
+        return self.env["queue.job"].search(domain, order="id")
+
+    def run_jobs(self, method=None, rounds=5):
+        """Perform the waiting sync jobs (eta ignored), as the runner would."""
+        done = 0
+        for _round in range(rounds):
+            records = self.sync_jobs(method)
+            if not records:
+                break
+            for record in records:
+                job = Job.load(self.env, record.uuid)
+                job.perform()
+                job.set_done()
+                job.store()
+                done += 1
+            self.env.cr.flush()
+        return done
+
+    def discard_jobs(self):
+        self.sync_jobs(states=("pending", "enqueued")).unlink()
 
     def commit_point(self):
         """Run the pre-commit hooks, as a commit would (jobs are enqueued there)."""

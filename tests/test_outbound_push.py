@@ -1,6 +1,8 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """Outbound push: every stock change reaches every bound channel, once, async."""
 
+import time
+
 from odoo import Command, api
 from odoo.tests import tagged
 
@@ -15,7 +17,7 @@ PUSH_BINDING = "_scs_job_push_binding"
 
 @tagged("post_install", "-at_install")
 class TestOutboundEnqueue(SyncCase):
-    """What a stock change enqueues (jobs are trapped, nothing is sent)."""
+    """What a stock change enqueues (queue.job rows; nothing is sent)."""
 
     @classmethod
     def setUpClass(cls):
@@ -27,39 +29,62 @@ class TestOutboundEnqueue(SyncCase):
                 "base_url": "http://127.0.0.1:9",
             }
         )
-        with trap_jobs():
-            cls.env["channel.binding"].create(
-                [
-                    {"channel_id": cls.channel.id, "product_id": cls.product_a.id},
-                    {"channel_id": cls.channel.id, "product_id": cls.product_b.id},
-                ]
-            )
-            cls.env.cr.flush()
+        cls.env["channel.binding"].create(
+            [
+                {"channel_id": cls.channel.id, "product_id": cls.product_a.id},
+                {"channel_id": cls.channel.id, "product_id": cls.product_b.id},
+            ]
+        )
+        cls.env.cr.flush()
+        cls.env["queue.job"].search([]).unlink()
 
     def test_one_job_per_sku_at_commit_coalesced(self):
-        with trap_jobs() as trap:
-            for _i in range(5):
-                self.move_stock(self.product_a, 1)
-            self.move_stock(self.product_b, -1)
-            self.assertEqual(trap.jobs_count(), 0, "nothing is enqueued before commit")
-            self.commit_point()
-            jobs = self.jobs_of(trap, PUSH_SKU)
-            self.assertEqual(len(jobs), 2)
-            self.assertEqual(
-                {job.recordset.id for job in jobs},
-                {self.product_a.id, self.product_b.id},
-            )
-            self.assertEqual(
-                {job.identity_key for job in jobs},
-                {
-                    f"stock_channel_sync.sku.{self.product_a.id}",
-                    f"stock_channel_sync.sku.{self.product_b.id}",
-                },
-            )
-            # a second transaction while the job is pending adds no job
+        for _i in range(5):
             self.move_stock(self.product_a, 1)
+        self.move_stock(self.product_b, -1)
+        self.env["queue.job"].flush_model()
+        self.assertFalse(self.sync_jobs(), "nothing is enqueued before commit")
+        self.commit_point()
+        jobs = self.sync_jobs(PUSH_SKU)
+        self.assertEqual(len(jobs), 2)
+        self.assertEqual(
+            {job.records.id for job in jobs}, {self.product_a.id, self.product_b.id}
+        )
+        self.assertEqual(
+            set(jobs.mapped("identity_key")),
+            {
+                f"stock_channel_sync.sku.{self.product_a.id}",
+                f"stock_channel_sync.sku.{self.product_b.id}",
+            },
+        )
+        self.assertEqual(set(jobs.mapped("channel")), {"root.channel_sync"})
+        self.assertFalse(any(jobs.mapped("eta")), "a quiet SKU is pushed at once")
+        # a second transaction while the job is pending adds no job
+        self.move_stock(self.product_a, 1)
+        self.commit_point()
+        self.assertEqual(len(self.sync_jobs(PUSH_SKU)), 2)
+
+    def test_recently_pushed_sku_waits_for_the_interval(self):
+        binding = self.channel.binding_ids.filtered(
+            lambda b: b.product_id == self.product_a
+        )
+        binding.last_push_ts = time.time()
+        self.move_stock(self.product_a, 1)
+        self.commit_point()
+        job = self.sync_jobs(PUSH_SKU)
+        self.assertEqual(len(job), 1)
+        self.assertTrue(job.eta, "burst throttle delays the next push")
+        self.assertLessEqual((job.eta - job.date_created).total_seconds(), 2.5)
+        # everything changed meanwhile coalesces into that job
+        for _i in range(20):
+            self.move_stock(self.product_a, -1)
             self.commit_point()
-            self.assertEqual(len(self.jobs_of(trap, PUSH_SKU)), 2)
+        self.assertEqual(len(self.sync_jobs(PUSH_SKU)), 1)
+        # a forced push is not throttled
+        self.product_a._scs_enqueue_push(force=True)
+        forced = self.sync_jobs(PUSH_SKU) - job
+        self.assertEqual(len(forced), 1)
+        self.assertFalse(forced.eta)
 
     def test_reservation_enqueues(self):
         picking = self.env["stock.picking"].create(
@@ -80,36 +105,28 @@ class TestOutboundEnqueue(SyncCase):
                 ],
             }
         )
-        with trap_jobs() as trap:
-            picking.action_confirm()
-            picking.action_assign()
-            self.commit_point()
-            self.assertEqual(
-                [j.recordset for j in self.jobs_of(trap, PUSH_SKU)], [self.product_a]
-            )
-        with trap_jobs() as trap:
-            picking.do_unreserve()
-            self.commit_point()
-            self.assertEqual(
-                len(self.jobs_of(trap, PUSH_SKU)), 1, "unreserve is pushed too"
-            )
+        picking.action_confirm()
+        picking.action_assign()
+        self.commit_point()
+        self.assertEqual(self.sync_jobs(PUSH_SKU).records, self.product_a)
+        self.discard_jobs()
+        picking.do_unreserve()
+        self.commit_point()
+        self.assertEqual(len(self.sync_jobs(PUSH_SKU)), 1, "unreserve is pushed too")
 
     def test_unbound_or_disabled_enqueue_nothing(self):
-        with trap_jobs() as trap:
-            self.move_stock(self.unbound, 3)
-            self.commit_point()
-            self.assertEqual(trap.jobs_count(), 0)
+        self.move_stock(self.unbound, 3)
+        self.commit_point()
+        self.assertFalse(self.sync_jobs())
         self.channel.sync_enabled = False
-        with trap_jobs() as trap:
-            self.move_stock(self.product_a, 3)
-            self.commit_point()
-            self.assertEqual(trap.jobs_count(), 0)
+        self.move_stock(self.product_a, 3)
+        self.commit_point()
+        self.assertFalse(self.sync_jobs())
 
     def test_non_internal_locations_ignored(self):
-        with trap_jobs() as trap:
-            self.move_stock(self.product_a, 3, location=self.customers)
-            self.commit_point()
-            self.assertEqual(trap.jobs_count(), 0)
+        self.move_stock(self.product_a, 3, location=self.customers)
+        self.commit_point()
+        self.assertFalse(self.sync_jobs())
 
     def test_rolled_back_transaction_leaves_no_job(self):
         Job = self.env["queue.job"]
@@ -123,14 +140,15 @@ class TestOutboundEnqueue(SyncCase):
             )
             cr.rollback()
         self.assertEqual(Job.search_count([]), before)
+        # the same change committed does enqueue (the test above can fail)
+        self.move_stock(self.product_a, 4)
+        self.commit_point()
+        self.assertEqual(Job.search_count([]), before + 1)
 
 
 @tagged("post_install", "-at_install")
 class TestOutboundPush(SyncCase):
     """Jobs run against local simulators over real HTTP on loopback."""
-
-    def _run(self, trap):
-        trap.perform_enqueued_jobs()
 
     def test_every_channel_gets_its_quantity(self):
         sims = [self.start_simulator() for _i in range(3)]
@@ -142,13 +160,10 @@ class TestOutboundPush(SyncCase):
         self.bind(
             capped, self.product_a, use_max_qty=True, max_qty=8, allocation_pct=50
         )
-        with trap_jobs() as trap:
-            self.move_stock(self.product_a, 2)  # 12 on hand
-            self.commit_point()
-            self.assertEqual(
-                len(self.jobs_of(trap, PUSH_SKU)), 1, "one job for 3 channels"
-            )
-            self._run(trap)
+        self.move_stock(self.product_a, 2)  # 12 on hand
+        self.commit_point()
+        self.assertEqual(len(self.sync_jobs(PUSH_SKU)), 1, "one job for 3 channels")
+        self.run_jobs()
         self.assertEqual(sims[0].quantity("SCS-MUG"), 12)
         self.assertEqual(sims[1].quantity("SCS-MUG"), 10)
         self.assertEqual(sims[2].quantity("SCS-MUG"), 4)  # min(12, 8) * 50 %
@@ -186,18 +201,16 @@ class TestOutboundPush(SyncCase):
                 ],
             }
         )
-        with trap_jobs() as trap:
-            picking.action_confirm()
-            picking.action_assign()
-            self.commit_point()
-            self._run(trap)
+        picking.action_confirm()
+        picking.action_assign()
+        self.commit_point()
+        self.run_jobs()
         # reserved units are not sellable any more
         self.assertEqual(sim.quantity("SCS-MUG"), 7)
         self.assertEqual(sim.quantity("SCS-CAP"), 3)
-        with trap_jobs() as trap:
-            picking.button_validate()
-            self.commit_point()
-            self._run(trap)
+        picking.button_validate()
+        self.commit_point()
+        self.run_jobs()
         self.assertEqual(picking.state, "done")
         self.assertEqual(sim.quantity("SCS-MUG"), 7)
         # return of one mug
@@ -208,42 +221,39 @@ class TestOutboundPush(SyncCase):
         )
         for line in wizard.product_return_moves:
             line.quantity = 1 if line.product_id == self.product_a else 0
-        with trap_jobs() as trap:
-            action = wizard.action_create_returns()
-            returned = self.env["stock.picking"].browse(action["res_id"])
-            returned.button_validate()
-            self.commit_point()
-            self._run(trap)
+        action = wizard.action_create_returns()
+        returned = self.env["stock.picking"].browse(action["res_id"])
+        returned.button_validate()
+        self.commit_point()
+        self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 8)
         # scrap two caps
-        with trap_jobs() as trap:
-            scrap = self.env["stock.scrap"].create(
-                {
-                    "product_id": self.product_b.id,
-                    "scrap_qty": 2,
-                    "location_id": self.stock.id,
-                }
-            )
-            scrap.action_validate()
-            self.commit_point()
-            self._run(trap)
+        scrap = self.env["stock.scrap"].create(
+            {
+                "product_id": self.product_b.id,
+                "scrap_qty": 2,
+                "location_id": self.stock.id,
+            }
+        )
+        scrap.action_validate()
+        self.commit_point()
+        self.run_jobs()
         self.assertEqual(sim.quantity("SCS-CAP"), 1)
         # inventory adjustment counts 20 mugs
-        with trap_jobs() as trap:
-            quant = (
-                self.env["stock.quant"]
-                .with_context(inventory_mode=True)
-                .create(
-                    {
-                        "product_id": self.product_a.id,
-                        "location_id": self.stock.id,
-                        "inventory_quantity": 20,
-                    }
-                )
+        quant = (
+            self.env["stock.quant"]
+            .with_context(inventory_mode=True)
+            .create(
+                {
+                    "product_id": self.product_a.id,
+                    "location_id": self.stock.id,
+                    "inventory_quantity": 20,
+                }
             )
-            quant.action_apply_inventory()
-            self.commit_point()
-            self._run(trap)
+        )
+        quant.action_apply_inventory()
+        self.commit_point()
+        self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 20)
         self.assertEqual(self.product_a.free_qty, 20)
 

@@ -1,0 +1,62 @@
+"""Shared helpers for benchmarks that drive a real Odoo 19 database.
+
+The benchmarks run *beside* a running Odoo server (HTTP workers plus the
+queue_job job runner, see README): they open their own registry on the same
+database to make stock changes and commit them, exactly as a user's
+transaction would, and let the server's job runner do the rest.
+"""
+
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def open_registry(config_path, db):
+    import odoo  # noqa: F401  (the benchmark needs a real Odoo)
+    from odoo.modules.registry import Registry
+    from odoo.tools import config
+
+    config.parse_config(["-c", config_path, "-d", db])
+    return Registry(db)
+
+
+def env_for(cr):
+    from odoo import SUPERUSER_ID, api
+
+    return api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
+
+
+def pending_jobs(registry, channel_prefix="root.channel_sync"):
+    with registry.cursor() as cr:
+        cr.execute(
+            "SELECT count(*) FROM queue_job WHERE state IN "
+            "('pending','enqueued','started') AND channel LIKE %s",
+            (channel_prefix + "%",),
+        )
+        return cr.fetchone()[0]
+
+
+def wait_idle(registry, timeout=120.0, settle=0.3):
+    """Wait until no sync job is pending, enqueued or started."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pending_jobs(registry) == 0:
+            time.sleep(settle)
+            if pending_jobs(registry) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def percentile(values, pct):
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * pct / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)

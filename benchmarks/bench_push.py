@@ -1,0 +1,293 @@
+"""Outbound push benchmark, measured in a real Odoo 19 server.
+
+Prints:
+
+1. for 1, 10 and 30 bound channels, p50/p95/p99 of the time from a stock
+   change's commit to each channel (a local simulator on loopback) holding
+   the new quantity;
+2. the cost added to the user's transaction: validating a 50-line delivery
+   with 30 channels bound, versus the same with sync disabled, interleaved in
+   one run, as a ratio of medians;
+3. how many pushes each channel receives when one SKU changes 1,000 times
+   within about a second (burst coalescing).
+
+Usage (the server must run with the job runner on the same database)::
+
+    python benchmarks/bench_push.py -c odoo.conf -d DB [--samples 40]
+"""
+
+import argparse
+import statistics
+import threading
+import time
+
+from _odoo import ROOT, env_for, open_registry, percentile, wait_idle  # noqa: F401
+
+from simulators.generic import GenericSimulator
+
+N_CHANNELS = 30
+N_LINES = 50
+
+
+def setup(registry, sims):
+    """Products, stock and 30 generic channels bound to every product."""
+    with registry.cursor() as cr:
+        env = env_for(cr)
+        warehouse = env["stock.warehouse"].search([], limit=1)
+        Product = env["product.product"]
+        products = Product.search([("default_code", "=like", "BENCH-%")], order="id")
+        if len(products) < N_LINES:
+            products |= Product.create(
+                [
+                    {
+                        "name": f"Bench product {i}",
+                        "default_code": f"BENCH-{i:03d}",
+                        "type": "consu",
+                        "is_storable": True,
+                    }
+                    for i in range(len(products), N_LINES)
+                ]
+            )
+        Channel = env["sync.channel"].with_context(active_test=False)
+        channels = Channel.search([("name", "=like", "Bench channel %")], order="id")
+        for i in range(len(channels), N_CHANNELS):
+            channels |= Channel.create(
+                {"name": f"Bench channel {i:02d}", "channel_type": "generic"}
+            )
+        for channel, sim in zip(channels, sims, strict=True):
+            channel.write(
+                {
+                    "base_url": sim.endpoint,
+                    "signing_secret": sim.secret,
+                    "warehouse_ids": [(6, 0, warehouse.ids)],
+                    "sync_enabled": False,
+                    "active": True,
+                    "timeout": 5,
+                }
+            )
+        Binding = env["channel.binding"]
+        existing = {(b.channel_id.id, b.product_id.id) for b in Binding.search([])}
+        Binding.create(
+            [
+                {"channel_id": c.id, "product_id": p.id}
+                for c in channels
+                for p in products
+                if (c.id, p.id) not in existing
+            ]
+        )
+        # sims start empty: make every binding "never pushed" again
+        Binding.search([("channel_id", "in", channels.ids)]).write(
+            {"push_state": "new", "last_push_ts": 0}
+        )
+        for product in products:
+            free = product.with_context(warehouse_id=warehouse.id).free_qty
+            if free < 5000:
+                env["stock.quant"]._update_available_quantity(
+                    product, warehouse.lot_stock_id, 10000 - free
+                )
+        cr.commit()
+        return warehouse.id, channels.ids, products.ids
+
+
+def enable(registry, channel_ids, n):
+    with registry.cursor() as cr:
+        env = env_for(cr)
+        channels = env["sync.channel"].browse(channel_ids)
+        channels[:n].write({"sync_enabled": True})
+        channels[n:].write({"sync_enabled": False})
+        cr.commit()
+
+
+def latency(registry, sims, warehouse_id, product_id, sku, n, samples, interval):
+    """Commit a change, wait until each of the n receivers holds the number."""
+    results = []
+    sign = 1
+    for _i in range(samples):
+        with registry.cursor() as cr:
+            env = env_for(cr)
+            warehouse = env["stock.warehouse"].browse(warehouse_id)
+            product = env["product.product"].browse(product_id)
+            env["stock.quant"]._update_available_quantity(
+                product, warehouse.lot_stock_id, sign
+            )
+            env.flush_all()
+            expected = int(product.with_context(warehouse_id=warehouse_id).free_qty)
+            t_commit = time.time()
+            cr.commit()
+        sign = -sign
+        deadline = time.time() + 15
+        pending = set(range(n))
+        while pending and time.time() < deadline:
+            for i in list(pending):
+                got = sims[i].received_at.get(sku)
+                if got and got[0] == expected and got[1] >= t_commit:
+                    results.append(got[1] - t_commit)
+                    pending.discard(i)
+            time.sleep(0.002)
+        if pending:
+            print(f"  ! {len(pending)} channel(s) missed qty {expected} within 15 s")
+        time.sleep(interval)
+    return results
+
+
+def delivery_cost(registry, warehouse_id, product_ids, channel_ids, reps):
+    """Validate a 50-line delivery with sync on (30 channels) or off."""
+    timings = {True: [], False: []}
+    for rep in range(reps * 2):
+        mode = rep % 2 == 0
+        enable(registry, channel_ids, N_CHANNELS if mode else 0)
+        with registry.cursor() as cr:
+            env = env_for(cr)
+            warehouse = env["stock.warehouse"].browse(warehouse_id)
+            customers = env.ref("stock.stock_location_customers")
+            picking = env["stock.picking"].create(
+                {
+                    "picking_type_id": warehouse.out_type_id.id,
+                    "location_id": warehouse.lot_stock_id.id,
+                    "location_dest_id": customers.id,
+                    "move_ids": [
+                        (
+                            0,
+                            0,
+                            {
+                                "product_id": pid,
+                                "product_uom_qty": 1,
+                                "product_uom": env["product.product"]
+                                .browse(pid)
+                                .uom_id.id,
+                                "location_id": warehouse.lot_stock_id.id,
+                                "location_dest_id": customers.id,
+                            },
+                        )
+                        for pid in product_ids
+                    ],
+                }
+            )
+            picking.action_confirm()
+            picking.action_assign()
+            cr.commit()
+            picking_id = picking.id
+        wait_idle(registry)
+        with registry.cursor() as cr:
+            env = env_for(cr)
+            picking = env["stock.picking"].browse(picking_id)
+            started = time.perf_counter()
+            picking.button_validate()
+            cr.commit()
+            timings[mode].append(time.perf_counter() - started)
+            assert picking.state == "done", picking.state
+        wait_idle(registry)
+    return timings
+
+
+def burst(registry, sims, warehouse_id, product_id, sku, changes, threads):
+    """``changes`` committed stock changes on one SKU from several threads."""
+    for sim in sims:
+        sim.history.clear()
+    per_thread = changes // threads
+    errors = []
+
+    def worker():
+        try:
+            with registry.cursor() as cr:
+                env = env_for(cr)
+                warehouse = env["stock.warehouse"].browse(warehouse_id)
+                product = env["product.product"].browse(product_id)
+                for i in range(per_thread):
+                    env["stock.quant"]._update_available_quantity(
+                        product, warehouse.lot_stock_id, -1 if i % 2 else 1
+                    )
+                    cr.commit()
+        except Exception as err:  # noqa: BLE001 - printed below
+            errors.append(err)
+
+    workers = [threading.Thread(target=worker) for _i in range(threads)]
+    started = time.time()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    duration = time.time() - started
+    wait_idle(registry)
+    time.sleep(0.5)
+    pushes = [sum(1 for h in sim.history if h["sku"] == sku) for sim in sims]
+    with registry.cursor() as cr:
+        env = env_for(cr)
+        product = env["product.product"].browse(product_id)
+        final = int(product.with_context(warehouse_id=warehouse_id).free_qty)
+    in_sync = sum(1 for sim in sims if sim.quantity(sku) == final)
+    return duration, pushes, final, in_sync, errors
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("-d", "--database", required=True)
+    parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--reps", type=int, default=6)
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+
+    sims = [GenericSimulator().start() for _i in range(N_CHANNELS)]
+    registry = open_registry(args.config, args.database)
+    with registry.cursor() as cr:
+        env = env_for(cr)
+        interval = float(
+            env["ir.config_parameter"].get_param(
+                "stock_channel_sync.min_push_interval", 1.0
+            )
+        )
+    warehouse_id, channel_ids, product_ids = setup(registry, sims)
+    wait_idle(registry)
+    sku = "BENCH-000"
+    print(f"== 1. change-to-channel latency ({args.samples} changes each) ==")
+    for n in (1, 10, 30):
+        enable(registry, channel_ids, n)
+        wait_idle(registry)
+        lat = latency(
+            registry, sims, warehouse_id, product_ids[0], sku, n, args.samples,
+            interval + 0.2,
+        )
+        print(
+            f"  {n:2d} channel(s): n={len(lat):4d}  p50={percentile(lat, 50):.3f}s"
+            f"  p95={percentile(lat, 95):.3f}s  p99={percentile(lat, 99):.3f}s"
+            f"  max={max(lat):.3f}s"
+        )
+
+    print(f"== 2. cost in the user's transaction ({N_LINES}-line delivery) ==")
+    timings = delivery_cost(registry, warehouse_id, product_ids, channel_ids, args.reps)
+    on = statistics.median(timings[True])
+    off = statistics.median(timings[False])
+    print(
+        f"  validate+commit, {N_CHANNELS} channels bound: median {on * 1000:.1f} ms"
+        f" (runs: {', '.join(f'{t * 1000:.0f}' for t in timings[True])})"
+    )
+    print(
+        f"  validate+commit, sync disabled:      median {off * 1000:.1f} ms"
+        f" (runs: {', '.join(f'{t * 1000:.0f}' for t in timings[False])})"
+    )
+    print(f"  ratio (with / without): {on / off:.3f}")
+
+    print(f"== 3. burst: {args.burst} changes to one SKU, {N_CHANNELS} channels ==")
+    enable(registry, channel_ids, N_CHANNELS)
+    wait_idle(registry)
+    duration, pushes, final, in_sync, errors = burst(
+        registry, sims, warehouse_id, product_ids[1], "BENCH-001", args.burst,
+        args.threads,
+    )
+    print(
+        f"  {args.burst} committed changes in {duration:.2f} s from {args.threads} "
+        f"threads; pushes per channel: max {max(pushes)}, min {min(pushes)}, "
+        f"mean {statistics.mean(pushes):.2f}; channels holding the final "
+        f"quantity {final}: {in_sync}/{N_CHANNELS}"
+    )
+    if errors:
+        print(f"  ! {len(errors)} worker error(s): {errors[0]!r}")
+    enable(registry, channel_ids, 0)
+    for sim in sims:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()
