@@ -92,6 +92,9 @@ class Simulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # answers go out in two writes: without this, Nagle holds the
+            # second one for the client's delayed ACK (~40 ms per call)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # keep test output quiet
                 pass

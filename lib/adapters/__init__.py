@@ -2,7 +2,7 @@
 
 import importlib
 
-from .base import (  # noqa: F401
+from .base import (
     AuthenticationError,
     ChannelAdapter,
     ChannelConfig,

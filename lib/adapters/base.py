@@ -194,7 +194,7 @@ class ChannelAdapter:
 
     # -- contract -----------------------------------------------------------
     def set_quantity(self, update):
-        """Publish one absolute quantity. Returns a PushResult or raises ChannelError."""
+        """Publish one absolute quantity; return a PushResult or raise ChannelError."""
         results = self.set_quantities([update])
         result = results[0]
         if result.error is not None:
@@ -287,3 +287,42 @@ def raise_for_status(response, message=None):
             response_text=text,
         )
     raise PermanentChannelError(msg, status=status, response_text=text)
+
+
+def push_coalesced(updates, push, key=None):
+    """Publish only the newest update per SKU; the older ones share its result.
+
+    Two absolute quantities for the same SKU in one batch: only the newest one
+    means anything. Sending both wastes a call (on eBay, one of a listing's 250
+    daily revisions), and a channel that applies a batch in no guaranteed order
+    (an Amazon feed) could keep the older number. "Newest" is the highest
+    ``sequence``, then the later position.
+
+    ``push`` receives the kept updates in input order and returns one
+    :class:`PushResult` each. The result list has one entry per input update;
+    a superseded update gets the result of the update that replaced it.
+    """
+    updates = list(updates)
+    key = key or (lambda update: update.sku)
+    newest = {}
+    for index, update in enumerate(updates):
+        best = newest.get(key(update))
+        if best is None or update.sequence >= updates[best].sequence:
+            newest[key(update)] = index
+    kept = sorted(newest.values())
+    results = [None] * len(updates)
+    pushed = push([updates[index] for index in kept]) if kept else []
+    for index, result in zip(kept, pushed, strict=True):
+        results[index] = result
+    for index, update in enumerate(updates):
+        if results[index] is None:
+            winner = results[newest[key(update)]]
+            results[index] = PushResult(
+                sku=update.sku,
+                ok=winner.ok,
+                quantity=winner.quantity,
+                status=winner.status,
+                response="superseded by a newer update of the same SKU in this batch",
+                error=winner.error,
+            )
+    return results

@@ -1,0 +1,556 @@
+"""WooCommerce adapter: REST API v3 batch endpoints with HTTP Basic keys.
+
+Why batch endpoints
+    ``POST /wp-json/wc/v3/products/batch`` and
+    ``POST /wp-json/wc/v3/products/{id}/variations/batch`` update up to 100
+    objects per call (``check_batch_limit`` in WooCommerce's REST controller:
+    create + update + delete together, filter ``woocommerce_rest_batch_items_limit``,
+    413 ``woocommerce_rest_request_entity_too_large`` above it). Each item is
+    ``{"id", "manage_stock": true, "stock_quantity": N}``: an absolute value,
+    so a repeated call is harmless. WooCommerce has neither compare-and-set nor
+    idempotency keys, so ``previous_quantity`` and ``idempotency_key`` are not
+    sent; reconciliation is the backstop.
+
+Per-item errors
+    The batch answer lists one entry per item, in order; a failed item is
+    ``{"id", "error": {"code", "message", "data": {"status"}}}`` while the
+    others are applied. They become per-item :class:`PushResult` errors.
+
+Shops that lowered the batch limit
+    A 413 says "Unable to accept more than N items"; the adapter adopts N as
+    its ``max_batch`` and re-splits, instead of failing every push.
+
+Authentication
+    WooCommerce accepts the consumer key and secret as HTTP Basic only over
+    HTTPS (over plain HTTP it expects OAuth 1.0a signatures), so the adapter
+    refuses a plain ``http://`` shop URL except on loopback, where the
+    simulators run: the keys are never sent in clear over a network.
+
+Identifiers
+    ``external_id`` is the product id; ``external_variant_id`` the variation id
+    (then ``external_id`` is its parent product). Config fields: ``base_url``
+    (shop root), ``api_key`` (consumer key ``ck_…``), ``api_secret``
+    (consumer secret ``cs_…``).
+"""
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from .base import (
+    ChannelAdapter,
+    ChannelError,
+    ChannelOrder,
+    InboundEvent,
+    LiveLevel,
+    OrderLine,
+    PermanentChannelError,
+    PushResult,
+    RetryableChannelError,
+    push_coalesced,
+    raise_for_status,
+)
+
+API_PREFIX = "/wp-json/wc/v3"
+#: WooCommerce's default ``woocommerce_rest_batch_items_limit``
+MAX_BATCH = 100
+#: the REST API refuses ``per_page`` above 100
+PAGE_SIZE = 100
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+#: order status -> (event kind, ChannelOrder status)
+ORDER_STATUSES = {
+    "pending": ("order", "open"),
+    "on-hold": ("order", "open"),
+    "processing": ("order", "open"),
+    # a completed order still consumed the stock: keep it reserved
+    "completed": ("order", "open"),
+    "cancelled": ("cancel", "cancelled"),
+    "failed": ("cancel", "cancelled"),
+    "refunded": ("cancel", "refunded"),
+}
+PRODUCT_FIELDS = "id,sku,type,manage_stock,stock_quantity,date_modified_gmt,parent_id"
+VARIATION_FIELDS = "id,sku,manage_stock,stock_quantity,date_modified_gmt"
+
+
+class WebhookPayloadError(ValueError):
+    """A webhook body lacks what its topic needs (the controller answers 400)."""
+
+
+def parse_gmt(value):
+    """Parse WooCommerce's ``*_gmt`` timestamps (no zone, UTC) to aware UTC."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip().removesuffix("Z")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise ValueError(f"unreadable WooCommerce timestamp {value!r}") from err
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _target(update):
+    product = str(update.external_id or "").strip()
+    if not product:
+        return ("sku", update.sku)
+    return (product, str(update.external_variant_id or "").strip())
+
+
+def _woo_id(value):
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+class WooCommerceAdapter(ChannelAdapter):
+    """Publishes ``stock_quantity`` to one WooCommerce shop."""
+
+    channel_type = "woocommerce"
+    max_batch = MAX_BATCH
+
+    def __init__(self, config, session=None, clock=time.time):
+        super().__init__(config, session=session, clock=clock)
+        self.page_size = PAGE_SIZE
+
+    # -- transport ----------------------------------------------------------
+    def _url(self, path):
+        base = self.config.base_url.rstrip("/")
+        parts = urlsplit(base)
+        if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+            raise PermanentChannelError(
+                "WooCommerce takes consumer keys over HTTP Basic only on HTTPS; "
+                f"refusing to send them in clear to {parts.hostname or base!r}"
+            )
+        return f"{base}{API_PREFIX}{path}"
+
+    def call(self, method, path, params=None, body=None):
+        """One REST call; WooCommerce's ``{code, message}`` ends up in errors."""
+        response = self.request(
+            method,
+            self._url(path),
+            params=params,
+            json=body,
+            auth=(self.config.api_key, self.config.api_secret),
+            headers={"Accept": "application/json"},
+        )
+        message = None
+        if response.status_code >= 400 and response.content:
+            try:
+                error = response.json()
+                message = f"{error.get('code')}: {error.get('message')}"
+            except (ValueError, AttributeError):
+                message = None
+        raise_for_status(response, message)
+        return response
+
+    @staticmethod
+    def _json(response):
+        try:
+            return response.json()
+        except ValueError as err:
+            raise RetryableChannelError(
+                "WooCommerce answered something that is not JSON",
+                status=response.status_code,
+                response_text=response.text,
+            ) from err
+
+    # -- push -----------------------------------------------------------------
+    def set_quantities(self, updates):
+        """Set absolute quantities, at most ``max_batch`` items per call.
+
+        Simple products go to ``/products/batch``; variations to their
+        parent's ``/variations/batch``. When a call fails as a whole, the
+        error is raised if nothing was applied yet; otherwise the items not
+        yet sent carry it, so the caller does not resend what was applied.
+        Two updates of the same product or variation are coalesced (the newest
+        wins), so a batch never carries an older number after a newer one.
+        """
+        return push_coalesced(updates, self._set_unique, key=_target)
+
+    def _set_unique(self, updates):
+        results = [None] * len(updates)
+        groups = {}
+        for index, update in enumerate(updates):
+            if not str(update.external_id or "").strip():
+                results[index] = PushResult(
+                    sku=update.sku,
+                    ok=False,
+                    quantity=update.quantity,
+                    response="no WooCommerce product id",
+                    error=PermanentChannelError(
+                        f"{update.sku}: no WooCommerce product id to set stock on"
+                    ),
+                )
+                continue
+            if str(update.external_variant_id or "").strip():
+                path = f"/products/{_woo_id(update.external_id)}/variations/batch"
+                item_id = _woo_id(update.external_variant_id)
+            else:
+                path = "/products/batch"
+                item_id = _woo_id(update.external_id)
+            groups.setdefault(path, []).append((index, item_id))
+        pending = list(groups.items())
+        progress = {"sent": False}
+        for position, (path, entries) in enumerate(pending):
+            try:
+                self._push_group(path, entries, updates, results, progress)
+            except ChannelError as err:
+                if not progress["sent"]:
+                    raise
+                for _path, rest in pending[position:]:
+                    for index, _item in rest:
+                        if results[index] is None:
+                            results[index] = PushResult(
+                                sku=updates[index].sku,
+                                ok=False,
+                                quantity=updates[index].quantity,
+                                status=err.status,
+                                response=str(err),
+                                error=err,
+                            )
+                break
+        return results
+
+    def _push_group(self, path, entries, updates, results, progress):
+        """Send one endpoint's items in chunks; note in ``progress`` what went."""
+        start = 0
+        while start < len(entries):
+            size = max(1, int(self.max_batch))
+            chunk = entries[start : start + size]
+            body = {
+                "update": [
+                    {
+                        "id": item_id,
+                        "manage_stock": True,
+                        "stock_quantity": int(updates[index].quantity),
+                    }
+                    for index, item_id in chunk
+                ]
+            }
+            try:
+                response = self.call("POST", path, body=body)
+            except PermanentChannelError as err:
+                smaller = self._limit_from_413(err, size)
+                if smaller is None:
+                    raise
+                self.max_batch = smaller
+                continue
+            answer = self._json(response)
+            items = answer.get("update") if isinstance(answer, dict) else None
+            if not isinstance(items, list):
+                raise RetryableChannelError(
+                    "WooCommerce batch answer has no update list",
+                    status=response.status_code,
+                    response_text=response.text,
+                )
+            self._map_batch(chunk, items, updates, results, response.status_code)
+            progress["sent"] = True
+            start += len(chunk)
+
+    @staticmethod
+    def _limit_from_413(err, size):
+        """The shop's own batch limit, read from its 413 answer (None if not one)."""
+        if err.status != 413 or size <= 1:
+            return None
+        found = re.search(r"more than (\d+) items", err.message or "")
+        limit = int(found.group(1)) if found else size // 2
+        return max(1, min(limit, size - 1))
+
+    @staticmethod
+    def _map_batch(chunk, items, updates, results, status):
+        by_id = {}
+        for pos, item in enumerate(items):
+            if isinstance(item, dict):
+                by_id.setdefault(str(item.get("id")), pos)
+        for pos, (index, item_id) in enumerate(chunk):
+            update = updates[index]
+            answer = None
+            if pos < len(items) and str(items[pos].get("id")) == str(item_id):
+                answer = items[pos]
+            elif str(item_id) in by_id:
+                answer = items[by_id[str(item_id)]]
+            if answer is None:
+                message = f"{update.sku}: WooCommerce said nothing about item {item_id}"
+                results[index] = PushResult(
+                    sku=update.sku,
+                    ok=False,
+                    quantity=update.quantity,
+                    status=status,
+                    response=message,
+                    error=RetryableChannelError(message, status=status),
+                )
+                continue
+            error = answer.get("error")
+            if error:
+                code = error.get("code")
+                text = f"{code}: {error.get('message')}"
+                item_status = (error.get("data") or {}).get("status")
+                results[index] = PushResult(
+                    sku=update.sku,
+                    ok=False,
+                    quantity=update.quantity,
+                    status=item_status,
+                    response=text,
+                    error=PermanentChannelError(
+                        f"{update.sku}: {text}",
+                        status=item_status,
+                        response_text=json.dumps(answer)[:2000],
+                    ),
+                )
+                continue
+            held = answer.get("stock_quantity")
+            if held is not None and int(held) != int(update.quantity):
+                message = (
+                    f"{update.sku}: WooCommerce kept stock_quantity {held} "
+                    f"instead of {update.quantity}"
+                )
+                results[index] = PushResult(
+                    sku=update.sku,
+                    ok=False,
+                    quantity=update.quantity,
+                    status=status,
+                    response=message,
+                    live_quantity=int(held),
+                    error=PermanentChannelError(message, status=status),
+                )
+                continue
+            results[index] = PushResult(
+                sku=update.sku,
+                ok=True,
+                quantity=update.quantity,
+                status=status,
+                response="set",
+            )
+
+    # -- read -----------------------------------------------------------------
+    def pages(self, path, params):
+        """Yield the items of every page, driven by ``X-WP-TotalPages``.
+
+        Without the header (a cache or plugin stripped it), a short page ends
+        the walk.
+        """
+        page = 1
+        while True:
+            query = dict(params, per_page=self.page_size, page=page)
+            response = self.call("GET", path, params=query)
+            items = self._json(response)
+            if not isinstance(items, list):
+                raise RetryableChannelError(
+                    f"WooCommerce {path} did not answer a list",
+                    status=response.status_code,
+                    response_text=response.text,
+                )
+            yield from items
+            total_pages = response.headers.get("X-WP-TotalPages")
+            if total_pages is not None and str(total_pages).isdigit():
+                if page >= int(total_pages):
+                    return
+            elif len(items) < self.page_size:
+                return
+            if not items:
+                return
+            page += 1
+
+    def read_quantities(self, updates=None):
+        """Yield stock of the given products/variations, or of the whole shop.
+
+        Only objects with ``manage_stock`` true hold a quantity; a variation
+        whose stock is managed by its parent (``"parent"``) is reported
+        through the parent.
+        """
+        if updates is None:
+            for product in self.pages("/products", {"_fields": PRODUCT_FIELDS}):
+                level = self._level(product)
+                if level is not None:
+                    yield level
+                if product.get("type") == "variable":
+                    yield from self._variations(product.get("id"), None)
+            return
+        simple, variations = [], {}
+        for update in updates:
+            if not str(update.external_id or "").strip():
+                continue
+            if str(update.external_variant_id or "").strip():
+                variations.setdefault(_woo_id(update.external_id), []).append(
+                    _woo_id(update.external_variant_id)
+                )
+            else:
+                simple.append(_woo_id(update.external_id))
+        for start in range(0, len(simple), self.page_size):
+            include = ",".join(str(i) for i in simple[start : start + self.page_size])
+            params = {"include": include, "_fields": PRODUCT_FIELDS}
+            for product in self.pages("/products", params):
+                level = self._level(product)
+                if level is not None:
+                    yield level
+        for parent, ids in variations.items():
+            for start in range(0, len(ids), self.page_size):
+                yield from self._variations(parent, ids[start : start + self.page_size])
+
+    def _variations(self, parent, ids):
+        params = {"_fields": VARIATION_FIELDS}
+        if ids:
+            params["include"] = ",".join(str(i) for i in ids)
+        for variation in self.pages(f"/products/{parent}/variations", params):
+            level = self._level(variation, parent=parent)
+            if level is not None:
+                yield level
+
+    @staticmethod
+    def _level(item, parent=None):
+        if item.get("manage_stock") is not True or item.get("stock_quantity") is None:
+            return None
+        parent = parent or item.get("parent_id") or None
+        own = str(item.get("id"))
+        return LiveLevel(
+            sku=item.get("sku") or "",
+            quantity=int(item["stock_quantity"]),
+            external_id=str(parent) if parent else own,
+            external_variant_id=own if parent else "",
+            updated_at=parse_gmt(item.get("date_modified_gmt")),
+        )
+
+    # -- orders ---------------------------------------------------------------
+    def fetch_orders(self, since):
+        """Yield orders modified after ``since`` (``modified_after``, GMT).
+
+        ``modified_after`` is exclusive; the reconciliation pass overlaps its
+        windows anyway. Orders are walked by id so that an order modified
+        during the walk does not shift the pages under it.
+        """
+        if since.tzinfo is not None:
+            since = since.astimezone(timezone.utc).replace(tzinfo=None)
+        params = {
+            "modified_after": since.strftime("%Y-%m-%dT%H:%M:%S"),
+            "dates_are_gmt": "true",
+            "orderby": "id",
+            "order": "asc",
+        }
+        for order in self.pages("/orders", params):
+            normalised = order_from_payload(order)
+            if normalised is not None:
+                yield normalised[1]
+
+    # -- misc -----------------------------------------------------------------
+    def test_connection(self):
+        response = self.call(
+            "GET", "/products", params={"per_page": 1, "_fields": "id"}
+        )
+        total = response.headers.get("X-WP-Total", "?")
+        return f"Connected to WooCommerce REST API v3 ({total} products)"
+
+    # -- webhooks -------------------------------------------------------------
+    def parse_webhook(self, topic, payload, headers):
+        """Normalise one verified WooCommerce webhook.
+
+        WooCommerce's delivery id is a hash of the webhook id and the second
+        of sending, not an event id, so the idempotency key is built from what
+        the event is: ``<topic>:<resource id>:<date_modified_gmt>``. Saving a
+        webhook sends an unsigned form ping ``webhook_id=<id>``: a ``ping``.
+        """
+        body = _as_object(payload)
+        if set(body) == {"webhook_id"}:
+            return [InboundEvent("ping", f"ping:{body['webhook_id']}")]
+        if topic in ("order.created", "order.updated"):
+            return [_order_event(topic, body)]
+        if topic == "order.deleted":
+            if body.get("id") in (None, ""):
+                raise WebhookPayloadError(f"{topic} payload lacks id")
+            order = ChannelOrder(external_id=str(body["id"]), status="cancelled")
+            return [InboundEvent("cancel", f"{topic}:{body['id']}", order=order)]
+        if topic == "product.updated":
+            return [_product_event(topic, body)]
+        key = f"{topic}:{body.get('id', '')}:{body.get('date_modified_gmt', '')}"
+        return [InboundEvent("ignored", key)]
+
+
+def _as_object(payload):
+    if isinstance(payload, (bytes, bytearray)):
+        payload = payload.decode("utf-8", "replace")
+    if isinstance(payload, str):
+        text = payload.strip()
+        if text.startswith("webhook_id="):
+            return {"webhook_id": text.split("=", 1)[1].split("&", 1)[0]}
+        try:
+            payload = json.loads(text)
+        except ValueError as err:
+            raise WebhookPayloadError(f"webhook body is not JSON: {err}") from err
+    if not isinstance(payload, dict):
+        raise WebhookPayloadError("webhook body is not a JSON object")
+    return payload
+
+
+def _key(topic, body):
+    missing = [name for name in ("id", "date_modified_gmt") if not body.get(name)]
+    if missing:
+        raise WebhookPayloadError(f"{topic} payload lacks {', '.join(missing)}")
+    return f"{topic}:{body['id']}:{body['date_modified_gmt']}"
+
+
+def order_from_payload(body, topic="order"):
+    """(event kind, ChannelOrder) for an order payload; None for other statuses.
+
+    Statuses that neither hold nor release stock (``checkout-draft``,
+    ``trash``, custom ones) give None.
+    """
+    status = body.get("status")
+    if not status:
+        raise WebhookPayloadError(f"{topic} payload lacks status")
+    if status not in ORDER_STATUSES:
+        return None
+    items = body.get("line_items")
+    if not isinstance(items, list):
+        raise WebhookPayloadError(f"{topic} payload lacks line_items")
+    lines = []
+    for item in items:
+        if not isinstance(item, dict) or item.get("quantity") is None:
+            raise WebhookPayloadError(f"{topic} payload: a line item has no quantity")
+        variation = item.get("variation_id") or 0
+        lines.append(
+            OrderLine(
+                sku=item.get("sku") or "",
+                quantity=float(item["quantity"]),
+                external_id=str(item.get("product_id") or ""),
+                external_variant_id=str(variation) if variation else "",
+            )
+        )
+    kind, normalised = ORDER_STATUSES[status]
+    order = ChannelOrder(
+        external_id=str(body.get("id")),
+        status=normalised,
+        lines=lines,
+        updated_at=parse_gmt(body.get("date_modified_gmt")),
+        raw=body,
+    )
+    return kind, order
+
+
+def _order_event(topic, body):
+    key = _key(topic, body)
+    event_time = parse_gmt(body["date_modified_gmt"])
+    normalised = order_from_payload(body, topic)
+    if normalised is None:
+        return InboundEvent("ignored", key, event_time)
+    kind, order = normalised
+    return InboundEvent(kind, key, event_time, order=order)
+
+
+def _product_event(topic, body):
+    key = _key(topic, body)
+    event_time = parse_gmt(body["date_modified_gmt"])
+    if "manage_stock" not in body or "stock_quantity" not in body:
+        raise WebhookPayloadError(f"{topic} payload lacks manage_stock/stock_quantity")
+    if body["manage_stock"] is not True or body["stock_quantity"] is None:
+        # stock not managed on this object: no level to report
+        return InboundEvent("ignored", key, event_time)
+    try:
+        int(body["stock_quantity"])
+    except (TypeError, ValueError) as err:
+        raise WebhookPayloadError(
+            f"{topic} payload: stock_quantity is not a number"
+        ) from err
+    level = WooCommerceAdapter._level(body)
+    return InboundEvent("inventory", key, event_time, levels=[level])

@@ -1,0 +1,688 @@
+"""ShopifyAdapter against ShopifySimulator: push, compare-and-set, bucket, reads.
+
+The simulator and the adapter share a fake clock: the adapter "sleeps" by
+moving it forward and the simulator refills its cost bucket from it, so the
+throttling tests are exact and take no real time.
+"""
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from lib.adapters.base import (
+    AuthenticationError,
+    ChannelConfig,
+    PermanentChannelError,
+    RateLimitedError,
+    RetryableChannelError,
+    StaleQuantityError,
+    StockUpdate,
+)
+from lib.adapters.shopify import ShopifyAdapter, WebhookPayloadError, to_gid
+from simulators.base import Response
+from simulators.shopify import ShopifySimulator
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1_000.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def sim(clock):
+    simulator = ShopifySimulator(clock=clock).start()
+    yield simulator
+    simulator.stop()
+
+
+def make_adapter(sim, clock=None, **overrides):
+    fields = {
+        "base_url": sim.url,
+        "access_token": sim.access_token,
+        "location_id": sim.location_id,
+        **overrides,
+    }
+    config = ChannelConfig("shopify", **fields)
+    if clock is None:
+        return ShopifyAdapter(config, sleep=lambda s: None)
+    return ShopifyAdapter(config, clock=clock, sleep=clock.sleep)
+
+
+def update_for(sim, sku, quantity, previous=0, key=None):
+    return StockUpdate(
+        sku=sku,
+        quantity=quantity,
+        external_variant_id=sim.item_gid(sku),
+        previous_quantity=previous,
+        idempotency_key=key or f"key-{sku}-{quantity}",
+    )
+
+
+def mutations(sim):
+    """The inventorySetQuantities requests received, as (query, input)."""
+    found = []
+    for req in sim.requests:
+        body = json.loads(req.body)
+        if "inventorySetQuantities" in body["query"]:
+            found.append((body["query"], body["variables"]["input"]))
+    return found
+
+
+# -- connection and auth -------------------------------------------------------
+def test_connection_names_shop_and_version(sim):
+    message = make_adapter(sim).test_connection()
+    assert "Simulated Shop" in message
+    assert "2026-10" in message
+    assert sim.requests[0].path == "/admin/api/2026-10/graphql.json"
+
+
+def test_wrong_token_is_an_authentication_error(sim):
+    sim.add_item("A", quantity=3)
+    adapter = make_adapter(sim, access_token="shpat_wrong")
+    with pytest.raises(AuthenticationError) as err:
+        adapter.test_connection()
+    assert err.value.status == 401
+    assert not err.value.retryable
+    with pytest.raises(AuthenticationError):
+        adapter.set_quantities([update_for(sim, "A", 9, previous=3)])
+    assert sim.quantity("A") == 3
+    assert "shpat_wrong" not in str(err.value)
+
+
+def test_api_version_is_overridable(sim):
+    make_adapter(sim, api_version="2026-01").test_connection()
+    assert sim.requests[-1].path == "/admin/api/2026-01/graphql.json"
+
+
+# -- single and bulk push ------------------------------------------------------
+def test_single_set_sends_compare_and_idempotency_key(sim):
+    sim.add_item("A", quantity=4)
+    result = make_adapter(sim).set_quantity(update_for(sim, "A", 9, previous=4))
+    assert result.ok and result.quantity == 9 and result.live_quantity is None
+    assert sim.quantity("A") == 9
+    [(query, payload)] = mutations(sim)
+    assert '@idempotent(key: "' in query
+    assert payload["name"] == "available"
+    assert payload["reason"] == "correction"
+    assert payload["referenceDocumentUri"].startswith("gid://stock-channel-sync/")
+    assert payload["quantities"] == [
+        {
+            "inventoryItemId": sim.item_gid("A"),
+            "locationId": sim.location_id,
+            "quantity": 9,
+            "changeFromQuantity": 4,
+        }
+    ]
+
+
+def test_unknown_previous_quantity_opts_out_with_explicit_null(sim):
+    sim.add_item("A", quantity=4)
+    adapter = make_adapter(sim)
+    assert adapter.set_quantity(update_for(sim, "A", 2, previous=None)).ok
+    [(_query, payload)] = mutations(sim)
+    assert "changeFromQuantity" in payload["quantities"][0]
+    assert payload["quantities"][0]["changeFromQuantity"] is None
+    assert sim.quantity("A") == 2
+
+
+def test_bulk_push_splits_at_250(sim):
+    gids = sim.seed_items(600)
+    updates = [
+        StockUpdate(
+            sku=f"SKU-{n:05d}",
+            quantity=n,
+            external_variant_id=gid,
+            previous_quantity=0,
+            idempotency_key=f"k{n}",
+        )
+        for n, gid in enumerate(gids)
+    ]
+    adapter = make_adapter(sim)
+    results = adapter.set_quantities(updates)
+    assert [len(p["quantities"]) for _q, p in mutations(sim)] == [250, 250, 100]
+    assert adapter.calls == 3
+    assert all(r.ok for r in results)
+    assert [r.sku for r in results] == [u.sku for u in updates]
+    assert all(sim.quantity(f"SKU-{n:05d}") == n for n in range(600))
+
+
+def test_over_limit_batch_is_refused_by_the_simulator(sim):
+    gids = sim.seed_items(251, quantity=1)
+    query = (
+        "mutation M($input: InventorySetQuantitiesInput!) { inventorySetQuantities("
+        'input: $input) @idempotent(key: "raw-251") { userErrors { code } } }'
+    )
+    payload = {
+        "name": "available",
+        "reason": "correction",
+        "quantities": [
+            {
+                "inventoryItemId": gid,
+                "locationId": sim.location_id,
+                "quantity": 5,
+                "changeFromQuantity": None,
+            }
+            for gid in gids
+        ],
+    }
+    answer = requests.post(
+        f"{sim.url}/admin/api/2026-10/graphql.json",
+        json={"query": query, "variables": {"input": payload}},
+        headers={"X-Shopify-Access-Token": sim.access_token},
+        timeout=5,
+    ).json()
+    assert answer["errors"][0]["extensions"]["code"] == "MAX_INPUT_SIZE_EXCEEDED"
+    assert "data" not in answer
+    assert set(sim.quantities.values()) == {1}
+
+
+def test_two_updates_of_one_item_are_coalesced(sim):
+    sim.add_item("A", quantity=0)
+    older = update_for(sim, "A", 3, previous=0)
+    newer = update_for(sim, "A", 5, previous=0)
+    older.sequence, newer.sequence = 1, 2
+    results = make_adapter(sim).set_quantities([newer, older])
+    assert [r.ok for r in results] == [True, True]
+    assert "superseded" in results[1].response
+    [(_query, payload)] = mutations(sim)
+    assert [q["quantity"] for q in payload["quantities"]] == [5]
+    assert sim.quantity("A") == 5
+
+
+def test_items_without_ids_fail_alone_without_a_call(sim):
+    sim.add_item("A", quantity=0)
+    adapter = make_adapter(sim, location_id="")
+    results = adapter.set_quantities(
+        [
+            StockUpdate(sku="NOITEM", quantity=1),
+            StockUpdate(sku="A", quantity=1, external_variant_id=sim.item_gid("A")),
+        ]
+    )
+    assert not results[0].ok and "inventory item" in results[0].response
+    assert not results[1].ok and "location" in results[1].response
+    assert isinstance(results[0].error, PermanentChannelError)
+    assert adapter.calls == 0
+
+
+def test_numeric_ids_become_gids(sim):
+    gid = sim.add_item("A", quantity=0)
+    numeric = gid.rsplit("/", 1)[1]
+    adapter = make_adapter(sim, location_id="1")
+    result = adapter.set_quantity(
+        StockUpdate(sku="A", quantity=6, external_variant_id=numeric)
+    )
+    assert result.ok and sim.quantity("A") == 6
+    assert to_gid("Order", 12) == "gid://shopify/Order/12"
+    assert to_gid("Order", "gid://shopify/Order/12") == "gid://shopify/Order/12"
+
+
+# -- compare-and-set -----------------------------------------------------------
+def test_stale_compare_reads_live_level_and_retries_once(sim):
+    sim.add_item("A", quantity=5)
+    sim.set_level("A", 3)  # a sale on Shopify since our last push
+    adapter = make_adapter(sim)
+    result = adapter.set_quantity(update_for(sim, "A", 10, previous=5))
+    assert result.ok
+    assert result.live_quantity == 3
+    assert "stale" in result.response
+    assert sim.quantity("A") == 10  # Odoo's absolute number, not 3 + delta
+    first, retry = mutations(sim)
+    assert first[1]["quantities"][0]["changeFromQuantity"] == 5
+    assert retry[1]["quantities"][0]["changeFromQuantity"] == 3
+    assert adapter.calls == 3  # set, read, set
+
+
+def test_level_changing_again_is_reported_not_forced(sim):
+    sim.add_item("A", quantity=5)
+    sim.set_level("A", 3)
+
+    def sell_again(simulator, count):
+        if count == 2:
+            simulator.set_level("A", 1)
+
+    sim.on_mutation = sell_again
+    result = make_adapter(sim).set_quantities([update_for(sim, "A", 10, previous=5)])[0]
+    assert not result.ok
+    assert isinstance(result.error, StaleQuantityError)
+    assert result.error.retryable
+    assert result.live_quantity == 3
+    assert sim.quantity("A") == 1
+
+    def sell_one(simulator, count):
+        simulator.set_level("A", simulator.quantity("A") - 1)
+
+    sim.on_mutation = sell_one  # the single-item API raises the same outcome
+    with pytest.raises(StaleQuantityError):
+        make_adapter(sim).set_quantity(update_for(sim, "A", 10, previous=1))
+    assert sim.quantity("A") == -1
+
+
+def test_one_stale_item_does_not_lose_the_others(sim):
+    for sku in ("A", "B", "C"):
+        sim.add_item(sku, quantity=5)
+    sim.set_level("B", 2)
+    updates = [update_for(sim, sku, 8, previous=5) for sku in ("A", "B", "C")]
+    results = make_adapter(sim).set_quantities(updates)
+    assert [r.ok for r in results] == [True, True, True]
+    assert [r.live_quantity for r in results] == [None, 2, None]
+    assert [sim.quantity(s) for s in ("A", "B", "C")] == [8, 8, 8]
+
+
+def test_refused_item_is_reported_and_others_applied(sim):
+    sim.add_item("A", quantity=0)
+    bad = StockUpdate(
+        sku="GONE", quantity=1, external_variant_id="gid://shopify/InventoryItem/9"
+    )
+    results = make_adapter(sim).set_quantities(
+        [update_for(sim, "A", 4, previous=0), bad]
+    )
+    assert results[0].ok and sim.quantity("A") == 4
+    assert not results[1].ok
+    assert "INVALID_INVENTORY_ITEM" in results[1].response
+    assert isinstance(results[1].error, PermanentChannelError)
+
+
+def test_same_updates_replay_instead_of_applying_twice(sim):
+    sim.add_item("A", quantity=5)
+    adapter = make_adapter(sim)
+    update = update_for(sim, "A", 9, previous=5, key="evt-1")
+    assert adapter.set_quantity(update).ok
+    sim.set_level("A", 7)  # a sale after our push
+    assert adapter.set_quantity(update).ok  # a job retry of the same push
+    assert sim.quantity("A") == 7  # the replay did not overwrite the sale
+    assert sim.applied_count == 1
+    first, second = mutations(sim)
+    assert first[0] == second[0]  # same idempotency key in the document
+
+
+def test_updates_without_keys_are_distinct_operations(sim):
+    sim.add_item("A", quantity=5)
+    adapter = make_adapter(sim)
+    update = StockUpdate(sku="A", quantity=9, external_variant_id=sim.item_gid("A"))
+    adapter.set_quantity(update)
+    sim.set_level("A", 7)
+    adapter.set_quantity(update)
+    assert sim.quantity("A") == 9
+    first, second = mutations(sim)
+    assert first[0] != second[0]
+
+
+def raw_set(sim, quantity, key=None):
+    directive = f' @idempotent(key: "{key}")' if key else ""
+    query = (
+        "mutation M($input: InventorySetQuantitiesInput!) { inventorySetQuantities("
+        f"input: $input){directive} {{ userErrors {{ code }} }} }}"
+    )
+    payload = {
+        "name": "available",
+        "reason": "correction",
+        "quantities": [
+            {
+                "inventoryItemId": sim.item_gid("A"),
+                "locationId": sim.location_id,
+                "quantity": quantity,
+                "changeFromQuantity": None,
+            }
+        ],
+    }
+    return requests.post(
+        f"{sim.url}/admin/api/2026-10/graphql.json",
+        json={"query": query, "variables": {"input": payload}},
+        headers={"X-Shopify-Access-Token": sim.access_token},
+        timeout=5,
+    ).json()
+
+
+def test_simulator_enforces_the_idempotency_contract(sim):
+    sim.add_item("A", quantity=0)
+    assert raw_set(sim, 3)["errors"]  # 2026-04+: the directive is required
+    assert sim.quantity("A") == 0
+    first = raw_set(sim, 3, key="k-1")["data"]["inventorySetQuantities"]
+    assert first["userErrors"] == [] and sim.quantity("A") == 3
+    sim.set_level("A", 1)
+    replay = raw_set(sim, 3, key="k-1")["data"]["inventorySetQuantities"]
+    assert replay == first and sim.quantity("A") == 1  # replayed, not re-applied
+    other = raw_set(sim, 4, key="k-1")["data"]["inventorySetQuantities"]
+    assert other["userErrors"][0]["code"] == "IDEMPOTENCY_KEY_PARAMETER_MISMATCH"
+    assert sim.quantity("A") == 1
+
+
+def test_key_in_flight_is_a_retryable_item_error(sim):
+    sim.add_item("A", quantity=0)
+    in_flight = {
+        "data": {
+            "inventorySetQuantities": {
+                "inventoryAdjustmentGroup": None,
+                "userErrors": [
+                    {
+                        "code": "IDEMPOTENCY_CONCURRENT_REQUEST",
+                        "field": None,
+                        "message": "This request is currently in progress",
+                    }
+                ],
+            }
+        }
+    }
+    sim.scripted.append(Response(200, in_flight))
+    [result] = make_adapter(sim).set_quantities([update_for(sim, "A", 3)])
+    assert not result.ok
+    assert isinstance(result.error, RetryableChannelError)
+    assert result.error.retryable
+
+
+def test_versions_before_2026_01_use_compare_quantity(sim):
+    for sku in ("A", "B", "C"):
+        sim.add_item(sku, quantity=5)
+    sim.set_level("C", 1)
+    adapter = make_adapter(sim, api_version="2025-10")
+    results = adapter.set_quantities(
+        [
+            update_for(sim, "A", 6, previous=5),
+            update_for(sim, "B", 6, previous=None),
+            update_for(sim, "C", 6, previous=5),
+        ]
+    )
+    assert all(r.ok for r in results)
+    assert results[2].live_quantity == 1
+    assert [sim.quantity(s) for s in ("A", "B", "C")] == [6, 6, 6]
+    sent = mutations(sim)
+    assert all("@idempotent" not in query for query, _p in sent)
+    assert all(
+        "changeFromQuantity" not in q for _query, p in sent for q in p["quantities"]
+    )
+    checked = [p for _q, p in sent if not p["ignoreCompareQuantity"]]
+    unchecked = [p for _q, p in sent if p["ignoreCompareQuantity"]]
+    assert [q["compareQuantity"] for q in checked[0]["quantities"]] == [5, 5]
+    assert [len(p["quantities"]) for p in unchecked] == [1]
+
+
+# -- throttling ----------------------------------------------------------------
+def test_adapter_waits_for_the_bucket_instead_of_being_throttled(clock):
+    sim = ShopifySimulator(bucket_size=25, restore_rate=10, clock=clock).start()
+    try:
+        for sku in ("A", "B", "C"):
+            sim.add_item(sku, quantity=0)
+        adapter = make_adapter(sim, clock=clock)
+        adapter.max_batch = 1  # one mutation (cost 10) per item
+        updates = [update_for(sim, s, 4) for s in ("A", "B", "C")]
+        results = adapter.set_quantities(updates)
+        assert all(r.ok for r in results)
+        # 25 -> 15 -> 5: the third call needs 10, so wait (10 - 5) / 10 s
+        assert clock.slept == pytest.approx([0.5])
+        assert adapter.waits == pytest.approx([0.5])
+        assert sim.throttled_count == 0
+    finally:
+        sim.stop()
+
+
+def test_throttled_answer_becomes_rate_limited_error(clock):
+    sim = ShopifySimulator(bucket_size=50, restore_rate=10, clock=clock).start()
+    try:
+        sim.add_item("A", quantity=2)
+        sim.drain_bucket(4)
+        with pytest.raises(RateLimitedError) as err:
+            make_adapter(sim, clock=clock).set_quantity(update_for(sim, "A", 9, 2))
+        assert err.value.retryable
+        assert err.value.retry_after == pytest.approx((10 - 4) / 10)
+        assert sim.throttled_count == 1
+        assert sim.quantity("A") == 2
+    finally:
+        sim.stop()
+
+
+def test_http_429_uses_retry_after(sim):
+    sim.add_item("A", quantity=2)
+    sim.scripted.append(Response(429, {"errors": "Throttled"}, {"Retry-After": "3"}))
+    with pytest.raises(RateLimitedError) as err:
+        make_adapter(sim).set_quantity(update_for(sim, "A", 9, 2))
+    assert err.value.retry_after == 3.0
+    assert err.value.status == 429
+
+
+def test_server_error_is_retryable(sim):
+    sim.add_item("A", quantity=2)
+    sim.scripted.append(Response(503, {"errors": "unavailable"}))
+    with pytest.raises(RetryableChannelError):
+        make_adapter(sim).set_quantity(update_for(sim, "A", 9, 2))
+
+
+def test_failure_after_a_sent_chunk_is_reported_per_item(sim):
+    gids = sim.seed_items(4, quantity=0)
+    throttled = {
+        "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+        "extensions": {
+            "cost": {
+                "requestedQueryCost": 10,
+                "actualQueryCost": None,
+                "throttleStatus": {
+                    "maximumAvailable": 2000,
+                    "currentlyAvailable": 0,
+                    "restoreRate": 100,
+                },
+            }
+        },
+    }
+    sim.scripted.extend([None, Response(200, throttled)])
+    adapter = make_adapter(sim)
+    adapter.max_batch = 2
+    updates = [
+        StockUpdate(sku=f"SKU-{n:05d}", quantity=3, external_variant_id=gid)
+        for n, gid in enumerate(gids)
+    ]
+    results = adapter.set_quantities(updates)
+    assert [r.ok for r in results] == [True, True, False, False]
+    assert isinstance(results[2].error, RateLimitedError)
+    assert results[2].error.retry_after == pytest.approx(0.1, abs=0.01)
+    assert [sim.quantity(f"SKU-{n:05d}") for n in range(4)] == [3, 3, 0, 0]
+
+
+# -- reads ---------------------------------------------------------------------
+def test_read_quantities_follows_the_cursor(sim):
+    sim.seed_items(250, quantity=7)
+    adapter = make_adapter(sim)
+    adapter.page_size = 100
+    levels = list(adapter.read_quantities())
+    assert len(levels) == 250
+    assert len({level.sku for level in levels}) == 250
+    assert adapter.calls == 3
+    level = levels[0]
+    assert level.quantity == 7
+    assert level.external_variant_id.startswith("gid://shopify/InventoryItem/")
+    assert level.external_location_id == sim.location_id
+    assert level.updated_at.tzinfo is not None
+    cursors = [json.loads(r.body)["variables"]["after"] for r in sim.requests]
+    assert cursors[0] is None and None not in cursors[1:]
+
+
+def test_read_quantities_of_given_items(sim):
+    sim.add_item("A", quantity=1)
+    sim.add_item("B", quantity=2)
+    missing = StockUpdate(
+        sku="X", quantity=0, external_variant_id="gid://shopify/InventoryItem/1"
+    )
+    levels = list(make_adapter(sim).read_quantities([update_for(sim, "B", 0), missing]))
+    assert [(lv.sku, lv.quantity) for lv in levels] == [("B", 2)]
+
+
+def test_unknown_location_is_permanent(sim):
+    adapter = make_adapter(sim, location_id="gid://shopify/Location/404")
+    with pytest.raises(PermanentChannelError):
+        list(adapter.read_quantities())
+
+
+# -- orders --------------------------------------------------------------------
+def test_fetch_orders_since_with_pages_and_long_orders(sim):
+    sim.add_item("A")
+    now = datetime.now(timezone.utc)
+    sim.add_order([("A", 1)], updated_at=now - timedelta(days=3))
+    recent = [
+        sim.add_order([("A", 2)], updated_at=now - timedelta(minutes=5)),
+        sim.add_order(
+            [("A", 1)], updated_at=now - timedelta(minutes=4), cancelled=True
+        ),
+        sim.add_order(
+            [("A", 1)],
+            updated_at=now - timedelta(minutes=3),
+            financial_status="REFUNDED",
+        ),
+        sim.add_order([("A", 1)] * 45, updated_at=now - timedelta(minutes=2)),
+    ]
+    adapter = make_adapter(sim)
+    adapter.orders_page_size = 2
+    orders = list(adapter.fetch_orders(now - timedelta(hours=1)))
+    assert [o.external_id for o in orders] == recent
+    assert [o.status for o in orders] == ["open", "cancelled", "refunded", "open"]
+    assert orders[0].lines[0].sku == "A" and orders[0].lines[0].quantity == 2
+    assert (
+        orders[0]
+        .lines[0]
+        .external_variant_id.startswith("gid://shopify/ProductVariant/")
+    )
+    assert len(orders[3].lines) == 45  # 40 with the order, 5 in a follow-up
+    queries = [json.loads(r.body)["variables"].get("query") for r in sim.requests]
+    assert any(q and q.startswith("updated_at:>='") for q in queries)
+    assert adapter.calls == 3  # two order pages and one follow-up of lines
+
+
+# -- webhooks ------------------------------------------------------------------
+HEADERS = {
+    "X-Shopify-Event-Id": "evt-1",
+    "X-Shopify-Webhook-Id": "wh-1",
+    "X-Shopify-Triggered-At": "2026-11-20T10:00:00.123456789Z",
+}
+ORDER = {
+    "id": 820982911946154508,
+    "updated_at": "2026-11-20T09:59:00-05:00",
+    "financial_status": "paid",
+    "line_items": [{"id": 1, "sku": "A", "quantity": 2, "variant_id": 55}],
+}
+
+
+@pytest.fixture
+def adapter():
+    config = ChannelConfig("shopify", base_url="https://unused.example")
+    return ShopifyAdapter(config)
+
+
+@pytest.mark.parametrize("topic", ["orders/create", "orders/paid"])
+def test_order_topics(adapter, topic):
+    [event] = adapter.parse_webhook(topic, ORDER, HEADERS)
+    assert event.kind == "order"
+    assert event.idempotency_key == f"{topic}:evt-1"
+    assert event.event_time == datetime(2026, 11, 20, 10, 0, 0, 123456, timezone.utc)
+    assert event.order.external_id == "gid://shopify/Order/820982911946154508"
+    assert event.order.status == "open"
+    [line] = event.order.lines
+    assert (line.sku, line.quantity) == ("A", 2.0)
+    assert line.external_variant_id == "gid://shopify/ProductVariant/55"
+
+
+def test_cancelled_topic(adapter):
+    body = dict(ORDER, cancelled_at="2026-11-20T10:00:00Z")
+    [event] = adapter.parse_webhook("orders/cancelled", json.dumps(body), HEADERS)
+    assert event.kind == "cancel"
+    assert event.order.status == "cancelled"
+
+
+def test_refund_restocks_only_restocked_lines(adapter):
+    body = {
+        "id": 9,
+        "order_id": 77,
+        "created_at": "2026-11-20T10:00:00Z",
+        "refund_line_items": [
+            {"quantity": 1, "restock_type": "return", "line_item": {"sku": "A"}},
+            {"quantity": 2, "restock_type": "no_restock", "line_item": {"sku": "B"}},
+            {"quantity": 3, "restock_type": "cancel", "line_item": {"sku": "C"}},
+        ],
+    }
+    [event] = adapter.parse_webhook("refunds/create", body, HEADERS)
+    assert event.kind == "cancel"
+    assert event.order.external_id == "gid://shopify/Order/77"
+    assert event.order.status == "refunded"
+    assert event.order.restock is True
+    assert [(ln.sku, ln.quantity) for ln in event.order.lines] == [
+        ("A", 1.0),
+        ("C", 3.0),
+    ]
+
+
+def test_refund_without_restock(adapter):
+    body = {
+        "order_id": 77,
+        "refund_line_items": [
+            {"quantity": 2, "restock_type": "no_restock", "line_item": {"sku": "B"}}
+        ],
+    }
+    [event] = adapter.parse_webhook("refunds/create", body, HEADERS)
+    assert event.order.restock is False
+    assert [ln.sku for ln in event.order.lines] == ["B"]
+
+
+def test_inventory_level_topic_and_webhook_id_fallback(adapter):
+    body = {
+        "inventory_item_id": 271878346596884015,
+        "location_id": 24826418,
+        "available": 6,
+        "updated_at": "2026-11-20T05:00:00-05:00",
+    }
+    headers = {"x-shopify-webhook-id": "wh-9"}
+    [event] = adapter.parse_webhook("inventory_levels/update", body, headers)
+    assert event.kind == "inventory"
+    assert event.idempotency_key == "inventory_levels/update:wh-9"
+    assert event.event_time == datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+    [level] = event.levels
+    assert level.quantity == 6
+    assert level.external_variant_id == "gid://shopify/InventoryItem/271878346596884015"
+    assert level.external_location_id == "gid://shopify/Location/24826418"
+
+
+def test_untracked_level_and_unknown_topic_are_ignored(adapter):
+    body = {"inventory_item_id": 1, "available": None}
+    [event] = adapter.parse_webhook("inventory_levels/update", body, HEADERS)
+    assert event.kind == "ignored"
+    [event] = adapter.parse_webhook("products/update", {"id": 1}, HEADERS)
+    assert event.kind == "ignored"
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "headers", "fragment"),
+    [
+        ("orders/create", ORDER, {}, "X-Shopify-Event-Id"),
+        ("orders/create", b"{not json", HEADERS, "not JSON"),
+        ("orders/create", "[1, 2]", HEADERS, "not a JSON object"),
+        ("orders/create", {"id": 1}, HEADERS, "line_items"),
+        ("orders/paid", {"line_items": []}, HEADERS, "id"),
+        ("orders/create", {"id": 1, "line_items": [{"sku": "A"}]}, HEADERS, "quantity"),
+        ("refunds/create", {"order_id": 1}, HEADERS, "refund_line_items"),
+        ("refunds/create", {"refund_line_items": []}, HEADERS, "order_id"),
+        ("inventory_levels/update", {"inventory_item_id": 1}, HEADERS, "available"),
+        ("inventory_levels/update", {"available": 3}, HEADERS, "inventory_item_id"),
+        (
+            "inventory_levels/update",
+            {"inventory_item_id": 1, "available": "many"},
+            HEADERS,
+            "not a number",
+        ),
+    ],
+)
+def test_malformed_webhooks_raise_value_error(
+    adapter, topic, payload, headers, fragment
+):
+    with pytest.raises(ValueError, match=fragment) as err:
+        adapter.parse_webhook(topic, payload, headers)
+    assert isinstance(err.value, WebhookPayloadError)

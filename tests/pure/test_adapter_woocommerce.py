@@ -1,0 +1,397 @@
+"""WooCommerceAdapter against WooCommerceSimulator: batches, pages, orders, hooks."""
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from lib.adapters.base import (
+    AuthenticationError,
+    ChannelConfig,
+    PermanentChannelError,
+    RateLimitedError,
+    RetryableChannelError,
+    StockUpdate,
+)
+from lib.adapters.woocommerce import WebhookPayloadError, WooCommerceAdapter
+from simulators.base import Response
+from simulators.woocommerce import WooCommerceSimulator
+
+
+@pytest.fixture
+def sim():
+    simulator = WooCommerceSimulator().start()
+    yield simulator
+    simulator.stop()
+
+
+def make_adapter(sim, **overrides):
+    fields = {
+        "base_url": sim.url,
+        "api_key": sim.consumer_key,
+        "api_secret": sim.consumer_secret,
+        **overrides,
+    }
+    return WooCommerceAdapter(ChannelConfig("woocommerce", **fields))
+
+
+def batches(sim):
+    """(path, update items) of every batch request received."""
+    return [
+        (req.path, json.loads(req.body)["update"])
+        for req in sim.requests
+        if req.path.endswith("/batch")
+    ]
+
+
+# -- connection and auth -------------------------------------------------------
+def test_connection_counts_products(sim):
+    sim.seed_products(3)
+    assert "3 products" in make_adapter(sim).test_connection()
+    assert sim.requests[0].headers["authorization"].startswith("Basic ")
+
+
+@pytest.mark.parametrize("field", ["api_key", "api_secret"])
+def test_wrong_keys_are_an_authentication_error(sim, field):
+    pid = sim.add_product("A", quantity=2)
+    adapter = make_adapter(sim, **{field: "wrong"})
+    with pytest.raises(AuthenticationError) as err:
+        adapter.test_connection()
+    assert err.value.status == 401
+    assert "woocommerce_rest_authentication_error" in str(err.value)
+    with pytest.raises(AuthenticationError):
+        adapter.set_quantities([StockUpdate("A", 9, external_id=str(pid))])
+    assert sim.quantity("A") == 2
+
+
+def test_keys_never_go_in_clear_to_a_remote_host():
+    config = ChannelConfig(
+        "woocommerce", base_url="http://shop.example", api_key="ck", api_secret="cs"
+    )
+    adapter = WooCommerceAdapter(config)
+    with pytest.raises(PermanentChannelError, match="HTTPS"):
+        adapter.test_connection()
+    assert adapter.calls == 0
+
+
+# -- push ----------------------------------------------------------------------
+def test_single_product_set(sim):
+    pid = sim.add_product("A", quantity=2)
+    result = make_adapter(sim).set_quantity(StockUpdate("A", 9, external_id=str(pid)))
+    assert result.ok and result.quantity == 9
+    assert sim.quantity("A") == 9
+    assert batches(sim) == [
+        (
+            "/wp-json/wc/v3/products/batch",
+            [{"id": pid, "manage_stock": True, "stock_quantity": 9}],
+        )
+    ]
+
+
+def test_variation_goes_to_its_parent_batch(sim):
+    parent, (_small, medium) = sim.add_variable_product("T", [("T-S", 1), ("T-M", 2)])
+    update = StockUpdate(
+        "T-M", 6, external_id=str(parent), external_variant_id=str(medium)
+    )
+    assert make_adapter(sim).set_quantity(update).ok
+    assert sim.quantity("T-M") == 6 and sim.quantity("T-S") == 1
+    [(path, items)] = batches(sim)
+    assert path == f"/wp-json/wc/v3/products/{parent}/variations/batch"
+    assert items == [{"id": medium, "manage_stock": True, "stock_quantity": 6}]
+
+
+def test_bulk_push_splits_at_100_per_endpoint(sim):
+    ids = sim.seed_products(250)
+    parent, var_ids = sim.add_variable_product("T", [("T-S", 0), ("T-M", 0)])
+    updates = [
+        StockUpdate(f"SKU-{n:05d}", n, external_id=str(p)) for n, p in enumerate(ids)
+    ]
+    updates += [
+        StockUpdate(sku, 4, external_id=str(parent), external_variant_id=str(vid))
+        for sku, vid in zip(("T-S", "T-M"), var_ids, strict=True)
+    ]
+    adapter = make_adapter(sim)
+    results = adapter.set_quantities(updates)
+    assert all(r.ok for r in results)
+    assert [len(items) for _path, items in batches(sim)] == [100, 100, 50, 2]
+    assert adapter.calls == 4
+    assert all(sim.quantity(f"SKU-{n:05d}") == n for n in range(250))
+    assert sim.quantity("T-S") == sim.quantity("T-M") == 4
+
+
+def test_over_limit_batch_is_refused_by_the_simulator(sim):
+    ids = sim.seed_products(101, quantity=1)
+    answer = requests.post(
+        f"{sim.url}/wp-json/wc/v3/products/batch",
+        json={"update": [{"id": pid, "stock_quantity": 5} for pid in ids]},
+        auth=(sim.consumer_key, sim.consumer_secret),
+        timeout=5,
+    )
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "woocommerce_rest_request_entity_too_large"
+    assert set(sim.quantities.values()) == {1}
+
+
+def test_adapter_adopts_a_lower_shop_limit(sim):
+    sim.batch_limit = 40
+    ids = sim.seed_products(100)
+    adapter = make_adapter(sim)
+    results = adapter.set_quantities(
+        [StockUpdate(f"SKU-{n:05d}", 3, external_id=str(p)) for n, p in enumerate(ids)]
+    )
+    assert all(r.ok for r in results)
+    assert adapter.max_batch == 40
+    assert [len(items) for _path, items in batches(sim)] == [100, 40, 40, 20]
+    assert sim.batch_calls == 3
+
+
+def test_per_item_errors_map_to_their_results(sim):
+    a, b = sim.add_product("A"), sim.add_product("B")
+    results = make_adapter(sim).set_quantities(
+        [
+            StockUpdate("A", 1, external_id=str(a)),
+            StockUpdate("GONE", 1, external_id="999999"),
+            StockUpdate("B", 2, external_id=str(b)),
+            StockUpdate("NOID", 2),
+        ]
+    )
+    assert [r.ok for r in results] == [True, False, True, False]
+    assert "woocommerce_rest_product_invalid_id" in results[1].response
+    assert results[1].status == 400
+    assert isinstance(results[1].error, PermanentChannelError)
+    assert "no WooCommerce product id" in results[3].response
+    assert (sim.quantity("A"), sim.quantity("B")) == (1, 2)
+
+
+def test_duplicates_in_a_batch_keep_the_newest(sim):
+    pid = sim.add_product("A")
+    older = StockUpdate("A", 3, external_id=str(pid), sequence=1)
+    newer = StockUpdate("A", 8, external_id=str(pid), sequence=2)
+    results = make_adapter(sim).set_quantities([newer, older])
+    assert [r.ok for r in results] == [True, True]
+    [(_path, items)] = batches(sim)
+    assert [item["stock_quantity"] for item in items] == [8]
+    assert sim.quantity("A") == 8
+
+
+def test_first_call_failing_raises(sim):
+    pid = sim.add_product("A", quantity=1)
+    sim.scripted.append(Response(503, {"code": "down", "message": "maintenance"}))
+    with pytest.raises(RetryableChannelError) as err:
+        make_adapter(sim).set_quantities([StockUpdate("A", 5, external_id=str(pid))])
+    assert err.value.status == 503
+    assert sim.quantity("A") == 1
+
+
+def test_failure_after_progress_is_reported_per_item(sim):
+    ids = sim.seed_products(150)
+    sim.scripted.extend(
+        [None, Response(429, {"code": "too_many"}, {"Retry-After": "7"})]
+    )
+    updates = [
+        StockUpdate(f"SKU-{n:05d}", 5, external_id=str(p)) for n, p in enumerate(ids)
+    ]
+    results = make_adapter(sim).set_quantities(updates)
+    assert all(r.ok for r in results[:100])
+    assert not any(r.ok for r in results[100:])
+    assert isinstance(results[120].error, RateLimitedError)
+    assert results[120].error.retry_after == 7.0
+
+
+# -- reads ---------------------------------------------------------------------
+def test_read_quantities_walks_pages_and_variations(sim):
+    sim.seed_products(250, quantity=4)
+    sim.add_product("UNMANAGED", manage_stock=False)
+    parent, var_ids = sim.add_variable_product("T", [("T-S", 1), ("T-M", 2)])
+    adapter = make_adapter(sim)
+    levels = list(adapter.read_quantities())
+    skus = [level.sku for level in levels]
+    assert len(levels) == 252 and "UNMANAGED" not in skus and "T" not in skus
+    variation = next(level for level in levels if level.sku == "T-M")
+    assert variation.external_id == str(parent)
+    assert variation.external_variant_id == str(var_ids[1])
+    assert variation.quantity == 2
+    assert variation.updated_at.tzinfo is not None
+    pages = [r.query.get("page") for r in sim.requests if r.path.endswith("/products")]
+    assert pages == ["1", "2", "3"]
+    assert adapter.calls == 4  # three product pages and one variation page
+
+
+def test_read_quantities_of_given_items(sim):
+    a = sim.add_product("A", quantity=1)
+    sim.add_product("B", quantity=2)
+    parent, (small,) = sim.add_variable_product("T", [("T-S", 5)])
+    levels = make_adapter(sim).read_quantities(
+        [
+            StockUpdate("A", 0, external_id=str(a)),
+            StockUpdate(
+                "T-S", 0, external_id=str(parent), external_variant_id=str(small)
+            ),
+        ]
+    )
+    assert sorted((lv.sku, lv.quantity) for lv in levels) == [("A", 1), ("T-S", 5)]
+
+
+# -- orders --------------------------------------------------------------------
+def test_fetch_orders_since_uses_modified_after_and_pages(sim):
+    a = sim.add_product("A")
+    parent, (small,) = sim.add_variable_product("T", [("T-S", 5)])
+    now = datetime.now(timezone.utc)
+    sim.add_order("processing", [(a, 1)], modified=now - timedelta(days=2))
+    recent = [
+        sim.add_order("processing", [(a, 2), (small, 1)], modified=now),
+        sim.add_order("cancelled", [(a, 1)], modified=now),
+        sim.add_order("refunded", [(a, 1)], modified=now),
+        sim.add_order("checkout-draft", [(a, 1)], modified=now),
+        sim.add_order("on-hold", [(a, 1)], modified=now),
+    ]
+    adapter = make_adapter(sim)
+    adapter.page_size = 2
+    orders = list(adapter.fetch_orders(now - timedelta(hours=1)))
+    assert [o.external_id for o in orders] == [str(i) for i in recent if i != recent[3]]
+    assert [o.status for o in orders] == ["open", "cancelled", "refunded", "open"]
+    line = orders[0].lines[1]
+    assert (line.sku, line.quantity) == ("T-S", 1.0)
+    assert (line.external_id, line.external_variant_id) == (str(parent), str(small))
+    query = sim.requests[0].query
+    assert query["modified_after"] == (now - timedelta(hours=1)).strftime(
+        "%Y-%m-%dT%H:%M:%S"
+    )
+    assert query["dates_are_gmt"] == "true"
+    assert adapter.calls == 3
+
+
+# -- webhooks ------------------------------------------------------------------
+ORDER = {
+    "id": 727,
+    "status": "processing",
+    "date_modified_gmt": "2026-11-20T10:00:00",
+    "line_items": [
+        {"id": 1, "product_id": 93, "variation_id": 0, "quantity": 2, "sku": "A"},
+        {"id": 2, "product_id": 22, "variation_id": 23, "quantity": 1, "sku": "T-S"},
+    ],
+}
+
+
+@pytest.fixture
+def adapter():
+    config = ChannelConfig("woocommerce", base_url="https://shop.example")
+    return WooCommerceAdapter(config)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "normalised"),
+    [
+        ("processing", "order", "open"),
+        ("on-hold", "order", "open"),
+        ("pending", "order", "open"),
+        ("completed", "order", "open"),
+        ("cancelled", "cancel", "cancelled"),
+        ("failed", "cancel", "cancelled"),
+        ("refunded", "cancel", "refunded"),
+    ],
+)
+def test_order_statuses(adapter, status, kind, normalised):
+    body = dict(ORDER, status=status)
+    [event] = adapter.parse_webhook("order.updated", body, {})
+    assert event.kind == kind
+    assert event.order.status == normalised
+    assert event.idempotency_key == "order.updated:727:2026-11-20T10:00:00"
+    assert event.event_time == datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+    assert [(ln.sku, ln.external_variant_id) for ln in event.order.lines] == [
+        ("A", ""),
+        ("T-S", "23"),
+    ]
+
+
+def test_order_created_and_key_follows_modification(adapter):
+    [first] = adapter.parse_webhook("order.created", json.dumps(ORDER).encode(), {})
+    [again] = adapter.parse_webhook("order.created", ORDER, {})
+    later = dict(ORDER, date_modified_gmt="2026-11-20T10:05:00")
+    [changed] = adapter.parse_webhook("order.created", later, {})
+    assert first.kind == "order"
+    assert first.idempotency_key == again.idempotency_key
+    assert changed.idempotency_key != first.idempotency_key
+
+
+def test_draft_orders_and_unknown_topics_are_ignored(adapter):
+    [event] = adapter.parse_webhook(
+        "order.updated", dict(ORDER, status="checkout-draft"), {}
+    )
+    assert event.kind == "ignored"
+    [event] = adapter.parse_webhook("coupon.created", {"id": 5}, {})
+    assert event.kind == "ignored"
+
+
+def test_deleted_order_releases(adapter):
+    [event] = adapter.parse_webhook("order.deleted", {"id": 727}, {})
+    assert event.kind == "cancel" and event.order.external_id == "727"
+
+
+def test_product_updated_reports_a_level(adapter):
+    body = {
+        "id": 23,
+        "parent_id": 22,
+        "sku": "T-S",
+        "manage_stock": True,
+        "stock_quantity": 4,
+        "date_modified_gmt": "2026-11-20T10:00:00",
+    }
+    [event] = adapter.parse_webhook("product.updated", body, {})
+    assert event.kind == "inventory"
+    [level] = event.levels
+    assert (level.sku, level.quantity) == ("T-S", 4)
+    assert (level.external_id, level.external_variant_id) == ("22", "23")
+    [event] = adapter.parse_webhook(
+        "product.updated", dict(body, manage_stock=False, stock_quantity=None), {}
+    )
+    assert event.kind == "ignored"
+
+
+@pytest.mark.parametrize("payload", [b"webhook_id=12", {"webhook_id": "12"}])
+def test_saving_a_webhook_pings(adapter, payload):
+    [event] = adapter.parse_webhook("action.woocommerce_webhook_ping", payload, {})
+    assert event.kind == "ping" and event.idempotency_key == "ping:12"
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "fragment"),
+    [
+        ("order.created", b"{oops", "not JSON"),
+        ("order.created", "[]", "not a JSON object"),
+        ("order.created", {k: v for k, v in ORDER.items() if k != "id"}, "id"),
+        (
+            "order.updated",
+            {k: v for k, v in ORDER.items() if k != "date_modified_gmt"},
+            "date_modified_gmt",
+        ),
+        ("order.updated", {k: v for k, v in ORDER.items() if k != "status"}, "status"),
+        (
+            "order.updated",
+            {k: v for k, v in ORDER.items() if k != "line_items"},
+            "line_items",
+        ),
+        ("order.created", dict(ORDER, line_items=[{"sku": "A"}]), "quantity"),
+        ("order.deleted", {}, "id"),
+        (
+            "product.updated",
+            {"id": 1, "date_modified_gmt": "2026-11-20T10:00:00"},
+            "stock_quantity",
+        ),
+        (
+            "product.updated",
+            {
+                "id": 1,
+                "date_modified_gmt": "2026-11-20T10:00:00",
+                "manage_stock": True,
+                "stock_quantity": "lots",
+            },
+            "not a number",
+        ),
+    ],
+)
+def test_malformed_webhooks_raise_value_error(adapter, topic, payload, fragment):
+    with pytest.raises(ValueError, match=fragment) as err:
+        adapter.parse_webhook(topic, payload, {})
+    assert isinstance(err.value, WebhookPayloadError)
