@@ -129,7 +129,6 @@ class SyncChannel(models.Model):
     )
     webhook_url = fields.Char(compute="_compute_webhook_url", groups=MANAGER)
     webhook_secret = fields.Char(
-        "Webhook Secret",
         groups=MANAGER,
         copy=False,
         help="Secret the channel signs its webhooks with.",

@@ -249,10 +249,9 @@ def parse_retry_after(value, now=None):
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
     if value is None or value == "":
         return None
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        pass
+    text = str(value).strip()
+    if text.replace(".", "", 1).isdigit():
+        return max(0.0, float(text))
     from email.utils import parsedate_to_datetime
 
     try:
