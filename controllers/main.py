@@ -41,8 +41,8 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 WEBHOOK_TYPES = ("generic", "shopify", "woocommerce")
 
 
-def _answer(status, **body):
-    return request.make_json_response(body, status=status)
+def _answer(http_status, **body):
+    return request.make_json_response(body, status=http_status)
 
 
 class WebhookController(http.Controller):

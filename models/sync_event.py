@@ -26,6 +26,7 @@ import time
 import psycopg2.errors
 
 from odoo import _, api, fields, models
+from odoo.tools import SQL
 
 from ..lib.ordering import is_stale, to_timestamp
 
@@ -284,6 +285,19 @@ class SyncEventInbound(models.Model):
                 "enqueue_ts": time.time(),
                 "state": "queued" if kind in APPLY_KINDS else "skipped",
             }
+            # the common redelivery is answered by an index lookup; the unique
+            # index still arbitrates two deliveries racing each other
+            self.env.cr.execute(
+                SQL(
+                    "SELECT 1 FROM sync_event WHERE channel_id = %s"
+                    " AND direction = 'in' AND idempotency_key = %s",
+                    channel.id,
+                    key,
+                )
+            )
+            if self.env.cr.fetchone():
+                out.append({"key": key, "state": "duplicate", "new": False})
+                continue
             try:
                 with self.env.cr.savepoint():
                     event = self.sudo().create(vals)
@@ -321,30 +335,33 @@ class SyncEventInbound(models.Model):
             event.channel_id._scs_notify_dead_letter(event)
 
     def _scs_find_binding(self, sku=None, external_id=None, external_variant_id=None):
+        """The channel's binding for a line or level: external ids, then SKU.
+
+        Marketplaces name an item in several ways (Shopify: variant id in
+        orders, inventory item id in levels), so an external reference
+        matches either external id of a binding.
+        """
         Binding = self.env["channel.binding"].sudo()
         channel = self.channel_id
-        binding = Binding.browse()
-        if external_variant_id:
+        for ref in (external_variant_id, external_id):
+            if not ref:
+                continue
             binding = Binding.search(
                 [
                     ("channel_id", "=", channel.id),
-                    ("external_variant_id", "=", str(external_variant_id)),
+                    "|",
+                    ("external_variant_id", "=", str(ref)),
+                    ("external_id", "=", str(ref)),
                 ],
                 limit=1,
             )
-        if not binding and sku:
-            binding = Binding.search(
+            if binding:
+                return binding
+        if sku:
+            return Binding.search(
                 [("channel_id", "=", channel.id), ("sku", "=", str(sku))], limit=1
             )
-        if not binding and external_id and not external_variant_id:
-            binding = Binding.search(
-                [
-                    ("channel_id", "=", channel.id),
-                    ("external_id", "=", str(external_id)),
-                ],
-                limit=1,
-            )
-        return binding
+        return Binding.browse()
 
     def _scs_child(self, kind, suffix, state, **vals):
         """A follow-up event (unknown SKU, oversell) with a derived key."""
@@ -424,6 +441,11 @@ class SyncEventInbound(models.Model):
             ]
         )
         if self.kind == "cancel" or order.get("status") in ("cancelled", "refunded"):
+            if order.get("restock") is False:
+                self._scs_set_state(
+                    "applied", reason=_("refund without restock: nothing released")
+                )
+                return "no restock"
             return self._scs_release(existing, order)
         if existing:
             self._scs_set_state(

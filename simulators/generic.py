@@ -174,6 +174,57 @@ class GenericSimulator(Simulator):
         with self.lock:
             self.quantities[sku] = quantity
 
+    def seed_skus(self, count, prefix="SKU-", quantity=0):
+        """Create ``count`` SKUs held at ``quantity``; return them in order."""
+        skus = [f"{prefix}{n:05d}" for n in range(count)]
+        with self.lock:
+            for sku in skus:
+                self.quantities[sku] = quantity
+        return skus
+
+    def channel_config(self, **overrides):
+        """A ChannelConfig for GenericAdapter against this (started) simulator."""
+        try:
+            from ..lib.adapters.base import ChannelConfig
+        except ImportError:
+            from lib.adapters.base import ChannelConfig
+        return ChannelConfig(**{**self.config_fields(), **overrides})
+
+    def config_fields(self):
+        fields = {
+            "channel_type": "generic",
+            "base_url": self.endpoint,
+            "signing_secret": self.secret,
+            "timeout": 5.0,
+        }
+        if self.api_key:
+            fields["api_key"] = self.api_key
+        return fields
+
+    # -- benchmark --------------------------------------------------------------
+    def benchmark_fixture(self, count):
+        """Seed ``count`` SKUs; return (config fields, update fields, auth calls).
+
+        The generic contract has no bulk call (one signed POST per update), so
+        the floor is ``count`` calls; the signature travels with each request,
+        hence no auth call. Sequences and idempotency keys are distinct, as the
+        push engine sends them, so the shop applies every update.
+        """
+        skus = self.seed_skus(count, prefix="BENCH-", quantity=0)
+        updates = [
+            {
+                "sku": sku,
+                "quantity": (n % 50) + 1,
+                "sequence": n + 1,
+                "idempotency_key": f"bench-{n}",
+                "previous_quantity": 0,
+            }
+            for n, sku in enumerate(skus)
+        ]
+        fields = self.config_fields()
+        fields.pop("channel_type")
+        return fields, updates, 0
+
     # -- request handling -------------------------------------------------------
     def handle(self, req):
         scripted = self._next_scripted()

@@ -1,1 +1,3 @@
 from . import test_outbound_push
+from . import test_webhook
+from . import test_channel_types

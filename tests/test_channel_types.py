@@ -1,0 +1,283 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Every channel type, configured through the backend form, syncs with its simulator.
+
+For each type a sync manager fills the channel form (``odoo.tests.Form``, so
+the fields the view shows or hides for that type are what can be set), binds
+a product to a listing the simulator knows, presses *Test connection*, and a
+stock change then reaches the simulator over real HTTP on loopback as Odoo's
+free quantity minus the channel's buffer. Wrong credentials make *Test
+connection* fail with the channel's own message.
+"""
+
+from odoo.exceptions import UserError
+from odoo.tests import Form, tagged
+
+from ..simulators.amazon import AmazonSimulator
+from ..simulators.ebay import EbaySimulator
+from ..simulators.generic import GenericSimulator
+from ..simulators.shopify import ShopifySimulator
+from ..simulators.woocommerce import WooCommerceSimulator
+from .common import SyncCase
+
+BUFFER = 2.0
+#: ChannelConfig field -> sync.channel field, where the names differ
+CONFIG_TO_CHANNEL = {"location_id": "external_location_id"}
+
+
+@tagged("post_install", "-at_install")
+class TestChannelTypes(SyncCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # channels are configured by a sync manager, as in the backend
+        cls.manager = cls.env.ref("base.user_admin")
+
+    # -- helpers ----------------------------------------------------------------
+    def start(self, simulator):
+        simulator.start()
+        self.addCleanup(simulator.stop)
+        return simulator
+
+    def channel_from_form(self, kind, /, **config):
+        """Fill the channel form as a user would; ``config`` uses ChannelConfig
+        names (``location_id``), the form the channel's field names."""
+        form = Form(self.env["sync.channel"].with_user(self.manager))
+        form.name = f"Simulated {kind}"
+        form.channel_type = kind
+        form.warehouse_ids.add(self.warehouse)
+        form.buffer_qty = BUFFER
+        form.timeout = 5.0
+        for name, value in config.items():
+            if name == "channel_type":
+                continue
+            setattr(form, CONFIG_TO_CHANNEL.get(name, name), value)
+        channel = form.save().with_env(self.env)
+        self.assertEqual(channel.channel_type, kind)
+        return channel
+
+    def expected_quantity(self):
+        """What Odoo publishes for product A: its free quantity minus the buffer."""
+        self.env.invalidate_all()
+        free = self.product_a.with_context(warehouse_id=self.warehouse.id).free_qty
+        return int(free - BUFFER)
+
+    def assert_test_connection_ok(self, channel):
+        action = channel.action_test_connection()
+        self.assertEqual(action["type"], "ir.actions.client")
+        self.assertEqual(action["tag"], "display_notification")
+        self.assertEqual(action["params"]["type"], "success")
+        self.assertTrue(action["params"]["message"])
+        return action
+
+    def assert_stock_reaches(self, channel, binding, read_quantity):
+        """Two stock changes; after each the simulator holds Odoo's number."""
+        for delta, expected in ((3, 11), (-4, 7)):  # 10 on hand, buffer 2
+            self.move_stock(self.product_a, delta)
+            self.commit_point()
+            self.assertTrue(self.sync_jobs(), "the stock change enqueued a push")
+            self.run_jobs()
+            self.assertEqual(self.expected_quantity(), expected)
+            self.assertEqual(read_quantity(), expected)
+            self.assertEqual(binding.published_qty, expected)
+            self.assertEqual(binding.last_pushed_qty, expected)
+            self.assertEqual(binding.push_state, "ok")
+        events = self.env["sync.event"].search(
+            [
+                ("channel_id", "=", channel.id),
+                ("binding_id", "=", binding.id),
+                ("direction", "=", "out"),
+            ],
+            order="id",
+        )
+        self.assertEqual(len(events), 2, "one outbound event per stock change")
+        self.assertEqual(set(events.mapped("state")), {"applied"})
+        self.assertEqual(events.mapped("quantity"), [11, 7])
+        self.assertEqual(set(events.mapped("sku")), {binding.sku})
+
+    def assert_test_connection_refused(self, channel, message):
+        with self.assertRaises(UserError) as caught:
+            channel.action_test_connection()
+        text = str(caught.exception)
+        self.assertIn("Connection failed", text)
+        self.assertIn(message, text)
+
+    # -- one test per channel type ---------------------------------------------
+    def test_generic(self):
+        sim = self.start(GenericSimulator())
+        sim.set_stock("SCS-MUG", 0)
+        channel = self.channel_from_form(
+            "generic", base_url=sim.endpoint, signing_secret=sim.secret
+        )
+        binding = self.bind(channel, self.product_a)
+        self.assertEqual(binding.sku, "SCS-MUG")
+        self.assert_test_connection_ok(channel)
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
+        # every push was signed with the secret typed in the form
+        self.assertFalse(sim.rejected)
+        self.assertEqual(len([h for h in sim.history if h["applied"]]), 2)
+
+    def test_generic_signing_secret_from_button(self):
+        """The form's *Generate Signing Secret* button gives a working secret."""
+        channel = self.channel_from_form("generic")
+        self.assertFalse(channel.sudo().signing_secret)
+        channel.action_generate_signing_secret()
+        secret = channel.sudo().signing_secret
+        self.assertTrue(secret.startswith("whsec_"))
+        sim = self.start(GenericSimulator(secret=secret))
+        channel.base_url = sim.endpoint
+        binding = self.bind(channel, self.product_a)
+        self.assert_test_connection_ok(channel)
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
+
+    def test_shopify(self):
+        sim = self.start(ShopifySimulator(access_token="shpat_form_test"))
+        gid = sim.add_item("SCS-MUG", quantity=0)
+        channel = self.channel_from_form(
+            "shopify",
+            base_url=sim.url,
+            access_token=sim.access_token,
+            location_id=sim.location_id,
+        )
+        binding = self.bind(
+            channel,
+            self.product_a,
+            external_id=sim.items[gid]["variant"],
+            external_variant_id=gid,
+        )
+        action = self.assert_test_connection_ok(channel)
+        self.assertIn(sim.shop_name, action["params"]["message"])
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
+        self.assertEqual(sim.applied_count, 2)
+
+    def test_woocommerce(self):
+        sim = self.start(WooCommerceSimulator())
+        product_id = sim.add_product("SCS-MUG", quantity=0)
+        channel = self.channel_from_form(
+            "woocommerce",
+            base_url=sim.url,
+            api_key=sim.consumer_key,
+            api_secret=sim.consumer_secret,
+        )
+        binding = self.bind(channel, self.product_a, external_id=str(product_id))
+        self.assert_test_connection_ok(channel)
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
+        self.assertEqual(sim.batch_calls, 2)
+
+    def test_woocommerce_variation(self):
+        sim = self.start(WooCommerceSimulator())
+        parent, (variation,) = sim.add_variable_product(
+            "SCS-MUG-PARENT", [("SCS-MUG", 0)]
+        )
+        channel = self.channel_from_form(
+            "woocommerce",
+            base_url=sim.url,
+            api_key=sim.consumer_key,
+            api_secret=sim.consumer_secret,
+        )
+        binding = self.bind(
+            channel,
+            self.product_a,
+            external_id=str(parent),
+            external_variant_id=str(variation),
+        )
+        self.assert_test_connection_ok(channel)
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
+
+    def test_amazon(self):
+        sim = self.start(AmazonSimulator())
+        (row,) = sim.seed_skus(1, quantity=0)
+        channel = self.channel_from_form("amazon", **sim.config_fields())
+        self.assertEqual(channel.sudo().account_id, sim.seller_id)
+        binding = self.bind(
+            channel, self.product_a, sku=row["sku"], external_id=row["external_id"]
+        )
+        action = self.assert_test_connection_ok(channel)
+        self.assertIn(sim.marketplace_id, action["params"]["message"])
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
+
+    def test_ebay(self):
+        sim = self.start(EbaySimulator())
+        (row,) = sim.seed_skus(1, quantity=0)
+        channel = self.channel_from_form("ebay", **sim.config_fields())
+        binding = self.bind(
+            channel,
+            self.product_a,
+            sku=row["sku"],
+            external_id=row["external_id"],
+            external_variant_id=row["external_variant_id"],
+        )
+        self.assert_test_connection_ok(channel)
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
+        # the offer's quantity too: eBay lists min(offer, ship-to-home)
+        self.assertEqual(sim.offer_quantity(row["external_variant_id"]), 7)
+
+    # -- wrong credentials --------------------------------------------------------
+    def test_wrong_credentials(self):
+        """Test connection refuses, with what the channel answered."""
+        generic = self.start(GenericSimulator(api_key="read-key"))
+        shopify = self.start(ShopifySimulator())
+        woo = self.start(WooCommerceSimulator())
+        amazon = self.start(AmazonSimulator())
+        ebay = self.start(EbaySimulator())
+        cases = [
+            (
+                "generic",
+                # the form hides api_key for generic channels: no read key sent
+                {"base_url": generic.endpoint, "signing_secret": generic.secret},
+                "invalid API key",
+            ),
+            (
+                "shopify",
+                {
+                    "base_url": shopify.url,
+                    "access_token": "shpat_wrong",
+                    "location_id": shopify.location_id,
+                },
+                "Invalid API key or access token",
+            ),
+            (
+                "woocommerce",
+                {
+                    "base_url": woo.url,
+                    "api_key": woo.consumer_key,
+                    "api_secret": "cs_wrong",
+                },
+                "Consumer secret is invalid.",
+            ),
+            (
+                "amazon",
+                {**amazon.config_fields(), "refresh_token": "Atzr|wrong"},
+                "invalid_grant",
+            ),
+            (
+                "ebay",
+                {**ebay.config_fields(), "api_secret": "PRD-wrong"},
+                "invalid_client",
+            ),
+        ]
+        for channel_type, config, message in cases:
+            with self.subTest(channel_type=channel_type):
+                channel = self.channel_from_form(channel_type, **config)
+                self.assert_test_connection_refused(channel, message)
+        # the generic read key is accepted when set on the record
+        generic_channel = self.env["sync.channel"].search(
+            [("channel_type", "=", "generic"), ("name", "=", "Simulated generic")],
+            order="id desc",
+            limit=1,
+        )
+        generic_channel.sudo().api_key = "read-key"
+        self.assert_test_connection_ok(generic_channel)
+
+    def test_unreachable_channel(self):
+        """A channel that does not answer fails Test connection, not a traceback."""
+        sim = self.start(WooCommerceSimulator())
+        channel = self.channel_from_form(
+            "woocommerce",
+            base_url=sim.url,
+            api_key=sim.consumer_key,
+            api_secret=sim.consumer_secret,
+        )
+        sim.down = True
+        with self.assertRaises(UserError) as caught:
+            channel.action_test_connection()
+        self.assertIn("Connection failed", str(caught.exception))

@@ -1,0 +1,580 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Signed webhook intake over real HTTP: verify, record once, apply in order."""
+
+import base64
+import hashlib
+import hmac
+import json
+import random
+import threading
+import time
+import uuid
+
+import requests
+
+from odoo import fields
+from odoo.tests import HttpCase, tagged
+
+from ..lib import signatures
+from .common import SyncCaseMixin
+
+try:
+    import standardwebhooks
+except ImportError:  # the interop test says it is skipped
+    standardwebhooks = None
+
+URL = "/stock_channel_sync/webhook/"
+
+
+@tagged("post_install", "-at_install")
+class TestWebhook(SyncCaseMixin, HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._scs_setup_stock()
+        cls.secret = signatures.generate_standard_secret()
+        cls.generic = cls.env["sync.channel"].create(
+            {
+                "name": "Generic shop",
+                "channel_type": "generic",
+                "webhook_secret": cls.secret,
+                "base_url": "http://127.0.0.1:9",
+                "sync_enabled": False,
+            }
+        )
+        cls.shopify = cls.env["sync.channel"].create(
+            {
+                "name": "Shopify shop",
+                "channel_type": "shopify",
+                "webhook_secret": "shpss_test_secret",
+                "base_url": "http://127.0.0.1:9",
+                "sync_enabled": False,
+            }
+        )
+        cls.woo = cls.env["sync.channel"].create(
+            {
+                "name": "Woo shop",
+                "channel_type": "woocommerce",
+                "webhook_secret": "woo&amp;secret",
+                "base_url": "http://127.0.0.1:9",
+                "sync_enabled": False,
+            }
+        )
+        Binding = cls.env["channel.binding"]
+        cls.b_generic = Binding.create(
+            {"channel_id": cls.generic.id, "product_id": cls.product_a.id}
+        )
+        cls.b_shopify = Binding.create(
+            {
+                "channel_id": cls.shopify.id,
+                "product_id": cls.product_a.id,
+                "external_id": "gid://shopify/ProductVariant/111",
+                "external_variant_id": "gid://shopify/InventoryItem/222",
+            }
+        )
+        cls.b_woo = Binding.create(
+            {
+                "channel_id": cls.woo.id,
+                "product_id": cls.product_a.id,
+                "external_id": "55",
+            }
+        )
+        cls.env["queue.job"].search([]).unlink()
+
+    # -- helpers --------------------------------------------------------------
+    def post_concurrently(self, requests_args):
+        """POST several requests from threads at once (a plain HTTP client).
+
+        The test server still runs them one at a time on the test cursor, so
+        this proves the handler's answers; real concurrency is exercised by
+        benchmarks/load_webhooks.py against a multi-worker server.
+        """
+        results = [None] * len(requests_args)
+        session = requests.Session()
+
+        def deliver(index, url, body, headers):
+            results[index] = session.post(
+                self.base_url() + url, data=body, headers=headers, timeout=30
+            )
+
+        threads = [
+            threading.Thread(target=deliver, args=(i, *args))
+            for i, args in enumerate(requests_args)
+        ]
+        self.env.flush_all()
+        with self.allow_requests(all_requests=True):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        self.env.invalidate_all()
+        return results
+
+    def counts(self):
+        self.env.flush_all()
+        return (
+            self.env["sync.event"].search_count([]),
+            self.env["queue.job"].search_count([]),
+            self.env["stock.picking"].search_count([("scs_channel_id", "!=", False)]),
+        )
+
+    def post_generic(self, payload, msg_id=None, secret=None, timestamp=None, raw=None):
+        body = raw if raw is not None else json.dumps(payload).encode()
+        headers = signatures.sign_standard(
+            secret or self.secret,
+            msg_id or f"msg_{uuid.uuid4().hex}",
+            int(timestamp if timestamp is not None else time.time()),
+            body,
+        )
+        headers["Content-Type"] = "application/json"
+        return self.url_open(
+            URL + self.generic.webhook_token, data=body, headers=headers
+        )
+
+    def order_payload(
+        self, order_id, qty=1, event="order.created", ts=None, sku="SCS-MUG"
+    ):
+        return {
+            "type": event,
+            "timestamp": fields.Datetime.to_string(
+                fields.Datetime.now() if ts is None else ts
+            ),
+            "data": {"id": order_id, "lines": [{"sku": sku, "quantity": qty}]},
+        }
+
+    def reservations(self, channel, order_id):
+        return self.env["stock.picking"].search(
+            [
+                ("scs_channel_id", "=", channel.id),
+                ("scs_external_order_id", "=", order_id),
+                ("state", "!=", "cancel"),
+            ]
+        )
+
+    # -- accepted -------------------------------------------------------------
+    def test_generic_order_reserves_once(self):
+        free = self.product_a.free_qty
+        payload = self.order_payload("G-1", qty=2)
+        res = self.post_generic(payload, msg_id="msg_order_g1")
+        self.assertEqual(res.status_code, 200, res.text)
+        self.assertEqual(res.json()["status"], "accepted")
+        event = self.env["sync.event"].search(
+            [("idempotency_key", "=", "msg_order_g1")]
+        )
+        self.assertEqual(event.state, "queued")
+        self.assertEqual(len(self.sync_jobs("_scs_job_apply")), 1)
+        # redelivery of the same event: 200, nothing more
+        again = self.post_generic(payload, msg_id="msg_order_g1")
+        self.assertEqual(again.status_code, 200)
+        self.assertEqual(again.json()["status"], "duplicate")
+        self.assertEqual(
+            self.env["sync.event"].search_count(
+                [("idempotency_key", "=", "msg_order_g1")]
+            ),
+            1,
+        )
+        self.run_jobs()
+        self.assertEqual(event.state, "applied")
+        self.assertEqual(len(self.reservations(self.generic, "G-1")), 1)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+        # the same order under another delivery id (e.g. order.paid): no 2nd reservation
+        self.post_generic(self.order_payload("G-1", qty=2, event="order.paid"))
+        self.run_jobs()
+        self.assertEqual(len(self.reservations(self.generic, "G-1")), 1)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+
+    def test_generic_ed25519_and_rotation(self):
+        private, public = signatures.generate_ed25519_keypair()
+        self.generic.webhook_public_key = public
+        body = json.dumps(self.order_payload("G-ED")).encode()
+        headers = signatures.sign_standard(
+            signatures.generate_standard_secret(),  # v1 with an unknown secret
+            "msg_ed",
+            int(time.time()),
+            body,
+            private_key=private,
+        )
+        res = self.url_open(
+            URL + self.generic.webhook_token, data=body, headers=headers
+        )
+        self.assertEqual(res.status_code, 200, "the v1a entry verifies")
+        old = self.secret
+        self.generic.action_rotate_webhook_secret()
+        self.assertNotEqual(self.generic.webhook_secret, old)
+        res = self.post_generic(self.order_payload("G-ROT"), secret=old)
+        self.assertEqual(res.status_code, 200, "previous secret accepted in grace")
+        self.generic.webhook_secret_previous_expiry = fields.Datetime.subtract(
+            fields.Datetime.now(), minutes=1
+        )
+        res = self.post_generic(self.order_payload("G-ROT2"), secret=old)
+        self.assertEqual(res.status_code, 401, "expired previous secret refused")
+
+    def test_standardwebhooks_reference_library_interop(self):
+        if standardwebhooks is None:
+            self.skipTest("standardwebhooks is not installed")
+        body = json.dumps(self.order_payload("G-REF"))
+        wh = standardwebhooks.Webhook(self.secret)
+        msg_id = "msg_reference_lib"
+        now = time.time()
+        from datetime import datetime, timezone
+
+        signature = wh.sign(msg_id, datetime.fromtimestamp(now, tz=timezone.utc), body)
+        headers = {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(now)),
+            "webhook-signature": signature,
+            "Content-Type": "application/json",
+        }
+        res = self.url_open(
+            URL + self.generic.webhook_token, data=body, headers=headers
+        )
+        self.assertEqual(res.status_code, 200, res.text)
+
+    def test_shopify_known_answer_and_order(self):
+        body = json.dumps(
+            {
+                "id": 4242,
+                "admin_graphql_api_id": "gid://shopify/Order/4242",
+                "updated_at": "2026-11-22T10:00:00Z",
+                "financial_status": "paid",
+                "line_items": [
+                    {"id": 1, "sku": "SCS-MUG", "quantity": 3, "variant_id": 111}
+                ],
+            },
+            separators=(",", ":"),
+        ).encode()
+        digest = base64.b64encode(
+            hmac.new(b"shpss_test_secret", body, hashlib.sha256).digest()
+        ).decode()
+        # pinned vector: the HMAC of this exact body under this secret
+        self.assertEqual(
+            signatures.sign_shopify("shpss_test_secret", body)["X-Shopify-Hmac-Sha256"],
+            digest,
+        )
+        headers = {
+            "X-Shopify-Hmac-Sha256": digest,
+            "X-Shopify-Topic": "orders/create",
+            "X-Shopify-Event-Id": "evt-1",
+            "X-Shopify-Triggered-At": "2026-11-22T10:00:01Z",
+            "Content-Type": "application/json",
+        }
+        url = URL + self.shopify.webhook_token
+        self.assertEqual(
+            self.url_open(url, data=body, headers=headers).status_code, 200
+        )
+        self.assertEqual(
+            self.url_open(url, data=body, headers=headers).json()["status"], "duplicate"
+        )
+        self.run_jobs()
+        picking = self.reservations(self.shopify, "gid://shopify/Order/4242")
+        self.assertEqual(len(picking), 1)
+        self.assertEqual(picking.move_ids.product_uom_qty, 3)
+        # tampered body
+        bad = dict(headers, **{"X-Shopify-Event-Id": "evt-2"})
+        res = self.url_open(url, data=body + b" ", headers=bad)
+        self.assertEqual(res.status_code, 401)
+
+    def test_woocommerce_ping_and_order(self):
+        before = self.counts()
+        url = URL + self.woo.webhook_token
+        ping = self.url_open(url, data={"webhook_id": "12"})
+        self.assertEqual(ping.status_code, 200)
+        self.assertEqual(self.counts(), before, "the ping writes nothing")
+        body = json.dumps(
+            {
+                "id": 901,
+                "status": "processing",
+                "date_modified_gmt": "2026-11-22T10:00:00",
+                "line_items": [
+                    {"id": 5, "product_id": 55, "sku": "SCS-MUG", "quantity": 1}
+                ],
+            }
+        ).encode()
+        secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
+        sig = base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest()).decode()
+        headers = {
+            "X-WC-Webhook-Signature": sig,
+            "X-WC-Webhook-Topic": "order.created",
+            "X-WC-Webhook-Delivery-ID": "d1",
+            "Content-Type": "application/json",
+        }
+        res = self.url_open(url, data=body, headers=headers)
+        self.assertEqual(res.status_code, 200, res.text)
+        self.run_jobs()
+        self.assertEqual(len(self.reservations(self.woo, "901")), 1)
+
+    # -- rejected: clear status, nothing written -------------------------------
+    def test_rejections_write_nothing(self):
+        before = self.counts()
+        token_url = URL + self.generic.webhook_token
+        body = json.dumps(self.order_payload("G-BAD")).encode()
+        cases = []
+        # missing signature
+        cases.append(
+            (
+                self.url_open(
+                    token_url, data=body, headers={"Content-Type": "application/json"}
+                ),
+                401,
+            )
+        )
+        # wrong secret
+        cases.append(
+            (
+                self.post_generic(
+                    self.order_payload("G-BAD"),
+                    secret=signatures.generate_standard_secret(),
+                ),
+                401,
+            )
+        )
+        # stale and future timestamps
+        cases.append(
+            (
+                self.post_generic(
+                    self.order_payload("G-BAD"), timestamp=time.time() - 600
+                ),
+                401,
+            )
+        )
+        cases.append(
+            (
+                self.post_generic(
+                    self.order_payload("G-BAD"), timestamp=time.time() + 600
+                ),
+                401,
+            )
+        )
+        # tampered body under a valid signature
+        headers = signatures.sign_standard(self.secret, "msg_t", int(time.time()), body)
+        cases.append((self.url_open(token_url, data=body + b"x", headers=headers), 401))
+        # malformed JSON, correctly signed
+        cases.append((self.post_generic(None, raw=b"{not json"), 400))
+        # JSON that does not fit the topic
+        cases.append(
+            (self.post_generic({"type": "order.created", "data": {"lines": "x"}}), 400)
+        )
+        # unknown token and disabled channel: same 404
+        unknown = self.url_open(
+            URL + "nope" + self.generic.webhook_token[4:], data=body, headers=headers
+        )
+        cases.append((unknown, 404))
+        self.generic.active = False
+        disabled = self.post_generic(self.order_payload("G-BAD"))
+        cases.append((disabled, 404))
+        self.assertEqual(unknown.json(), disabled.json())
+        self.generic.active = True
+        # oversize body
+        self.env["ir.config_parameter"].set_param(
+            "stock_channel_sync.webhook_max_bytes", 512
+        )
+        big = self.order_payload("G-BIG")
+        big["data"]["note"] = "x" * 2048
+        cases.append((self.post_generic(big), 413))
+        for res, status in cases:
+            self.assertEqual(res.status_code, status, res.text)
+            self.assertIn("error", res.json())
+        self.assertEqual(self.counts(), before)
+
+    def test_concurrent_duplicate_deliveries(self):
+        payload = self.order_payload("G-CONC", qty=1)
+        body = json.dumps(payload).encode()
+        headers = signatures.sign_standard(
+            self.secret, "msg_conc", int(time.time()), body
+        )
+        url = URL + self.generic.webhook_token
+        results = self.post_concurrently([(url, body, headers)] * 6)
+        self.assertEqual([r.status_code for r in results], [200] * 6)
+        self.assertEqual(
+            sorted(r.json()["status"] for r in results),
+            ["accepted"] + ["duplicate"] * 5,
+        )
+        self.assertEqual(
+            self.env["sync.event"].search_count([("idempotency_key", "=", "msg_conc")]),
+            1,
+        )
+        self.run_jobs()
+        self.assertEqual(len(self.reservations(self.generic, "G-CONC")), 1)
+
+    # -- ordering ---------------------------------------------------------------
+    def test_out_of_order_property(self):
+        """Whatever the delivery order, the final state is the newest event's."""
+        rng = random.Random(20261122)
+        base = fields.Datetime.now()
+        for example in range(12):
+            order_id = f"G-ORD-{example}"
+            steps = [
+                ("order.created", 1),
+                ("order.paid", 2),
+                ("order.cancelled", 3),
+            ]
+            # half of the examples end open: the newest event re-opens the order
+            if example % 2:
+                steps.append(("order.paid", 4))
+            deliveries = [
+                (
+                    event,
+                    self.order_payload(
+                        order_id, event=event, ts=fields.Datetime.add(base, seconds=sec)
+                    ),
+                )
+                for event, sec in steps
+            ]
+            rng.shuffle(deliveries)
+            for _event, payload in deliveries:
+                self.assertEqual(self.post_generic(payload).status_code, 200)
+                self.run_jobs()
+            newest = max(steps, key=lambda s: s[1])[0]
+            expected_open = newest != "order.cancelled"
+            self.assertEqual(
+                bool(self.reservations(self.generic, order_id)),
+                expected_open,
+                f"{order_id}: deliveries {[d[0] for d in deliveries]}",
+            )
+
+    def test_inventory_levels_last_write_wins(self):
+        rng = random.Random(7)
+        base = fields.Datetime.now()
+        self.b_generic.write({"push_state": "ok", "last_pushed_qty": 10})
+        levels = [(i, rng.randint(0, 50)) for i in range(1, 9)]
+        order = levels[:]
+        rng.shuffle(order)
+        for sec, qty in order:
+            payload = {
+                "type": "inventory.updated",
+                "timestamp": fields.Datetime.to_string(
+                    fields.Datetime.add(base, seconds=sec)
+                ),
+                "data": {"sku": "SCS-MUG", "quantity": qty},
+            }
+            self.assertEqual(self.post_generic(payload).status_code, 200)
+            self.run_jobs("_scs_job_apply")
+            self.discard_jobs()
+        self.b_generic.invalidate_recordset()
+        self.assertEqual(self.b_generic.last_seen_qty, levels[-1][1])
+        stale = self.env["sync.event"].search_count(
+            [
+                ("channel_id", "=", self.generic.id),
+                ("kind", "=", "inventory"),
+                ("state", "=", "stale"),
+            ]
+        )
+        expected_stale, newest = 0, 0
+        for sec, _qty in order:
+            expected_stale += sec < newest
+            newest = max(newest, sec)
+        self.assertEqual(stale, expected_stale)
+
+    def test_two_channels_sell_the_same_sku(self):
+        free = self.product_a.free_qty
+        generic_body = self.order_payload("G-RACE", qty=3)
+        woo_body = json.dumps(
+            {
+                "id": 902,
+                "status": "processing",
+                "date_modified_gmt": "2026-11-22T10:00:00",
+                "line_items": [
+                    {"id": 6, "product_id": 55, "sku": "SCS-MUG", "quantity": 4}
+                ],
+            }
+        ).encode()
+        secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
+        sig = base64.b64encode(
+            hmac.new(secret, woo_body, hashlib.sha256).digest()
+        ).decode()
+        generic_raw = json.dumps(generic_body).encode()
+        generic_headers = signatures.sign_standard(
+            self.secret, "msg_race", int(time.time()), generic_raw
+        )
+        woo_headers = {
+            "X-WC-Webhook-Signature": sig,
+            "X-WC-Webhook-Topic": "order.created",
+            "Content-Type": "application/json",
+        }
+        results = self.post_concurrently(
+            [
+                (URL + self.generic.webhook_token, generic_raw, generic_headers),
+                (URL + self.woo.webhook_token, woo_body, woo_headers),
+            ]
+        )
+        self.assertEqual([r.status_code for r in results], [200, 200])
+        self.run_jobs()
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 7, "no lost update")
+
+    # -- attention cases ------------------------------------------------------------
+    def test_unknown_sku_and_oversell(self):
+        payload = self.order_payload("G-UNK", sku="NOT-BOUND")
+        self.assertEqual(self.post_generic(payload).status_code, 200)
+        self.run_jobs()
+        unknown = self.env["sync.event"].search([("kind", "=", "unknown_sku")])
+        self.assertEqual(unknown.sku, "NOT-BOUND")
+        self.assertEqual(unknown.state, "attention")
+        # oversell: the channel was offered 2, a buyer takes 5
+        self.b_generic.write(
+            {
+                "push_state": "ok",
+                "last_pushed_qty": 2,
+                "last_pushed_at": fields.Datetime.now(),
+            }
+        )
+        self.generic.sync_enabled = True
+        self.assertEqual(
+            self.post_generic(self.order_payload("G-OVER", qty=5)).status_code, 200
+        )
+        self.run_jobs("_scs_job_apply")
+        oversell = self.env["sync.event"].search([("kind", "=", "oversell")])
+        self.assertEqual(len(oversell), 1)
+        self.assertEqual(oversell.state, "attention")
+        activities = self.env["mail.activity"].search(
+            [("res_model", "=", "sync.channel"), ("res_id", "=", self.generic.id)]
+        )
+        self.assertTrue(activities)
+        forced = self.sync_jobs("_scs_job_push_sku").filtered(
+            lambda j: j.identity_key.endswith(".force")
+        )
+        self.assertEqual(len(forced), 1, "every channel is pushed at once")
+
+    def test_inventory_echo_and_channel_edit(self):
+        sim = self.start_simulator()
+        self.generic.write(
+            {
+                "base_url": sim.endpoint,
+                "signing_secret": sim.secret,
+                "sync_enabled": True,
+            }
+        )
+        self.b_generic._scs_push()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        pushes = len(sim.requests)
+        echo = {
+            "type": "inventory.updated",
+            "timestamp": fields.Datetime.to_string(fields.Datetime.now()),
+            "data": {"sku": "SCS-MUG", "quantity": 10},
+        }
+        self.post_generic(echo)
+        self.run_jobs("_scs_job_apply")
+        self.assertEqual(len(sim.requests), pushes, "our own echo is ignored")
+        edit = dict(
+            echo,
+            timestamp=fields.Datetime.to_string(
+                fields.Datetime.add(fields.Datetime.now(), seconds=5)
+            ),
+            data={"sku": "SCS-MUG", "quantity": 3},
+        )
+        sim.set_stock("SCS-MUG", 3)
+        self.post_generic(edit)
+        self.run_jobs("_scs_job_apply")
+        self.assertEqual(sim.quantity("SCS-MUG"), 10, "Odoo's number is pushed back")
+        correction = self.env["sync.event"].search(
+            [("kind", "=", "correction"), ("binding_id", "=", self.b_generic.id)]
+        )
+        self.assertEqual(correction.state, "applied")
+        applied = self.env["sync.event"].search(
+            [("kind", "=", "inventory"), ("state", "=", "applied")],
+            order="id desc",
+            limit=1,
+        )
+        self.assertIn("edit on the channel", applied.reason)
