@@ -4,3 +4,4 @@ from . import sync_event
 from . import stock_quant
 from . import product_product
 from . import stock_picking
+from . import sync_channel_reconcile

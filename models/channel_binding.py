@@ -235,7 +235,7 @@ class ChannelBinding(models.Model):
             ) from err
 
     # -- push engine --
-    def _scs_push(self, changed_ts=None, force=False, kind="push"):
+    def _scs_push(self, changed_ts=None, force=False, kind="push", reasons=None):
         """Publish the current quantity of these bindings, concurrently.
 
         Returns a summary dict (pushed, skipped, failed) for the job result.
@@ -265,7 +265,10 @@ class ChannelBinding(models.Model):
         if not plan:
             return {"pushed": 0, "skipped": skipped, "failed": 0}
         events = self.env["sync.event"]._scs_create_outbound(
-            [(binding, qty, kind) for binding, qty in plan], changed_ts, now
+            [(binding, qty, kind) for binding, qty in plan],
+            changed_ts,
+            now,
+            reasons=reasons,
         )
         tasks = {}
         by_channel = {}
@@ -294,8 +297,8 @@ class ChannelBinding(models.Model):
                     binding._scs_record_failure(event, item_error)
         return {"pushed": len(plan) - failed, "skipped": skipped, "failed": failed}
 
-    def _scs_update(self, qty, event):
-        """The plain value handed to the adapter for one push."""
+    def _scs_update(self, qty, event=None):
+        """The plain value handed to the adapter (a push, or a read reference)."""
         self.ensure_one()
         return StockUpdate(
             sku=self.sku or self.product_id.default_code or str(self.product_id.id),
@@ -303,10 +306,10 @@ class ChannelBinding(models.Model):
             external_id=self.external_id or "",
             external_variant_id=self.external_variant_id or "",
             external_location_id=self.external_location_id or "",
-            sequence=event.sequence,
-            idempotency_key=event.idempotency_key,
+            sequence=event.sequence if event else 0,
+            idempotency_key=(event.idempotency_key if event else "") or "",
             previous_quantity=self.last_seen_qty if self.last_seen_at else None,
-            changed_at=event.change_ts or None,
+            changed_at=(event.change_ts if event else None) or None,
         )
 
     def _scs_record_success(self, event, qty, result):

@@ -373,11 +373,16 @@ class GenericSimulator(Simulator):
         paging, error = self._paging(req)
         if error:
             return error
+        wanted = req.query.get("skus")
         with self.lock:
-            rows = [
-                {"sku": sku, "quantity": qty}
-                for sku, qty in sorted(self.quantities.items())
-            ]
+            if wanted:
+                names = [s for s in wanted.split(",") if s in self.quantities]
+                rows = [{"sku": s, "quantity": self.quantities[s]} for s in names]
+            else:
+                rows = [
+                    {"sku": sku, "quantity": qty}
+                    for sku, qty in sorted(self.quantities.items())
+                ]
         items, next_page = self._slice(rows, *paging)
         return Response(200, {"items": items, "next_page": next_page})
 

@@ -85,7 +85,13 @@ class SyncCaseMixin:
         return binding
 
     # -- jobs: real queue.job rows, run in-process ------------------------------
-    SYNC_METHODS = ("_scs_job_push_sku", "_scs_job_push_binding", "_scs_job_apply")
+    SYNC_METHODS = (
+        "_scs_job_push_sku",
+        "_scs_job_push_binding",
+        "_scs_job_apply",
+        "_scs_job_reconcile_start",
+        "_scs_job_reconcile_batch",
+    )
 
     def sync_jobs(self, method=None, states=("pending",)):
         domain = [("state", "in", list(states))]

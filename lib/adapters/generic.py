@@ -171,6 +171,10 @@ def _require(condition, message):
         raise ValueError(message)
 
 
+#: SKUs named in one read request (keeps URLs well under 8 KB)
+SKU_FILTER_CHUNK = 200
+
+
 class GenericAdapter(ChannelAdapter):
     """Signed-HTTP shop: one POST per update, paginated JSON reads."""
 
@@ -334,29 +338,36 @@ class GenericAdapter(ChannelAdapter):
 
     # -- reads ----------------------------------------------------------------
     def read_quantities(self, updates=None):
-        """Yield LiveLevel for every SKU the shop lists, page by page.
+        """Yield LiveLevel for the given SKUs, or for every SKU the shop lists.
 
-        With ``updates``, only their SKUs are yielded, and reading stops as
-        soon as all of them were seen (the contract has no SKU filter).
+        With ``updates``, the SKUs are asked for by name (``skus=a,b,c``, at
+        most :data:`SKU_FILTER_CHUNK` per request) so that a reconciliation
+        batch of 500 bindings costs a few requests, not a scan of the whole
+        catalogue; without, the catalogue is paged through.
         """
-        wanted = None if updates is None else {u.sku for u in updates}
-        if wanted is not None and not wanted:
-            return
         what = "reading quantities"
-        pages = self._pages(self.base_url, {"per_page": self.page_size}, what)
-        for body, response in pages:
-            items = body.get("items")
-            if not isinstance(items, list):
-                raise _malformed(what, "no 'items' list", response)
-            for item in items:
-                level = self._level(item, what, response)
-                if wanted is None:
-                    yield level
-                elif level.sku in wanted:
-                    wanted.discard(level.sku)
-                    yield level
-            if wanted is not None and not wanted:
+        if updates is None:
+            chunks = [None]
+        else:
+            skus = list(dict.fromkeys(u.sku for u in updates if u.sku))
+            if not skus:
                 return
+            chunks = [
+                skus[i : i + SKU_FILTER_CHUNK]
+                for i in range(0, len(skus), SKU_FILTER_CHUNK)
+            ]
+        for chunk in chunks:
+            params = {"per_page": self.page_size}
+            if chunk is not None:
+                params["skus"] = ",".join(chunk)
+            for body, response in self._pages(self.base_url, params, what):
+                items = body.get("items")
+                if not isinstance(items, list):
+                    raise _malformed(what, "no 'items' list", response)
+                for item in items:
+                    level = self._level(item, what, response)
+                    if chunk is None or level.sku in chunk:
+                        yield level
 
     def _level(self, item, what, response):
         try:

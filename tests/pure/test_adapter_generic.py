@@ -293,14 +293,27 @@ def test_read_quantities_paginates(sim):
     assert {r.query["per_page"] for r in requests} == {"3"}
 
 
-def test_read_quantities_for_some_skus_stops_early(sim):
+def test_read_quantities_for_some_skus_asks_for_them_by_name(sim):
     for i in range(7):
         sim.set_stock(f"SKU-{i}", i)
     adapter = make_adapter(sim, extra={"page_size": 3})
     levels = list(adapter.read_quantities([update("SKU-1"), update("SKU-4")]))
     assert [(lv.sku, lv.quantity) for lv in levels] == [("SKU-1", 1), ("SKU-4", 4)]
-    assert len(gets(sim)) == 2  # page 3 never read
+    assert len(gets(sim)) == 1  # one filtered request, no catalogue scan
+    assert gets(sim)[0].query["skus"] == "SKU-1,SKU-4"
     assert list(adapter.read_quantities([])) == []
+
+
+def test_read_quantities_chunks_long_sku_lists(sim):
+    from lib.adapters.generic import SKU_FILTER_CHUNK
+
+    skus = [f"S{i:04d}" for i in range(SKU_FILTER_CHUNK + 5)]
+    for sku in skus:
+        sim.set_stock(sku, 1)
+    adapter = make_adapter(sim, extra={"page_size": 250})
+    levels = list(adapter.read_quantities([update(s) for s in skus]))
+    assert sorted(lv.sku for lv in levels) == skus
+    assert len(gets(sim)) == 2
 
 
 def test_read_quantities_sends_api_key(sim):

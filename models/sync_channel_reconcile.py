@@ -1,0 +1,340 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Reconciliation: the backstop that makes every channel converge.
+
+Webhooks get lost, WooCommerce never retries, Amazon cannot call us at all,
+and people edit stock by hand on both sides. An ``ir.cron`` (hourly) starts a
+pass for every channel that is due. A pass is a chain of queue_job jobs, never
+one long transaction:
+
+1. a *start* job fetches the orders the channel reports since the last pass
+   (with an overlap) and feeds them through the same idempotent intake as
+   webhooks, applying them at once, so that a sold unit whose webhook was
+   lost is reserved *before* the comparison (otherwise the pass would relist
+   it);
+2. one *batch* job per 500 bindings reads the live quantities in bulk through
+   the adapter, compares each with the number Odoo would publish now, and
+   pushes the drifted ones, each correction recorded with its reason.
+
+Every binding is compared in every pass: no "changed since" cursor can skip
+a SKU. A dry run records what it would correct and changes nothing; a safety
+limit refuses to correct a batch whose drift exceeds a share of the bindings
+and alerts the responsible user instead (a wrong location or a broken
+channel should not rewrite a catalogue).
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from odoo import _, api, fields, models
+from odoo.tools import SQL
+
+from ..lib.adapters import ChannelError, InboundEvent
+
+_logger = logging.getLogger(__name__)
+
+REASONS = [
+    ("missed_webhook", "Missed update (Odoo's number never reached the channel)"),
+    ("failed_push", "Failed push"),
+    ("channel_edit", "Edit on the channel"),
+    ("unknown", "Unknown"),
+]
+#: bindings below this count are too few for the safety share to mean much
+SAFETY_MIN_BINDINGS = 20
+
+
+class SyncChannel(models.Model):
+    _inherit = "sync.channel"
+
+    reconcile_interval = fields.Integer(
+        "Reconcile Every (hours)",
+        default=1,
+        help="0 disables the scheduled pass for this channel.",
+    )
+    reconcile_batch_size = fields.Integer("Bindings per Job", default=500)
+    reconcile_dry_run = fields.Boolean(
+        "Dry Run", help="Passes report the drift and correct nothing."
+    )
+    reconcile_max_share = fields.Float(
+        "Safety Limit (%)",
+        default=20.0,
+        help="A batch whose drift exceeds this share of its bindings is not "
+        "corrected; the responsible user gets an activity instead.",
+    )
+    fetch_orders = fields.Boolean(
+        "Fetch Orders in Passes",
+        default=True,
+        help="Each pass also reads the orders updated since the last one and "
+        "applies the missing ones (for channels whose webhooks are unreliable "
+        "or absent, such as Amazon).",
+    )
+    order_fetch_overlap = fields.Integer("Order Fetch Overlap (min)", default=15)
+    last_order_fetch_at = fields.Datetime(readonly=True)
+    reconcile_started_at = fields.Datetime("Last Pass Started", readonly=True)
+    reconcile_started_ts = fields.Float(readonly=True, digits=(16, 3))
+    last_reconcile_at = fields.Datetime("Last Pass Finished", readonly=True)
+    reconcile_pending = fields.Integer("Batches Running", readonly=True)
+    last_reconcile_checked = fields.Integer("Bindings Checked", readonly=True)
+    last_reconcile_corrections = fields.Integer("Corrections", readonly=True)
+    last_reconcile_limited = fields.Integer(
+        "Batches Held by Safety Limit", readonly=True
+    )
+    last_reconcile_duration = fields.Float(
+        "Duration (s)", readonly=True, digits=(16, 2)
+    )
+    last_reconcile_dry_run = fields.Boolean(readonly=True)
+    last_reconcile_rate = fields.Float(
+        "Correction Rate (%)", compute="_compute_last_reconcile_rate", digits=(16, 3)
+    )
+    last_reconcile_error = fields.Text(readonly=True)
+
+    @api.depends("last_reconcile_checked", "last_reconcile_corrections")
+    def _compute_last_reconcile_rate(self):
+        for channel in self:
+            checked = channel.last_reconcile_checked
+            channel.last_reconcile_rate = (
+                100.0 * channel.last_reconcile_corrections / checked if checked else 0.0
+            )
+
+    # -- entry points --
+    @api.model
+    def _scs_cron_reconcile(self):
+        """Start a pass on every active channel that is due."""
+        now = fields.Datetime.now()
+        for channel in self.search([("reconcile_interval", ">", 0)]):
+            last = channel.reconcile_started_at
+            if last and last + timedelta(hours=channel.reconcile_interval) > now:
+                continue
+            channel._scs_start_reconcile()
+        return True
+
+    def action_reconcile_now(self):
+        for channel in self:
+            channel._scs_start_reconcile()
+        return True
+
+    def action_reconcile_dry_run(self):
+        for channel in self:
+            channel._scs_start_reconcile(dry_run=True)
+        return True
+
+    def _scs_start_reconcile(self, dry_run=None):
+        self.ensure_one()
+        dry_run = self.reconcile_dry_run if dry_run is None else dry_run
+        self.write(
+            {
+                "reconcile_started_at": fields.Datetime.now(),
+                "reconcile_started_ts": time.time(),
+                "reconcile_pending": 0,
+                "last_reconcile_checked": 0,
+                "last_reconcile_corrections": 0,
+                "last_reconcile_limited": 0,
+                "last_reconcile_dry_run": dry_run,
+                "last_reconcile_error": False,
+            }
+        )
+        self.with_delay(
+            identity_key=f"stock_channel_sync.reconcile.{self.id}",
+            description=f"Reconcile {self.name}",
+        )._scs_job_reconcile_start(dry_run=dry_run)
+
+    # -- jobs --
+    def _scs_job_reconcile_start(self, dry_run=False):
+        """Fetch and apply missed orders, then enqueue the comparison batches."""
+        self.ensure_one()
+        fetched = 0
+        if self.fetch_orders:
+            try:
+                fetched = self._scs_fetch_orders()
+            except ChannelError as err:
+                # the comparison still runs: a down order endpoint must not
+                # stop the stock from converging; the error is shown
+                self.last_reconcile_error = _("Order fetch failed: %s", err)
+                _logger.warning("channel %s: order fetch failed: %s", self.id, err)
+        bindings = self.env["channel.binding"].search(
+            [("channel_id", "=", self.id)], order="id"
+        )
+        size = max(1, self.reconcile_batch_size or 500)
+        batches = [bindings.ids[i : i + size] for i in range(0, len(bindings), size)]
+        self.reconcile_pending = len(batches)
+        for index, ids in enumerate(batches):
+            self.with_delay(
+                description=f"Reconcile {self.name} batch {index + 1}/{len(batches)}",
+            )._scs_job_reconcile_batch(ids, dry_run=dry_run)
+        if not batches:
+            self._scs_finish_batch(0, 0, False)
+        return f"{fetched} order event(s) fetched, {len(batches)} batch(es)"
+
+    def _scs_fetch_orders(self):
+        """Orders updated since the last fetch, through the webhook intake."""
+        now = fields.Datetime.now()
+        since = self.last_order_fetch_at or fields.Datetime.subtract(now, days=1)
+        since = fields.Datetime.subtract(since, minutes=self.order_fetch_overlap or 0)
+        adapter = self._scs_adapter()
+        try:
+            orders = list(adapter.fetch_orders(since))
+        except NotImplementedError:
+            return 0
+        parsed = []
+        for order in orders:
+            kind = "cancel" if order.status in ("cancelled", "refunded") else "order"
+            stamp = order.updated_at.isoformat() if order.updated_at else ""
+            parsed.append(
+                InboundEvent(
+                    kind=kind,
+                    idempotency_key=f"poll:{order.external_id}:{order.status}:{stamp}",
+                    event_time=order.updated_at,
+                    order=order,
+                )
+            )
+        Event = self.env["sync.event"]
+        recorded = Event._scs_record_inbound(self, parsed, b"", "poll", enqueue=False)
+        new_keys = [r["key"] for r in recorded if r["new"]]
+        for event in Event.search(
+            [
+                ("channel_id", "=", self.id),
+                ("direction", "=", "in"),
+                ("idempotency_key", "in", new_keys),
+            ],
+            order="event_ts, id",
+        ):
+            # applied now, in this job: the comparison must see the reservation
+            event._scs_job_apply()
+        self.last_order_fetch_at = now
+        return len(new_keys)
+
+    def _scs_job_reconcile_batch(self, binding_ids, dry_run=False):
+        """Compare a batch of bindings with the channel, correct the drift."""
+        self.ensure_one()
+        bindings = (
+            self.env["channel.binding"]
+            .browse(binding_ids)
+            .exists()
+            .filtered(lambda b: b.active)
+        )
+        adapter = self._scs_adapter()
+        updates = [b._scs_update(0) for b in bindings]
+        live = {}
+        for level in adapter.read_quantities(updates):
+            for key in (level.external_variant_id, level.external_id, level.sku):
+                if key:
+                    live.setdefault(str(key), level.quantity)
+        quantities = bindings._scs_quantities()
+        drift = {}
+        now = fields.Datetime.now()
+        seen_vals = []
+        for binding in bindings:
+            seen = None
+            for key in (binding.external_variant_id, binding.external_id, binding.sku):
+                if key and str(key) in live:
+                    seen = live[str(key)]
+                    break
+            published = quantities[binding.id].published
+            if seen is not None:
+                seen_vals.append((binding, seen))
+            if seen == published:
+                continue
+            drift[binding] = (seen, published, self._scs_drift_reason(binding, seen))
+        for binding, seen in seen_vals:
+            if binding.last_seen_qty != seen:
+                binding.write({"last_seen_qty": seen, "last_seen_at": now})
+        limited = len(bindings) >= SAFETY_MIN_BINDINGS and 100.0 * len(drift) / len(
+            bindings
+        ) > (self.reconcile_max_share or 100.0)
+        if limited:
+            self._scs_notify(
+                _("Reconciliation held by its safety limit"),
+                _(
+                    "%(drift)s of %(total)s bindings of %(channel)s differ from "
+                    "Odoo (limit %(limit)s%%). Nothing was corrected: check the "
+                    "channel's locations and listings, then run the pass again.",
+                    drift=len(drift),
+                    total=len(bindings),
+                    channel=self.name,
+                    limit=self.reconcile_max_share,
+                ),
+            )
+        elif drift and not dry_run:
+            reasons = {b.id: reason for b, (_s, _p, reason) in drift.items()}
+            self.env["channel.binding"].union(*drift)._scs_push(
+                force=True, kind="correction", reasons=reasons
+            )
+        if drift and (dry_run or limited):
+            self._scs_record_drift(drift, "dry run" if dry_run else "safety limit")
+        self._scs_finish_batch(len(bindings), len(drift), limited)
+        notes = [n for n, on in (("dry run", dry_run), ("held", limited)) if on]
+        return f"checked {len(bindings)}, drift {len(drift)} {' '.join(notes)}"
+
+    @staticmethod
+    def _scs_drift_reason(binding, seen):
+        if binding.push_state == "failed":
+            return "failed_push"
+        if binding.push_state == "new" or seen is None:
+            return "unknown"
+        if seen != binding.last_pushed_qty:
+            return "channel_edit"
+        return "missed_webhook"
+
+    def _scs_record_drift(self, drift, why):
+        """Report drift that is not corrected (dry run, safety limit)."""
+        stamp = time.time()
+        self.env["sync.event"].sudo().create(
+            [
+                {
+                    "direction": "out",
+                    "channel_id": self.id,
+                    "binding_id": binding.id,
+                    "product_id": binding.product_id.id,
+                    "sku": binding.sku,
+                    "kind": "correction",
+                    "idempotency_key": f"drift-{binding.id}-{stamp:.3f}",
+                    "quantity": published,
+                    "state": "skipped",
+                    "reason": f"{why}: {reason}, channel has {seen}",
+                    "change_ts": stamp,
+                    "enqueue_ts": stamp,
+                }
+                for binding, (seen, published, reason) in drift.items()
+            ]
+        )
+
+    def _scs_finish_batch(self, checked, corrections, limited):
+        """Add a batch's figures to the pass; the last batch closes it.
+
+        One atomic UPDATE per batch: concurrent batches of the same pass
+        never lose each other's counts.
+        """
+        self.flush_recordset()
+        self.env.cr.execute(
+            SQL(
+                """
+                UPDATE sync_channel
+                   SET last_reconcile_checked = last_reconcile_checked + %s,
+                       last_reconcile_corrections = last_reconcile_corrections + %s,
+                       last_reconcile_limited = last_reconcile_limited + %s,
+                       reconcile_pending = GREATEST(reconcile_pending - 1, 0)
+                 WHERE id = %s
+             RETURNING reconcile_pending, reconcile_started_ts
+                """,
+                checked,
+                corrections,
+                1 if limited else 0,
+                self.id,
+            )
+        )
+        pending, started = self.env.cr.fetchone()
+        self.invalidate_recordset(
+            [
+                "last_reconcile_checked",
+                "last_reconcile_corrections",
+                "last_reconcile_limited",
+                "reconcile_pending",
+            ]
+        )
+        if pending == 0:
+            self.write(
+                {
+                    "last_reconcile_at": fields.Datetime.now(),
+                    "last_reconcile_duration": time.time() - (started or time.time()),
+                }
+            )

@@ -1,0 +1,252 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Reconciliation, dead letters, replay and retention."""
+
+import time
+
+from odoo import fields
+from odoo.tests import tagged
+from odoo.tools import SQL
+
+from ..lib.adapters import ChannelOrder, InboundEvent, OrderLine
+from .common import SyncCase
+
+
+@tagged("post_install", "-at_install")
+class TestReconcile(SyncCase):
+    def setUp(self):
+        super().setUp()
+        self.sim = self.start_simulator()
+        self.channel = self.make_channel(self.sim)
+        self.b_a = self.bind(self.channel, self.product_a)
+        self.b_b = self.bind(self.channel, self.product_b)
+
+    def pass_(self, **kw):
+        self.channel._scs_start_reconcile(**kw)
+        self.run_jobs()
+        self.channel.invalidate_recordset()
+
+    def corrections(self):
+        return self.env["sync.event"].search(
+            [("channel_id", "=", self.channel.id), ("kind", "=", "correction")]
+        )
+
+    def test_drift_corrected_with_reason(self):
+        product_c = self.env["product.product"].create(
+            {"name": "C", "default_code": "SCS-C", "type": "consu", "is_storable": True}
+        )
+        self.move_stock(product_c, 4)
+        self.commit_point()
+        self.discard_jobs()
+        b_c = self.bind(self.channel, product_c)
+        (self.b_a | self.b_b | b_c)._scs_push()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 10)
+        # A: Odoo changed and the push never happened (job lost)
+        self.move_stock(self.product_a, 2)
+        self.commit_point()
+        self.discard_jobs()
+        # B: someone edited the quantity on the channel
+        self.sim.set_stock("SCS-CAP", 1)
+        # C: its last push failed
+        b_c.push_state = "failed"
+        self.move_stock(product_c, -1)
+        self.commit_point()
+        self.discard_jobs()
+        self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 12)
+        self.assertEqual(self.sim.quantity("SCS-CAP"), 5)
+        self.assertEqual(self.sim.quantity("SCS-C"), 3)
+        reasons = {e.sku: e.reason for e in self.corrections()}
+        self.assertEqual(
+            reasons,
+            {
+                "SCS-MUG": "missed_webhook",
+                "SCS-CAP": "channel_edit",
+                "SCS-C": "failed_push",
+            },
+        )
+        self.assertEqual(set(self.corrections().mapped("state")), {"applied"})
+        self.assertEqual(self.channel.last_reconcile_checked, 3)
+        self.assertEqual(self.channel.last_reconcile_corrections, 3)
+        self.assertAlmostEqual(self.channel.last_reconcile_rate, 100.0)
+        self.assertTrue(self.channel.last_reconcile_at)
+        # a second pass finds nothing
+        self.pass_()
+        self.assertEqual(self.channel.last_reconcile_corrections, 0)
+        self.assertEqual(len(self.corrections()), 3)
+
+    def test_dry_run_changes_nothing(self):
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.set_stock("SCS-MUG", 99)
+        sent = len([r for r in self.sim.requests if r.method == "POST"])
+        self.pass_(dry_run=True)
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 99)
+        self.assertEqual(
+            len([r for r in self.sim.requests if r.method == "POST"]), sent
+        )
+        report = self.corrections()
+        self.assertEqual(len(report), 1)
+        self.assertEqual(report.state, "skipped")
+        self.assertIn("dry run", report.reason)
+        self.assertEqual(self.channel.last_reconcile_corrections, 1)
+        self.assertTrue(self.channel.last_reconcile_dry_run)
+
+    def test_safety_limit_holds(self):
+        products = self.env["product.product"].create(
+            [
+                {
+                    "name": f"Bulk {i}",
+                    "default_code": f"SCS-BULK-{i}",
+                    "type": "consu",
+                    "is_storable": True,
+                }
+                for i in range(22)
+            ]
+        )
+        for product in products:
+            self.bind(self.channel, product)
+        # the channel holds numbers for none of them: 22 of 24 drift (> 20 %)
+        self.channel.reconcile_max_share = 20
+        self.pass_()
+        self.assertFalse(self.corrections().filtered(lambda e: e.state == "applied"))
+        self.assertIsNone(self.sim.quantity("SCS-BULK-0"))
+        self.assertEqual(self.channel.last_reconcile_limited, 1)
+        activity = self.env["mail.activity"].search(
+            [("res_model", "=", "sync.channel"), ("res_id", "=", self.channel.id)]
+        )
+        self.assertIn("safety limit", activity.summary)
+        # with a higher limit the same pass corrects
+        self.channel.reconcile_max_share = 100
+        self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-BULK-0"), 0)
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 10)
+
+    def test_missed_order_webhook_recovered(self):
+        (self.b_a | self.b_b)._scs_push()
+        # the channel sold 3 mugs; its webhook never arrived
+        self.sim.add_order("SIM-1", [("SCS-MUG", 3)])
+        self.sim.set_stock("SCS-MUG", 7)
+        free = self.product_a.free_qty
+        before = len(self.sim.history)
+        self.pass_()
+        picking = self.env["stock.picking"].search(
+            [
+                ("scs_channel_id", "=", self.channel.id),
+                ("scs_external_order_id", "=", "SIM-1"),
+            ]
+        )
+        self.assertEqual(len(picking), 1)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 3)
+        # the pass saw the reservation: the channel keeps 7, it was not relisted at 10
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7)
+        self.assertFalse(
+            self.sim.history[-1]["quantity"] == 10 and len(self.sim.history) > 2
+        )
+        # the next pass fetches the same order again (overlap): nothing twice
+        self.pass_()
+        self.assertEqual(
+            self.env["stock.picking"].search_count(
+                [("scs_external_order_id", "=", "SIM-1"), ("state", "!=", "cancel")]
+            ),
+            1,
+        )
+
+    def test_replay_of_applied_event_changes_nothing(self):
+        order = ChannelOrder("R-1", "open", [OrderLine("SCS-MUG", 2)])
+        self.env["sync.event"]._scs_record_inbound(
+            self.channel, [InboundEvent("order", "key-r1", order=order)], b"{}", "test"
+        )
+        self.run_jobs()
+        event = self.env["sync.event"].search([("idempotency_key", "=", "key-r1")])
+        self.assertEqual(event.state, "applied")
+        self.product_a.invalidate_recordset()
+        free = self.product_a.free_qty
+        replay = event.action_replay()
+        self.run_jobs()
+        self.assertEqual(replay.replay_of_id, event)
+        self.assertEqual(replay.state, "applied")
+        self.assertIn("already reserved", replay.reason)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+        self.assertEqual(event.state, "applied", "history is not edited")
+        # a window replay goes through the same path
+        wizard = self.env["sync.channel.replay"].create(
+            {
+                "channel_id": self.channel.id,
+                "date_from": fields.Datetime.subtract(fields.Datetime.now(), hours=1),
+                "date_to": fields.Datetime.add(fields.Datetime.now(), hours=1),
+            }
+        )
+        wizard.action_replay()
+        self.run_jobs()
+        self.assertEqual(wizard.replayed_count, 1)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+
+    def test_dead_letter_retry_and_discard(self):
+        self.sim.queue_response(400, {"error": "listing closed"})
+        self.b_a._scs_push()
+        dead = self.env["sync.event"].search([("state", "=", "dead")])
+        self.assertEqual(len(dead), 1)
+        dead.action_retry()
+        self.assertEqual(dead.state, "queued")
+        self.run_jobs()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 10)
+        self.sim.queue_response(400, {"error": "listing closed"})
+        self.b_b._scs_push()
+        dead = self.env["sync.event"].search([("state", "=", "dead")])
+        wizard = (
+            self.env["sync.event.discard"]
+            .with_context(active_ids=dead.ids)
+            .create({"reason": "listing removed"})
+        )
+        wizard.action_discard()
+        self.assertEqual(dead.state, "discarded")
+        self.assertEqual(dead.reason, "listing removed")
+
+    def test_retention_removes_only_what_it_should(self):
+        Event = self.env["sync.event"]
+        stamp = time.time()
+
+        def make(key, state, age_days):
+            event = Event.create(
+                {
+                    "direction": "out",
+                    "channel_id": self.channel.id,
+                    "kind": "push",
+                    "idempotency_key": key,
+                    "state": state,
+                    "change_ts": stamp,
+                }
+            )
+            self.env.flush_all()
+            self.env.cr.execute(
+                SQL(
+                    "UPDATE sync_event"
+                    " SET create_date = now() - make_interval(days => %s)"
+                    " WHERE id = %s",
+                    age_days,
+                    event.id,
+                )
+            )
+            return event.id
+
+        old_applied = make("old-applied", "applied", 40)
+        new_applied = make("new-applied", "applied", 5)
+        old_dead = make("old-dead", "dead", 40)
+        ancient_dead = make("ancient-dead", "dead", 400)
+        old_failed = make("old-failed", "failed", 40)
+        deleted = Event._gc_sync_events()
+        self.assertEqual(deleted, 2)
+        left = set(
+            Event.search(
+                [
+                    (
+                        "id",
+                        "in",
+                        [old_applied, new_applied, old_dead, ancient_dead, old_failed],
+                    )
+                ]
+            ).ids
+        )
+        self.assertEqual(left, {new_applied, old_dead, old_failed})
