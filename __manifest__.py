@@ -21,6 +21,7 @@
         "views/sync_event_views.xml",
         "views/product_views.xml",
         "views/wizard_views.xml",
+        "views/sync_dashboard_views.xml",
         "views/menus.xml",
     ],
     "demo": [],

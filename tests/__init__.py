@@ -2,3 +2,4 @@ from . import test_outbound_push
 from . import test_webhook
 from . import test_channel_types
 from . import test_reconcile
+from . import test_dashboard_security

@@ -1,0 +1,156 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Dashboard figures against a direct count, target alerts, and security."""
+
+import time
+
+from odoo.exceptions import AccessError
+from odoo.tests import new_test_user, tagged
+from odoo.tools import SQL
+
+from .common import SyncCase
+
+
+@tagged("post_install", "-at_install")
+class TestDashboard(SyncCase):
+    def _event(self, channel, key, **vals):
+        return self.env["sync.event"].create(
+            {
+                "direction": "out",
+                "channel_id": channel.id,
+                "kind": "push",
+                "idempotency_key": key,
+                "state": "applied",
+                "change_ts": time.time(),
+                **vals,
+            }
+        )
+
+    def test_figures_match_a_direct_count(self):
+        one = self.make_channel(name="One")
+        two = self.make_channel(name="Two")
+        latencies = [120.0, 80.0, 4000.0, 300.0, 9000.0, 50.0]
+        for i, ms in enumerate(latencies):
+            self._event(one, f"p{i}", latency_ms=ms)
+        self._event(one, "dead-1", state="dead")
+        self._event(one, "failed-1", state="failed")
+        self._event(two, "two-1", latency_ms=10.0)
+        for i in range(4):
+            self._event(one, f"o{i}", direction="in", kind="order")
+        self._event(one, "os1", direction="in", kind="oversell", state="attention")
+        one.write({"last_reconcile_checked": 200, "last_reconcile_corrections": 3})
+        board = self.env["sync.dashboard"].create({"period": "1", "channel_id": one.id})
+        Event = self.env["sync.event"]
+        domain = [("channel_id", "=", one.id)]
+        applied_out = Event.search(
+            domain + [("direction", "=", "out"), ("state", "=", "applied")]
+        )
+        values = sorted(v for v in applied_out.mapped("latency_ms") if v > 0)
+        self.assertEqual(board.pushes, len(applied_out))
+        # percentile_cont(0.5) of an even count is the mean of the middle two
+        mid = len(values) // 2
+        self.assertAlmostEqual(
+            board.latency_p50_ms, (values[mid - 1] + values[mid]) / 2
+        )
+        self.env.cr.execute(
+            SQL(
+                "SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY v)"
+                " FROM unnest(%s::float[]) v",
+                values,
+            )
+        )
+        self.assertAlmostEqual(board.latency_p95_ms, self.env.cr.fetchone()[0])
+        self.assertGreater(board.latency_p95_ms, 5000)
+        self.assertFalse(board.latency_ok)
+        good = Event.search_count(
+            domain + [("state", "in", ("applied", "duplicate", "stale", "skipped"))]
+        )
+        bad = Event.search_count(domain + [("state", "in", ("dead", "failed"))])
+        self.assertEqual(board.events_failed, bad)
+        self.assertAlmostEqual(board.success_rate, 100.0 * good / (good + bad))
+        self.assertEqual(board.dead_letters, 1)
+        self.assertEqual(board.orders, 4)
+        self.assertEqual(board.oversells, 1)
+        self.assertAlmostEqual(board.oversell_rate, 25.0)
+        self.assertAlmostEqual(board.correction_rate, 1.5)
+        self.assertFalse(board.correction_ok)
+        # overall: both channels
+        overall = self.env["sync.dashboard"].create({"period": "1"})
+        self.assertEqual(overall.pushes, board.pushes + 1)
+
+    def test_breach_raises_one_activity(self):
+        channel = self.make_channel(name="Slow")
+        for i in range(5):
+            self._event(channel, f"slow{i}", latency_ms=8000.0)
+        Dashboard = self.env["sync.dashboard"]
+        breaches = Dashboard._scs_cron_check_targets()
+        self.assertTrue(any(b[0] == channel for b in breaches))
+        Dashboard._scs_cron_check_targets()
+        activities = self.env["mail.activity"].search(
+            [("res_model", "=", "sync.channel"), ("res_id", "=", channel.id)]
+        )
+        self.assertEqual(len(activities), 1, "one open activity per breach")
+
+
+@tagged("post_install", "-at_install")
+class TestSecurity(SyncCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.channel = cls.env["sync.channel"].create(
+            {
+                "name": "Secret shop",
+                "channel_type": "generic",
+                "api_secret": "top-secret",
+                "webhook_secret": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=",
+            }
+        )
+        cls.binding = cls.env["channel.binding"].create(
+            {"channel_id": cls.channel.id, "product_id": cls.product_a.id}
+        )
+        cls.user = new_test_user(
+            cls.env,
+            login="scs_user",
+            groups="base.group_user,stock_channel_sync.group_sync_user",
+        )
+        cls.manager = new_test_user(
+            cls.env,
+            login="scs_manager",
+            groups="base.group_user,stock_channel_sync.group_sync_manager",
+        )
+        cls.portal = new_test_user(
+            cls.env, login="scs_portal", groups="base.group_portal"
+        )
+        cls.other_company = cls.env["res.company"].create({"name": "Other Co"})
+        cls.other = new_test_user(
+            cls.env,
+            login="scs_other",
+            groups="base.group_user,stock_channel_sync.group_sync_manager",
+            company_id=cls.other_company.id,
+            company_ids=[(6, 0, cls.other_company.ids)],
+        )
+
+    def test_user_reads_manager_configures(self):
+        channel = self.channel.with_user(self.user)
+        self.assertEqual(channel.name, "Secret shop")
+        with self.assertRaises(AccessError):
+            channel.write({"name": "x"})
+        with self.assertRaises(AccessError):
+            self.binding.with_user(self.user).write({"buffer_qty": 3})
+        with self.assertRaises(AccessError):
+            channel.api_secret  # noqa: B018 - reading is the test
+        self.channel.with_user(self.manager).write({"buffer_qty": 2})
+        self.assertEqual(self.channel.with_user(self.manager).api_secret, "top-secret")
+
+    def test_portal_and_public_reach_nothing(self):
+        public = self.env.ref("base.public_user")
+        for user in (self.portal, public):
+            for model in ("sync.channel", "channel.binding", "sync.event"):
+                with self.assertRaises(AccessError):
+                    self.env[model].with_user(user).search([])
+
+    def test_other_company_sees_nothing(self):
+        env = self.env(
+            user=self.other, context={"allowed_company_ids": self.other_company.ids}
+        )
+        self.assertFalse(env["sync.channel"].search([("id", "=", self.channel.id)]))
+        self.assertFalse(env["channel.binding"].search([("id", "=", self.binding.id)]))
