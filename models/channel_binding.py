@@ -15,6 +15,7 @@ delayed or retried job publishes today's number, not yesterday's.
 
 import logging
 import time
+from html import escape
 
 import psycopg2.errors
 
@@ -132,6 +133,12 @@ class ChannelBinding(models.Model):
         "sync.event", readonly=True, ondelete="set null", index="btree_not_null"
     )
     event_ids = fields.One2many("sync.event", "binding_id", string="Events")
+    quantity_explanation = fields.Html(
+        "Why This Quantity",
+        compute="_compute_quantity_explanation",
+        sanitize=False,
+        help="Every step from the stock in each location to the published number.",
+    )
 
     _channel_product_uniq = models.Constraint(
         "UNIQUE(channel_id, product_id)",
@@ -155,6 +162,83 @@ class ChannelBinding(models.Model):
         for binding in self:
             info = quantities.get(binding.id)
             binding.published_qty = info.published if info else 0
+
+    def _compute_quantity_explanation(self):
+        for binding in self:
+            binding.quantity_explanation = binding._scs_explain()
+
+    def _scs_explain(self):
+        """HTML breakdown: stock per location, reserved, rule steps, events."""
+        self.ensure_one()
+        channel = self.channel_id
+        locations = channel._scs_stock_locations()
+        rows = []
+        if locations and self.product_id:
+            self.env["stock.quant"].flush_model()
+            self.env.cr.execute(
+                SQL(
+                    """
+                    SELECT l.id, SUM(q.quantity), SUM(q.reserved_quantity)
+                      FROM stock_quant q
+                      JOIN stock_location l ON l.id = q.location_id
+                     WHERE q.product_id = %s AND l.usage = 'internal'
+                       AND l.parent_path LIKE ANY(%s)
+                  GROUP BY l.id ORDER BY l.id
+                    """,
+                    self.product_id.id,
+                    [f"{p}%" for p in locations.mapped("parent_path")],
+                )
+            )
+            rows = self.env.cr.fetchall()
+        Location = self.env["stock.location"]
+        info = self._scs_quantities().get(self.id)
+        header = (
+            "<table class='table table-sm o_scs_why'><thead><tr>"
+            "<th>Location</th><th>On hand</th><th>Reserved</th><th>Free</th>"
+            "</tr></thead><tbody>"
+        )
+        lines = [header]
+        for location_id, on_hand, reserved in rows:
+            lines.append(
+                f"<tr><td>{escape(Location.browse(location_id).display_name)}</td>"
+                f"<td>{on_hand:g}</td><td>{reserved:g}</td>"
+                f"<td>{on_hand - reserved:g}</td></tr>"
+            )
+        lines.append("</tbody></table>")
+        if info:
+            steps = [
+                (_("Free quantity"), f"{info.free:g}"),
+                (_("Buffer"), f"- {info.buffer:g}"),
+                (_("After buffer"), f"{info.after_buffer:g}"),
+                (
+                    _("Cap"),
+                    f"{info.max_qty:g}" if info.max_qty is not None else _("none"),
+                ),
+                (_("After cap"), f"{info.after_cap:g}"),
+                (_("Allocation"), f"{info.allocation_pct:g} %"),
+                (_("After allocation"), f"{info.after_allocation:g}"),
+                (_("Published (rounded down, never below 0)"), f"{info.published}"),
+            ]
+            lines.append("<table class='table table-sm o_scs_steps'><tbody>")
+            lines.extend(
+                f"<tr><td>{escape(label)}</td><td class='text-end'>{value}</td></tr>"
+                for label, value in steps
+            )
+            lines.append("</tbody></table>")
+        events = self.env["sync.event"].search(
+            [("binding_id", "=", self.id)], order="id desc", limit=5
+        )
+        if events:
+            lines.append(f"<p><b>{escape(_('Last events'))}</b></p><ul>")
+            lines.extend(
+                f"<li>{escape(str(e.create_date))} {escape(e.direction)} "
+                f"{escape(e.kind)} {e.quantity:g} "
+                f"{escape(dict(e._fields['state'].selection).get(e.state, ''))}"
+                f"{(' - ' + escape(e.reason)) if e.reason else ''}</li>"
+                for e in events
+            )
+            lines.append("</ul>")
+        return "".join(lines)
 
     # -- CRUD --
     @api.model_create_multi

@@ -215,6 +215,57 @@ class SyncChannel(models.Model):
         bindings.product_id._scs_enqueue_push()
         return True
 
+    def action_match_listings(self):
+        """Bind variants to the channel's listings whose SKU is their reference.
+
+        Reads the channel's catalogue (paginated, through the adapter) and
+        creates a binding, with the listing's external ids, for every listing
+        whose SKU equals a variant's internal reference and is not bound yet.
+        """
+        created = self.env["channel.binding"]
+        for channel in self:
+            try:
+                levels = list(channel._scs_adapter().read_quantities())
+            except ChannelError as err:
+                raise UserError(_("Could not read the listings: %s", err)) from err
+            bound = set(
+                channel.binding_ids.with_context(active_test=False).mapped("sku")
+            )
+            skus = {lv.sku: lv for lv in levels if lv.sku and lv.sku not in bound}
+            products = self.env["product.product"].search(
+                [
+                    ("default_code", "in", list(skus)),
+                    ("is_storable", "=", True),
+                    ("company_id", "in", (False, channel.company_id.id)),
+                ]
+            )
+            created |= self.env["channel.binding"].create(
+                [
+                    {
+                        "channel_id": channel.id,
+                        "product_id": product.id,
+                        "sku": product.default_code,
+                        "external_id": skus[product.default_code].external_id or False,
+                        "external_variant_id": skus[
+                            product.default_code
+                        ].external_variant_id
+                        or False,
+                    }
+                    for product in products
+                ]
+            )
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": _("Listings matched"),
+                "message": _("%s binding(s) created.", len(created)),
+                "type": "success",
+                "sticky": False,
+                "next": {"type": "ir.actions.act_window_close"},
+            },
+        }
+
     def action_generate_signing_secret(self):
         for channel in self:
             channel.sudo().signing_secret = generate_standard_secret()

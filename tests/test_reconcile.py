@@ -249,3 +249,29 @@ class TestReconcile(SyncCase):
             ).ids
         )
         self.assertEqual(left, {new_applied, old_dead, old_failed})
+
+
+@tagged("post_install", "-at_install")
+class TestBindingTools(SyncCase):
+    def test_match_listings_and_why_this_quantity(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim, buffer_qty=1)
+        sim.set_stock("SCS-MUG", 4)
+        sim.set_stock("SCS-CAP", 2)
+        sim.set_stock("NOT-IN-ODOO", 9)
+        channel.action_match_listings()
+        bindings = channel.binding_ids
+        self.assertEqual(set(bindings.mapped("sku")), {"SCS-MUG", "SCS-CAP"})
+        channel.action_match_listings()
+        self.assertEqual(len(channel.binding_ids), 2, "matching twice binds once")
+        mug = bindings.filtered(lambda b: b.sku == "SCS-MUG")
+        mug.write({"use_max_qty": True, "max_qty": 7, "allocation_pct": 50})
+        # 10 on hand, 2 reserved by a delivery
+        self.env["stock.quant"]._update_reserved_quantity(self.product_a, self.stock, 2)
+        html = mug.quantity_explanation
+        self.assertIn(self.stock.display_name, html)
+        for figure in ("10", "2", "8", "- 1", "7", "50 %", "3.5"):
+            self.assertIn(figure, html)
+        # (10 - 2 - 1) capped at 7, 50 % -> 3.5 -> 3
+        self.assertEqual(mug.published_qty, 3)
+        self.assertIn(">3</td>", html)
