@@ -24,5 +24,10 @@
         "views/sync_dashboard_views.xml",
         "views/menus.xml",
     ],
-    "demo": [],
+    "assets": {
+        "web.assets_tests": [
+            "stock_channel_sync/static/tests/tours/*.js",
+        ],
+    },
+    "demo": ["data/demo/stock_channel_sync_demo.xml"],
 }

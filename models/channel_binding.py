@@ -264,6 +264,18 @@ class ChannelBinding(models.Model):
         return res
 
     # -- actions --
+    def action_open_why(self):
+        """Open the binding on its "why this quantity" breakdown."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Why %s publishes %s", self.sku or "", self.published_qty),
+            "res_model": self._name,
+            "res_id": self.id,
+            "view_mode": "form",
+            "target": "current",
+        }
+
     def action_push_now(self):
         """Enqueue a push of these SKUs now, even if unchanged."""
         self.product_id._scs_enqueue_push(force=True)
