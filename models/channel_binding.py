@@ -269,7 +269,11 @@ class ChannelBinding(models.Model):
         self.ensure_one()
         return {
             "type": "ir.actions.act_window",
-            "name": _("Why %s publishes %s", self.sku or "", self.published_qty),
+            "name": _(
+                "Why %(sku)s publishes %(qty)s",
+                sku=self.sku or "",
+                qty=self.published_qty,
+            ),
             "res_model": self._name,
             "res_id": self.id,
             "view_mode": "form",

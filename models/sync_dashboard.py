@@ -43,15 +43,15 @@ class SyncDashboard(models.TransientModel):
     date_from = fields.Datetime(compute="_compute_figures")
     latency_p50_ms = fields.Float("Latency p50 (ms)", compute="_compute_figures")
     latency_p95_ms = fields.Float("Latency p95 (ms)", compute="_compute_figures")
-    pushes = fields.Integer("Pushes", compute="_compute_figures")
+    pushes = fields.Integer(compute="_compute_figures")
     events_finished = fields.Integer("Finished Events", compute="_compute_figures")
     events_failed = fields.Integer("Failed Events", compute="_compute_figures")
     success_rate = fields.Float("Success Rate (%)", compute="_compute_figures")
     orders = fields.Integer("Orders Received", compute="_compute_figures")
     oversells = fields.Integer("Oversell Incidents", compute="_compute_figures")
     oversell_rate = fields.Float("Oversell Rate (%)", compute="_compute_figures")
-    bindings_checked = fields.Integer("Bindings Checked", compute="_compute_figures")
-    corrections = fields.Integer("Corrections", compute="_compute_figures")
+    bindings_checked = fields.Integer(compute="_compute_figures")
+    corrections = fields.Integer(compute="_compute_figures")
     correction_rate = fields.Float("Correction Rate (%)", compute="_compute_figures")
     dead_letters = fields.Integer("Open Dead Letters", compute="_compute_figures")
     latency_ok = fields.Boolean(compute="_compute_figures")
@@ -70,7 +70,10 @@ class SyncDashboard(models.TransientModel):
             date_from = fields.Datetime.subtract(
                 fields.Datetime.now(), days=int(board.period or 1)
             )
-            channels = board.channel_id or self.env["sync.channel"].search([])
+            # every channel the user may see (record rules apply)
+            channels = board.channel_id or self.env["sync.channel"].search(
+                [("active", "in", (True, False))]
+            )
             figures = self._scs_figures(channels.ids, date_from)
             board.date_from = date_from
             board.update(figures)
@@ -171,7 +174,7 @@ class SyncDashboard(models.TransientModel):
         date_from = fields.Datetime.subtract(fields.Datetime.now(), hours=1)
         targets = self._scs_targets()
         breaches = []
-        for channel in self.env["sync.channel"].search([]):
+        for channel in self.env["sync.channel"].search([("active", "=", True)]):
             figures = self._scs_figures(channel.ids, date_from)
             if figures["latency_p95_ms"] > targets["latency_p95_ms"]:
                 breaches.append(

@@ -137,7 +137,7 @@ class TestSecurity(SyncCase):
         with self.assertRaises(AccessError):
             self.binding.with_user(self.user).write({"buffer_qty": 3})
         with self.assertRaises(AccessError):
-            channel.api_secret  # noqa: B018 - reading is the test
+            self.assertFalse(channel.api_secret)
         self.channel.with_user(self.manager).write({"buffer_qty": 2})
         self.assertEqual(self.channel.with_user(self.manager).api_secret, "top-secret")
 
