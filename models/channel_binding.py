@@ -231,7 +231,8 @@ class ChannelBinding(models.Model):
         if events:
             lines.append(f"<p><b>{escape(_('Last events'))}</b></p><ul>")
             lines.extend(
-                f"<li>{escape(str(e.create_date))} {escape(e.direction)} "
+                f"<li>{escape(fields.Datetime.to_string(e.create_date))} "
+                f"{escape(e.direction)} "
                 f"{escape(e.kind)} {e.quantity:g} "
                 f"{escape(dict(e._fields['state'].selection).get(e.state, ''))}"
                 f"{(' - ' + escape(e.reason)) if e.reason else ''}</li>"

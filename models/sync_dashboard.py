@@ -63,6 +63,15 @@ class SyncDashboard(models.TransientModel):
     target_correction_rate = fields.Float(compute="_compute_figures")
     target_oversell_rate = fields.Float(compute="_compute_figures")
 
+    @api.depends("channel_id")
+    def _compute_display_name(self):
+        for board in self:
+            board.display_name = (
+                _("Sync dashboard: %s", board.channel_id.name)
+                if board.channel_id
+                else _("Sync dashboard: all channels")
+            )
+
     @api.depends("period", "channel_id")
     def _compute_figures(self):
         targets = self._scs_targets()
