@@ -4,7 +4,6 @@
     "summary": "Real-time, exactly-once stock sync between Odoo and sales channels",
     "version": "19.0.1.0.0",
     "category": "Inventory/Inventory",
-    "website": "https://github.com/stock-channel-sync/stock_channel_sync",
     "author": "stock_channel_sync contributors",
     "license": "LGPL-3",
     "application": False,
