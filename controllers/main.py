@@ -33,7 +33,6 @@ from odoo import SUPERUSER_ID, fields, http
 from odoo.http import request
 
 from ..lib import signatures
-from ..lib.adapters import get_adapter_class
 
 _logger = logging.getLogger(__name__)
 
@@ -101,11 +100,9 @@ class WebhookController(http.Controller):
         except (UnicodeDecodeError, ValueError) as err:
             return _answer(400, error=f"body is not JSON: {err}")
         topic = self._topic(channel, headers, payload)
-        adapter_cls = get_adapter_class(channel.channel_type)
         try:
-            parsed = adapter_cls(channel._scs_config()).parse_webhook(
-                topic, payload, headers
-            )
+            # the channel's cached adapter: parsing needs no new HTTP session
+            parsed = channel._scs_adapter().parse_webhook(topic, payload, headers)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             return _answer(400, error=f"payload does not fit topic {topic!r}: {err}")
         events = env["sync.event"]._scs_record_inbound(

@@ -360,6 +360,8 @@ class GenericAdapter(ChannelAdapter):
             params = {"per_page": self.page_size}
             if chunk is not None:
                 params["skus"] = ",".join(chunk)
+                # one page per chunk: the names are not sent again per page
+                params["per_page"] = max(self.page_size, len(chunk))
             for body, response in self._pages(self.base_url, params, what):
                 items = body.get("items")
                 if not isinstance(items, list):
