@@ -7,7 +7,8 @@
 #
 # Environment:
 #   PYTHON        Python for the tools and the pure tests   (default: python3)
-#   ODOO_PYTHON   Python that can `import odoo`              (default: $PYTHON)
+#   ODOO_PYTHON   Python that can `import odoo`   (default: $PYTHON, else the
+#                 Python of an `odoo` command found on PATH, as pip installs it)
 #   PG_BINDIR     directory holding initdb/pg_ctl/postgres  (default: searched)
 #   SCS_SKIP_ODOO=1          skip the Odoo tests on purpose
 #   SCS_ODOO_TIMEOUT=SECONDS   time limit of the Odoo run   (default: 2700)
@@ -23,6 +24,17 @@ cd "$ROOT"
 
 PY="${PYTHON:-python3}"
 ODOO_PY="${ODOO_PYTHON:-$PY}"
+if [ -z "${ODOO_PYTHON:-}" ] && ! "$ODOO_PY" -c 'from odoo import release' >/dev/null 2>&1; then
+    # an Odoo installed with pip into its own virtualenv puts an `odoo`
+    # script on PATH whose first line names that virtualenv's Python
+    if odoo_cmd="$(command -v odoo 2>/dev/null)"; then
+        shebang="$(head -n 1 "$(readlink -f "$odoo_cmd")" 2>/dev/null || true)"
+        case "$shebang" in
+            '#!'*python*) candidate="${shebang#\#!}"; candidate="${candidate%% *}"
+                if [ -x "$candidate" ]; then ODOO_PY="$candidate"; fi ;;
+        esac
+    fi
+fi
 MODULE=stock_channel_sync
 DB_NAME=scs_test
 DB_USER=scs_odoo          # PostgreSQL superuser created by initdb (never "postgres": Odoo refuses it)

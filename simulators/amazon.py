@@ -31,13 +31,12 @@ import gzip
 import itertools
 import json
 import re
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, unquote
 
-from .base import Response, Simulator
+from .base import RateBucket, Response, TokenSimulator, parse_iso
 
 TOKEN_PATH = "/auth/o2/token"
 FEEDS = "/feeds/2021-06-30"
@@ -63,42 +62,8 @@ RATE_LIMITS = {
 }
 
 
-class RateBucket:
-    """Server-side token bucket: refuse when empty, refill ``rate`` a second."""
-
-    def __init__(self, rate, burst, clock):
-        self.rate = float(rate)
-        self.burst = float(burst)
-        self.clock = clock
-        self.tokens = float(burst)
-        self.stamp = clock()
-        self._lock = threading.Lock()
-
-    def allow(self):
-        with self._lock:
-            now = self.clock()
-            self.tokens = min(
-                self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate
-            )
-            self.stamp = now
-            if self.tokens >= 1.0:
-                self.tokens -= 1.0
-                return True
-            return False
-
-
 def iso(moment):
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso(text):
-    try:
-        parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
 
 
 def errors(status, code, message, details="", headers=None):
@@ -122,7 +87,7 @@ def issue(code, message, attribute="fulfillment_availability"):
     }
 
 
-class AmazonSimulator(Simulator):
+class AmazonSimulator(TokenSimulator):
     """SP-API for one seller in one marketplace."""
 
     name = "amazon"
@@ -139,18 +104,16 @@ class AmazonSimulator(Simulator):
         compress_reports=False,
         clock=time.time,
     ):
-        super().__init__(host=host, port=port, seed=seed)
-        self.clock = clock
+        super().__init__(
+            host=host, port=port, seed=seed, token_ttl=token_ttl, clock=clock
+        )
         self.client_id = "amzn1.application-oa2-client.simulator"
         self.client_secret = "simulator-client-secret"
         self.refresh_token = "Atzr|simulator-refresh-token"
         self.seller_id = "A1SIMULATORSELLER"
         self.marketplace_id = "ATVPDKIKX0DER"
-        self.token_ttl = float(token_ttl)
         self.feed_polls_to_done = feed_polls_to_done
         self.compress_reports = compress_reports
-        #: access token -> expiry (simulator clock)
-        self.tokens = {}
         #: SKU -> {"asin", "productType", "createdDate", "lastUpdatedDate"}
         self.listings = {}
         #: SKU -> reason: PATCH and feed messages for it are refused
@@ -158,9 +121,7 @@ class AmazonSimulator(Simulator):
         self.orders = {}
         self.feeds = {}
         self.documents = {}
-        self.token_requests = 0
         self.order_items_page_size = 20
-        self._expire_after = None
         self._ids = itertools.count(1)
         self._page_tokens = {}
         plans = RATE_LIMITS if rate_limits is None else rate_limits
@@ -190,18 +151,6 @@ class AmazonSimulator(Simulator):
             ("GET", PARTICIPATIONS, self._participations, PARTICIPATIONS_OP),
         ]
 
-    def start(self):
-        """Start serving, with Nagle's algorithm off.
-
-        Each answer leaves in two writes (headers, then body); with Nagle on,
-        the body waits for the client's delayed ACK, about 40 ms a call, and
-        call counts rather than the marketplace's contract would dominate
-        test and benchmark times.
-        """
-        super().start()
-        self._server.RequestHandlerClass.disable_nagle_algorithm = True
-        return self
-
     # -- helpers for tests and benchmarks -------------------------------------
     def seed_skus(self, n, quantity=10, prefix="AMZ-", product_type="PRODUCT"):
         """Create ``n`` listings; return StockUpdate-ready dicts for them."""
@@ -222,14 +171,6 @@ class AmazonSimulator(Simulator):
                 rows.append({"sku": sku, "quantity": quantity, "external_id": asin})
         return rows
 
-    def channel_config(self, **overrides):
-        """A ChannelConfig for AmazonAdapter against this (started) simulator."""
-        try:
-            from ..lib.adapters.base import ChannelConfig
-        except ImportError:
-            from lib.adapters.base import ChannelConfig
-        return ChannelConfig(**{**self.config_fields(), **overrides})
-
     def config_fields(self):
         return {
             "channel_type": "amazon",
@@ -243,35 +184,10 @@ class AmazonSimulator(Simulator):
             "timeout": 5.0,
         }
 
-    def benchmark_fixture(self, count):
-        """Seed ``count`` listings; return (config fields, update dicts, auth calls).
-
-        One LWA exchange is unavoidable per adapter instance.
-        """
-        rows = self.seed_skus(count, quantity=0, prefix="BENCH-")
-        updates = [
-            {**row, "quantity": (n % 50) + 1, "idempotency_key": f"bench-{n}"}
-            for n, row in enumerate(rows)
-        ]
-        fields = self.config_fields()
-        fields.pop("channel_type")
-        return fields, updates, 1
-
     def reject_sku(self, sku, reason="SKU refused by the simulator"):
         """Make PATCH calls and feed messages for ``sku`` answer INVALID."""
         with self.lock:
             self.rejected[sku] = reason
-
-    def expire_tokens(self):
-        """Expire every access token now (the next call gets 403 expired)."""
-        with self.lock:
-            past = self.clock() - 1
-            self.tokens = dict.fromkeys(self.tokens, past)
-
-    def expire_tokens_after(self, calls):
-        """Expire every token once ``calls`` more SP-API calls have been served."""
-        with self.lock:
-            self._expire_after = calls
 
     def seed_order(self, lines, status="Unshipped", order_id=None, updated_at=None):
         """Add an order; ``lines`` is [(sku, quantity)]. Return its id."""
@@ -306,14 +222,6 @@ class AmazonSimulator(Simulator):
             order["OrderStatus"] = status
             order["LastUpdateDate"] = iso(moment)
 
-    def requests_for(self, method, path_prefix):
-        with self.lock:
-            return [
-                r
-                for r in self.requests
-                if r.method == method and r.path.startswith(path_prefix)
-            ]
-
     # -- dispatch ---------------------------------------------------------------
     def handle(self, req):
         for method, pattern, handler, operation in self._routes:
@@ -343,15 +251,7 @@ class AmazonSimulator(Simulator):
 
     def _authenticate(self, req):
         token = req.headers.get("x-amz-access-token")
-        with self.lock:
-            if self._expire_after is not None:
-                if self._expire_after <= 0:
-                    past = self.clock() - 1
-                    self.tokens = dict.fromkeys(self.tokens, past)
-                    self._expire_after = None
-                else:
-                    self._expire_after -= 1
-            expiry = self.tokens.get(token) if token else None
+        expiry = self._token_expiry(token)
         if not token:
             return denied("Access token is missing in the request header.")
         if expiry is None:
@@ -394,9 +294,7 @@ class AmazonSimulator(Simulator):
                     "refresh_token",
                 },
             )
-        token = f"Atza|sim-{uuid.uuid4().hex}"
-        with self.lock:
-            self.tokens[token] = self.clock() + self.token_ttl
+        token = self._issue_token("Atza|sim-")
         return Response(
             200,
             {

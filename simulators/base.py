@@ -9,7 +9,14 @@ every one needs:
 - fault injection shared by tests, the fault script and benchmarks:
   ``fail_rate`` (share of requests answered 500, 429 with Retry-After, or
   left hanging past the client's timeout), ``down`` (every request refused
-  with 503) and ``latency`` (seconds added to every answer).
+  with 503) and ``latency`` (seconds added to every answer);
+- ``channel_config()``, a ChannelConfig built from the simulator's own
+  ``config_fields()``.
+
+:class:`TokenSimulator` adds what the marketplaces with OAuth refresh tokens
+(Amazon, eBay) share: access tokens that expire, and a way to expire them
+from a test. :class:`RateBucket` meters an operation the way their usage
+plans do.
 
 Nothing here imports ``odoo``.
 """
@@ -18,9 +25,46 @@ import json
 import random
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+
+def parse_iso(text):
+    """ISO 8601 (``Z`` allowed) -> aware datetime, naive taken as UTC; None if bad."""
+    try:
+        parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+class RateBucket:
+    """Server-side token bucket: refuse when empty, refill ``rate`` a second."""
+
+    def __init__(self, rate, burst, clock):
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.clock = clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+        self._lock = threading.Lock()
+
+    def allow(self):
+        with self._lock:
+            now = self.clock()
+            self.tokens = min(
+                self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate
+            )
+            self.stamp = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return True
+            return False
 
 
 @dataclass
@@ -185,3 +229,89 @@ class Simulator:
     def quantity(self, sku):
         with self.lock:
             return self.quantities.get(sku)
+
+    def requests_for(self, method, path_prefix):
+        """The requests received with ``method`` on a path under ``path_prefix``."""
+        with self.lock:
+            return [
+                r
+                for r in self.requests
+                if r.method == method and r.path.startswith(path_prefix)
+            ]
+
+    def config_fields(self):
+        """ChannelConfig fields (``channel_type`` included) for this simulator."""
+        raise NotImplementedError
+
+    def channel_config(self, **overrides):
+        """A ChannelConfig for this channel's adapter against this started simulator."""
+        try:
+            from ..lib.adapters.base import ChannelConfig
+        except ImportError:
+            from lib.adapters.base import ChannelConfig
+        return ChannelConfig(**{**self.config_fields(), **overrides})
+
+
+class TokenSimulator(Simulator):
+    """A marketplace whose API takes access tokens minted from a refresh token.
+
+    Subclasses serve the token endpoint (minting with :meth:`_issue_token`,
+    counting :attr:`token_requests`) and check each call's token with
+    :meth:`_token_expiry`; they implement ``seed_skus(n, quantity, prefix)``
+    and ``config_fields()`` for :meth:`benchmark_fixture`.
+    """
+
+    def __init__(self, host="127.0.0.1", port=0, seed=None, *, token_ttl, clock):
+        super().__init__(host=host, port=port, seed=seed)
+        self.clock = clock
+        self.token_ttl = float(token_ttl)
+        #: access token -> expiry (simulator clock)
+        self.tokens = {}
+        self.token_requests = 0
+        self._expire_after = None
+
+    def expire_tokens(self):
+        """Expire every access token now (the next call is refused)."""
+        with self.lock:
+            self._expire_all()
+
+    def expire_tokens_after(self, calls):
+        """Expire every token once ``calls`` more API calls have been served."""
+        with self.lock:
+            self._expire_after = calls
+
+    def benchmark_fixture(self, count):
+        """Seed ``count`` SKUs; return (config fields, update dicts, auth calls).
+
+        One token exchange is unavoidable per adapter instance.
+        """
+        rows = self.seed_skus(count, quantity=0, prefix="BENCH-")
+        updates = [
+            {**row, "quantity": (n % 50) + 1, "idempotency_key": f"bench-{n}"}
+            for n, row in enumerate(rows)
+        ]
+        fields = self.config_fields()
+        fields.pop("channel_type")
+        return fields, updates, 1
+
+    def _expire_all(self):
+        past = self.clock() - 1
+        self.tokens = dict.fromkeys(self.tokens, past)
+
+    def _issue_token(self, prefix):
+        """A new access token valid :attr:`token_ttl` seconds."""
+        token = f"{prefix}{uuid.uuid4().hex}"
+        with self.lock:
+            self.tokens[token] = self.clock() + self.token_ttl
+        return token
+
+    def _token_expiry(self, token):
+        """When ``token`` expires (None if unknown); counts one served API call."""
+        with self.lock:
+            if self._expire_after is not None:
+                if self._expire_after <= 0:
+                    self._expire_all()
+                    self._expire_after = None
+                else:
+                    self._expire_after -= 1
+            return self.tokens.get(token) if token else None

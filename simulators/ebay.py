@@ -40,8 +40,7 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, unquote, urlencode
 
-from .amazon import RateBucket
-from .base import Response, Simulator
+from .base import RateBucket, Response, TokenSimulator, parse_iso
 
 TOKEN_PATH = "/identity/v1/oauth2/token"
 INVENTORY = "/sell/inventory/v1"
@@ -67,16 +66,6 @@ def iso(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def parse_iso(text):
-    try:
-        parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
-
-
 def error(error_id, message, domain="API_INVENTORY", category="REQUEST", **extra):
     return {
         "errorId": error_id,
@@ -100,7 +89,7 @@ def _int(value, default):
         return None
 
 
-class EbaySimulator(Simulator):
+class EbaySimulator(TokenSimulator):
     """One eBay seller: inventory items, published offers, orders."""
 
     name = "ebay"
@@ -116,17 +105,15 @@ class EbaySimulator(Simulator):
         revision_limit=250,
         clock=time.time,
     ):
-        super().__init__(host=host, port=port, seed=seed)
-        self.clock = clock
+        super().__init__(
+            host=host, port=port, seed=seed, token_ttl=token_ttl, clock=clock
+        )
         self.client_id = "SimApp-SIM-PRD-0123456789-abcdef01"
         self.client_secret = "PRD-simulator-client-secret"
         self.refresh_token = "v^1.1#i^1#r^1#simulator-refresh-token"
         self.granted_scopes = set(SCOPES)
-        self.token_ttl = float(token_ttl)
         self.revision_limit = revision_limit
         self.bucket = RateBucket(*rate_limit, time.monotonic) if rate_limit else None
-        #: access token -> expiry (simulator clock)
-        self.tokens = {}
         #: SKU -> {"listingId", "offers": [offerId]}
         self.items = {}
         #: offerId -> {"sku", "listingId", "availableQuantity", "status"}
@@ -134,9 +121,7 @@ class EbaySimulator(Simulator):
         #: listingId -> deque of revision times (simulator clock)
         self.revisions = {}
         self.orders = {}
-        self.token_requests = 0
         self.public_host = PUBLIC_HOST
-        self._expire_after = None
         self._ids = itertools.count(1)
         self._routes = [
             ("POST", TOKEN_PATH, self._token, False),
@@ -151,18 +136,6 @@ class EbaySimulator(Simulator):
             ("GET", FULFILLMENT + "/order", self._get_orders, True),
             ("GET", FULFILLMENT + "/order/([^/]+)", self._get_order, True),
         ]
-
-    def start(self):
-        """Start serving, with Nagle's algorithm off.
-
-        Each answer leaves in two writes (headers, then body); with Nagle on,
-        the body waits for the client's delayed ACK, about 40 ms a call, and
-        call counts rather than the marketplace's contract would dominate
-        test and benchmark times.
-        """
-        super().start()
-        self._server.RequestHandlerClass.disable_nagle_algorithm = True
-        return self
 
     # -- helpers for tests and benchmarks -------------------------------------
     def seed_skus(self, n, quantity=10, prefix="EBAY-", variations=1):
@@ -197,14 +170,6 @@ class EbaySimulator(Simulator):
                 )
         return rows
 
-    def channel_config(self, **overrides):
-        """A ChannelConfig for EbayAdapter against this (started) simulator."""
-        try:
-            from ..lib.adapters.base import ChannelConfig
-        except ImportError:
-            from lib.adapters.base import ChannelConfig
-        return ChannelConfig(**{**self.config_fields(), **overrides})
-
     def config_fields(self):
         return {
             "channel_type": "ebay",
@@ -216,27 +181,6 @@ class EbaySimulator(Simulator):
             "timeout": 5.0,
         }
 
-    def benchmark_fixture(self, count):
-        """Seed ``count`` items; return (config fields, update dicts, auth calls)."""
-        rows = self.seed_skus(count, quantity=0, prefix="BENCH-")
-        updates = [
-            {**row, "quantity": (n % 50) + 1, "idempotency_key": f"bench-{n}"}
-            for n, row in enumerate(rows)
-        ]
-        fields = self.config_fields()
-        fields.pop("channel_type")
-        return fields, updates, 1
-
-    def expire_tokens(self):
-        with self.lock:
-            past = self.clock() - 1
-            self.tokens = dict.fromkeys(self.tokens, past)
-
-    def expire_tokens_after(self, calls):
-        """Expire every token once ``calls`` more API calls have been served."""
-        with self.lock:
-            self._expire_after = calls
-
     def offer_quantity(self, offer_id):
         with self.lock:
             return self.offers[offer_id]["availableQuantity"]
@@ -244,14 +188,6 @@ class EbaySimulator(Simulator):
     def revision_count(self, listing_id):
         with self.lock:
             return len(self._recent_revisions(listing_id))
-
-    def requests_for(self, method, path_prefix):
-        with self.lock:
-            return [
-                r
-                for r in self.requests
-                if r.method == method and r.path.startswith(path_prefix)
-            ]
 
     def seed_order(
         self,
@@ -332,15 +268,7 @@ class EbaySimulator(Simulator):
     def _authenticate(self, req):
         header = req.headers.get("authorization", "")
         token = header[7:] if header.startswith("Bearer ") else None
-        with self.lock:
-            if self._expire_after is not None:
-                if self._expire_after <= 0:
-                    past = self.clock() - 1
-                    self.tokens = dict.fromkeys(self.tokens, past)
-                    self._expire_after = None
-                else:
-                    self._expire_after -= 1
-            expiry = self.tokens.get(token) if token else None
+        expiry = self._token_expiry(token)
         if expiry is None or self.clock() >= expiry:
             return errors(
                 401,
@@ -393,9 +321,7 @@ class EbaySimulator(Simulator):
                     "malformed, or exceeds the scope granted to the client",
                 },
             )
-        token = f"v^1.1#i^1#p^3#sim-{uuid.uuid4().hex}"
-        with self.lock:
-            self.tokens[token] = self.clock() + self.token_ttl
+        token = self._issue_token("v^1.1#i^1#p^3#sim-")
         return Response(
             200,
             {

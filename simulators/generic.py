@@ -182,14 +182,6 @@ class GenericSimulator(Simulator):
                 self.quantities[sku] = quantity
         return skus
 
-    def channel_config(self, **overrides):
-        """A ChannelConfig for GenericAdapter against this (started) simulator."""
-        try:
-            from ..lib.adapters.base import ChannelConfig
-        except ImportError:
-            from lib.adapters.base import ChannelConfig
-        return ChannelConfig(**{**self.config_fields(), **overrides})
-
     def config_fields(self):
         fields = {
             "channel_type": "generic",

@@ -5,7 +5,7 @@ Authentication
     signature, just the ``x-amz-access-token`` header. The refresh token is
     exchanged at ``POST https://api.amazon.com/auth/o2/token`` for an access
     token valid ``expires_in`` seconds (one hour). The token is cached and
-    renewed :data:`TOKEN_MARGIN` seconds before it ends, by the injectable
+    renewed :data:`.oauth.TOKEN_MARGIN` seconds before it ends, by the injectable
     clock; an answer 401/403 that names the token (SP-API says "The access
     token you provided has expired.") renews it once and repeats the call, so
     a token that dies in the middle of a run costs one extra call, not a job.
@@ -63,15 +63,12 @@ Config (:class:`ChannelConfig`) for ``channel_type="amazon"``
 import gzip
 import json
 import logging
-import re
 import threading
 import time
-from datetime import datetime, timezone
 from urllib.parse import quote
 
 from .base import (
     AuthenticationError,
-    ChannelAdapter,
     ChannelError,
     ChannelOrder,
     InboundEvent,
@@ -81,10 +78,16 @@ from .base import (
     PushResult,
     RateLimitedError,
     RetryableChannelError,
+    failed_result,
+    json_answer,
+    json_payload,
     parse_retry_after,
     push_coalesced,
     raise_for_status,
 )
+from .oauth import RefreshTokenAdapter
+from .timestamps import format_utc as format_time
+from .timestamps import parse_utc_or_none as parse_time
 
 _logger = logging.getLogger(__name__)
 
@@ -105,8 +108,6 @@ SEARCH_IDENTIFIERS = 20
 SEARCH_RESULT_CAP = 1000
 #: getOrders ``MaxResultsPerPage`` maximum
 ORDERS_PAGE_SIZE = 100
-#: renew the access token this many seconds before it expires
-TOKEN_MARGIN = 60.0
 #: longest client-side throttle wait before giving the job back to the queue
 MAX_THROTTLE_WAIT = 30.0
 FEED_POLL_ATTEMPTS = 4
@@ -166,36 +167,6 @@ class TokenBucket:
             return wait, True
 
 
-def parse_time(value):
-    """Parse an SP-API ISO 8601 timestamp into aware UTC (None if absent)."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        text = str(value).strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        # Python 3.10's fromisoformat wants exactly 3 or 6 fraction digits
-        text = re.sub(
-            r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text, count=1
-        )
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
-def format_time(moment):
-    """ISO 8601 in UTC with a ``Z``, as SP-API expects (naive means UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _error_text(response):
     """``code: message (details)`` from an SP-API error list, else the raw body."""
     try:
@@ -226,28 +197,28 @@ def _reported_rate(response):
 
 
 def _json(response, what):
-    try:
-        return response.json()
-    except ValueError as err:
-        raise RetryableChannelError(
-            f"Amazon {what}: the answer is not JSON",
-            status=response.status_code,
-            response_text=response.text,
-        ) from err
+    return json_answer(response, f"Amazon {what}: the answer is not JSON")
 
 
-class AmazonAdapter(ChannelAdapter):
+class AmazonAdapter(RefreshTokenAdapter):
     """Publishes merchant-fulfilled quantities to one seller account on Amazon."""
 
     channel_type = "amazon"
     max_batch = MAX_FEED_MESSAGES
+    default_base_url = DEFAULT_BASE_URL
+    default_token_url = DEFAULT_TOKEN_URL
+    default_token_lifetime = 3600.0
+    token_errors = {
+        "missing": "Amazon: LWA needs the client id (api_key), the client secret "
+        "(api_secret) and the refresh token",
+        "refused": "Amazon LWA refused the refresh",
+        "failed": "Amazon LWA token endpoint failed",
+        "no_token": "Amazon LWA answered without a token",
+    }
 
     def __init__(self, config, session=None, clock=time.time, sleep=time.sleep):
-        super().__init__(config, session=session, clock=clock)
-        self.sleep = sleep
+        super().__init__(config, session=session, clock=clock, sleep=sleep)
         extra = config.extra or {}
-        self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.token_url = config.token_url or DEFAULT_TOKEN_URL
         self.marketplace_ids = [
             m.strip() for m in (config.marketplace_id or "").split(",") if m.strip()
         ]
@@ -262,7 +233,6 @@ class AmazonAdapter(ChannelAdapter):
         self.max_throttle_wait = float(
             extra.get("max_throttle_wait", MAX_THROTTLE_WAIT)
         )
-        self.token_margin = float(extra.get("token_margin", TOKEN_MARGIN))
         limits = dict(RATE_LIMITS)
         limits.update(extra.get("rate_limits") or {})
         self.buckets = {}
@@ -272,12 +242,6 @@ class AmazonAdapter(ChannelAdapter):
                 for operation, plan in limits.items()
                 if plan
             }
-        self._token = config.access_token or ""
-        # a token handed in without its expiry is used until Amazon refuses it
-        self._token_expires_at = float("inf") if self._token else 0.0
-        self._token_lock = threading.Lock()
-        #: LWA exchanges made, for tests and benchmarks
-        self.token_refreshes = 0
         #: seconds slept by the client-side buckets, one entry per wait
         self.waits = []
 
@@ -343,8 +307,7 @@ class AmazonAdapter(ChannelAdapter):
 
     def test_connection(self):
         """Renew the token and check the seller sells in the configured marketplaces."""
-        with self._token_lock:
-            self._refresh_token()
+        self.renew_token()
         response = self._call(
             "getMarketplaceParticipations",
             "GET",
@@ -408,11 +371,11 @@ class AmazonAdapter(ChannelAdapter):
                 raise
             except ChannelError as err:
                 if not err.retryable:
-                    results.append(_failed(update, err))
+                    results.append(failed_result(update, err))
                     continue
                 if not results:
                     raise
-                results.extend(_failed(rest, err) for rest in updates[index:])
+                results.extend(failed_result(rest, err) for rest in updates[index:])
                 break
         return results
 
@@ -449,7 +412,7 @@ class AmazonAdapter(ChannelAdapter):
             status=response.status_code,
             response_text=response.text,
         )
-        return _failed(update, error, status=response.status_code)
+        return failed_result(update, error, status=response.status_code)
 
     def _push_by_feed(self, updates):
         """One JSON_LISTINGS_FEED per :attr:`max_batch` updates."""
@@ -463,7 +426,7 @@ class AmazonAdapter(ChannelAdapter):
             except ChannelError as err:
                 if not results:
                     raise
-                results.extend(_failed(rest, err) for rest in updates[start:])
+                results.extend(failed_result(rest, err) for rest in updates[start:])
                 break
         return results
 
@@ -607,7 +570,7 @@ class AmazonAdapter(ChannelAdapter):
                 + "; ".join(f"{i.get('code')}: {i.get('message')}" for i in issues),
                 response_text=json.dumps(issues),
             )
-            results.append(_failed(update, error, status=200))
+            results.append(failed_result(update, error, status=200))
         return results
 
     def _patches(self, update):
@@ -743,14 +706,7 @@ class AmazonAdapter(ChannelAdapter):
     # -- notifications --------------------------------------------------------
     @staticmethod
     def _notification_body(payload):
-        body = payload
-        if isinstance(body, (bytes, bytearray)):
-            body = body.decode("utf-8")
-        if isinstance(body, str):
-            try:
-                body = json.loads(body)
-            except ValueError as err:
-                raise PermanentChannelError("Amazon notification is not JSON") from err
+        body = json_payload(payload, "Amazon notification")
         # an SQS ReceiveMessage entry carries the notification as a string
         if isinstance(body, dict) and isinstance(body.get("Body"), str):
             try:
@@ -871,23 +827,9 @@ class AmazonAdapter(ChannelAdapter):
         rate = _reported_rate(response) or RATE_LIMITS.get(operation, (1.0,))[0]
         return 1.0 / rate
 
-    def _access_token(self, stale=None):
-        """The cached token, renewed when near its end or when ``stale`` was refused."""
-        with self._token_lock:
-            fresh = self.clock() < self._token_expires_at - self.token_margin
-            if self._token and fresh and self._token != stale:
-                return self._token
-            self._refresh_token()
-            return self._token
-
-    def _refresh_token(self):
+    def _post_refresh_grant(self):
         config = self.config
-        if not (config.api_key and config.api_secret and config.refresh_token):
-            raise AuthenticationError(
-                "Amazon: LWA needs the client id (api_key), the client secret "
-                "(api_secret) and the refresh token"
-            )
-        response = self.request(
+        return self.request(
             "POST",
             self.token_url,
             data={
@@ -898,38 +840,6 @@ class AmazonAdapter(ChannelAdapter):
             },
             headers={"Accept": "application/json"},
         )
-        if response.status_code in (400, 401):
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            raise AuthenticationError(
-                f"Amazon LWA refused the refresh: {body.get('error', '')} "
-                f"{body.get('error_description', '')}".strip(),
-                status=response.status_code,
-                response_text=response.text,
-            )
-        raise_for_status(response, "Amazon LWA token endpoint failed")
-        try:
-            body = response.json()
-            token = body["access_token"]
-            lifetime = float(body.get("expires_in") or 3600)
-        except (ValueError, KeyError, TypeError) as err:
-            raise RetryableChannelError("Amazon LWA answered without a token") from err
-        self._token = token
-        self._token_expires_at = self.clock() + lifetime
-        self.token_refreshes += 1
-
-
-def _failed(update, error, status=None):
-    return PushResult(
-        sku=update.sku,
-        ok=False,
-        quantity=update.quantity,
-        status=status if status is not None else error.status,
-        response=error.response_text or error.message,
-        error=error,
-    )
 
 
 def _accepted(chunk, feed_id, state):

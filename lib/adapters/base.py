@@ -10,6 +10,7 @@ Errors carry their retry information (the same idea as queue_job's
 codes. Nothing is swallowed: an adapter either returns a result or raises.
 """
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -286,6 +287,49 @@ def raise_for_status(response, message=None):
             response_text=text,
         )
     raise PermanentChannelError(msg, status=status, response_text=text)
+
+
+def json_answer(response, message, error_class=RetryableChannelError):
+    """The JSON body of an answer; ``error_class(message)`` when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError as err:
+        raise error_class(
+            message, status=response.status_code, response_text=response.text
+        ) from err
+
+
+def json_payload(payload, what):
+    """A webhook or queue message body (bytes, text or decoded) as decoded JSON.
+
+    Text that is not JSON is a :class:`PermanentChannelError` saying
+    ``<what> is not JSON``; an already decoded body is returned as it is.
+    """
+    body = payload
+    if isinstance(body, (bytes, bytearray)):
+        body = body.decode("utf-8")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError as err:
+            raise PermanentChannelError(f"{what} is not JSON") from err
+    return body
+
+
+def failed_result(update, error, status=None):
+    """The :class:`PushResult` of an update that ``error`` stopped.
+
+    ``status`` overrides the error's own (an item refused inside a call that
+    itself succeeded).
+    """
+    return PushResult(
+        sku=update.sku,
+        ok=False,
+        quantity=update.quantity,
+        status=status if status is not None else error.status,
+        response=error.response_text or error.message,
+        error=error,
+    )
 
 
 def push_coalesced(updates, push, key=None):

@@ -6,7 +6,7 @@ Authentication
     https://api.ebay.com/identity/v1/oauth2/token`` (``grant_type=
     refresh_token``, HTTP Basic with the client id and secret, ``scope`` a
     space-separated subset of the scopes the seller consented to), cached, and
-    renewed :data:`TOKEN_MARGIN` seconds before it ends by the injectable
+    renewed :data:`.oauth.TOKEN_MARGIN` seconds before it ends by the injectable
     clock. A 401 (eBay's errorId 1001 "Invalid access token") renews it once
     and repeats the call.
 
@@ -62,7 +62,6 @@ Config (:class:`ChannelConfig`) for ``channel_type="ebay"``
 import base64
 import json
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -71,7 +70,6 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from .base import (
     AuthenticationError,
-    ChannelAdapter,
     ChannelError,
     ChannelOrder,
     InboundEvent,
@@ -81,10 +79,16 @@ from .base import (
     PushResult,
     RateLimitedError,
     RetryableChannelError,
+    failed_result,
+    json_answer,
+    json_payload,
     parse_retry_after,
     push_coalesced,
     raise_for_status,
 )
+from .oauth import RefreshTokenAdapter
+from .timestamps import format_utc_millis as format_time
+from .timestamps import parse_utc_or_none as parse_time
 
 _logger = logging.getLogger(__name__)
 
@@ -107,41 +111,10 @@ ORDERS_HORIZON = timedelta(days=90)
 REVISION_LIMIT = 250
 REVISION_RESERVE = 10
 REVISION_WINDOW = 24 * 3600.0
-TOKEN_MARGIN = 60.0
 #: seconds to wait after a 429 that carries no Retry-After
 RATE_LIMIT_RETRY_AFTER = 60.0
 #: Fulfillment API ``cancelStatus.cancelState`` of a cancelled order
 CANCELED = "CANCELED"
-
-
-def parse_time(value):
-    """Parse an eBay ISO 8601 timestamp into an aware UTC datetime (None if absent)."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        text = str(value).strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        text = re.sub(
-            r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text, count=1
-        )
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
-def format_time(moment):
-    """``YYYY-MM-DDThh:mm:ss.sssZ``, the format of eBay's date filters."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _error_text(entries):
@@ -166,14 +139,7 @@ def _response_errors(response):
 
 
 def _json(response, what):
-    try:
-        return response.json()
-    except ValueError as err:
-        raise RetryableChannelError(
-            f"eBay {what}: the answer is not JSON",
-            status=response.status_code,
-            response_text=response.text,
-        ) from err
+    return json_answer(response, f"eBay {what}: the answer is not JSON")
 
 
 class RevisionGuard:
@@ -230,11 +196,21 @@ class RevisionGuard:
             self._last[key] = quantity
 
 
-class EbayAdapter(ChannelAdapter):
+class EbayAdapter(RefreshTokenAdapter):
     """Publishes ship-to-home and offer quantities of one eBay seller."""
 
     channel_type = "ebay"
     max_batch = MAX_REQUESTS
+    default_base_url = DEFAULT_BASE_URL
+    default_token_url = DEFAULT_TOKEN_URL
+    default_token_lifetime = 7200.0
+    token_errors = {
+        "missing": "eBay: the token refresh needs the client id (api_key), the "
+        "client secret (api_secret) and the refresh token",
+        "refused": "eBay refused the token refresh",
+        "failed": "eBay token endpoint failed",
+        "no_token": "eBay token endpoint gave no token",
+    }
 
     def __init__(
         self,
@@ -244,16 +220,13 @@ class EbayAdapter(ChannelAdapter):
         sleep=time.sleep,
         revision_guard=None,
     ):
-        super().__init__(config, session=session, clock=clock)
-        # accepted like every adapter's; eBay publishes no per-second plan to
-        # wait on, so throttling is left to the 429 and the job's retry
-        self.sleep = sleep
+        # ``sleep`` is accepted like every adapter's; eBay publishes no
+        # per-second plan to wait on, so throttling is left to the 429 and the
+        # job's retry
+        super().__init__(config, session=session, clock=clock, sleep=sleep)
         extra = config.extra or {}
-        self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.token_url = config.token_url or DEFAULT_TOKEN_URL
         self.scopes = tuple(extra.get("scopes") or DEFAULT_SCOPES)
         self.max_batch = max(1, min(int(extra.get("max_batch", MAX_REQUESTS)), 25))
-        self.token_margin = float(extra.get("token_margin", TOKEN_MARGIN))
         self.rate_limit_retry_after = float(
             extra.get("rate_limit_retry_after", RATE_LIMIT_RETRY_AFTER)
         )
@@ -263,11 +236,6 @@ class EbayAdapter(ChannelAdapter):
         )
         #: revision key -> newest quantity held back by the guard (not sent)
         self.held = {}
-        self._token = config.access_token or ""
-        self._token_expires_at = float("inf") if self._token else 0.0
-        self._token_lock = threading.Lock()
-        #: OAuth exchanges made, for tests and benchmarks
-        self.token_refreshes = 0
 
     # -- contract -----------------------------------------------------------
     def set_quantities(self, updates):
@@ -321,22 +289,14 @@ class EbayAdapter(ChannelAdapter):
 
     def test_connection(self):
         """Renew the token and read one inventory item."""
-        with self._token_lock:
-            self._refresh_token()
+        self.renew_token()
         response = self._call("GET", f"{INVENTORY}/inventory_item", params={"limit": 1})
         total = _json(response, "getInventoryItems").get("total", 0)
         return f"eBay: token renewed; {total} inventory item(s) on the account"
 
     def parse_webhook(self, topic, payload, headers):
         """Turn one Notification API message into events (see the module doc)."""
-        body = payload
-        if isinstance(body, (bytes, bytearray)):
-            body = body.decode("utf-8")
-        if isinstance(body, str):
-            try:
-                body = json.loads(body)
-            except ValueError as err:
-                raise PermanentChannelError("eBay notification is not JSON") from err
+        body = json_payload(payload, "eBay notification")
         note = body.get("notification") if isinstance(body, dict) else None
         if not isinstance(note, dict) or not note.get("notificationId"):
             raise PermanentChannelError("not an eBay notification: no notificationId")
@@ -381,7 +341,7 @@ class EbayAdapter(ChannelAdapter):
                 f"quantity {update.quantity} held, not sent",
                 retry_after=wait,
             )
-            results[index] = _failed(update, error)
+            results[index] = failed_result(update, error)
         sent_any = False
         for start in range(0, len(sendable), self.max_batch):
             chunk = sendable[start : start + self.max_batch]
@@ -393,7 +353,7 @@ class EbayAdapter(ChannelAdapter):
                 if not sent_any:
                     raise
                 for index in sendable[start:]:
-                    results[index] = _failed(updates[index], err)
+                    results[index] = failed_result(updates[index], err)
                 break
             sent_any = True
             for index, result in zip(chunk, chunk_results, strict=True):
@@ -430,7 +390,9 @@ class EbayAdapter(ChannelAdapter):
                     )
                 )
                 continue
-            results.append(_failed(update, _item_error(update, failures, response)))
+            results.append(
+                failed_result(update, _item_error(update, failures, response))
+            )
         return results
 
     # -- reads ----------------------------------------------------------------
@@ -494,23 +456,10 @@ class EbayAdapter(ChannelAdapter):
         }
         return self.request(method, url, headers=headers, **kwargs)
 
-    def _access_token(self, stale=None):
-        with self._token_lock:
-            fresh = self.clock() < self._token_expires_at - self.token_margin
-            if self._token and fresh and self._token != stale:
-                return self._token
-            self._refresh_token()
-            return self._token
-
-    def _refresh_token(self):
+    def _post_refresh_grant(self):
         config = self.config
-        if not (config.api_key and config.api_secret and config.refresh_token):
-            raise AuthenticationError(
-                "eBay: the token refresh needs the client id (api_key), the client "
-                "secret (api_secret) and the refresh token"
-            )
         basic = base64.b64encode(f"{config.api_key}:{config.api_secret}".encode())
-        response = self.request(
+        return self.request(
             "POST",
             self.token_url,
             data={
@@ -520,27 +469,6 @@ class EbayAdapter(ChannelAdapter):
             },
             headers={"Authorization": f"Basic {basic.decode()}"},
         )
-        if response.status_code in (400, 401):
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            raise AuthenticationError(
-                f"eBay refused the token refresh: {body.get('error', '')} "
-                f"{body.get('error_description', '')}".strip(),
-                status=response.status_code,
-                response_text=response.text,
-            )
-        raise_for_status(response, "eBay token endpoint failed")
-        try:
-            body = response.json()
-            token = body["access_token"]
-            lifetime = float(body.get("expires_in") or 7200)
-        except (ValueError, KeyError, TypeError) as err:
-            raise RetryableChannelError("eBay token endpoint gave no token") from err
-        self._token = token
-        self._token_expires_at = self.clock() + lifetime
-        self.token_refreshes += 1
 
 
 def _revision_key(update):
@@ -577,17 +505,6 @@ def _item_error(update, failures, response):
     if status >= 500:
         return RetryableChannelError(message, status=status, response_text=text)
     return PermanentChannelError(message, status=status, response_text=text)
-
-
-def _failed(update, error):
-    return PushResult(
-        sku=update.sku,
-        ok=False,
-        quantity=update.quantity,
-        status=error.status,
-        response=error.response_text or error.message,
-        error=error,
-    )
 
 
 def _level(item):

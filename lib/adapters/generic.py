@@ -30,7 +30,7 @@ payloads: ``{"type", "timestamp", "data"}``; see :meth:`parse_webhook`.
 import hashlib
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import timezone
 
 from .. import signatures
 from .base import (
@@ -45,8 +45,10 @@ from .base import (
     PushResult,
     RateLimitedError,
     RetryableChannelError,
+    json_answer,
     raise_for_status,
 )
+from .timestamps import parse_utc
 
 DEFAULT_PAGE_SIZE = 100
 #: hard stop for a shop whose ``next_page`` never ends (a bug on its side)
@@ -76,18 +78,10 @@ def parse_datetime(value):
     Naive UTC is what Odoo stores, so values can be written to Datetime
     fields and compared with them without a conversion at every call site.
     """
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        text = str(value).strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
-    return parsed
+    if isinstance(value, str) and value.strip().endswith("z"):
+        value = value.strip()[:-1] + "Z"  # RFC 3339 allows a lower-case z
+    parsed = parse_utc(value)
+    return None if parsed is None else parsed.replace(tzinfo=None)
 
 
 def format_datetime(value):
@@ -138,14 +132,11 @@ def _check(response):
 
 
 def _json(response, what):
-    try:
-        return response.json()
-    except ValueError as err:
-        raise PermanentChannelError(
-            f"{what}: the channel answered something that is not JSON",
-            status=response.status_code,
-            response_text=response.text,
-        ) from err
+    return json_answer(
+        response,
+        f"{what}: the channel answered something that is not JSON",
+        PermanentChannelError,
+    )
 
 
 def _malformed(what, detail, response):

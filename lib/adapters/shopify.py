@@ -57,10 +57,8 @@ Config fields: ``base_url`` (``https://<shop>.myshopify.com``),
 import hashlib
 import json
 import logging
-import re
 import time
 import uuid
-from datetime import datetime, timezone
 
 from .base import (
     AuthenticationError,
@@ -79,6 +77,7 @@ from .base import (
     push_coalesced,
     raise_for_status,
 )
+from .timestamps import format_utc, parse_utc
 
 _logger = logging.getLogger(__name__)
 
@@ -207,30 +206,10 @@ def parse_time(value):
     """Parse a Shopify timestamp into an aware UTC datetime (None if absent).
 
     ``X-Shopify-Triggered-At`` may carry nanoseconds, which ``fromisoformat``
-    refuses, so the fraction is cut to microseconds first.
+    refuses; :func:`parse_utc` cuts the fraction to microseconds first. An
+    unreadable value raises ValueError.
     """
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        text = str(value).strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError as err:
-            raise ValueError(f"unreadable Shopify timestamp {value!r}") from err
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
-def _iso_utc(moment):
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return parse_utc(value, "Shopify")
 
 
 class CostBucket:
@@ -794,7 +773,7 @@ class ShopifyAdapter(ChannelAdapter):
     # -- orders ---------------------------------------------------------------
     def fetch_orders(self, since):
         """Yield orders updated at or after ``since``, oldest first."""
-        search = f"updated_at:>='{_iso_utc(since)}'"
+        search = f"updated_at:>='{format_utc(since)}'"
         query = ORDERS_QUERY % {"lines": ORDER_LINES_PAGE_SIZE}
         after = None
         while True:

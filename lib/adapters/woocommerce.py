@@ -36,7 +36,7 @@ Identifiers
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import timezone
 from urllib.parse import urlsplit
 
 from .base import (
@@ -49,9 +49,11 @@ from .base import (
     PermanentChannelError,
     PushResult,
     RetryableChannelError,
+    json_answer,
     push_coalesced,
     raise_for_status,
 )
+from .timestamps import parse_utc
 
 API_PREFIX = "/wp-json/wc/v3"
 #: WooCommerce's default ``woocommerce_rest_batch_items_limit``
@@ -81,16 +83,7 @@ class WebhookPayloadError(ValueError):
 
 def parse_gmt(value):
     """Parse WooCommerce's ``*_gmt`` timestamps (no zone, UTC) to aware UTC."""
-    if value in (None, ""):
-        return None
-    text = str(value).strip().removesuffix("Z")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as err:
-        raise ValueError(f"unreadable WooCommerce timestamp {value!r}") from err
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    return parse_utc(value, "WooCommerce")
 
 
 def _target(update):
@@ -148,14 +141,7 @@ class WooCommerceAdapter(ChannelAdapter):
 
     @staticmethod
     def _json(response):
-        try:
-            return response.json()
-        except ValueError as err:
-            raise RetryableChannelError(
-                "WooCommerce answered something that is not JSON",
-                status=response.status_code,
-                response_text=response.text,
-            ) from err
+        return json_answer(response, "WooCommerce answered something that is not JSON")
 
     # -- push -----------------------------------------------------------------
     def set_quantities(self, updates):

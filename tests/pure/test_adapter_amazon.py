@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from fakes import FakeClock, stock_updates
 
 from lib.adapters import get_adapter_class
 from lib.adapters.amazon import MAX_FEED_MESSAGES, AmazonAdapter
@@ -19,48 +20,28 @@ from lib.adapters.base import (
 from simulators import get_simulator_class
 from simulators.amazon import AmazonSimulator, order_change_notification
 
-
-class FakeClock:
-    """Wall clock for the adapter; ``sleep`` records the wait and moves time."""
-
-    def __init__(self, start=1_800_000_000.0):
-        self.now = start
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
+#: the adapter's (fake) wall clock starts here
+START = 1_800_000_000.0
 
 
 @pytest.fixture
 def sim():
-    simulator = AmazonSimulator(rate_limits={})
-    simulator.start()
-    yield simulator
-    simulator.stop()
+    with AmazonSimulator(rate_limits={}) as simulator:
+        yield simulator
 
 
 @pytest.fixture
 def limited():
     """A simulator metering patchListingsItem at 0.5/s with a burst of 2."""
-    simulator = AmazonSimulator(rate_limits={"patchListingsItem": (0.5, 2)})
-    simulator.start()
-    yield simulator
-    simulator.stop()
+    with AmazonSimulator(rate_limits={"patchListingsItem": (0.5, 2)}) as simulator:
+        yield simulator
 
 
 def make_adapter(sim, clock=None, **extra):
-    clock = clock or FakeClock()
+    clock = clock or FakeClock(START)
     return AmazonAdapter(
         sim.channel_config(extra=extra), clock=clock, sleep=clock.sleep
     )
-
-
-def updates(rows, quantity):
-    return [StockUpdate(**{**row, "quantity": quantity}) for row in rows]
 
 
 def raw_token(sim):
@@ -124,7 +105,7 @@ def test_product_type_comes_from_the_sku_map_then_the_default(sim):
         sim, product_type="LUGGAGE", product_types={rows[0]["sku"]: "SHOES"}
     )
 
-    adapter.set_quantities(updates(rows, 3))
+    adapter.set_quantities(stock_updates(rows, 3))
 
     types = [r.json()["productType"] for r in sim.requests_for("PATCH", "/listings/")]
     assert types == ["SHOES", "LUGGAGE"]
@@ -143,7 +124,7 @@ def test_invalid_submission_is_a_permanent_error_of_that_item(sim):
     sim.reject_sku(bad["sku"], "restricted brand")
     adapter = make_adapter(sim)
 
-    results = adapter.set_quantities(updates([bad, good], 5))
+    results = adapter.set_quantities(stock_updates([bad, good], 5))
 
     assert not results[0].ok
     assert isinstance(results[0].error, PermanentChannelError)
@@ -159,7 +140,7 @@ def test_many_updates_go_in_one_json_listings_feed(sim):
     rows = sim.seed_skus(30)
     adapter = make_adapter(sim)
 
-    results = adapter.set_quantities(updates(rows, 4))
+    results = adapter.set_quantities(stock_updates(rows, 4))
 
     assert [r.ok for r in results] == [True] * 30
     assert {sim.quantity(r["sku"]) for r in rows} == {4}
@@ -186,7 +167,7 @@ def test_feed_report_issues_are_mapped_to_items_by_message_id(sim):
     rows = sim.seed_skus(15)
     sim.reject_sku(rows[6]["sku"])
 
-    results = make_adapter(sim).set_quantities(updates(rows, 2))
+    results = make_adapter(sim).set_quantities(stock_updates(rows, 2))
 
     assert [r.ok for r in results] == [True] * 6 + [False] + [True] * 8
     assert isinstance(results[6].error, PermanentChannelError)
@@ -200,7 +181,7 @@ def test_gzipped_processing_report_is_read(sim):
     rows = sim.seed_skus(12)
     sim.reject_sku(rows[0]["sku"])
 
-    results = make_adapter(sim).set_quantities(updates(rows, 1))
+    results = make_adapter(sim).set_quantities(stock_updates(rows, 1))
 
     assert not results[0].ok and all(r.ok for r in results[1:])
 
@@ -208,10 +189,10 @@ def test_gzipped_processing_report_is_read(sim):
 def test_feed_processed_after_polls_waits_between_them(sim):
     sim.feed_polls_to_done = 3
     rows = sim.seed_skus(11)
-    clock = FakeClock()
+    clock = FakeClock(START)
     adapter = make_adapter(sim, clock=clock, feed_poll_interval=15)
 
-    results = adapter.set_quantities(updates(rows, 6))
+    results = adapter.set_quantities(stock_updates(rows, 6))
 
     assert all(r.ok and r.status == 200 for r in results)
     assert len(sim.requests_for("GET", "/feeds/2021-06-30/feeds/")) == 3
@@ -224,7 +205,7 @@ def test_feed_still_queued_is_reported_accepted_not_applied(sim):
     rows = sim.seed_skus(11)
     adapter = make_adapter(sim, feed_poll_attempts=2, feed_poll_interval=1)
 
-    results = adapter.set_quantities(updates(rows, 6))
+    results = adapter.set_quantities(stock_updates(rows, 6))
 
     assert all(r.ok and r.status == 202 for r in results)
     assert "IN_PROGRESS" in results[0].response
@@ -290,7 +271,7 @@ def test_simulator_ends_a_raw_feed_over_25000_messages_fatal(sim):
 def test_adapter_splits_25001_updates_into_two_feeds(sim):
     rows = sim.seed_skus(MAX_FEED_MESSAGES + 1, quantity=0)
 
-    results = make_adapter(sim).set_quantities(updates(rows, 8))
+    results = make_adapter(sim).set_quantities(stock_updates(rows, 8))
 
     assert len(results) == MAX_FEED_MESSAGES + 1 and all(r.ok for r in results)
     assert [len(f["messages"]) for f in uploaded_feeds(sim)] == [MAX_FEED_MESSAGES, 1]
@@ -300,7 +281,7 @@ def test_adapter_splits_25001_updates_into_two_feeds(sim):
 
 def test_duplicate_skus_in_a_batch_send_only_the_newest(sim):
     rows = sim.seed_skus(11)
-    batch = updates(rows, 3)
+    batch = stock_updates(rows, 3)
     batch[0].sequence = 2
     batch.append(StockUpdate(sku=rows[0]["sku"], quantity=1, sequence=1))
     batch.append(StockUpdate(sku=rows[1]["sku"], quantity=9, sequence=5))
@@ -318,7 +299,7 @@ def test_duplicate_skus_in_a_batch_send_only_the_newest(sim):
 # -- usage plans ----------------------------------------------------------------
 def test_client_bucket_spaces_patches_at_the_published_rate(sim):
     rows = sim.seed_skus(8)
-    clock = FakeClock()
+    clock = FakeClock(START)
     adapter = make_adapter(sim, clock=clock)
 
     for row in rows:
@@ -362,7 +343,7 @@ def test_throttle_mid_batch_keeps_the_results_already_made(limited):
     rows = limited.seed_skus(3)
     adapter = make_adapter(limited, client_throttle=False)
 
-    results = adapter.set_quantities(updates(rows, 5))
+    results = adapter.set_quantities(stock_updates(rows, 5))
 
     assert [r.ok for r in results] == [True, True, False]
     assert isinstance(results[2].error, RateLimitedError)
@@ -372,10 +353,10 @@ def test_throttle_mid_batch_keeps_the_results_already_made(limited):
 def test_throttle_before_anything_was_sent_fails_the_whole_call(limited):
     rows = limited.seed_skus(4)
     adapter = make_adapter(limited, client_throttle=False)
-    adapter.set_quantities(updates(rows[:2], 1))
+    adapter.set_quantities(stock_updates(rows[:2], 1))
 
     with pytest.raises(RateLimitedError):
-        adapter.set_quantities(updates(rows[2:], 5))
+        adapter.set_quantities(stock_updates(rows[2:], 5))
 
     assert [limited.quantity(r["sku"]) for r in rows[2:]] == [10, 10]
 
@@ -392,7 +373,7 @@ def test_adapter_adopts_the_rate_amazon_reports():
 # -- tokens -----------------------------------------------------------------------
 def test_token_is_cached_then_renewed_shortly_before_it_expires(sim):
     rows = sim.seed_skus(3)
-    clock = FakeClock()
+    clock = FakeClock(START)
     adapter = make_adapter(sim, clock=clock)
     adapter.set_quantity(StockUpdate(sku=rows[0]["sku"], quantity=1))
     clock.now += 3000
@@ -410,7 +391,7 @@ def test_token_expiring_mid_run_is_renewed_once_and_the_run_goes_on(sim):
     adapter = make_adapter(sim)
     sim.expire_tokens_after(2)
 
-    results = adapter.set_quantities(updates(rows, 7))
+    results = adapter.set_quantities(stock_updates(rows, 7))
 
     assert all(r.ok for r in results)
     assert {sim.quantity(r["sku"]) for r in rows} == {7}
@@ -422,7 +403,7 @@ def test_token_expiring_mid_run_is_renewed_once_and_the_run_goes_on(sim):
 def test_refused_refresh_token_is_an_authentication_error_without_secrets(sim):
     [row] = sim.seed_skus(1)
     config = sim.channel_config(refresh_token="Atzr|revoked")
-    adapter = AmazonAdapter(config, clock=FakeClock())
+    adapter = AmazonAdapter(config, clock=FakeClock(START))
 
     with pytest.raises(AuthenticationError, match="invalid_grant") as caught:
         adapter.set_quantity(StockUpdate(sku=row["sku"], quantity=1))

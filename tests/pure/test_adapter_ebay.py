@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
+from fakes import FakeClock, stock_updates
 
 from lib.adapters import get_adapter_class
 from lib.adapters.base import (
@@ -25,34 +26,15 @@ from simulators.ebay import EbaySimulator
 DAY = 24 * 3600.0
 
 
-class FakeClock:
-    def __init__(self, start=None):
-        self.now = start or datetime.now(timezone.utc).timestamp()
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def sim():
-    simulator = EbaySimulator()
-    simulator.start()
-    yield simulator
-    simulator.stop()
+    with EbaySimulator() as simulator:
+        yield simulator
 
 
 def make_adapter(sim, clock=None, **extra):
     clock = clock or FakeClock()
     return EbayAdapter(sim.channel_config(extra=extra), clock=clock, sleep=clock.sleep)
-
-
-def updates(rows, quantity):
-    return [StockUpdate(**{**row, "quantity": quantity}) for row in rows]
 
 
 def bulk_calls(sim):
@@ -130,7 +112,7 @@ def test_update_without_offer_sets_the_ship_to_home_quantity_only(sim):
 def test_sixty_updates_take_three_calls_of_at_most_25(sim):
     rows = sim.seed_skus(60)
 
-    results = make_adapter(sim).set_quantities(updates(rows, 3))
+    results = make_adapter(sim).set_quantities(stock_updates(rows, 3))
 
     assert all(r.ok for r in results)
     assert [len(c.json()["requests"]) for c in bulk_calls(sim)] == [25, 25, 10]
@@ -162,7 +144,7 @@ def test_simulator_refuses_26_requests_in_one_raw_call(sim):
 def test_max_batch_of_one_follows_the_one_sku_per_call_reading(sim):
     rows = sim.seed_skus(3)
 
-    make_adapter(sim, max_batch=1).set_quantities(updates(rows, 2))
+    make_adapter(sim, max_batch=1).set_quantities(stock_updates(rows, 2))
 
     assert [len(c.json()["requests"]) for c in bulk_calls(sim)] == [1, 1, 1]
 
@@ -220,7 +202,7 @@ def test_throttled_second_call_keeps_the_first_calls_results():
     with simulator:
         rows = simulator.seed_skus(60)
         results = make_adapter(simulator, rate_limit_retry_after=5).set_quantities(
-            updates(rows, 4)
+            stock_updates(rows, 4)
         )
         applied = [simulator.quantity(r["sku"]) for r in rows]
     assert [r.ok for r in results] == [True] * 25 + [False] * 35
@@ -234,9 +216,9 @@ def test_throttle_before_anything_was_sent_fails_the_whole_call():
     with simulator:
         rows = simulator.seed_skus(4)
         adapter = make_adapter(simulator)
-        adapter.set_quantities(updates(rows[:1], 1))
+        adapter.set_quantities(stock_updates(rows[:1], 1))
         with pytest.raises(RateLimitedError):
-            adapter.set_quantities(updates(rows[1:], 5))
+            adapter.set_quantities(stock_updates(rows[1:], 5))
         assert {simulator.quantity(r["sku"]) for r in rows[1:]} == {10}
 
 
@@ -245,7 +227,7 @@ def test_token_expiring_mid_run_is_renewed_once_and_the_run_goes_on(sim):
     adapter = make_adapter(sim)
     sim.expire_tokens_after(1)
 
-    results = adapter.set_quantities(updates(rows, 9))
+    results = adapter.set_quantities(stock_updates(rows, 9))
 
     assert all(r.ok for r in results)
     assert {sim.quantity(r["sku"]) for r in rows} == {9}
@@ -313,7 +295,7 @@ def test_variations_of_one_listing_share_its_budget(sim):
     assert first["external_id"] == second["external_id"]
     adapter = make_adapter(sim, revision_limit=2, revision_reserve=0)
 
-    adapter.set_quantities(updates([first, second], 3))
+    adapter.set_quantities(stock_updates([first, second], 3))
     [result] = adapter.set_quantities([StockUpdate(**{**first, "quantity": 8})])
 
     assert not result.ok and "revision budget" in str(result.error)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from fakes import FakeClock
 
 from lib.adapters.base import (
     AuthenticationError,
@@ -25,22 +26,9 @@ from simulators.base import Response
 from simulators.shopify import ShopifySimulator
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 1_000.0
-        self.slept = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(1_000.0)
 
 
 @pytest.fixture
@@ -423,7 +411,7 @@ def test_adapter_waits_for_the_bucket_instead_of_being_throttled(clock):
         results = adapter.set_quantities(updates)
         assert all(r.ok for r in results)
         # 25 -> 15 -> 5: the third call needs 10, so wait (10 - 5) / 10 s
-        assert clock.slept == pytest.approx([0.5])
+        assert clock.sleeps == pytest.approx([0.5])
         assert adapter.waits == pytest.approx([0.5])
         assert sim.throttled_count == 0
     finally:
