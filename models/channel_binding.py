@@ -416,6 +416,18 @@ class ChannelBinding(models.Model):
     def _scs_record_success(self, event, qty, result):
         now = time.time()
         confirmed = result.quantity if result and result.quantity is not None else qty
+        if self.push_state == "failed":
+            # a later push landed: older dead letters of this binding are moot
+            self.env["sync.event"].search(
+                [
+                    ("binding_id", "=", self.id),
+                    ("direction", "=", "out"),
+                    ("state", "in", ("dead", "failed")),
+                    ("id", "!=", event.id),
+                ]
+            )._scs_set_state(
+                "skipped", reason=_("superseded by a later successful push")
+            )
         self.write(
             {
                 "last_pushed_qty": qty,
@@ -432,6 +444,8 @@ class ChannelBinding(models.Model):
             ack_ts=now,
             response=(result.response if result else "") or "",
             attempts=event.attempts + 1,
+            reason=event.reason
+            or (_("the channel kept %s", confirmed) if confirmed != qty else False),
         )
 
     def _scs_record_failure(self, event, error):

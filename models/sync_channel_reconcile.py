@@ -75,7 +75,12 @@ class SyncChannel(models.Model):
     last_reconcile_at = fields.Datetime("Last Pass Finished", readonly=True)
     reconcile_pending = fields.Integer("Batches Running", readonly=True)
     last_reconcile_checked = fields.Integer("Bindings Checked", readonly=True)
-    last_reconcile_corrections = fields.Integer("Corrections", readonly=True)
+    last_reconcile_drift = fields.Integer(
+        "Drift Found", readonly=True, help="Bindings that differed from Odoo."
+    )
+    last_reconcile_corrections = fields.Integer(
+        "Corrections", readonly=True, help="Drifted bindings pushed again."
+    )
     last_reconcile_limited = fields.Integer(
         "Batches Held by Safety Limit", readonly=True
     )
@@ -88,12 +93,13 @@ class SyncChannel(models.Model):
     )
     last_reconcile_error = fields.Text(readonly=True)
 
-    @api.depends("last_reconcile_checked", "last_reconcile_corrections")
+    @api.depends("last_reconcile_checked", "last_reconcile_drift")
     def _compute_last_reconcile_rate(self):
+        """Drift found over bindings checked (what the target watches)."""
         for channel in self:
             checked = channel.last_reconcile_checked
             channel.last_reconcile_rate = (
-                100.0 * channel.last_reconcile_corrections / checked if checked else 0.0
+                100.0 * channel.last_reconcile_drift / checked if checked else 0.0
             )
 
     # -- entry points --
@@ -127,6 +133,7 @@ class SyncChannel(models.Model):
                 "reconcile_started_ts": time.time(),
                 "reconcile_pending": 0,
                 "last_reconcile_checked": 0,
+                "last_reconcile_drift": 0,
                 "last_reconcile_corrections": 0,
                 "last_reconcile_limited": 0,
                 "last_reconcile_dry_run": dry_run,
@@ -162,7 +169,7 @@ class SyncChannel(models.Model):
                 description=f"Reconcile {self.name} batch {index + 1}/{len(batches)}",
             )._scs_job_reconcile_batch(ids, dry_run=dry_run)
         if not batches:
-            self._scs_finish_batch(0, 0, False)
+            self._scs_finish_batch(0, 0, 0, False)
         return f"{fetched} order event(s) fetched, {len(batches)} batch(es)"
 
     def _scs_fetch_orders(self):
@@ -221,8 +228,6 @@ class SyncChannel(models.Model):
                     live.setdefault(str(key), level.quantity)
         quantities = bindings._scs_quantities()
         drift = {}
-        now = fields.Datetime.now()
-        seen_vals = []
         for binding in bindings:
             seen = None
             for key in (binding.external_variant_id, binding.external_id, binding.sku):
@@ -230,40 +235,67 @@ class SyncChannel(models.Model):
                     seen = live[str(key)]
                     break
             published = quantities[binding.id].published
-            if seen is not None:
-                seen_vals.append((binding, seen))
             if seen == published:
                 continue
             drift[binding] = (seen, published, self._scs_drift_reason(binding, seen))
-        for binding, seen in seen_vals:
-            if binding.last_seen_qty != seen:
-                binding.write({"last_seen_qty": seen, "last_seen_at": now})
-        limited = len(bindings) >= SAFETY_MIN_BINDINGS and 100.0 * len(drift) / len(
-            bindings
-        ) > (self.reconcile_max_share or 100.0)
+        # Known causes do not count against the safety limit: a failed push
+        # is already a visible dead letter or retry, and a SKU whose push job
+        # is waiting (e.g. orders this pass just reserved) is in flight. What
+        # is left is unexplained drift, the sign of a misconfiguration.
+        in_flight = self._scs_skus_in_flight([b.product_id.id for b in drift])
+        unexplained = [
+            b
+            for b, (_seen, _pub, reason) in drift.items()
+            if reason != "failed_push" and b.product_id.id not in in_flight
+        ]
+        limited = len(bindings) >= SAFETY_MIN_BINDINGS and 100.0 * len(
+            unexplained
+        ) / len(bindings) > (self.reconcile_max_share or 100.0)
+        correct = bool(drift) and not dry_run and not limited
+        # the pass figures are written before any HTTP call: a conflict on
+        # the channel row retries the batch before anything was sent
+        self._scs_finish_batch(
+            len(bindings), len(drift), len(drift) if correct else 0, limited
+        )
         if limited:
             self._scs_notify(
                 _("Reconciliation held by its safety limit"),
                 _(
                     "%(drift)s of %(total)s bindings of %(channel)s differ from "
-                    "Odoo (limit %(limit)s%%). Nothing was corrected: check the "
-                    "channel's locations and listings, then run the pass again.",
-                    drift=len(drift),
+                    "Odoo for no known reason (limit %(limit)s%%). Nothing was "
+                    "corrected: check the channel's locations and listings, then "
+                    "run the pass again.",
+                    drift=len(unexplained),
                     total=len(bindings),
                     channel=self.name,
                     limit=self.reconcile_max_share,
                 ),
             )
-        elif drift and not dry_run:
+        if drift and (dry_run or limited):
+            self._scs_record_drift(drift, "dry run" if dry_run else "safety limit")
+        if correct:
             reasons = {b.id: reason for b, (_s, _p, reason) in drift.items()}
             self.env["channel.binding"].union(*drift)._scs_push(
                 force=True, kind="correction", reasons=reasons
             )
-        if drift and (dry_run or limited):
-            self._scs_record_drift(drift, "dry run" if dry_run else "safety limit")
-        self._scs_finish_batch(len(bindings), len(drift), limited)
         notes = [n for n, on in (("dry run", dry_run), ("held", limited)) if on]
         return f"checked {len(bindings)}, drift {len(drift)} {' '.join(notes)}"
+
+    def _scs_skus_in_flight(self, product_ids):
+        """Variants with a push job waiting to run."""
+        if not product_ids:
+            return set()
+        keys = [f"stock_channel_sync.sku.{pid}" for pid in product_ids]
+        keys += [f"{key}.force" for key in keys]
+        self.env["queue.job"].flush_model(["identity_key", "state"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT identity_key FROM queue_job WHERE identity_key = ANY(%s)"
+                " AND state IN ('pending', 'enqueued', 'wait_dependencies')",
+                keys,
+            )
+        )
+        return {int(key.split(".")[2]) for (key,) in self.env.cr.fetchall()}
 
     @staticmethod
     def _scs_drift_reason(binding, seen):
@@ -298,7 +330,7 @@ class SyncChannel(models.Model):
             ]
         )
 
-    def _scs_finish_batch(self, checked, corrections, limited):
+    def _scs_finish_batch(self, checked, drift, corrections, limited):
         """Add a batch's figures to the pass; the last batch closes it.
 
         One atomic UPDATE per batch: concurrent batches of the same pass
@@ -310,6 +342,7 @@ class SyncChannel(models.Model):
                 """
                 UPDATE sync_channel
                    SET last_reconcile_checked = last_reconcile_checked + %s,
+                       last_reconcile_drift = last_reconcile_drift + %s,
                        last_reconcile_corrections = last_reconcile_corrections + %s,
                        last_reconcile_limited = last_reconcile_limited + %s,
                        reconcile_pending = GREATEST(reconcile_pending - 1, 0)
@@ -317,6 +350,7 @@ class SyncChannel(models.Model):
              RETURNING reconcile_pending, reconcile_started_ts
                 """,
                 checked,
+                drift,
                 corrections,
                 1 if limited else 0,
                 self.id,
@@ -326,6 +360,7 @@ class SyncChannel(models.Model):
         self.invalidate_recordset(
             [
                 "last_reconcile_checked",
+                "last_reconcile_drift",
                 "last_reconcile_corrections",
                 "last_reconcile_limited",
                 "reconcile_pending",

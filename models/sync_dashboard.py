@@ -147,11 +147,11 @@ class SyncDashboard(models.TransientModel):
         )
         dead = self.env.cr.fetchone()[0]
         Channel = self.env["sync.channel"]
-        Channel.flush_model(["last_reconcile_checked", "last_reconcile_corrections"])
+        Channel.flush_model(["last_reconcile_checked", "last_reconcile_drift"])
         self.env.cr.execute(
             SQL(
                 "SELECT COALESCE(SUM(last_reconcile_checked), 0),"
-                " COALESCE(SUM(last_reconcile_corrections), 0)"
+                " COALESCE(SUM(last_reconcile_drift), 0)"
                 " FROM sync_channel WHERE id = ANY(%s)",
                 list(channel_ids),
             )

@@ -123,6 +123,10 @@ class SyncEvent(models.Model):
         "(channel_id, direction, idempotency_key)",
         "This event was already recorded (same channel, direction and key).",
     )
+
+    def init(self):
+        self.env.cr.execute("CREATE SEQUENCE IF NOT EXISTS stock_channel_sync_push_seq")
+
     _dead_idx = models.Index(
         "(channel_id, create_date) WHERE state IN ('dead', 'failed')"
     )
@@ -131,15 +135,28 @@ class SyncEvent(models.Model):
     # -- creation helpers --
     @api.model
     def _scs_create_outbound(self, items, changed_ts, now, reasons=None):
-        """One outbound event per ``(binding, qty, kind)``, bumping sequences.
+        """One outbound event per ``(binding, qty, kind)``, with a new sequence.
 
         The key ``out-<binding>-<sequence>`` is what the channel sees as the
         delivery id: a retry of the same number reuses it, a new number gets
-        a new one.
+        a new one. Sequences come from a PostgreSQL sequence, which a
+        rollback does not rewind: a job that pushed and then failed to commit
+        can never hand the same delivery id to a different quantity later
+        (the channel would drop it as a duplicate). They only grow, so a
+        channel can also order deliveries by them.
         """
+        if not items:
+            return self.browse()
+        self.env.cr.execute(
+            SQL(
+                "SELECT nextval('stock_channel_sync_push_seq')"
+                " FROM generate_series(1, %s)",
+                len(items),
+            )
+        )
+        sequences = [row[0] for row in self.env.cr.fetchall()]
         vals_list = []
-        for binding, qty, kind in items:
-            sequence = binding.sequence + 1
+        for (binding, qty, kind), sequence in zip(items, sequences, strict=True):
             binding.sequence = sequence
             vals_list.append(
                 {

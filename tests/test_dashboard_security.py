@@ -37,7 +37,7 @@ class TestDashboard(SyncCase):
         for i in range(4):
             self._event(one, f"o{i}", direction="in", kind="order")
         self._event(one, "os1", direction="in", kind="oversell", state="attention")
-        one.write({"last_reconcile_checked": 200, "last_reconcile_corrections": 3})
+        one.write({"last_reconcile_checked": 200, "last_reconcile_drift": 3})
         board = self.env["sync.dashboard"].create({"period": "1", "channel_id": one.id})
         Event = self.env["sync.event"]
         domain = [("channel_id", "=", one.id)]

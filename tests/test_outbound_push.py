@@ -275,13 +275,30 @@ class TestOutboundPush(SyncCase):
         channel = self.make_channel(sim)
         binding = self.bind(channel, self.product_a)
         binding._scs_push()
+        first = binding.sequence
         self.move_stock(self.product_a, -4)
         binding._scs_push()
-        self.assertEqual(binding.sequence, 2)
+        self.assertGreater(binding.sequence, first)
         keys = [r.headers.get("webhook-id") for r in sim.requests]
         self.assertEqual(len(set(keys)), 2)
-        self.assertEqual(sim.sequences["SCS-MUG"], 2)
+        self.assertEqual(sim.sequences["SCS-MUG"], binding.sequence)
         self.assertEqual(sim.quantity("SCS-MUG"), 6)
+
+    def test_rolled_back_push_never_reuses_its_delivery_id(self):
+        """A job that pushed, then failed to commit, leaves no key to reuse."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        with self.assertRaises(RuntimeError), self.env.cr.savepoint():
+            binding._scs_push()
+            raise RuntimeError("serialization failure after the HTTP call")
+        self.assertEqual(sim.quantity("SCS-MUG"), 10, "the channel applied it")
+        binding.invalidate_recordset()
+        self.move_stock(self.product_a, -1)
+        binding._scs_push(force=True)
+        keys = [r.headers.get("webhook-id") for r in sim.requests]
+        self.assertEqual(len(set(keys)), 2, "the second push has a new key")
+        self.assertEqual(sim.quantity("SCS-MUG"), 9, "and is not dropped")
 
     def test_server_error_gets_retry_job_then_succeeds(self):
         sim = self.start_simulator()

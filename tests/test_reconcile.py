@@ -66,6 +66,7 @@ class TestReconcile(SyncCase):
         )
         self.assertEqual(set(self.corrections().mapped("state")), {"applied"})
         self.assertEqual(self.channel.last_reconcile_checked, 3)
+        self.assertEqual(self.channel.last_reconcile_drift, 3)
         self.assertEqual(self.channel.last_reconcile_corrections, 3)
         self.assertAlmostEqual(self.channel.last_reconcile_rate, 100.0)
         self.assertTrue(self.channel.last_reconcile_at)
@@ -87,7 +88,8 @@ class TestReconcile(SyncCase):
         self.assertEqual(len(report), 1)
         self.assertEqual(report.state, "skipped")
         self.assertIn("dry run", report.reason)
-        self.assertEqual(self.channel.last_reconcile_corrections, 1)
+        self.assertEqual(self.channel.last_reconcile_drift, 1)
+        self.assertEqual(self.channel.last_reconcile_corrections, 0)
         self.assertTrue(self.channel.last_reconcile_dry_run)
 
     def test_safety_limit_holds(self):
@@ -119,6 +121,31 @@ class TestReconcile(SyncCase):
         self.pass_()
         self.assertEqual(self.sim.quantity("SCS-BULK-0"), 0)
         self.assertEqual(self.sim.quantity("SCS-MUG"), 10)
+
+    def test_known_causes_do_not_trip_the_safety_limit(self):
+        products = self.env["product.product"].create(
+            [
+                {
+                    "name": f"Failing {i}",
+                    "default_code": f"SCS-FAIL-{i}",
+                    "type": "consu",
+                    "is_storable": True,
+                }
+                for i in range(22)
+            ]
+        )
+        bindings = self.env["channel.binding"]
+        for product in products:
+            bindings |= self.bind(self.channel, product)
+        # every one of them has a failed push (a visible retry/dead letter)
+        bindings.write({"push_state": "failed"})
+        self.channel.reconcile_max_share = 20
+        self.pass_()
+        self.assertEqual(self.channel.last_reconcile_limited, 0)
+        self.assertEqual(self.sim.quantity("SCS-FAIL-0"), 0, "corrected")
+        self.assertEqual(
+            set(self.corrections().mapped("reason")), {"failed_push", "unknown"}
+        )
 
     def test_missed_order_webhook_recovered(self):
         (self.b_a | self.b_b)._scs_push()
