@@ -3,7 +3,8 @@
 Why: a stock sync that sends one call per SKU burns marketplace quotas and
 takes minutes; the adapters batch up to each API's documented limit. This
 script measures how close every adapter comes to the floor, which is
-``ceil(N / adapter.max_batch)`` plus the authentication calls the channel
+``ceil(N / adapter.max_batch) * adapter.calls_per_batch`` (a feed protocol
+costs several requests per batch) plus the authentication calls the channel
 cannot avoid (an OAuth token exchange, for instance).
 
 For every channel type in ``simulators.SIMULATORS`` whose adapter and
@@ -65,7 +66,8 @@ def run(channel_type, adapter_cls, simulator_cls, count):
         started = time.perf_counter()
         results = adapter.set_quantities(updates)
         elapsed = time.perf_counter() - started
-        floor = math.ceil(len(updates) / max(1, int(adapter.max_batch))) + auth_calls
+        batches = math.ceil(len(updates) / max(1, int(adapter.max_batch)))
+        floor = batches * getattr(adapter, "calls_per_batch", 1) + auth_calls
         return {
             "channel": channel_type,
             "updates": len(updates),

@@ -205,6 +205,10 @@ class AmazonAdapter(RefreshTokenAdapter):
 
     channel_type = "amazon"
     max_batch = MAX_FEED_MESSAGES
+    #: HTTP calls one feed needs (createFeedDocument, upload, createFeed,
+    #: getFeed, getFeedDocument for the report, download): the floor of a
+    #: bulk push is this many calls per 25,000 updates
+    calls_per_batch = 6
     default_base_url = DEFAULT_BASE_URL
     default_token_url = DEFAULT_TOKEN_URL
     default_token_lifetime = 3600.0

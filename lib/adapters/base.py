@@ -184,6 +184,8 @@ class ChannelAdapter:
     channel_type = None
     #: how many updates one bulk call may carry (the marketplace's own limit)
     max_batch = 1
+    #: HTTP requests one batch costs at the least (a feed protocol needs several)
+    calls_per_batch = 1
 
     def __init__(self, config, session=None, clock=time.time):
         self.config = config
