@@ -151,6 +151,7 @@ class SyncChannel(models.Model):
     binding_count = fields.Integer(compute="_compute_counts")
     event_count = fields.Integer(compute="_compute_counts")
     dead_count = fields.Integer(compute="_compute_counts")
+    oversell_count = fields.Integer(compute="_compute_counts")
 
     _webhook_token_uniq = models.UniqueIndex(
         "(webhook_token)", "The webhook token must be unique."
@@ -186,10 +187,18 @@ class SyncChannel(models.Model):
                 ["__count"],
             )
         )
+        oversells = dict(
+            Event._read_group(
+                [("channel_id", "in", self.ids), ("kind", "=", "oversell")],
+                ["channel_id"],
+                ["__count"],
+            )
+        )
         for channel in self:
             channel.binding_count = bindings.get(channel, 0)
             channel.event_count = events.get(channel, 0)
             channel.dead_count = dead.get(channel, 0)
+            channel.oversell_count = oversells.get(channel, 0)
 
     # -- actions --
     def action_test_connection(self):
@@ -309,6 +318,11 @@ class SyncChannel(models.Model):
     def action_view_dead_letters(self):
         action = self._scs_action("sync.event", _("Dead Letters"))
         action["domain"] = [("channel_id", "in", self.ids), ("state", "=", "dead")]
+        return action
+
+    def action_view_oversells(self):
+        action = self._scs_action("sync.event", _("Oversell Incidents"))
+        action["domain"] = [("channel_id", "in", self.ids), ("kind", "=", "oversell")]
         return action
 
     def _scs_action(self, model, name):

@@ -527,6 +527,10 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.run_jobs("_scs_job_apply")
         oversell = self.env["sync.event"].search([("kind", "=", "oversell")])
         self.assertEqual(len(oversell), 1)
+        self.generic.invalidate_recordset()
+        self.assertEqual(self.generic.oversell_count, 1)
+        action = self.generic.action_view_oversells()
+        self.assertEqual(self.env["sync.event"].search(action["domain"]), oversell)
         self.assertEqual(oversell.state, "attention")
         activities = self.env["mail.activity"].search(
             [("res_model", "=", "sync.channel"), ("res_id", "=", self.generic.id)]
