@@ -318,12 +318,14 @@ class ChannelBinding(models.Model):
             return
         try:
             with self.env.cr.savepoint(flush=False):
+                # contention is expected and handled: not an error to log
                 self.env.cr.execute(
                     SQL(
                         "SELECT id FROM channel_binding WHERE id = ANY(%s)"
                         " ORDER BY id FOR NO KEY UPDATE NOWAIT",
                         list(self.ids),
-                    )
+                    ),
+                    log_exceptions=False,
                 )
         except (
             psycopg2.errors.LockNotAvailable,
