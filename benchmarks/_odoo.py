@@ -60,3 +60,33 @@ def percentile(values, pct):
     lo = int(k)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def ensure_products(env, warehouse, prefix, label, count, min_free, top_up):
+    """``count`` storable variants ``<prefix>NNN`` with at least ``min_free`` free.
+
+    Reused across runs: missing variants are created and their free quantity
+    in ``warehouse`` is topped up to ``top_up`` when it fell under ``min_free``.
+    """
+    Product = env["product.product"]
+    products = Product.search([("default_code", "=like", prefix + "%")], order="id")
+    if len(products) < count:
+        products |= Product.create(
+            [
+                {
+                    "name": f"{label} {i}",
+                    "default_code": f"{prefix}{i:03d}",
+                    "type": "consu",
+                    "is_storable": True,
+                }
+                for i in range(len(products), count)
+            ]
+        )
+    products = products[:count]
+    for product in products:
+        free = product.with_context(warehouse_id=warehouse.id).free_qty
+        if free < min_free:
+            env["stock.quant"]._update_available_quantity(
+                product, warehouse.lot_stock_id, top_up - free
+            )
+    return products

@@ -47,7 +47,13 @@ import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 
-from _odoo import ROOT, env_for, open_registry, pending_jobs  # noqa: F401
+from _odoo import (  # noqa: F401
+    ROOT,
+    ensure_products,
+    env_for,
+    open_registry,
+    pending_jobs,
+)
 
 from lib import signatures
 from simulators.generic import GenericSimulator
@@ -115,28 +121,9 @@ def setup(registry, sims, args):
 
 
 def _products(env, warehouse):
-    Product = env["product.product"]
-    products = Product.search([("default_code", "=like", SKU_PREFIX + "%")], order="id")
-    if len(products) < N_PRODUCTS:
-        products |= Product.create(
-            [
-                {
-                    "name": f"Fault product {i}",
-                    "default_code": f"{SKU_PREFIX}{i:03d}",
-                    "type": "consu",
-                    "is_storable": True,
-                }
-                for i in range(len(products), N_PRODUCTS)
-            ]
-        )
-    products = products[:N_PRODUCTS]
-    for product in products:
-        free = product.with_context(warehouse_id=warehouse.id).free_qty
-        if free < MIN_FREE:
-            env["stock.quant"]._update_available_quantity(
-                product, warehouse.lot_stock_id, TOP_UP - free
-            )
-    return products
+    return ensure_products(
+        env, warehouse, SKU_PREFIX, "Fault product", N_PRODUCTS, MIN_FREE, TOP_UP
+    )
 
 
 def _channels(env, warehouse, sims, args):

@@ -44,7 +44,14 @@ import time
 import urllib.parse
 from datetime import datetime, timezone
 
-from _odoo import ROOT, env_for, open_registry, pending_jobs, percentile  # noqa: F401
+from _odoo import (  # noqa: F401
+    ROOT,
+    ensure_products,
+    env_for,
+    open_registry,
+    pending_jobs,
+    percentile,
+)
 
 from lib import signatures
 
@@ -61,27 +68,9 @@ def setup(registry):
     with registry.cursor() as cr:
         env = env_for(cr)
         warehouse = env["stock.warehouse"].search([], limit=1, order="id")
-        Product = env["product.product"]
-        products = Product.search([("default_code", "=like", "LOAD-%")], order="id")
-        if len(products) < N_PRODUCTS:
-            products |= Product.create(
-                [
-                    {
-                        "name": f"Load product {i}",
-                        "default_code": f"LOAD-{i:03d}",
-                        "type": "consu",
-                        "is_storable": True,
-                    }
-                    for i in range(len(products), N_PRODUCTS)
-                ]
-            )
-        products = products[:N_PRODUCTS]
-        for product in products:
-            free = product.with_context(warehouse_id=warehouse.id).free_qty
-            if free < MIN_FREE:
-                env["stock.quant"]._update_available_quantity(
-                    product, warehouse.lot_stock_id, TOP_UP - free
-                )
+        products = ensure_products(
+            env, warehouse, "LOAD-", "Load product", N_PRODUCTS, MIN_FREE, TOP_UP
+        )
         Channel = env["sync.channel"].with_context(active_test=False)
         channel = Channel.search([("name", "=", CHANNEL_NAME)], limit=1, order="id")
         if not channel:
