@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from odoo import fields, models
 from odoo.tools import SQL
 
+from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.utils import must_run_without_delay
 
@@ -93,7 +94,15 @@ class ProductProduct(models.Model):
         return products
 
     def _scs_job_push_sku(self, changed_ts=None, force=False):
-        """Publish this SKU's current quantity to all of its channels."""
+        """Publish this SKU's current quantity to all of its channels.
+
+        The burst interval is enforced here too, under the SKU's lock: two
+        transactions committing at the same instant can both create a job
+        (queue_job's identity check is search-then-insert), so the job that
+        finds the SKU pushed less than an interval ago waits for the rest of
+        it instead of pushing again. Pushes of one SKU are therefore at least
+        one interval apart, whatever the concurrency.
+        """
         bindings = self.env["channel.binding"].search(
             [
                 ("product_id", "in", self.ids),
@@ -102,6 +111,20 @@ class ProductProduct(models.Model):
             ],
             order="id",
         )
+        if not force and bindings:
+            bindings._scs_lock()
+            interval = float(
+                self.env["ir.config_parameter"]
+                .sudo()
+                .get_param("stock_channel_sync.min_push_interval", DEFAULT_MIN_INTERVAL)
+            )
+            wait = max(bindings.mapped("last_push_ts")) + interval - time.time()
+            if wait > 0:
+                raise RetryableJobError(
+                    f"pushed less than {interval:g} s ago",
+                    seconds=max(1, math.ceil(wait)),
+                    ignore_retry=True,
+                )
         summary = bindings._scs_push(changed_ts=changed_ts, force=force)
         return "pushed {pushed}, unchanged {skipped}, failed {failed}".format(**summary)
 

@@ -65,6 +65,9 @@ class TestOutboundEnqueue(SyncCase):
         self.assertEqual(len(self.sync_jobs(PUSH_SKU)), 2)
 
     def test_recently_pushed_sku_waits_for_the_interval(self):
+        self.env["ir.config_parameter"].set_param(
+            "stock_channel_sync.min_push_interval", "1"
+        )
         binding = self.channel.binding_ids.filtered(
             lambda b: b.product_id == self.product_a
         )
@@ -256,6 +259,26 @@ class TestOutboundPush(SyncCase):
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 20)
         self.assertEqual(self.product_a.free_qty, 20)
+
+    def test_duplicate_job_within_the_interval_waits(self):
+        """Two jobs created by racing commits push at least an interval apart."""
+        self.env["ir.config_parameter"].set_param(
+            "stock_channel_sync.min_push_interval", "2"
+        )
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        self.bind(channel, self.product_a)
+        self.product_a._scs_job_push_sku()
+        self.assertEqual(len(sim.requests), 1)
+        self.move_stock(self.product_a, -1)
+        with self.assertRaises(RetryableJobError) as caught:
+            self.product_a._scs_job_push_sku()
+        self.assertTrue(caught.exception.ignore_retry)
+        self.assertIn(caught.exception.seconds, (1, 2))
+        self.assertEqual(len(sim.requests), 1, "nothing sent within the interval")
+        # a forced push is not held back
+        self.product_a._scs_job_push_sku(force=True)
+        self.assertEqual(sim.quantity("SCS-MUG"), 9)
 
     def test_unchanged_quantity_sends_nothing(self):
         sim = self.start_simulator()
