@@ -125,7 +125,21 @@ class SyncEvent(models.Model):
     )
 
     def init(self):
+        """Create the push sequence; never below a sequence already used.
+
+        (A database whose events were numbered before the sequence existed
+        would otherwise hand out delivery ids that are already taken.)
+        """
         self.env.cr.execute("CREATE SEQUENCE IF NOT EXISTS stock_channel_sync_push_seq")
+        self.env.cr.execute(
+            """
+            SELECT setval('stock_channel_sync_push_seq', GREATEST(
+                (SELECT last_value FROM stock_channel_sync_push_seq),
+                (SELECT COALESCE(MAX(sequence), 0) FROM sync_event),
+                (SELECT COALESCE(MAX(sequence), 0) FROM channel_binding),
+                1))
+            """
+        )
 
     _dead_idx = models.Index(
         "(channel_id, create_date) WHERE state IN ('dead', 'failed')"
