@@ -128,6 +128,46 @@ class ProductProduct(models.Model):
         summary = bindings._scs_push(changed_ts=changed_ts, force=force)
         return "pushed {pushed}, unchanged {skipped}, failed {failed}".format(**summary)
 
+    def _scs_on_push_failed(self, exc_name=None, exc_message=None, **kw):
+        """queue_job ``on_fail`` hook of the SKU job: never a silent failure.
+
+        Channel errors are handled inside the job (retry jobs, dead letters);
+        this catches the unexpected ones (a bug, a database error after the
+        retries): each binding of the SKU gets a dead-letter event carrying
+        the error, and its channel's responsible user an activity. Retrying
+        the event pushes today's number.
+        """
+        Binding = self.env["channel.binding"].sudo()
+        stamp = time.time()
+        for product in self:
+            bindings = Binding.search([("product_id", "=", product.id)])
+            events = (
+                self.env["sync.event"]
+                .sudo()
+                .create(
+                    [
+                        {
+                            "direction": "out",
+                            "channel_id": binding.channel_id.id,
+                            "binding_id": binding.id,
+                            "product_id": product.id,
+                            "sku": binding.sku,
+                            "kind": "push",
+                            "idempotency_key": (
+                                f"sku-job-failed-{binding.id}-{stamp:.3f}"
+                            ),
+                            "state": "dead",
+                            "error": exc_message or exc_name or "push job failed",
+                            "change_ts": stamp,
+                            "enqueue_ts": stamp,
+                        }
+                        for binding in bindings
+                    ]
+                )
+            )
+            for event in events:
+                event.channel_id._scs_notify_dead_letter(event)
+
     def _scs_store_jobs(self, specs, kwargs, interval=DEFAULT_MIN_INTERVAL):
         """Create the SKU jobs of a transaction with one dedup query and one insert.
 

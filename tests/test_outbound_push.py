@@ -409,6 +409,23 @@ class TestOutboundPush(SyncCase):
         self.assertIn("Max. retries", event.error)
         self.assertEqual(channel.dead_count, 1)
 
+    def test_failed_sku_job_is_a_dead_letter(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        function = self.env["queue.job.function"].search(
+            [("method", "=", "_scs_job_push_sku")]
+        )
+        self.assertEqual(function.on_fail_method, "_scs_on_push_failed")
+        self.product_a._scs_on_push_failed(exc_message="database went away")
+        dead = self.env["sync.event"].search([("binding_id", "=", binding.id)])
+        self.assertEqual(dead.state, "dead")
+        self.assertEqual(dead.error, "database went away")
+        self.assertEqual(channel.dead_count, 1)
+        dead.action_retry()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10, "retrying pushes today's number")
+
     def test_timeout_is_retryable(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim, timeout=0.3)
