@@ -64,6 +64,30 @@ class TestOutboundEnqueue(SyncCase):
         self.commit_point()
         self.assertEqual(len(self.sync_jobs(PUSH_SKU)), 2)
 
+    def test_change_never_left_to_a_job_the_runner_took(self):
+        """A job that is enqueued or running may have read the stock already:
+        a change committed now gets a job of its own, a pending job absorbs it."""
+        self.move_stock(self.product_a, 1)
+        self.commit_point()
+        self.assertEqual(len(self.sync_jobs(PUSH_SKU)), 1)
+        for state in ("enqueued", "started"):
+            self.env.cr.execute(
+                "UPDATE queue_job SET state = %s WHERE state = 'pending'"
+                " AND method_name = %s",
+                (state, PUSH_SKU),
+            )
+            self.env.invalidate_all()
+            self.move_stock(self.product_a, 1)
+            self.commit_point()
+            self.assertEqual(
+                len(self.sync_jobs(PUSH_SKU)), 1, f"a new job beside the {state} one"
+            )
+        self.move_stock(self.product_a, 1)
+        self.commit_point()
+        self.assertEqual(
+            self.env["queue.job"].search_count([("method_name", "=", PUSH_SKU)]), 3
+        )
+
     def test_recently_pushed_sku_waits_for_the_interval(self):
         self.env["ir.config_parameter"].set_param(
             "stock_channel_sync.min_push_interval", "1"

@@ -1,0 +1,103 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Store queue_job jobs in bulk, coalesced with a job that is still waiting.
+
+Both job kinds of this module (the push of a SKU, the application of a
+channel's inbound events) read the database when they run. A change may
+therefore be left to a job that is already waiting, but only if that job is
+certain to run after the change commits. queue_job's own ``identity_key``
+check (a search, then an insert) does not give that: under PostgreSQL's
+repeatable read, the transaction that finds the job *pending* in its
+snapshot may commit after the job has been started and has taken its own
+snapshot, and the change is then never seen by any job.
+
+Here a waiting job absorbs a change only while this transaction holds the
+job's row lock (``FOR NO KEY UPDATE``). The job runner cannot move the job
+to *enqueued* (an ``UPDATE`` of that row) before this transaction commits,
+so the job runs on a snapshot that holds the change. A job that is already
+enqueued or running, or that changed since this transaction's snapshot (a
+serialization failure, caught in a savepoint), gets a new job instead: a
+spare job costs a little work, a missing one loses an update.
+
+The jobs are built by queue_job's own ``Job`` class and written with one
+``create``, as ``with_delay`` would write them one by one.
+"""
+
+import psycopg2.errors
+
+from odoo.tools import SQL
+
+from odoo.addons.queue_job.job import Job
+
+
+def hold_pending_jobs(env, keys):
+    """Lock the pending jobs of ``keys``; return the identity keys held.
+
+    The lock lasts until the transaction ends. An empty set means that every
+    key needs a job of its own.
+    """
+    if not keys:
+        return set()
+    env["queue.job"].flush_model(["identity_key", "state"])
+    try:
+        with env.cr.savepoint(flush=False):
+            env.cr.execute(
+                SQL(
+                    "SELECT identity_key FROM queue_job"
+                    " WHERE identity_key = ANY(%s) AND state = 'pending'"
+                    " ORDER BY id FOR NO KEY UPDATE",
+                    sorted(set(keys)),
+                )
+            )
+            return {row[0] for row in env.cr.fetchall()}
+    except psycopg2.errors.SerializationFailure:
+        # a job changed since our snapshot (the runner took it): new jobs
+        return set()
+
+
+def running_keys(env, keys):
+    """The identity keys among ``keys`` whose job is enqueued or running."""
+    if not keys:
+        return set()
+    env.cr.execute(
+        SQL(
+            "SELECT DISTINCT identity_key FROM queue_job"
+            " WHERE identity_key = ANY(%s) AND state IN ('enqueued', 'started')",
+            sorted(set(keys)),
+        )
+    )
+    return {row[0] for row in env.cr.fetchall()}
+
+
+def store_jobs(env, specs, running_eta=None):
+    """Create the jobs of ``specs`` that no held pending job covers.
+
+    ``specs``: ``(method, kwargs, identity_key, description, eta)`` tuples,
+    ``method`` a bound method of a recordset. ``running_eta``, when given,
+    is the eta of a job created while the key's job is running (the burst
+    throttle of pushes). Returns the new ``Job`` objects.
+    """
+    specs = list(specs)
+    held = hold_pending_jobs(env, [spec[2] for spec in specs])
+    todo = [spec for spec in specs if spec[2] not in held]
+    running = running_keys(env, [s[2] for s in todo]) if running_eta else set()
+    jobs = []
+    seen = set()
+    for method, kwargs, key, description, eta in todo:
+        if key in seen:
+            continue
+        seen.add(key)
+        jobs.append(
+            Job(
+                method,
+                kwargs=kwargs,
+                eta=eta or (running_eta if key in running else None),
+                identity_key=key,
+                description=description,
+            )
+        )
+    if jobs:
+        QueueJob = env["queue.job"].sudo()
+        QueueJob.with_context(_job_edit_sentinel=QueueJob.EDIT_SENTINEL).create(
+            [job._store_values(create=True) for job in jobs]
+        )
+    return jobs
