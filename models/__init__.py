@@ -5,4 +5,5 @@ from . import stock_quant
 from . import product_product
 from . import stock_picking
 from . import sync_channel_reconcile
+from . import sync_channel_inbound
 from . import sync_dashboard

@@ -228,28 +228,47 @@ class SyncEvent(models.Model):
         if not _event_logger.isEnabledFor(logging.INFO):
             return
         for event in self:
-            _event_logger.info(
-                json.dumps(
-                    {
-                        "db": self.env.cr.dbname,
-                        "event": event.id,
-                        "channel": event.channel_id.id,
-                        "direction": event.direction,
-                        "sku": event.sku,
-                        "kind": event.kind,
-                        "state": event.state,
-                        "key": event.idempotency_key,
-                        "quantity": event.quantity,
-                        "attempts": event.attempts,
-                        "latency_ms": round(event.latency_ms, 1)
-                        if event.latency_ms
-                        else None,
-                        "error": (event.error or "")[:200] or None,
-                        "ts": round(time.time(), 3),
-                    },
-                    sort_keys=True,
-                )
+            _scs_log_line(
+                self.env.cr.dbname,
+                event.id,
+                {
+                    "channel_id": event.channel_id.id,
+                    "direction": event.direction,
+                    "sku": event.sku,
+                    "kind": event.kind,
+                    "state": event.state,
+                    "idempotency_key": event.idempotency_key,
+                    "quantity": event.quantity,
+                    "attempts": event.attempts,
+                    "latency_ms": event.latency_ms,
+                    "error": event.error,
+                },
             )
+
+
+def _scs_log_line(dbname, event_id, vals):
+    _event_logger.info(
+        json.dumps(
+            {
+                "db": dbname,
+                "event": event_id,
+                "channel": vals.get("channel_id"),
+                "direction": vals.get("direction"),
+                "sku": vals.get("sku") or False,
+                "kind": vals.get("kind"),
+                "state": vals.get("state"),
+                "key": vals.get("idempotency_key"),
+                "quantity": vals.get("quantity") or 0.0,
+                "attempts": vals.get("attempts") or 0,
+                "latency_ms": round(vals["latency_ms"], 1)
+                if vals.get("latency_ms")
+                else None,
+                "error": (vals.get("error") or "")[:200] or None,
+                "ts": round(time.time(), 3),
+            },
+            sort_keys=True,
+        )
+    )
 
 
 def _jsonable(value):
@@ -267,6 +286,25 @@ def _jsonable(value):
     return value
 
 
+def _subject(key, order, levels):
+    """The subject of an inbound event: one item, else the order, else itself."""
+    if len(levels) == 1:
+        level = levels[0]
+        ref = level.sku or level.external_variant_id or level.external_id
+        if ref:
+            return f"item:{ref}"
+    if order is not None:
+        refs = {
+            line.sku or line.external_variant_id or line.external_id
+            for line in order.lines or []
+        }
+        if len(refs) == 1 and None not in refs and "" not in refs:
+            return f"item:{refs.pop()}"
+        if order.external_id:
+            return f"order:{order.external_id}"
+    return f"key:{key}"
+
+
 class SyncEventInbound(models.Model):
     """Inbound half of the event log: record a webhook, apply it in a job."""
 
@@ -276,75 +314,121 @@ class SyncEventInbound(models.Model):
         "Normalised Event", readonly=True, help="What the job applies (JSON)."
     )
 
+    subject = fields.Char(
+        readonly=True,
+        help="What the event is about, for the job that applies it: the SKU "
+        "(or the channel's item id) when the event concerns one item, else "
+        "the external order. One job per channel and subject applies the "
+        "subject's queued events in their order.",
+    )
+
+    _queued_subject_idx = models.Index(
+        "(channel_id, subject) WHERE state = 'queued' AND direction = 'in'"
+    )
+
     @api.model
     def _scs_record_inbound(
         self, channel, parsed, body, topic, received_ts=None, enqueue=True
     ):
         """Insert one row per parsed event; duplicates are answered, not stored.
 
-        The unique index on (channel, direction, key) is the arbiter: a
-        concurrent delivery of the same event blocks on it until the first
-        commits, then fails inside its savepoint and is reported duplicate.
+        Each row is one ``INSERT ... ON CONFLICT DO NOTHING`` on the unique
+        index (channel, direction, key): a redelivery inserts nothing, and a
+        concurrent delivery of the same event waits for the first to commit,
+        then inserts nothing (under repeatable read PostgreSQL reports that
+        as a serialization failure, caught in a savepoint). The webhook
+        route runs this on every delivery, so it stays at a few statements:
+        the ORM's ``create`` would cost more than the rest of the request.
+
+        New events to apply get a job per channel and subject (see
+        ``job_store``), unless ``enqueue`` is false (the caller applies them).
         """
         received_ts = received_ts or time.time()
         raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         out = []
+        subjects = {}
+        self.flush_model()
         for item in parsed:
-            key = str(item.idempotency_key or "")[:255]
-            if not key:
-                raise ValueError("event without idempotency key")
-            kind = item.kind if item.kind in dict(KINDS) else "ignored"
-            order = item.order
-            levels = item.levels or []
-            vals = {
-                "direction": "in",
-                "channel_id": channel.id,
-                "kind": kind,
-                "idempotency_key": key,
-                "external_ref": order.external_id
-                if order
-                else (levels[0].sku if levels else False),
-                "sku": levels[0].sku if len(levels) == 1 else False,
-                "quantity": levels[0].quantity if len(levels) == 1 else 0.0,
-                "payload": raw[:65536],
-                "data": json.dumps(
-                    {
-                        "topic": topic,
-                        "order": _jsonable(order),
-                        "levels": _jsonable(levels),
-                    }
-                ),
-                "event_ts": to_timestamp(item.event_time) or 0.0,
-                "change_ts": received_ts,
-                "enqueue_ts": time.time(),
-                "state": "queued" if kind in APPLY_KINDS else "skipped",
-            }
-            # the common redelivery is answered by an index lookup; the unique
-            # index still arbitrates two deliveries racing each other
-            self.env.cr.execute(
-                SQL(
-                    "SELECT 1 FROM sync_event WHERE channel_id = %s"
-                    " AND direction = 'in' AND idempotency_key = %s",
-                    channel.id,
-                    key,
+            vals = self._scs_inbound_vals(channel, item, raw, topic, received_ts)
+            event_id = self._scs_insert_inbound(vals)
+            if not event_id:
+                out.append(
+                    {"key": vals["idempotency_key"], "state": "duplicate", "new": False}
                 )
+                continue
+            _scs_log_line(self.env.cr.dbname, event_id, vals)
+            if vals["state"] == "queued":
+                subjects.setdefault(vals["subject"], vals)
+            out.append(
+                {
+                    "key": vals["idempotency_key"],
+                    "state": vals["state"],
+                    "new": True,
+                    "id": event_id,
+                }
             )
-            if self.env.cr.fetchone():
-                out.append({"key": key, "state": "duplicate", "new": False})
-                continue
-            try:
-                with self.env.cr.savepoint():
-                    event = self.sudo().create(vals)
-            except psycopg2.errors.UniqueViolation:
-                out.append({"key": key, "state": "duplicate", "new": False})
-                continue
-            if kind in APPLY_KINDS and enqueue:
-                event.with_delay(
-                    identity_key=f"stock_channel_sync.in.{event.id}",
-                    description=f"Apply {kind} {event.external_ref or key}",
-                )._scs_job_apply()
-            out.append({"key": key, "state": event.state, "new": True})
+        if enqueue and subjects:
+            channel._scs_enqueue_inbound(list(subjects.values()))
         return out
+
+    @api.model
+    def _scs_inbound_vals(self, channel, item, raw, topic, received_ts):
+        key = str(item.idempotency_key or "")[:255]
+        if not key:
+            raise ValueError("event without idempotency key")
+        kind = item.kind if item.kind in dict(KINDS) else "ignored"
+        order = item.order
+        levels = item.levels or []
+        return {
+            "direction": "in",
+            "channel_id": channel.id,
+            "company_id": channel.company_id.id,
+            "kind": kind,
+            "idempotency_key": key,
+            "external_ref": order.external_id
+            if order
+            else (levels[0].sku if levels else False),
+            "sku": levels[0].sku if len(levels) == 1 else False,
+            "quantity": levels[0].quantity if len(levels) == 1 else 0.0,
+            "payload": raw[:65536],
+            "data": json.dumps(
+                {
+                    "topic": topic,
+                    "order": _jsonable(order),
+                    "levels": _jsonable(levels),
+                }
+            ),
+            "event_ts": to_timestamp(item.event_time) or 0.0,
+            "change_ts": received_ts,
+            "enqueue_ts": time.time(),
+            "state": "queued" if kind in APPLY_KINDS else "skipped",
+            "subject": _subject(key, order, levels)[:255],
+        }
+
+    @api.model
+    def _scs_insert_inbound(self, vals):
+        """Insert one inbound event; its id, or None when the key is taken."""
+        columns = list(vals)
+        query = SQL(
+            "INSERT INTO sync_event (%s, create_uid, write_uid, create_date,"
+            " write_date) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (channel_id, direction, idempotency_key) DO NOTHING"
+            " RETURNING id",
+            SQL(", ").join(SQL.identifier(column) for column in columns),
+            SQL(", ").join(vals[column] for column in columns),
+            self.env.uid,
+            self.env.uid,
+            self.env.cr.now(),
+            self.env.cr.now(),
+        )
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(query)
+                row = self.env.cr.fetchone()
+        except psycopg2.errors.SerializationFailure:
+            # a concurrent delivery of the same event committed first
+            return None
+        return row[0] if row else None
 
     # -- the apply job --
     def _scs_job_apply(self):
@@ -360,6 +444,32 @@ class SyncEventInbound(models.Model):
             return event._scs_apply_inventory(data.get("levels") or [])
         event._scs_set_state("skipped", reason=_("nothing to apply"))
         return "skipped"
+
+    def _scs_superseded_levels(self):
+        """``{event: newer event}``: item levels that a later level overrides.
+
+        ``self`` is sorted oldest first and shares one subject. Only the
+        newest level of an item is worth applying; the older ones would be
+        stale the moment it is applied, so they are recorded stale at once.
+        """
+        levels = [
+            e
+            for e in self
+            if e.kind == "inventory" and (e.subject or "").startswith("item:")
+        ]
+        return {event: levels[-1] for event in levels[:-1]}
+
+    def _scs_hand_over(self, error):
+        """This event failed on its own: give it a job with retries and hook."""
+        self.ensure_one()
+        self._scs_set_state(
+            "failed", error=str(error)[:2000], attempts=self.attempts + 1
+        )
+        self.with_delay(
+            eta=2,
+            identity_key=f"stock_channel_sync.in.{self.id}",
+            description=f"Retry {self.kind} {self.external_ref or ''}",
+        )._scs_job_apply()
 
     def _scs_on_apply_failed(self, exc_name=None, exc_message=None, **kw):
         for event in self.sudo():

@@ -9,6 +9,7 @@ import random
 import threading
 import time
 import uuid
+from unittest.mock import patch
 
 import requests
 
@@ -16,6 +17,7 @@ from odoo import fields
 from odoo.tests import HttpCase, tagged
 
 from ..lib import signatures
+from ..models.sync_event import SyncEventInbound
 from .common import SyncCaseMixin
 
 try:
@@ -162,7 +164,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             [("idempotency_key", "=", "msg_order_g1")]
         )
         self.assertEqual(event.state, "queued")
-        self.assertEqual(len(self.sync_jobs("_scs_job_apply")), 1)
+        self.assertEqual(len(self.sync_jobs("_scs_job_apply_inbound")), 1)
         # redelivery of the same event: 200, nothing more
         again = self.post_generic(payload, msg_id="msg_order_g1")
         self.assertEqual(again.status_code, 200)
@@ -450,7 +452,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                 "data": {"sku": "SCS-MUG", "quantity": qty},
             }
             self.assertEqual(self.post_generic(payload).status_code, 200)
-            self.run_jobs("_scs_job_apply")
+            self.run_jobs("_scs_job_apply_inbound")
             self.discard_jobs()
         self.b_generic.invalidate_recordset()
         self.assertEqual(self.b_generic.last_seen_qty, levels[-1][1])
@@ -524,7 +526,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(
             self.post_generic(self.order_payload("G-OVER", qty=5)).status_code, 200
         )
-        self.run_jobs("_scs_job_apply")
+        self.run_jobs("_scs_job_apply_inbound")
         oversell = self.env["sync.event"].search([("kind", "=", "oversell")])
         self.assertEqual(len(oversell), 1)
         self.generic.invalidate_recordset()
@@ -559,7 +561,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             "data": {"sku": "SCS-MUG", "quantity": 10},
         }
         self.post_generic(echo)
-        self.run_jobs("_scs_job_apply")
+        self.run_jobs("_scs_job_apply_inbound")
         self.assertEqual(len(sim.requests), pushes, "our own echo is ignored")
         edit = dict(
             echo,
@@ -570,7 +572,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         sim.set_stock("SCS-MUG", 3)
         self.post_generic(edit)
-        self.run_jobs("_scs_job_apply")
+        self.run_jobs("_scs_job_apply_inbound")
         self.assertEqual(sim.quantity("SCS-MUG"), 10, "Odoo's number is pushed back")
         correction = self.env["sync.event"].search(
             [("kind", "=", "correction"), ("binding_id", "=", self.b_generic.id)]
@@ -582,3 +584,166 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             limit=1,
         )
         self.assertIn("edit on the channel", applied.reason)
+
+    # -- one apply job per channel and subject ---------------------------------
+    def apply_jobs(self):
+        return self.sync_jobs("_scs_job_apply_inbound")
+
+    def test_events_of_one_item_share_one_job(self):
+        """A burst of webhooks about one SKU costs one job; the newest level
+        wins and every order is reserved."""
+        base = fields.Datetime.now()
+        keys = {}
+        for sec, qty in ((1, 7), (3, 4), (2, 9)):
+            payload = {
+                "type": "inventory.updated",
+                "timestamp": fields.Datetime.to_string(
+                    fields.Datetime.add(base, seconds=sec)
+                ),
+                "data": {"sku": "SCS-MUG", "quantity": qty},
+            }
+            keys[sec] = f"msg_level_{sec}"
+            res = self.post_generic(payload, msg_id=keys[sec])
+            self.assertEqual(res.status_code, 200, res.text)
+        for n in range(3):
+            res = self.post_generic(self.order_payload(f"G-BURST-{n}", qty=1))
+            self.assertEqual(res.status_code, 200, res.text)
+        jobs = self.apply_jobs()
+        self.assertEqual(len(jobs), 1, "six webhooks about one SKU, one job")
+        self.assertEqual(
+            jobs.identity_key, f"stock_channel_sync.in.{self.generic.id}.item:SCS-MUG"
+        )
+        self.assertEqual(jobs.records, self.generic)
+        free = self.product_a.free_qty
+        self.run_jobs("_scs_job_apply_inbound")
+        self.env.invalidate_all()
+        self.assertEqual(self.b_generic.last_seen_qty, 4, "the level of second 3")
+        Event = self.env["sync.event"]
+        states = {
+            sec: Event.search([("idempotency_key", "=", key)]).state
+            for sec, key in keys.items()
+        }
+        self.assertEqual(states, {1: "stale", 2: "stale", 3: "applied"})
+        self.assertIn(
+            "superseded", Event.search([("idempotency_key", "=", keys[1])]).reason
+        )
+        for n in range(3):
+            self.assertEqual(len(self.reservations(self.generic, f"G-BURST-{n}")), 1)
+        self.assertEqual(self.product_a.free_qty, free - 3)
+        self.assertFalse(
+            Event.search_count(
+                [("channel_id", "=", self.generic.id), ("state", "=", "queued")]
+            )
+        )
+
+    def test_out_of_order_in_one_job(self):
+        """Shuffled events of many orders, applied by one job: each order ends
+        as its newest event says."""
+        rng = random.Random(2026)
+        base = fields.Datetime.now()
+        deliveries, expected = [], {}
+        for example in range(8):
+            order_id = f"G-BATCH-{example}"
+            steps = [("order.created", 1), ("order.paid", 2), ("order.cancelled", 3)]
+            if example % 2:
+                steps.append(("order.paid", 4))
+            expected[order_id] = max(steps, key=lambda s: s[1])[0] != "order.cancelled"
+            for event, sec in steps:
+                ts = fields.Datetime.add(base, seconds=sec + example * 10)
+                deliveries.append(
+                    self.order_payload(order_id, event=event, ts=ts, qty=1)
+                )
+        rng.shuffle(deliveries)
+        for payload in deliveries:
+            self.assertEqual(self.post_generic(payload).status_code, 200)
+        self.assertEqual(len(self.apply_jobs()), 1)
+        self.run_jobs()
+        for order_id, is_open in expected.items():
+            self.assertEqual(
+                len(self.reservations(self.generic, order_id)), int(is_open), order_id
+            )
+
+    def test_job_taken_by_the_runner_gets_no_new_event(self):
+        """An event never joins a job the runner has already taken (it may
+        have read the database already): it gets a job of its own."""
+        self.assertEqual(
+            self.post_generic(self.order_payload("G-TAKEN-1")).status_code, 200
+        )
+        first = self.apply_jobs()
+        self.assertEqual(len(first), 1)
+        for state in ("enqueued", "started"):
+            self.env.cr.execute(
+                "UPDATE queue_job SET state = %s WHERE state = 'pending'"
+                " AND method_name = '_scs_job_apply_inbound'",
+                (state,),
+            )
+            self.env.invalidate_all()
+            res = self.post_generic(self.order_payload(f"G-TAKEN-{state}"))
+            self.assertEqual(res.status_code, 200)
+            self.assertEqual(len(self.apply_jobs()), 1, f"a new job beside {state}")
+        self.assertEqual(
+            self.env["queue.job"].search_count(
+                [("method_name", "=", "_scs_job_apply_inbound")]
+            ),
+            3,
+        )
+        # while a job is pending, further events join it
+        self.post_generic(self.order_payload("G-TAKEN-joins"))
+        self.assertEqual(len(self.apply_jobs()), 1)
+
+    def test_failing_event_is_handed_over_the_others_applied(self):
+        original = SyncEventInbound._scs_reserve
+
+        def reserve(event, channel, order_id, known):
+            if order_id == "G-BAD":
+                raise ValueError("warehouse on fire")
+            return original(event, channel, order_id, known)
+
+        for order_id in ("G-GOOD-1", "G-BAD", "G-GOOD-2"):
+            self.post_generic(self.order_payload(order_id), msg_id=f"msg_{order_id}")
+        with patch.object(SyncEventInbound, "_scs_reserve", reserve):
+            self.run_jobs("_scs_job_apply_inbound")
+        Event = self.env["sync.event"]
+        bad = Event.search([("idempotency_key", "=", "msg_G-BAD")])
+        self.assertEqual(bad.state, "failed")
+        self.assertIn("warehouse on fire", bad.error)
+        self.assertEqual(bad.attempts, 1)
+        self.assertEqual(len(self.reservations(self.generic, "G-GOOD-1")), 1)
+        self.assertEqual(len(self.reservations(self.generic, "G-GOOD-2")), 1)
+        self.assertFalse(self.reservations(self.generic, "G-BAD"))
+        retry = self.sync_jobs("_scs_job_apply")
+        self.assertEqual(retry.records, bad)
+        self.assertEqual(retry.identity_key, f"stock_channel_sync.in.{bad.id}")
+        self.run_jobs("_scs_job_apply")
+        self.assertEqual(bad.state, "applied")
+        self.assertEqual(len(self.reservations(self.generic, "G-BAD")), 1)
+
+    def test_failed_apply_job_leaves_dead_letters_not_queued_events(self):
+        self.post_generic(self.order_payload("G-DEAD"), msg_id="msg_dead")
+        self.post_generic(
+            self.order_payload("G-ALIVE", sku="SCS-OTHER"), msg_id="msg_alive"
+        )
+        dead_job = self.apply_jobs().filtered(
+            lambda j: j.identity_key.endswith("item:SCS-MUG")
+        )
+        self.env.cr.execute(
+            "UPDATE queue_job SET state = 'failed' WHERE id = %s", (dead_job.id,)
+        )
+        self.env.invalidate_all()
+        self.generic._scs_on_apply_inbound_failed(
+            exc_name="OperationalError", exc_message="database went away"
+        )
+        Event = self.env["sync.event"]
+        dead = Event.search([("idempotency_key", "=", "msg_dead")])
+        self.assertEqual(dead.state, "dead")
+        self.assertEqual(dead.error, "database went away")
+        self.assertEqual(
+            Event.search([("idempotency_key", "=", "msg_alive")]).state,
+            "queued",
+            "an event whose job still waits is left to it",
+        )
+        self.assertTrue(
+            self.env["mail.activity"].search(
+                [("res_model", "=", "sync.channel"), ("res_id", "=", self.generic.id)]
+            )
+        )
