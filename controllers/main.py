@@ -41,17 +41,6 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 WEBHOOK_TYPES = ("generic", "shopify", "woocommerce")
 
 
-#: the channel fields the intake reads (fetched in one query)
-INTAKE_FIELDS = [
-    "channel_type",
-    "company_id",
-    "name",
-    "webhook_secret",
-    "webhook_secret_previous",
-    "webhook_secret_previous_expiry",
-    "webhook_public_key",
-    "webhook_tolerance",
-]
 _PARSERS = {}
 
 
@@ -93,17 +82,9 @@ class WebhookController(http.Controller):
         httprequest = request.httprequest
         if (httprequest.content_length or 0) > limit:
             return _answer(413, error=f"body larger than {limit} bytes")
-        # one query: only what the intake needs, not the whole channel
-        channel = (
-            env["sync.channel"]
-            .sudo()
-            .search_fetch(
-                [("webhook_token", "=", token), ("active", "=", True)],
-                INTAKE_FIELDS,
-                limit=1,
-            )
-        )
-        if not channel or channel.channel_type not in WEBHOOK_TYPES:
+        # the channels' webhook settings are cached per worker: no query
+        conf = env["sync.channel"]._scs_webhook_channels().get(token)
+        if not conf or conf["channel_type"] not in WEBHOOK_TYPES:
             return _answer(404, error="unknown channel")
         httprequest.max_content_length = limit
         try:
@@ -114,30 +95,36 @@ class WebhookController(http.Controller):
             return _answer(413, error=f"body larger than {limit} bytes")
         headers = dict(httprequest.headers)
 
-        if channel.channel_type == "woocommerce" and self._is_woocommerce_ping(
+        if conf["channel_type"] == "woocommerce" and self._is_woocommerce_ping(
             httprequest, headers
         ):
             # WooCommerce's unsigned creation ping: answer 200, touch nothing
             return _answer(200, status="ping")
         try:
-            self._verify(channel, headers, body, started)
+            self._verify(conf, headers, body, started)
         except signatures.SignatureError as err:
-            _logger.info("webhook refused for channel %s: %s", channel.id, err)
+            _logger.info("webhook refused for channel %s: %s", conf["id"], err)
             return _answer(401, error=str(err))
 
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, ValueError) as err:
             return _answer(400, error=f"body is not JSON: {err}")
-        topic = self._topic(channel, headers, payload)
+        topic = self._topic(conf["channel_type"], headers, payload)
         try:
-            parsed = _parser(channel.channel_type).parse_webhook(
+            parsed = _parser(conf["channel_type"]).parse_webhook(
                 topic, payload, headers
             )
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             return _answer(400, error=f"payload does not fit topic {topic!r}: {err}")
+        channel = env["sync.channel"].browse(conf["id"])
         events = env["sync.event"]._scs_record_inbound(
-            channel, parsed, body, topic, received_ts=started
+            channel,
+            parsed,
+            body,
+            topic,
+            received_ts=started,
+            company_id=conf["company_id"],
         )
         return _answer(
             200,
@@ -155,21 +142,20 @@ class WebhookController(http.Controller):
         return bool(form) and set(form.keys()) == {"webhook_id"}
 
     @staticmethod
-    def _secrets(channel):
-        channel = channel.sudo()
-        secrets = [channel.webhook_secret] if channel.webhook_secret else []
+    def _secrets(conf):
+        secrets = [conf["webhook_secret"]] if conf["webhook_secret"] else []
         if (
-            channel.webhook_secret_previous
-            and channel.webhook_secret_previous_expiry
-            and channel.webhook_secret_previous_expiry > fields.Datetime.now()
+            conf["webhook_secret_previous"]
+            and conf["webhook_secret_previous_expiry"]
+            and conf["webhook_secret_previous_expiry"] > fields.Datetime.now()
         ):
-            secrets.append(channel.webhook_secret_previous)
+            secrets.append(conf["webhook_secret_previous"])
         return secrets
 
-    def _verify(self, channel, headers, body, now):
+    def _verify(self, conf, headers, body, now):
         """Raise SignatureError unless the body is signed by the channel."""
-        secrets = self._secrets(channel)
-        kind = channel.channel_type
+        secrets = self._secrets(conf)
+        kind = conf["channel_type"]
         try:
             if kind == "shopify":
                 if not secrets:
@@ -181,9 +167,7 @@ class WebhookController(http.Controller):
                 signatures.verify_woocommerce(headers, body, secrets)
             else:
                 public_keys = (
-                    [channel.sudo().webhook_public_key]
-                    if channel.sudo().webhook_public_key
-                    else []
+                    [conf["webhook_public_key"]] if conf["webhook_public_key"] else []
                 )
                 if not secrets and not public_keys:
                     raise signatures.InvalidSignature("no webhook secret configured")
@@ -193,7 +177,7 @@ class WebhookController(http.Controller):
                     secrets=secrets,
                     public_keys=public_keys,
                     now=now,
-                    tolerance=channel.sudo().webhook_tolerance or 300,
+                    tolerance=conf["webhook_tolerance"] or 300,
                 )
         except signatures.SignatureError:
             raise
@@ -202,11 +186,11 @@ class WebhookController(http.Controller):
             raise signatures.InvalidSignature(f"cannot verify: {err}") from err
 
     @staticmethod
-    def _topic(channel, headers, payload):
+    def _topic(channel_type, headers, payload):
         lowered = {k.lower(): v for k, v in headers.items()}
-        if channel.channel_type == "shopify":
+        if channel_type == "shopify":
             return lowered.get("x-shopify-topic", "")
-        if channel.channel_type == "woocommerce":
+        if channel_type == "woocommerce":
             return lowered.get("x-wc-webhook-topic", "")
         if isinstance(payload, dict):
             return str(payload.get("type") or "")

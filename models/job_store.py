@@ -38,14 +38,17 @@ def hold_pending_jobs(env, keys):
     if not keys:
         return set()
     env["queue.job"].flush_model(["identity_key", "state"])
+    # a job enqueueing its own follow-up must not count itself as waiting
+    own = env.context.get("job_uuid") or ""
     try:
         with env.cr.savepoint(flush=False):
             env.cr.execute(
                 SQL(
                     "SELECT identity_key FROM queue_job"
                     " WHERE identity_key = ANY(%s) AND state = 'pending'"
-                    " ORDER BY id FOR NO KEY UPDATE",
+                    " AND uuid != %s ORDER BY id FOR NO KEY UPDATE",
                     sorted(set(keys)),
+                    own,
                 )
             )
             return {row[0] for row in env.cr.fetchall()}
@@ -73,8 +76,9 @@ def store_jobs(env, specs, running_eta=None):
 
     ``specs``: ``(method, kwargs, identity_key, description, eta)`` tuples,
     ``method`` a bound method of a recordset. ``running_eta``, when given,
-    is the eta of a job created while the key's job is running (the burst
-    throttle of pushes). Returns the new ``Job`` objects.
+    is the eta of a job created while the key's job is running (a burst
+    window); an ``eta`` of 0 means at once, whatever runs. Returns the new
+    ``Job`` objects.
     """
     specs = list(specs)
     held = hold_pending_jobs(env, [spec[2] for spec in specs])
@@ -90,7 +94,7 @@ def store_jobs(env, specs, running_eta=None):
             Job(
                 method,
                 kwargs=kwargs,
-                eta=eta or (running_eta if key in running else None),
+                eta=eta if eta is not None else running_eta if key in running else None,
                 identity_key=key,
                 description=description,
             )

@@ -1,27 +1,41 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-"""Applying a channel's inbound events: one job per channel and subject.
+"""Inbound side of a channel: find it from its webhook token, apply its events.
 
-The webhook route records an event and leaves it *queued*; a job keyed by
-the channel and the event's subject (the SKU when the event concerns one
-item, else the external order) applies every queued event of that subject,
-oldest first. While that job waits, further events of the subject join it
-instead of costing a job each (``job_store`` makes sure none is left
-behind). Under a flash sale the job runner therefore dispatches one job per
-busy SKU, not one per webhook, and it shares its HTTP workers with the
-webhook route.
+The webhook route records an event and leaves it *queued*; one job per
+channel applies the channel's queued events, grouped by subject (the SKU
+when an event concerns one item, else the external order) and oldest first
+within a subject. Per-SKU order and serialisation are kept inside the job,
+and across channels by the bindings' row locks; what the job key buys is
+cost. queue_job dispatches every job through an HTTP request to the same
+workers that answer webhooks (measured: about 13 ms of worker time per job
+before any work), so a job per busy SKU would spend more on dispatching
+than the webhooks cost to receive.
+
+Burst window: a channel whose apply job is running when an event arrives
+gets its next job at the next second (``stock_channel_sync.min_apply_interval``,
+1 s; 0 turns the window off). Every event meanwhile joins that pending job
+(``job_store`` makes sure no event is left behind). A quiet channel's event
+is applied at once; under a flash sale a channel costs about one job a
+second, whatever the number of webhooks.
 
 Within one run, an inventory level that a newer level of the same item
 supersedes is recorded as stale without being applied (last write wins, as
-it would be if they came one by one). Orders are all applied, one by one.
-An event whose application fails for a reason of its own goes to a job of
-its own, with the retry pattern and the dead-letter hook of event jobs; the
-others are not held back by it. Lock contention and serialization failures
-retry the whole run.
+it would be if they came one by one); orders are applied one by one. An
+event that fails for a reason of its own goes to a job of its own, with the
+retry pattern and dead-letter hook of event jobs, and does not hold back the
+others. A subject whose rows are locked by another job (or that meets a
+serialization failure) is left queued, with its later events, for a
+follow-up run a second later.
 """
+
+import math
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
 
 import psycopg2
 
-from odoo import _, models
+from odoo import _, api, models, tools
 from odoo.tools import SQL
 
 from odoo.addons.queue_job.controllers.main import PG_CONCURRENCY_ERRORS_TO_RETRY
@@ -30,41 +44,106 @@ from odoo.addons.queue_job.utils import must_run_without_delay
 
 from .job_store import store_jobs
 
+#: advisory lock class of "a run applies this channel's inbound events"
+INBOUND_LOCK = 0x5C5
 #: events applied by one run of the job; the rest go to a follow-up job
 APPLY_BATCH = 200
+#: a run starts no new subject after this many seconds (short transactions)
+APPLY_SECONDS = 5.0
+#: default burst window of a channel's apply job (seconds)
+DEFAULT_APPLY_INTERVAL = 1.0
+#: channel fields the webhook route needs; a change of one clears the cache
+WEBHOOK_FIELDS = (
+    "active",
+    "channel_type",
+    "company_id",
+    "webhook_token",
+    "webhook_secret",
+    "webhook_secret_previous",
+    "webhook_secret_previous_expiry",
+    "webhook_public_key",
+    "webhook_tolerance",
+)
 
 
 class SyncChannel(models.Model):
     _inherit = "sync.channel"
 
-    def _scs_inbound_identity(self, subject):
-        return f"stock_channel_sync.in.{self.id}.{subject}"
+    # -- the webhook route's lookup --
+    @api.model
+    @tools.ormcache()
+    def _scs_webhook_channels(self):
+        """``{token: values}`` of the active channels, cached per worker.
 
-    def _scs_enqueue_inbound(self, events_vals):
-        """One apply job per subject of ``events_vals`` (coalesced, see above)."""
+        The webhook route runs this on every delivery: one dictionary lookup
+        instead of a query, and an unknown token costs the same as a known
+        one. The cache is cleared when a channel's webhook settings change.
+        """
+        self.env.cr.execute(
+            SQL(
+                "SELECT %s FROM sync_channel"
+                " WHERE active AND webhook_token IS NOT NULL",
+                SQL(", ").join(
+                    SQL.identifier(name) for name in ("id",) + WEBHOOK_FIELDS[1:]
+                ),
+            )
+        )
+        return {row["webhook_token"]: row for row in self.env.cr.dictfetchall()}
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        channels = super().create(vals_list)
+        self.env.registry.clear_cache()
+        return channels
+
+    def write(self, vals):
+        res = super().write(vals)
+        if not set(vals).isdisjoint(WEBHOOK_FIELDS):
+            self.env.registry.clear_cache()
+        return res
+
+    def unlink(self):
+        res = super().unlink()
+        self.env.registry.clear_cache()
+        return res
+
+    # -- applying queued events --
+    def _scs_inbound_identity(self):
+        return f"stock_channel_sync.in.{self.id}"
+
+    def _scs_enqueue_inbound(self, eta=None):
+        """The channel's apply job: a new one, or the pending one (see above)."""
         self.ensure_one()
-        subjects = {}
-        for vals in events_vals:
-            subjects.setdefault(vals["subject"], vals)
         if must_run_without_delay(self.env):
-            for subject in subjects:
-                self._scs_job_apply_inbound(subject)
+            self._scs_job_apply_inbound()
             return []
+        interval = float(
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("stock_channel_sync.min_apply_interval", DEFAULT_APPLY_INTERVAL)
+        )
+        running_eta = None
+        if interval > 0:
+            # the next whole second (queue_job keeps eta to the second), so a
+            # busy channel costs about a job a second
+            running_eta = datetime.fromtimestamp(
+                math.floor(time.time()) + max(1, math.ceil(interval)), tz=timezone.utc
+            ).replace(tzinfo=None)
         return store_jobs(
             self.env,
             [
                 (
                     self._scs_job_apply_inbound,
-                    {"subject": subject},
-                    self._scs_inbound_identity(subject),
-                    f"Apply {vals['kind']} {subject} ({self.name})",
-                    None,
+                    {},
+                    self._scs_inbound_identity(),
+                    f"Apply inbound events of channel {self.id}",
+                    eta,
                 )
-                for subject, vals in subjects.items()
             ],
+            running_eta=running_eta,
         )
 
-    def _scs_queued_events(self, subject, limit=APPLY_BATCH):
+    def _scs_queued_events(self, limit=None):
         return (
             self.env["sync.event"]
             .sudo()
@@ -73,101 +152,136 @@ class SyncChannel(models.Model):
                     ("channel_id", "=", self.id),
                     ("direction", "=", "in"),
                     ("state", "=", "queued"),
-                    ("subject", "=", subject),
                 ],
                 order="event_ts, id",
                 limit=limit,
             )
         )
 
-    def _scs_job_apply_inbound(self, subject):
-        """Apply the queued inbound events of one subject, oldest first."""
+    def _scs_job_apply_inbound(self):
+        """Apply the channel's queued inbound events, per subject, oldest first."""
         self.ensure_one()
-        events = self._scs_queued_events(subject, limit=APPLY_BATCH + 1)
-        follow_up = len(events) > APPLY_BATCH
-        events = events[:APPLY_BATCH]
-        superseded = events._scs_superseded_levels()
+        events = self._scs_take_queued_events()
+        more = len(events) > APPLY_BATCH
+        groups = OrderedDict()
+        for event in events[:APPLY_BATCH]:
+            groups.setdefault(event.subject or event.idempotency_key, []).append(event)
+        counts = {"applied": 0, "stale": 0, "handed_over": 0, "waiting": 0}
+        started = time.monotonic()
+        for group in groups.values():
+            if time.monotonic() - started > APPLY_SECONDS:
+                more = True  # a short transaction; the rest in the next run
+                break
+            self._scs_apply_group(group, counts)
+        if more or counts["waiting"]:
+            # contention: a second later; a backlog: at once
+            self._scs_enqueue_inbound(eta=1 if counts["waiting"] else 0)
+        return (
+            "{applied} applied, {stale} superseded, {handed_over} handed over,"
+            " {waiting} left for a follow-up run".format(**counts)
+        )
+
+    def _scs_take_queued_events(self):
+        """The queued events this run applies, locked; one run per channel.
+
+        A run that finds another one applying the channel's events, or finds
+        that events of its snapshot were applied since, retries a second
+        later (without spending a retry) on a fresh snapshot.
+        """
+        self.env.cr.execute(
+            SQL("SELECT pg_try_advisory_xact_lock(%s, %s)", INBOUND_LOCK, self.id)
+        )
+        if not self.env.cr.fetchone()[0]:
+            raise RetryableJobError(
+                "another run applies this channel's events",
+                seconds=1,
+                ignore_retry=True,
+            )
+        events = self._scs_queued_events(limit=APPLY_BATCH + 1)
+        if events:
+            try:
+                with self.env.cr.savepoint(flush=False):
+                    self.env.cr.execute(
+                        SQL(
+                            "SELECT id FROM sync_event WHERE id = ANY(%s)"
+                            " ORDER BY id FOR NO KEY UPDATE",
+                            events.ids,
+                        )
+                    )
+            except psycopg2.errors.SerializationFailure as err:
+                raise RetryableJobError(
+                    "events applied by another run since this one started",
+                    seconds=1,
+                    ignore_retry=True,
+                ) from err
+        return events
+
+    def _scs_apply_group(self, group, counts):
+        """Apply one subject's events in order; stop the subject at contention."""
+        Event = self.env["sync.event"].sudo()
+        superseded = Event.browse([e.id for e in group])._scs_superseded_levels()
         if superseded:
             newer = next(iter(superseded.values()))
-            events.browse([event.id for event in superseded]).write(
-                {
-                    "state": "stale",
-                    "reason": _(
-                        "superseded by a newer level (%s)", newer.idempotency_key
-                    ),
-                }
-            )
-        counts = {"applied": 0, "stale": len(superseded), "handed_over": 0}
-        for event in events:
-            if event in superseded:
-                continue
+            # in a savepoint, like every write of the run: a failure never
+            # leaves the transaction aborted for the groups that follow
+            with self.env.cr.savepoint():
+                Event.browse([event.id for event in superseded]).write(
+                    {
+                        "state": "stale",
+                        "reason": _(
+                            "superseded by a newer level (%s)", newer.idempotency_key
+                        ),
+                    }
+                )
+            counts["stale"] += len(superseded)
+        todo = [event for event in group if event not in superseded]
+        for index, event in enumerate(todo):
             try:
                 with self.env.cr.savepoint():
                     event._scs_job_apply()
             except RetryableJobError:
-                raise
+                # another job holds this SKU: its events wait, in order
+                counts["waiting"] += len(todo) - index
+                return
             except psycopg2.OperationalError as err:
-                if err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
-                    raise
-                event._scs_hand_over(err)
-                counts["handed_over"] += 1
+                if err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                    event._scs_hand_over(err)
+                    counts["handed_over"] += 1
+                    continue
+                counts["waiting"] += len(todo) - index
+                return
             except Exception as err:  # noqa: BLE001 - retried by a job of its own
                 event._scs_hand_over(err)
                 counts["handed_over"] += 1
             else:
                 counts["applied"] += 1
-        if follow_up:
-            self._scs_enqueue_inbound([{"subject": subject, "kind": "events"}])
-        return (
-            "{applied} applied, {stale} superseded, {handed_over} handed over".format(
-                **counts
-            )
-            + (", more to come" if follow_up else "")
-        )
 
     def _scs_on_apply_inbound_failed(self, exc_name=None, exc_message=None, **kw):
         """queue_job ``on_fail`` hook: no queued event is left without a job.
 
-        queue_job hands the hook the error, not the job's arguments, so it
-        turns into dead letters (visible, retryable, with an activity) every
-        queued inbound event of the channel whose subject has no job waiting
-        or running any more: the failed job's events, and any orphan.
+        When the channel's apply job has failed for good and no other one is
+        waiting or running, the channel's queued inbound events become dead
+        letters (visible, retryable, with an activity for the responsible
+        user) instead of waiting for a job that will not come.
         """
         for channel in self.sudo():
             channel._scs_dead_orphans(exc_message or exc_name)
 
     def _scs_dead_orphans(self, error):
         self.ensure_one()
-        queued = self._scs_queued_events_all()
-        if not queued:
-            return queued
-        keys = {self._scs_inbound_identity(s): s for s in set(queued.mapped("subject"))}
         self.env["queue.job"].flush_model(["identity_key", "state"])
         self.env.cr.execute(
             SQL(
-                "SELECT DISTINCT identity_key FROM queue_job"
-                " WHERE identity_key = ANY(%s)"
-                " AND state IN ('wait_dependencies', 'pending', 'enqueued', 'started')",
-                list(keys),
+                "SELECT 1 FROM queue_job WHERE identity_key = %s"
+                " AND state IN ('wait_dependencies', 'pending', 'enqueued', 'started')"
+                " LIMIT 1",
+                self._scs_inbound_identity(),
             )
         )
-        live = {keys[row[0]] for row in self.env.cr.fetchall()}
-        orphans = queued.filtered(lambda e: e.subject not in live)
+        if self.env.cr.fetchone():
+            return self.env["sync.event"]
+        orphans = self._scs_queued_events()
         for event in orphans:
             event._scs_set_state("dead", error=error, attempts=event.attempts + 1)
             self._scs_notify_dead_letter(event)
         return orphans
-
-    def _scs_queued_events_all(self):
-        return (
-            self.env["sync.event"]
-            .sudo()
-            .search(
-                [
-                    ("channel_id", "=", self.id),
-                    ("direction", "=", "in"),
-                    ("state", "=", "queued"),
-                ],
-                order="event_ts, id",
-            )
-        )

@@ -316,19 +316,25 @@ class SyncEventInbound(models.Model):
 
     subject = fields.Char(
         readonly=True,
-        help="What the event is about, for the job that applies it: the SKU "
-        "(or the channel's item id) when the event concerns one item, else "
-        "the external order. One job per channel and subject applies the "
-        "subject's queued events in their order.",
+        help="What the event is about: the SKU (or the channel's item id) when "
+        "the event concerns one item, else the external order. The apply job "
+        "applies a subject's queued events in their order.",
     )
 
-    _queued_subject_idx = models.Index(
-        "(channel_id, subject) WHERE state = 'queued' AND direction = 'in'"
+    _queued_idx = models.Index(
+        "(channel_id, event_ts, id) WHERE state = 'queued' AND direction = 'in'"
     )
 
     @api.model
     def _scs_record_inbound(
-        self, channel, parsed, body, topic, received_ts=None, enqueue=True
+        self,
+        channel,
+        parsed,
+        body,
+        topic,
+        received_ts=None,
+        enqueue=True,
+        company_id=None,
     ):
         """Insert one row per parsed event; duplicates are answered, not stored.
 
@@ -340,16 +346,18 @@ class SyncEventInbound(models.Model):
         route runs this on every delivery, so it stays at a few statements:
         the ORM's ``create`` would cost more than the rest of the request.
 
-        New events to apply get a job per channel and subject (see
-        ``job_store``), unless ``enqueue`` is false (the caller applies them).
+        New events to apply get the channel's apply job (a new one or the
+        one waiting, see ``sync_channel_inbound``), unless ``enqueue`` is
+        false (the caller applies them).
         """
         received_ts = received_ts or time.time()
         raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         out = []
-        subjects = {}
+        to_apply = False
         self.flush_model()
         for item in parsed:
             vals = self._scs_inbound_vals(channel, item, raw, topic, received_ts)
+            vals["company_id"] = company_id or channel.company_id.id
             event_id = self._scs_insert_inbound(vals)
             if not event_id:
                 out.append(
@@ -357,8 +365,7 @@ class SyncEventInbound(models.Model):
                 )
                 continue
             _scs_log_line(self.env.cr.dbname, event_id, vals)
-            if vals["state"] == "queued":
-                subjects.setdefault(vals["subject"], vals)
+            to_apply = to_apply or vals["state"] == "queued"
             out.append(
                 {
                     "key": vals["idempotency_key"],
@@ -367,8 +374,8 @@ class SyncEventInbound(models.Model):
                     "id": event_id,
                 }
             )
-        if enqueue and subjects:
-            channel._scs_enqueue_inbound(list(subjects.values()))
+        if enqueue and to_apply:
+            channel._scs_enqueue_inbound()
         return out
 
     @api.model
@@ -382,7 +389,6 @@ class SyncEventInbound(models.Model):
         return {
             "direction": "in",
             "channel_id": channel.id,
-            "company_id": channel.company_id.id,
             "kind": kind,
             "idempotency_key": key,
             "external_ref": order.external_id
@@ -418,8 +424,8 @@ class SyncEventInbound(models.Model):
             SQL(", ").join(vals[column] for column in columns),
             self.env.uid,
             self.env.uid,
-            self.env.cr.now(),
-            self.env.cr.now(),
+            SQL("now() AT TIME ZONE 'UTC'"),
+            SQL("now() AT TIME ZONE 'UTC'"),
         )
         try:
             with self.env.cr.savepoint(flush=False):

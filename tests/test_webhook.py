@@ -16,6 +16,8 @@ import requests
 from odoo import fields
 from odoo.tests import HttpCase, tagged
 
+from odoo.addons.queue_job.exception import RetryableJobError
+
 from ..lib import signatures
 from ..models.sync_event import SyncEventInbound
 from .common import SyncCaseMixin
@@ -589,9 +591,9 @@ class TestWebhook(SyncCaseMixin, HttpCase):
     def apply_jobs(self):
         return self.sync_jobs("_scs_job_apply_inbound")
 
-    def test_events_of_one_item_share_one_job(self):
-        """A burst of webhooks about one SKU costs one job; the newest level
-        wins and every order is reserved."""
+    def test_events_of_a_channel_share_one_job(self):
+        """A burst of webhooks costs one job; the newest level of an item wins
+        and every order is reserved."""
         base = fields.Datetime.now()
         keys = {}
         for sec, qty in ((1, 7), (3, 4), (2, 9)):
@@ -609,10 +611,8 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             res = self.post_generic(self.order_payload(f"G-BURST-{n}", qty=1))
             self.assertEqual(res.status_code, 200, res.text)
         jobs = self.apply_jobs()
-        self.assertEqual(len(jobs), 1, "six webhooks about one SKU, one job")
-        self.assertEqual(
-            jobs.identity_key, f"stock_channel_sync.in.{self.generic.id}.item:SCS-MUG"
-        )
+        self.assertEqual(len(jobs), 1, "six webhooks, one job")
+        self.assertEqual(jobs.identity_key, f"stock_channel_sync.in.{self.generic.id}")
         self.assertEqual(jobs.records, self.generic)
         free = self.product_a.free_qty
         self.run_jobs("_scs_job_apply_inbound")
@@ -720,30 +720,64 @@ class TestWebhook(SyncCaseMixin, HttpCase):
 
     def test_failed_apply_job_leaves_dead_letters_not_queued_events(self):
         self.post_generic(self.order_payload("G-DEAD"), msg_id="msg_dead")
-        self.post_generic(
-            self.order_payload("G-ALIVE", sku="SCS-OTHER"), msg_id="msg_alive"
+        shopify_event = self.env["sync.event"].create(
+            {
+                "direction": "in",
+                "channel_id": self.shopify.id,
+                "kind": "order",
+                "idempotency_key": "shopify-queued",
+                "state": "queued",
+            }
         )
-        dead_job = self.apply_jobs().filtered(
-            lambda j: j.identity_key.endswith("item:SCS-MUG")
-        )
+        job = self.apply_jobs()
+        self.assertEqual(len(job), 1)
+        Event = self.env["sync.event"]
+        dead = Event.search([("idempotency_key", "=", "msg_dead")])
+        # while the channel's job still waits, the hook leaves its events to it
+        self.generic._scs_on_apply_inbound_failed(exc_message="database went away")
+        self.assertEqual(dead.state, "queued")
         self.env.cr.execute(
-            "UPDATE queue_job SET state = 'failed' WHERE id = %s", (dead_job.id,)
+            "UPDATE queue_job SET state = 'failed' WHERE id = %s", (job.id,)
         )
         self.env.invalidate_all()
         self.generic._scs_on_apply_inbound_failed(
             exc_name="OperationalError", exc_message="database went away"
         )
-        Event = self.env["sync.event"]
-        dead = Event.search([("idempotency_key", "=", "msg_dead")])
         self.assertEqual(dead.state, "dead")
         self.assertEqual(dead.error, "database went away")
-        self.assertEqual(
-            Event.search([("idempotency_key", "=", "msg_alive")]).state,
-            "queued",
-            "an event whose job still waits is left to it",
-        )
+        self.assertEqual(shopify_event.state, "queued", "other channels untouched")
         self.assertTrue(
             self.env["mail.activity"].search(
                 [("res_model", "=", "sync.channel"), ("res_id", "=", self.generic.id)]
             )
         )
+
+    def test_blocked_sku_waits_for_a_follow_up_run(self):
+        """Another job holds the SKU: its events stay queued, in order, for a
+        run a second later; other subjects are applied now."""
+        self.post_generic(self.order_payload("G-WAIT-1"), msg_id="msg_wait_1")
+        self.post_generic(
+            self.order_payload("G-OTHER", sku="SCS-NOPE"), msg_id="msg_other"
+        )
+        Binding = type(self.env["channel.binding"])
+        original = Binding._scs_lock
+
+        def lock(bindings):
+            if self.product_a in bindings.product_id:
+                raise RetryableJobError("locked", seconds=1, ignore_retry=True)
+            return original(bindings)
+
+        with patch.object(Binding, "_scs_lock", lock):
+            self.run_jobs("_scs_job_apply_inbound", rounds=1)
+        Event = self.env["sync.event"]
+        self.assertEqual(
+            Event.search([("idempotency_key", "=", "msg_wait_1")]).state, "queued"
+        )
+        self.assertEqual(
+            Event.search([("idempotency_key", "=", "msg_other")]).state, "attention"
+        )
+        follow_up = self.apply_jobs()
+        self.assertEqual(len(follow_up), 1)
+        self.assertTrue(follow_up.eta, "a second later")
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(len(self.reservations(self.generic, "G-WAIT-1")), 1)
