@@ -29,61 +29,65 @@ from odoo.tools import SQL
 from odoo.addons.queue_job.job import Job
 
 
-def hold_pending_jobs(env, keys):
-    """Lock the pending jobs of ``keys``; return the identity keys held.
+def hold_pending_jobs(env, keys, savepoint=True):
+    """Lock the pending jobs of ``keys``; tell which keys have a running job.
 
-    The lock lasts until the transaction ends. An empty set means that every
-    key needs a job of its own.
+    Returns ``(held, running)``: the identity keys whose pending job this
+    transaction now holds (until it ends), and those whose job is enqueued
+    or started. One statement. A serialization failure (a job changed since
+    our snapshot) means that no key is held; with ``savepoint=False`` it is
+    raised, for a caller that already runs in a savepoint of its own.
     """
     if not keys:
-        return set()
+        return set(), set()
     env["queue.job"].flush_model(["identity_key", "state"])
+    keys = sorted(set(keys))
     # a job enqueueing its own follow-up must not count itself as waiting
     own = env.context.get("job_uuid") or ""
-    try:
-        with env.cr.savepoint(flush=False):
-            env.cr.execute(
-                SQL(
-                    "SELECT identity_key FROM queue_job"
-                    " WHERE identity_key = ANY(%s) AND state = 'pending'"
-                    " AND uuid != %s ORDER BY id FOR NO KEY UPDATE",
-                    sorted(set(keys)),
-                    own,
-                )
-            )
-            return {row[0] for row in env.cr.fetchall()}
-    except psycopg2.errors.SerializationFailure:
-        # a job changed since our snapshot (the runner took it): new jobs
-        return set()
-
-
-def running_keys(env, keys):
-    """The identity keys among ``keys`` whose job is enqueued or running."""
-    if not keys:
-        return set()
-    env.cr.execute(
-        SQL(
-            "SELECT DISTINCT identity_key FROM queue_job"
-            " WHERE identity_key = ANY(%s) AND state IN ('enqueued', 'started')",
-            sorted(set(keys)),
+    query = SQL(
+        """
+        WITH held AS (
+            SELECT identity_key FROM queue_job
+             WHERE identity_key = ANY(%s) AND state = 'pending' AND uuid != %s
+             ORDER BY id FOR NO KEY UPDATE
         )
+        SELECT identity_key, 'held' FROM held
+        UNION ALL
+        SELECT identity_key, state FROM queue_job
+         WHERE identity_key = ANY(%s) AND state IN ('enqueued', 'started')
+        """,
+        keys,
+        own,
+        keys,
     )
-    return {row[0] for row in env.cr.fetchall()}
+    if savepoint:
+        try:
+            with env.cr.savepoint(flush=False):
+                env.cr.execute(query)
+                rows = env.cr.fetchall()
+        except psycopg2.errors.SerializationFailure:
+            # the runner took a job since our snapshot: new jobs
+            return set(), set(keys)
+    else:
+        env.cr.execute(query)
+        rows = env.cr.fetchall()
+    held = {key for key, state in rows if state == "held"}
+    return held, {key for key, state in rows if state != "held"}
 
 
-def store_jobs(env, specs, running_eta=None):
+def store_jobs(env, specs, running_eta=None, hold=None):
     """Create the jobs of ``specs`` that no held pending job covers.
 
     ``specs``: ``(method, kwargs, identity_key, description, eta)`` tuples,
     ``method`` a bound method of a recordset. ``running_eta``, when given,
     is the eta of a job created while the key's job is running (a burst
-    window); an ``eta`` of 0 means at once, whatever runs. Returns the new
-    ``Job`` objects.
+    window); an ``eta`` of 0 means at once, whatever runs. ``hold`` is the
+    result of ``hold_pending_jobs`` when the caller took it already.
+    Returns the new ``Job`` objects.
     """
     specs = list(specs)
-    held = hold_pending_jobs(env, [spec[2] for spec in specs])
+    held, running = hold or hold_pending_jobs(env, [spec[2] for spec in specs])
     todo = [spec for spec in specs if spec[2] not in held]
-    running = running_keys(env, [s[2] for s in todo]) if running_eta else set()
     jobs = []
     seen = set()
     for method, kwargs, key, description, eta in todo:

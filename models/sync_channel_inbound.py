@@ -28,6 +28,7 @@ serialization failure) is left queued, with its later events, for a
 follow-up run a second later.
 """
 
+import json
 import math
 import time
 from collections import OrderedDict
@@ -111,7 +112,7 @@ class SyncChannel(models.Model):
     def _scs_inbound_identity(self):
         return f"stock_channel_sync.in.{self.id}"
 
-    def _scs_enqueue_inbound(self, eta=None):
+    def _scs_enqueue_inbound(self, eta=None, hold=None):
         """The channel's apply job: a new one, or the pending one (see above)."""
         self.ensure_one()
         if must_run_without_delay(self.env):
@@ -141,6 +142,7 @@ class SyncChannel(models.Model):
                 )
             ],
             running_eta=running_eta,
+            hold=hold,
         )
 
     def _scs_queued_events(self, limit=None):
@@ -163,16 +165,27 @@ class SyncChannel(models.Model):
         self.ensure_one()
         events = self._scs_take_queued_events()
         more = len(events) > APPLY_BATCH
+        events = events[:APPLY_BATCH]
         groups = OrderedDict()
-        for event in events[:APPLY_BATCH]:
+        for event in events:
             groups.setdefault(event.subject or event.idempotency_key, []).append(event)
         counts = {"applied": 0, "stale": 0, "handed_over": 0, "waiting": 0}
+        superseded = {}
+        for group in groups.values():
+            superseded.update(
+                events.browse([e.id for e in group])._scs_superseded_levels()
+            )
+        self._scs_mark_superseded(superseded)
+        counts["stale"] = len(superseded)
+        todo = events.browse([e.id for e in events if e not in superseded])
+        bindings = self._scs_binding_index(todo)
         started = time.monotonic()
         for group in groups.values():
             if time.monotonic() - started > APPLY_SECONDS:
                 more = True  # a short transaction; the rest in the next run
                 break
-            self._scs_apply_group(group, counts)
+            group = [event for event in group if event not in superseded]
+            self._scs_apply_group(group, counts, bindings)
         if more or counts["waiting"]:
             # contention: a second later; a backlog: at once
             self._scs_enqueue_inbound(eta=1 if counts["waiting"] else 0)
@@ -180,6 +193,70 @@ class SyncChannel(models.Model):
             "{applied} applied, {stale} superseded, {handed_over} handed over,"
             " {waiting} left for a follow-up run".format(**counts)
         )
+
+    def _scs_mark_superseded(self, superseded):
+        """Record superseded levels as stale, in one write."""
+        if not superseded:
+            return
+        # in a savepoint, like every write of the run: a failure never
+        # leaves the transaction aborted
+        with self.env.cr.savepoint():
+            self.env["sync.event"].sudo().browse([e.id for e in superseded]).write(
+                {
+                    "state": "stale",
+                    "reason": _(
+                        "superseded by a newer level of the same item, applied"
+                        " in the same run"
+                    ),
+                }
+            )
+
+    def _scs_binding_index(self, events):
+        """``{(field, value): binding id}`` for every item the events name.
+
+        One query for the whole run instead of one or two per event; the
+        apply code still searches an item this index does not know.
+        """
+        skus, refs = set(), set()
+        for event in events:
+            data = json.loads(event.data or "{}")
+            items = list(data.get("levels") or [])
+            items += list((data.get("order") or {}).get("lines") or [])
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                if item.get("sku"):
+                    skus.add(str(item["sku"]))
+                for key in ("external_id", "external_variant_id"):
+                    if item.get(key):
+                        refs.add(str(item[key]))
+        if not skus and not refs:
+            return {}
+        bindings = (
+            self.env["channel.binding"]
+            .sudo()
+            .search_fetch(
+                [
+                    ("channel_id", "=", self.id),
+                    "|",
+                    "|",
+                    ("sku", "in", list(skus)),
+                    ("external_id", "in", list(refs)),
+                    ("external_variant_id", "in", list(refs)),
+                ],
+                ["sku", "external_id", "external_variant_id"],
+            )
+        )
+        index = {}
+        for binding in bindings:
+            for field, value in (
+                ("ref", binding.external_variant_id),
+                ("ref", binding.external_id),
+                ("sku", binding.sku),
+            ):
+                if value:
+                    index.setdefault((field, value), binding.id)
+        return index
 
     def _scs_take_queued_events(self):
         """The queued events this run applies, locked; one run per channel.
@@ -216,29 +293,12 @@ class SyncChannel(models.Model):
                 ) from err
         return events
 
-    def _scs_apply_group(self, group, counts):
+    def _scs_apply_group(self, todo, counts, bindings=None):
         """Apply one subject's events in order; stop the subject at contention."""
-        Event = self.env["sync.event"].sudo()
-        superseded = Event.browse([e.id for e in group])._scs_superseded_levels()
-        if superseded:
-            newer = next(iter(superseded.values()))
-            # in a savepoint, like every write of the run: a failure never
-            # leaves the transaction aborted for the groups that follow
-            with self.env.cr.savepoint():
-                Event.browse([event.id for event in superseded]).write(
-                    {
-                        "state": "stale",
-                        "reason": _(
-                            "superseded by a newer level (%s)", newer.idempotency_key
-                        ),
-                    }
-                )
-            counts["stale"] += len(superseded)
-        todo = [event for event in group if event not in superseded]
         for index, event in enumerate(todo):
             try:
                 with self.env.cr.savepoint():
-                    event._scs_job_apply()
+                    event._scs_job_apply(bindings=bindings)
             except RetryableJobError:
                 # another job holds this SKU: its events wait, in order
                 counts["waiting"] += len(todo) - index
