@@ -125,6 +125,7 @@ class WebhookController(http.Controller):
             topic,
             received_ts=started,
             company_id=conf["company_id"],
+            own_transaction=True,
         )
         return _answer(
             200,

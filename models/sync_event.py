@@ -64,6 +64,35 @@ FINAL_STATES = ("applied", "stale", "duplicate", "skipped", "discarded")
 APPLY_KINDS = ("order", "cancel", "inventory")
 
 
+#: what the webhook route writes of an inbound event, in one INSERT
+INSERT_COLUMNS = (
+    "direction",
+    "channel_id",
+    "company_id",
+    "kind",
+    "idempotency_key",
+    "external_ref",
+    "sku",
+    "quantity",
+    "payload",
+    "data",
+    "event_ts",
+    "change_ts",
+    "enqueue_ts",
+    "state",
+    "subject",
+)
+INSERT_INBOUND = (
+    "INSERT INTO sync_event ("
+    + ", ".join(INSERT_COLUMNS)
+    + ", create_uid, write_uid, create_date, write_date) VALUES ("
+    + ", ".join(["%s"] * len(INSERT_COLUMNS))
+    + ", %s, %s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')"
+    " ON CONFLICT (channel_id, direction, idempotency_key) DO NOTHING"
+    " RETURNING id"
+)
+
+
 class SyncEvent(models.Model):
     _name = "sync.event"
     _description = "Stock Sync Event"
@@ -340,6 +369,7 @@ class SyncEventInbound(models.Model):
         received_ts=None,
         enqueue=True,
         company_id=None,
+        own_transaction=False,
     ):
         """Insert one row per parsed event; duplicates are answered, not stored.
 
@@ -347,38 +377,55 @@ class SyncEventInbound(models.Model):
         index (channel, direction, key): a redelivery inserts nothing, and a
         concurrent delivery of the same event waits for the first to commit,
         then inserts nothing (under repeatable read PostgreSQL reports that
-        as a serialization failure, caught in a savepoint). The webhook
-        route runs this on every delivery,
-        so it stays at a few statements: the ORM's ``create`` would cost
-        more than the rest of the request.
+        as a serialization failure, see ``own_transaction``). The webhook
+        route runs this on every delivery, so it stays at a few statements:
+        the ORM's ``create`` would cost more than the rest of the request.
 
         New events to apply get the channel's apply job (a new one or the
         one waiting, see ``sync_channel_inbound``), unless ``enqueue`` is
         false (the caller applies them).
+
+        ``own_transaction``: the caller's transaction holds nothing else (the
+        webhook route). A serialization failure then rolls it back and
+        starts again, which saves the two savepoint statements per event.
         """
         received_ts = received_ts or time.time()
         raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        out = []
-        to_apply = False
-        hold = None
-        self.flush_model()
+        rows = []
         for item in parsed:
             vals = self._scs_inbound_vals(channel, item, raw, topic, received_ts)
             vals["company_id"] = company_id or channel.company_id.id
-            # the first event to apply also takes the channel's waiting job
-            # (in the same savepoint: one round trip less per webhook)
-            hold_keys = (
-                [channel._scs_inbound_identity()]
-                if enqueue and hold is None and vals["state"] == "queued"
-                else None
-            )
-            event_id, taken = self._scs_insert_inbound(vals, hold_keys)
+            rows.append(vals)
+        hold_key = (
+            channel._scs_inbound_identity()
+            if enqueue and any(vals["state"] == "queued" for vals in rows)
+            else None
+        )
+        self.flush_model()
+        if own_transaction:
+            for attempt in range(1, 4):
+                try:
+                    ids, hold = self._scs_insert_inbound(rows, hold_key, False)
+                    break
+                except psycopg2.errors.SerializationFailure:
+                    # a concurrent delivery of the same event committed
+                    # first, or the job runner took the channel's waiting
+                    # job since our snapshot (about once a second under
+                    # load): start again on a fresh snapshot, at once (Odoo's
+                    # retry of the whole request would sleep up to 2 s)
+                    if attempt == 3:
+                        raise
+                    self.env.cr.rollback()
+        else:
+            ids, hold = self._scs_insert_inbound(rows, hold_key, True)
+        out = []
+        to_apply = False
+        for vals, event_id in zip(rows, ids, strict=True):
             if not event_id:
                 out.append(
                     {"key": vals["idempotency_key"], "state": "duplicate", "new": False}
                 )
                 continue
-            hold = hold or taken
             _scs_log_line(self.env.cr.dbname, event_id, vals)
             to_apply = to_apply or vals["state"] == "queued"
             out.append(
@@ -389,7 +436,7 @@ class SyncEventInbound(models.Model):
                     "id": event_id,
                 }
             )
-        if enqueue and to_apply:
+        if to_apply and hold_key:
             channel._scs_enqueue_inbound(hold=hold)
         return out
 
@@ -427,42 +474,43 @@ class SyncEventInbound(models.Model):
         }
 
     @api.model
-    def _scs_insert_inbound(self, vals, hold_keys=None):
-        """Insert one inbound event: ``(id or None when the key is taken, hold)``.
+    def _scs_insert_inbound(self, rows, hold_key=None, savepoints=True):
+        """Insert inbound events: ``([id, or None when the key is taken], hold)``.
 
-        With ``hold_keys``, a new event also takes those waiting jobs (see
-        ``job_store.hold_pending_jobs``).
+        ``hold_key`` first takes the channel's waiting apply job (see
+        ``job_store.hold_pending_jobs``); ``hold`` is what that found. With
+        ``savepoints``, each serialization failure is absorbed here (the
+        event is a duplicate; the job is not held); without, it is raised
+        and nothing is left half done in a transaction the caller owns.
         """
-        columns = list(vals)
-        query = SQL(
-            "INSERT INTO sync_event (%s, create_uid, write_uid, create_date,"
-            " write_date) VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT (channel_id, direction, idempotency_key) DO NOTHING"
-            " RETURNING id",
-            SQL(", ").join(SQL.identifier(column) for column in columns),
-            SQL(", ").join(vals[column] for column in columns),
-            self.env.uid,
-            self.env.uid,
-            SQL("now() AT TIME ZONE 'UTC'"),
-            SQL("now() AT TIME ZONE 'UTC'"),
-        )
         hold = None
-        try:
-            with self.env.cr.savepoint(flush=False):
+        if hold_key:
+            hold = hold_pending_jobs(self.env, [hold_key], savepoint=savepoints)
+        ids = []
+        for vals in rows:
+            query = SQL(
+                INSERT_INBOUND,
+                # the ORM's False is SQL's NULL (PostgreSQL would store the
+                # text 'false' in a varchar column)
+                *(
+                    None if vals[column] is False else vals[column]
+                    for column in INSERT_COLUMNS
+                ),
+                self.env.uid,
+                self.env.uid,
+            )
+            if not savepoints:
                 self.env.cr.execute(query)
                 row = self.env.cr.fetchone()
-                if row and hold_keys:
-                    hold = hold_pending_jobs(self.env, hold_keys, savepoint=False)
-        except psycopg2.errors.SerializationFailure:
-            # A concurrent delivery of the same event committed first, or the
-            # job runner took the waiting job since our snapshot (measured:
-            # about once a second under load). Handled here: Odoo's retry of
-            # the whole request would sleep up to two seconds in the worker.
-            if not hold_keys:
-                return None, None
-            event_id = self._scs_insert_inbound(vals)[0]
-            return event_id, (set(), set(hold_keys))
-        return (row[0] if row else None), hold
+            else:
+                try:
+                    with self.env.cr.savepoint(flush=False):
+                        self.env.cr.execute(query)
+                        row = self.env.cr.fetchone()
+                except psycopg2.errors.SerializationFailure:
+                    row = None  # a concurrent delivery committed it first
+            ids.append(row[0] if row else None)
+        return ids, hold
 
     # -- the apply job --
     def _scs_job_apply(self, bindings=None):

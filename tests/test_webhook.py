@@ -166,6 +166,9 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             [("idempotency_key", "=", "msg_order_g1")]
         )
         self.assertEqual(event.state, "queued")
+        self.assertEqual(event.external_ref, "G-1")
+        self.env.cr.execute("SELECT sku FROM sync_event WHERE id = %s", (event.id,))
+        self.assertIsNone(self.env.cr.fetchone()[0], "an order names no single SKU")
         self.assertEqual(len(self.sync_jobs("_scs_job_apply_inbound")), 1)
         # redelivery of the same event: 200, nothing more
         again = self.post_generic(payload, msg_id="msg_order_g1")
