@@ -10,7 +10,8 @@ this process, over loopback, and prints in one run:
    (bare, ours, bare, ours...); the ratio of accepted webhooks per second
    (ours / bare) and both p99s. Goal: ratio >= 0.7, p99 < 100 ms.
    Our route receives distinct, freshly signed ``inventory.updated`` events
-   (each one is recorded and enqueues an apply job, none reserves stock);
+   (each one is recorded and applied by the channel's apply job, which a
+   burst shares; none reserves stock);
    ``--mixed`` adds a run where every other event is a one-unit
    ``order.created`` (which reserves stock in its job);
 2. 10,000 duplicate deliveries (100 orders, each delivered 100 times with the
@@ -299,7 +300,7 @@ def throughput(registry, args, hooks, prefix):
     print(
         "  our route: POST /stock_channel_sync/webhook/<token>, distinct signed"
         f" inventory.updated events over {len(hooks.skus)} bound SKUs (recorded,"
-        " one apply job each, no reservation)"
+        " applied by the channel's apply job, no reservation)"
     )
     bare_req = ("GET", BARE_PATH, None, {})
     counter = itertools.count()
