@@ -184,7 +184,17 @@ def delivery_cost(registry, warehouse_id, product_ids, channel_ids, reps):
     return timings
 
 
-def burst(registry, sims, warehouse_id, product_id, sku, changes, threads, per_commit):
+def burst(
+    registry,
+    sims,
+    warehouse_id,
+    product_id,
+    sku,
+    changes,
+    threads,
+    per_commit,
+    processes=False,
+):
     """``changes`` stock changes on one SKU from several threads.
 
     Each thread commits every ``per_commit`` changes, so 1,000 changes fit in
@@ -218,7 +228,7 @@ def burst(registry, sims, warehouse_id, product_id, sku, changes, threads, per_c
 
     from psycopg2 import errors as pg_errors
 
-    def worker(bin_id):
+    def worker(bin_id, errors):
         try:
             with registry.cursor() as cr:
                 env = env_for(cr)
@@ -238,14 +248,45 @@ def burst(registry, sims, warehouse_id, product_id, sku, changes, threads, per_c
                         cr.rollback()
                         env.invalidate_all()
         except Exception as err:  # noqa: BLE001 - printed below
-            errors.append(err)
+            errors.append(repr(err))
 
-    workers = [threading.Thread(target=worker, args=(b,)) for b in bin_ids]
-    started = time.time()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    if processes:
+        # one process per writer: Python threads share one interpreter lock,
+        # which caps a burst at one core; a user's transactions come from
+        # separate server workers
+        import multiprocessing
+
+        import odoo.sql_db
+
+        odoo.sql_db.close_all()  # no connection may cross the fork
+        ctx = multiprocessing.get_context("fork")
+        go = ctx.Event()
+        failures = ctx.Queue()
+
+        def child(bin_id):
+            go.wait()
+            errs = []
+            worker(bin_id, errs)
+            for err in errs:
+                failures.put(err)
+
+        workers = [ctx.Process(target=child, args=(b,)) for b in bin_ids]
+        for w in workers:
+            w.start()
+        time.sleep(0.5)  # every child is ready: the burst starts together
+        started = time.time()
+        go.set()
+        for w in workers:
+            w.join()
+        while not failures.empty():
+            errors.append(failures.get())
+    else:
+        workers = [threading.Thread(target=worker, args=(b, errors)) for b in bin_ids]
+        started = time.time()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
     duration = time.time() - started
     wait_idle(registry)
     time.sleep(0.5)
@@ -267,6 +308,11 @@ def main():
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--per-commit", type=int, default=5)
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="burst writers are processes (default: threads of this process)",
+    )
     parser.add_argument(
         "--only", choices=("latency", "cost", "burst"), help="run one part only"
     )
@@ -351,10 +397,12 @@ def run_burst(registry, sims, warehouse_id, product_ids, channel_ids, args, inte
         args.burst,
         args.threads,
         args.per_commit,
+        args.processes,
     )
+    writers = "processes" if args.processes else "threads"
     print(
         f"  {args.burst} changes ({args.burst // args.per_commit} commits) in "
-        f"{duration:.2f} s from {args.threads} threads; pushes per channel: "
+        f"{duration:.2f} s from {args.threads} {writers}; pushes per channel: "
         f"max {max(pushes)}, min {min(pushes)}, "
         f"mean {statistics.mean(pushes):.2f}; channels holding the final "
         f"quantity {final}: {in_sync}/{N_CHANNELS}"

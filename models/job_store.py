@@ -63,13 +63,15 @@ def hold_pending_jobs(env, keys, savepoint=True):
     if savepoint:
         try:
             with env.cr.savepoint(flush=False):
-                env.cr.execute(query)
+                # an expected serialization failure is not a "bad query" in the log
+                env.cr.execute(query, log_exceptions=False)
                 rows = env.cr.fetchall()
         except psycopg2.errors.SerializationFailure:
             # the runner took a job since our snapshot: new jobs
             return set(), set(keys)
     else:
-        env.cr.execute(query)
+        # an expected serialization failure is not a "bad query" in the log
+        env.cr.execute(query, log_exceptions=False)
         rows = env.cr.fetchall()
     held = {key for key, state in rows if state == "held"}
     return held, {key for key, state in rows if state != "held"}

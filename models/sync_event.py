@@ -500,12 +500,12 @@ class SyncEventInbound(models.Model):
                 self.env.uid,
             )
             if not savepoints:
-                self.env.cr.execute(query)
+                self.env.cr.execute(query, log_exceptions=False)
                 row = self.env.cr.fetchone()
             else:
                 try:
                     with self.env.cr.savepoint(flush=False):
-                        self.env.cr.execute(query)
+                        self.env.cr.execute(query, log_exceptions=False)
                         row = self.env.cr.fetchone()
                 except psycopg2.errors.SerializationFailure:
                     row = None  # a concurrent delivery committed it first
