@@ -657,7 +657,7 @@ class SyncEventInbound(models.Model):
         if not order_id:
             raise ValueError("order event without an external order id")
         lines = []
-        bindings = self.env["channel.binding"]
+        found = self.env["channel.binding"]
         for line in order.get("lines") or []:
             binding = self._scs_find_binding(
                 line.get("sku"),
@@ -666,9 +666,9 @@ class SyncEventInbound(models.Model):
                 bindings,
             )
             lines.append((line, binding))
-            bindings |= binding
+            found |= binding
         # serialise with every other job touching these SKUs
-        bindings._scs_lock()
+        found._scs_lock()
         if self._scs_newer_applied():
             self._scs_set_state(
                 "stale", reason=_("a newer event of this order was applied")

@@ -784,3 +784,26 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertTrue(follow_up.eta, "a second later")
         self.run_jobs("_scs_job_apply_inbound")
         self.assertEqual(len(self.reservations(self.generic, "G-WAIT-1")), 1)
+
+    def test_order_of_several_skus_reserves_every_line(self):
+        self.bind(self.generic, self.product_b)
+        payload = self.order_payload("G-TWO", qty=2)
+        payload["data"]["lines"].append({"sku": "SCS-CAP", "quantity": 1})
+        res = self.post_generic(payload, msg_id="msg_two_lines")
+        self.assertEqual(res.status_code, 200, res.text)
+        event = self.env["sync.event"].search(
+            [("idempotency_key", "=", "msg_two_lines")]
+        )
+        self.assertEqual(event.subject, "order:G-TWO")
+        free_a, free_b = self.product_a.free_qty, self.product_b.free_qty
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(event.state, "applied", event.error)
+        picking = self.reservations(self.generic, "G-TWO")
+        self.assertEqual(len(picking), 1)
+        self.assertEqual(
+            sorted(picking.move_ids.mapped(lambda m: (m.product_id.id, m.quantity))),
+            sorted([(self.product_a.id, 2.0), (self.product_b.id, 1.0)]),
+        )
+        self.env.invalidate_all()
+        self.assertEqual(self.product_a.free_qty, free_a - 2)
+        self.assertEqual(self.product_b.free_qty, free_b - 1)
