@@ -29,9 +29,10 @@ follow-up run a second later.
 """
 
 import json
+import logging
 import math
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from datetime import datetime, timezone
 
 import psycopg2
@@ -44,6 +45,9 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.utils import must_run_without_delay
 
 from .job_store import store_jobs
+from .sync_event import DEFERRED
+
+_logger = logging.getLogger(__name__)
 
 #: advisory lock class of "a run applies this channel's inbound events"
 INBOUND_LOCK = 0x5C5
@@ -179,13 +183,25 @@ class SyncChannel(models.Model):
         counts["stale"] = len(superseded)
         todo = events.browse([e.id for e in events if e not in superseded])
         bindings = self._scs_binding_index(todo)
+        # an order whose only event in this run is its creation is reserved
+        # with the others, in one batch, after the groups
+        per_order = Counter(
+            e.external_ref for e in todo if e.kind in ("order", "cancel")
+        )
+        batchable = {
+            e.id
+            for e in todo
+            if e.kind == "order" and e.external_ref and per_order[e.external_ref] == 1
+        }
+        deferred = []
         started = time.monotonic()
         for group in groups.values():
             if time.monotonic() - started > APPLY_SECONDS:
                 more = True  # a short transaction; the rest in the next run
                 break
             group = [event for event in group if event not in superseded]
-            self._scs_apply_group(group, counts, bindings)
+            self._scs_apply_group(group, counts, bindings, deferred, batchable)
+        self._scs_reserve_deferred(deferred, counts)
         if more or counts["waiting"]:
             # contention: a second later; a backlog: at once
             self._scs_enqueue_inbound(eta=1 if counts["waiting"] else 0)
@@ -293,12 +309,15 @@ class SyncChannel(models.Model):
                 ) from err
         return events
 
-    def _scs_apply_group(self, todo, counts, bindings=None):
+    def _scs_apply_group(
+        self, todo, counts, bindings=None, deferred=None, batchable=()
+    ):
         """Apply one subject's events in order; stop the subject at contention."""
         for index, event in enumerate(todo):
+            defer = deferred if event.id in batchable else None
             try:
                 with self.env.cr.savepoint():
-                    event._scs_job_apply(bindings=bindings)
+                    result = event._scs_job_apply(bindings=bindings, defer=defer)
             except RetryableJobError:
                 # another job holds this SKU: its events wait, in order
                 counts["waiting"] += len(todo) - index
@@ -310,6 +329,54 @@ class SyncChannel(models.Model):
                     continue
                 counts["waiting"] += len(todo) - index
                 return
+            except Exception as err:  # noqa: BLE001 - retried by a job of its own
+                event._scs_hand_over(err)
+                counts["handed_over"] += 1
+            else:
+                counts["applied"] += result != DEFERRED
+
+    def _scs_reserve_deferred(self, deferred, counts):
+        """Reserve the run's deferred orders together; one by one on failure.
+
+        The events' checks (bindings, locks, order) are done; each keeps its
+        own outcome: a batch that fails is retried order by order, so one
+        bad order is handed over alone.
+        """
+        if not deferred:
+            return
+        try:
+            with self.env.cr.savepoint():
+                pickings = self.env["sync.event"]._scs_reserve_many(
+                    self, [(order_id, known) for _e, order_id, known in deferred]
+                )
+                for (event, _order_id, known), picking in zip(
+                    deferred, pickings, strict=True
+                ):
+                    event._scs_finish_order(picking, known)
+            counts["applied"] += len(deferred)
+            return
+        except RetryableJobError:
+            counts["waiting"] += len(deferred)
+            return
+        except psycopg2.OperationalError as err:
+            if err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                counts["waiting"] += len(deferred)
+                return
+        except Exception:  # noqa: BLE001 - each order is tried alone below
+            _logger.info("batch reservation failed, reserving order by order")
+        for event, order_id, known in deferred:
+            try:
+                with self.env.cr.savepoint():
+                    picking = event._scs_reserve(self, order_id, known)
+                    event._scs_finish_order(picking, known)
+            except RetryableJobError:
+                counts["waiting"] += 1
+            except psycopg2.OperationalError as err:
+                if err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                    event._scs_hand_over(err)
+                    counts["handed_over"] += 1
+                else:
+                    counts["waiting"] += 1
             except Exception as err:  # noqa: BLE001 - retried by a job of its own
                 event._scs_hand_over(err)
                 counts["handed_over"] += 1

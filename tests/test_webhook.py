@@ -695,17 +695,25 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(len(self.apply_jobs()), 1)
 
     def test_failing_event_is_handed_over_the_others_applied(self):
-        original = SyncEventInbound._scs_reserve
+        original = SyncEventInbound._scs_reserve_many
+        batches = []
 
-        def reserve(event, channel, order_id, known):
-            if order_id == "G-BAD":
+        def reserve_many(event, channel, orders):
+            batches.append([order_id for order_id, _known in orders])
+            if any(order_id == "G-BAD" for order_id, _known in orders):
                 raise ValueError("warehouse on fire")
-            return original(event, channel, order_id, known)
+            return original(event, channel, orders)
 
         for order_id in ("G-GOOD-1", "G-BAD", "G-GOOD-2"):
             self.post_generic(self.order_payload(order_id), msg_id=f"msg_{order_id}")
-        with patch.object(SyncEventInbound, "_scs_reserve", reserve):
+        with patch.object(SyncEventInbound, "_scs_reserve_many", reserve_many):
             self.run_jobs("_scs_job_apply_inbound")
+        # the run's orders are reserved in one batch; when it fails, order by
+        # order, and only the bad one is handed over
+        self.assertEqual(
+            batches,
+            [["G-GOOD-1", "G-BAD", "G-GOOD-2"], ["G-GOOD-1"], ["G-BAD"], ["G-GOOD-2"]],
+        )
         Event = self.env["sync.event"]
         bad = Event.search([("idempotency_key", "=", "msg_G-BAD")])
         self.assertEqual(bad.state, "failed")
