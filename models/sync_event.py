@@ -479,15 +479,12 @@ class SyncEventInbound(models.Model):
     def _scs_insert_inbound(self, rows, hold_key=None, savepoints=True):
         """Insert inbound events: ``([id, or None when the key is taken], hold)``.
 
-        ``hold_key`` first takes the channel's waiting apply job (see
+        ``hold_key`` then takes the channel's waiting apply job (see
         ``job_store.hold_pending_jobs``); ``hold`` is what that found. With
         ``savepoints``, each serialization failure is absorbed here (the
         event is a duplicate; the job is not held); without, it is raised
         and nothing is left half done in a transaction the caller owns.
         """
-        hold = None
-        if hold_key:
-            hold = hold_pending_jobs(self.env, [hold_key], savepoint=savepoints)
         ids = []
         for vals in rows:
             query = SQL(
@@ -512,6 +509,11 @@ class SyncEventInbound(models.Model):
                 except psycopg2.errors.SerializationFailure:
                     row = None  # a concurrent delivery committed it first
             ids.append(row[0] if row else None)
+        hold = None
+        if hold_key and any(ids):
+            # last, so that the job's row stays locked only for the commit
+            # (every delivery of the channel takes that lock)
+            hold = hold_pending_jobs(self.env, [hold_key], savepoint=savepoints)
         return ids, hold
 
     # -- the apply job --
