@@ -93,6 +93,18 @@ INSERT_INBOUND = (
     " ON CONFLICT (channel_id, direction, idempotency_key) DO NOTHING"
     " RETURNING id"
 )
+#: the same, the lock on the channel's waiting apply job (when the event is
+#: new) and whether one runs, in one statement (see ``job_store``)
+INSERT_AND_HOLD = (
+    "WITH ins AS (" + INSERT_INBOUND + "), held AS ("
+    " SELECT identity_key FROM queue_job"
+    " WHERE identity_key = %s AND state = 'pending' AND uuid != %s"
+    " AND EXISTS (SELECT 1 FROM ins)"
+    " ORDER BY id FOR NO KEY UPDATE)"
+    " SELECT (SELECT id FROM ins), EXISTS (SELECT 1 FROM held),"
+    " EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s"
+    " AND state IN ('enqueued', 'started'))"
+)
 
 
 class SyncEvent(models.Model):
@@ -485,6 +497,8 @@ class SyncEventInbound(models.Model):
         event is a duplicate; the job is not held); without, it is raised
         and nothing is left half done in a transaction the caller owns.
         """
+        if hold_key and not savepoints and len(rows) == 1:
+            return self._scs_insert_inbound_and_hold(rows[0], hold_key)
         ids = []
         for vals in rows:
             query = SQL(
@@ -515,6 +529,39 @@ class SyncEventInbound(models.Model):
             # (every delivery of the channel takes that lock)
             hold = hold_pending_jobs(self.env, [hold_key], savepoint=savepoints)
         return ids, hold
+
+    @api.model
+    def _scs_insert_inbound_and_hold(self, vals, hold_key):
+        """``_scs_insert_inbound`` of one event, in one statement.
+
+        The webhook route's usual case: the insert, the lock on the
+        channel's waiting job (taken only when the event is new) and the
+        look for a running one travel in one round trip. A serialization
+        failure is raised (see ``own_transaction``).
+        """
+        self.env["queue.job"].flush_model(["identity_key", "state"])
+        self.env.cr.execute(
+            SQL(
+                INSERT_AND_HOLD,
+                *(
+                    None if vals[column] is False else vals[column]
+                    for column in INSERT_COLUMNS
+                ),
+                self.env.uid,
+                self.env.uid,
+                hold_key,
+                self.env.context.get("job_uuid") or "",
+                hold_key,
+            ),
+            log_exceptions=False,
+        )
+        event_id, held, running = self.env.cr.fetchone()
+        if not event_id:
+            return [None], None
+        return [event_id], (
+            {hold_key} if held else set(),
+            {hold_key} if running else set(),
+        )
 
     # -- the apply job --
     def _scs_job_apply(self, bindings=None, defer=None):
