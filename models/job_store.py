@@ -10,10 +10,12 @@ repeatable read, the transaction that finds the job *pending* in its
 snapshot may commit after the job has been started and has taken its own
 snapshot, and the change is then never seen by any job.
 
-Here a waiting job absorbs a change only while this transaction holds the
-job's row lock (``FOR NO KEY UPDATE``). The job runner cannot move the job
-to *enqueued* (an ``UPDATE`` of that row) before this transaction commits,
-so the job runs on a snapshot that holds the change. A job that is already
+Here a waiting job absorbs a change only while this transaction holds a
+share lock on the job's row (``FOR SHARE``). The job runner cannot move the
+job to *enqueued* (an ``UPDATE`` of that row) before this transaction
+commits, so the job runs on a snapshot that holds the change. The lock is
+shared: transactions adding to the same waiting job do not wait for each
+other (every webhook of a busy channel takes it), only the runner waits. A job that is already
 enqueued or running, or that changed since this transaction's snapshot (a
 serialization failure, caught in a savepoint), gets a new job instead: a
 spare job costs a little work, a missing one loses an update.
@@ -49,7 +51,7 @@ def hold_pending_jobs(env, keys, savepoint=True):
         WITH held AS (
             SELECT identity_key FROM queue_job
              WHERE identity_key = ANY(%s) AND state = 'pending' AND uuid != %s
-             ORDER BY id FOR NO KEY UPDATE
+             ORDER BY id FOR SHARE
         )
         SELECT identity_key, 'held' FROM held
         UNION ALL

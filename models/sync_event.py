@@ -100,7 +100,7 @@ INSERT_AND_HOLD = (
     " SELECT identity_key FROM queue_job"
     " WHERE identity_key = %s AND state = 'pending' AND uuid != %s"
     " AND EXISTS (SELECT 1 FROM ins)"
-    " ORDER BY id FOR NO KEY UPDATE)"
+    " ORDER BY id FOR SHARE)"
     " SELECT (SELECT id FROM ins), EXISTS (SELECT 1 FROM held),"
     " EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s"
     " AND state IN ('enqueued', 'started'))"
