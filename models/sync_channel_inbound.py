@@ -299,7 +299,8 @@ class SyncChannel(models.Model):
                             "SELECT id FROM sync_event WHERE id = ANY(%s)"
                             " ORDER BY id FOR NO KEY UPDATE",
                             events.ids,
-                        )
+                        ),
+                        log_exceptions=False,  # expected, handled below
                     )
             except psycopg2.errors.SerializationFailure as err:
                 raise RetryableJobError(
