@@ -45,7 +45,7 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.utils import must_run_without_delay
 
 from .job_store import store_jobs
-from .sync_event import DEFERRED
+from .sync_event import DEFERRED, _scs_log_line
 
 _logger = logging.getLogger(__name__)
 
@@ -211,20 +211,44 @@ class SyncChannel(models.Model):
         )
 
     def _scs_mark_superseded(self, superseded):
-        """Record superseded levels as stale, in one write."""
+        """Record superseded levels as stale: one UPDATE, one log line each.
+
+        Under a burst most of a run's events end here (a busy item reports a
+        level many times a second), so this skips the ORM's write: the rows
+        are locked by this run, and the cache is invalidated afterwards.
+        """
         if not superseded:
             return
-        # in a savepoint, like every write of the run: a failure never
-        # leaves the transaction aborted
-        with self.env.cr.savepoint():
-            self.env["sync.event"].sudo().browse([e.id for e in superseded]).write(
+        events = self.env["sync.event"].sudo().browse([e.id for e in superseded])
+        reason = _(
+            "superseded by a newer level of the same item, applied in the same run"
+        )
+        events.flush_recordset()
+        self.env.cr.execute(
+            SQL(
+                "UPDATE sync_event SET state = 'stale', reason = %s,"
+                " write_uid = %s, write_date = now() AT TIME ZONE 'UTC'"
+                " WHERE id = ANY(%s)",
+                reason,
+                self.env.uid,
+                events.ids,
+            )
+        )
+        events.invalidate_recordset(["state", "reason", "write_uid", "write_date"])
+        for event in events:
+            _scs_log_line(
+                self.env.cr.dbname,
+                event.id,
                 {
+                    "channel_id": self.id,
+                    "direction": "in",
+                    "sku": event.sku,
+                    "kind": event.kind,
                     "state": "stale",
-                    "reason": _(
-                        "superseded by a newer level of the same item, applied"
-                        " in the same run"
-                    ),
-                }
+                    "idempotency_key": event.idempotency_key,
+                    "quantity": event.quantity,
+                    "attempts": event.attempts,
+                },
             )
 
     def _scs_binding_index(self, events):
