@@ -20,7 +20,10 @@ second, whatever the number of webhooks.
 
 Within one run, an inventory level that a newer level of the same item
 supersedes is recorded as stale without being applied (last write wins, as
-it would be if they came one by one); orders are applied one by one. An
+it would be if they came one by one). Orders are checked one by one, in
+order; the new ones (an order with no other event in the run) are then
+reserved together, one create, confirmation and reservation for all, and
+order by order if that batch fails. An
 event that fails for a reason of its own goes to a job of its own, with the
 retry pattern and dead-letter hook of event jobs, and does not hold back the
 others. A subject whose rows are locked by another job (or that meets a
