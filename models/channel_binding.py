@@ -245,7 +245,7 @@ class ChannelBinding(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         bindings = super().create(vals_list)
-        bindings.product_id._scs_enqueue_push()
+        bindings.product_id._scs_push_at_commit()
         return bindings
 
     def write(self, vals):
@@ -261,7 +261,7 @@ class ChannelBinding(models.Model):
             "channel_id",
         }
         if rule_fields & set(vals):
-            self.product_id._scs_enqueue_push()
+            self.product_id._scs_push_at_commit()
         return res
 
     # -- actions --
@@ -283,7 +283,7 @@ class ChannelBinding(models.Model):
 
     def action_push_now(self):
         """Enqueue a push of these SKUs now, even if unchanged."""
-        self.product_id._scs_enqueue_push(force=True)
+        self.product_id._scs_push_at_commit(force=True)
         return True
 
     # -- quantity --

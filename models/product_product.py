@@ -20,6 +20,9 @@ from odoo.addons.queue_job.utils import must_run_without_delay
 
 from .job_store import store_jobs
 
+#: pre-commit sets of the variants to push (see ``_scs_push_at_commit``)
+PENDING_CHANGED = "stock_channel_sync.changed_products"
+PENDING_FORCED = "stock_channel_sync.forced_products"
 #: default minimum seconds between two pushes of one SKU (burst coalescing)
 DEFAULT_MIN_INTERVAL = 1.0
 
@@ -58,6 +61,38 @@ class ProductProduct(models.Model):
             )
         )
         return dict(self.env.cr.fetchall())
+
+    def _scs_push_at_commit(self, force=False):
+        """Enqueue the push of these SKUs at pre-commit, once per transaction.
+
+        Every caller inside a transaction goes through here (stock changes,
+        binding edits, "Push Now", oversells): the jobs are then created
+        after the transaction's last change, and the lock that coalesces
+        them with a waiting job (see ``job_store``) is only held for the
+        commit. Held earlier, it would also stop the job runner, which
+        waits for it, for the rest of the transaction.
+        """
+        product_ids = {pid for pid in self.ids if pid}
+        if not product_ids:
+            return
+        cr = self.env.cr
+        key = PENDING_FORCED if force else PENDING_CHANGED
+        pending = cr.precommit.data.get(key)
+        if pending is None:
+            pending = cr.precommit.data[key] = set()
+            env = self.env
+
+            def _flush():
+                ids = cr.precommit.data.pop(key, None)
+                if ids:
+                    # stamped at pre-commit: latency is measured from (about)
+                    # the commit, not from the first line of a long transaction
+                    env["product.product"].browse(ids)._scs_enqueue_push(
+                        force=force, changed_ts=time.time()
+                    )
+
+            cr.precommit.add(_flush)
+        pending.update(product_ids)
 
     def _scs_enqueue_push(self, force=False, changed_ts=None):
         """One job per bound SKU; coalesced with a pending job of the same SKU.

@@ -13,11 +13,8 @@ query that drops variants bound to no channel. No HTTP call ever runs inside
 the user's transaction.
 """
 
-import time
-
 from odoo import api, models
 
-PENDING_KEY = "stock_channel_sync.changed_products"
 STOCK_FIELDS = {"quantity", "reserved_quantity", "location_id", "product_id"}
 
 
@@ -49,22 +46,5 @@ class StockQuant(models.Model):
             for quant in self
             if quant.location_id.usage == "internal" and quant.product_id
         }
-        if not product_ids:
-            return
-        cr = self.env.cr
-        pending = cr.precommit.data.get(PENDING_KEY)
-        if pending is None:
-            pending = cr.precommit.data[PENDING_KEY] = set()
-            env = self.env
-
-            def _flush():
-                ids = cr.precommit.data.pop(PENDING_KEY, None)
-                if ids:
-                    # stamped at pre-commit: latency is measured from (about)
-                    # the commit, not from the first line of a long transaction
-                    env["product.product"].browse(ids)._scs_enqueue_push(
-                        changed_ts=time.time()
-                    )
-
-            cr.precommit.add(_flush)
-        pending.update(product_ids)
+        if product_ids:
+            self.env["product.product"].browse(list(product_ids))._scs_push_at_commit()

@@ -221,7 +221,7 @@ class SyncChannel(models.Model):
     def action_push_all(self):
         """Enqueue a push of every binding of these channels (one job per SKU)."""
         bindings = self.env["channel.binding"].search([("channel_id", "in", self.ids)])
-        bindings.product_id._scs_enqueue_push()
+        bindings.product_id._scs_push_at_commit()
         return True
 
     def action_match_listings(self):

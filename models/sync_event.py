@@ -877,7 +877,7 @@ class SyncEventInbound(models.Model):
                     sku=binding.sku,
                 ),
             )
-            binding.product_id._scs_enqueue_push(force=True)
+            binding.product_id._scs_push_at_commit(force=True)
 
     def _scs_release(self, pickings, order):
         open_pickings = pickings.filtered(lambda p: p.state not in ("done", "cancel"))

@@ -88,6 +88,27 @@ class TestOutboundEnqueue(SyncCase):
             self.env["queue.job"].search_count([("method_name", "=", PUSH_SKU)]), 3
         )
 
+    def test_pushes_asked_mid_transaction_are_enqueued_at_commit(self):
+        """Push Now, binding edits and oversells enqueue at pre-commit, like
+        stock changes: the waiting job's lock is then held only for the
+        commit, never for the rest of a transaction (the runner waits on it)."""
+        binding = self.channel.binding_ids.filtered(
+            lambda b: b.product_id == self.product_a
+        )
+        binding.action_push_now()
+        binding.write({"buffer_override": True, "buffer_qty": 2})
+        self.env["queue.job"].flush_model()
+        self.assertFalse(self.sync_jobs(PUSH_SKU), "nothing before the commit")
+        self.commit_point()
+        jobs = self.sync_jobs(PUSH_SKU)
+        self.assertEqual(
+            sorted(jobs.mapped("identity_key")),
+            [
+                f"stock_channel_sync.sku.{self.product_a.id}",
+                f"stock_channel_sync.sku.{self.product_a.id}.force",
+            ],
+        )
+
     def test_recently_pushed_sku_waits_for_the_interval(self):
         self.env["ir.config_parameter"].set_param(
             "stock_channel_sync.min_push_interval", "1"
