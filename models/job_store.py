@@ -32,6 +32,23 @@ from odoo.tools import SQL
 from odoo.addons.queue_job.job import Job
 
 
+class NewJob(Job):
+    """A job created here, which depends on no other job.
+
+    queue_job's ``_store_values`` asks a job for its dependencies, and a job
+    without any answers with two searches (about 40 µs each, 5 % of a
+    50-line delivery's enqueue). A new job of this module has none.
+    """
+
+    @property
+    def depends_on(self):
+        return set()
+
+    @property
+    def reverse_depends_on(self):
+        return set()
+
+
 def hold_pending_jobs(env, keys, savepoint=True):
     """Lock the pending jobs of ``keys``; tell which keys have a running job.
 
@@ -100,7 +117,7 @@ def store_jobs(env, specs, running_eta=None, hold=None):
             continue
         seen.add(key)
         jobs.append(
-            Job(
+            NewJob(
                 method,
                 kwargs=kwargs,
                 eta=eta if eta is not None else running_eta if key in running else None,

@@ -7,8 +7,10 @@ from odoo import Command, api
 from odoo.tests import tagged
 
 from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
+from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.tests.common import trap_jobs
 
+from ..models.job_store import store_jobs
 from .common import SyncCase
 
 PUSH_SKU = "_scs_job_push_sku"
@@ -108,6 +110,36 @@ class TestOutboundEnqueue(SyncCase):
                 f"stock_channel_sync.sku.{self.product_a.id}.force",
             ],
         )
+
+    def test_job_rows_are_written_as_queue_job_writes_them(self):
+        """The one-INSERT path stores exactly what ``with_delay`` stores."""
+        product = self.product_a.sudo()
+        kwargs = {"changed_ts": 1.5, "force": False}
+        product.with_delay(identity_key="scs-orm", description="X")._scs_job_push_sku(
+            **kwargs
+        )
+        store_jobs(
+            self.env, [(product._scs_job_push_sku, kwargs, "scs-raw", "X", None)]
+        )
+        self.env.flush_all()
+        self.env.cr.execute(
+            "SELECT * FROM queue_job WHERE identity_key IN ('scs-orm', 'scs-raw')"
+            " ORDER BY identity_key"
+        )
+        columns = [d[0] for d in self.env.cr.description]
+        orm, raw = (
+            dict(zip(columns, row, strict=True)) for row in self.env.cr.fetchall()
+        )
+        differing = {
+            column
+            for column in columns
+            if orm[column] != raw[column]
+            and column not in ("id", "uuid", "identity_key", "date_created")
+        }
+        self.assertFalse(differing, {c: (orm[c], raw[c]) for c in differing})
+        job = Job.load(self.env, raw["uuid"])
+        self.assertEqual(job.kwargs, kwargs)
+        self.assertEqual(job.recordset, product)
 
     def test_recently_pushed_sku_waits_for_the_interval(self):
         self.env["ir.config_parameter"].set_param(
