@@ -197,14 +197,18 @@ class SyncChannel(models.Model):
             if e.kind == "order" and e.external_ref and per_order[e.external_ref] == 1
         }
         deferred = []
+        corrections = []
         started = time.monotonic()
         for group in groups.values():
             if time.monotonic() - started > APPLY_SECONDS:
                 more = True  # a short transaction; the rest in the next run
                 break
             group = [event for event in group if event not in superseded]
-            self._scs_apply_group(group, counts, bindings, deferred, batchable)
+            self._scs_apply_group(
+                group, counts, bindings, deferred, batchable, corrections
+            )
         self._scs_reserve_deferred(deferred, counts)
+        self._scs_push_corrections(corrections)
         if more or counts["waiting"]:
             # contention: a second later; a backlog: at once
             self._scs_enqueue_inbound(eta=1 if counts["waiting"] else 0)
@@ -338,14 +342,16 @@ class SyncChannel(models.Model):
         return events
 
     def _scs_apply_group(
-        self, todo, counts, bindings=None, deferred=None, batchable=()
+        self, todo, counts, bindings=None, deferred=None, batchable=(), corrections=None
     ):
         """Apply one subject's events in order; stop the subject at contention."""
         for index, event in enumerate(todo):
             defer = deferred if event.id in batchable else None
             try:
                 with self.env.cr.savepoint():
-                    result = event._scs_job_apply(bindings=bindings, defer=defer)
+                    result = event._scs_job_apply(
+                        bindings=bindings, defer=defer, corrections=corrections
+                    )
             except RetryableJobError:
                 # another job holds this SKU: its events wait, in order
                 counts["waiting"] += len(todo) - index
@@ -362,6 +368,27 @@ class SyncChannel(models.Model):
                 counts["handed_over"] += 1
             else:
                 counts["applied"] += result != DEFERRED
+
+    def _scs_push_corrections(self, binding_ids):
+        """Push Odoo's number to the channel edits of the run, all at once.
+
+        One concurrent round of calls (each bounded by its channel's
+        timeout) at the end of the run, not one call per edited item in the
+        middle of it. When another job holds one of these SKUs, the SKUs are
+        pushed by their own job after this commit instead.
+        """
+        if not binding_ids:
+            return
+        bindings = self.env["channel.binding"].sudo().browse(sorted(set(binding_ids)))
+        try:
+            with self.env.cr.savepoint():
+                bindings._scs_push(force=True, kind="correction")
+        except RetryableJobError:
+            bindings.product_id._scs_push_at_commit(force=True)
+        except psycopg2.OperationalError as err:
+            if err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                raise
+            bindings.product_id._scs_push_at_commit(force=True)
 
     def _scs_reserve_deferred(self, deferred, counts):
         """Reserve the run's deferred orders together; one by one on failure.

@@ -564,7 +564,7 @@ class SyncEventInbound(models.Model):
         )
 
     # -- the apply job --
-    def _scs_job_apply(self, bindings=None, defer=None):
+    def _scs_job_apply(self, bindings=None, defer=None, corrections=None):
         """Apply one inbound event; idempotent, so a replay changes nothing.
 
         ``bindings``: an index of the channel's bindings built by the caller
@@ -572,6 +572,9 @@ class SyncEventInbound(models.Model):
         ``defer``: a list that collects an order to reserve instead of
         reserving it (the caller reserves the run's orders together and
         finishes each with ``_scs_finish_order``); returns ``DEFERRED``.
+        ``corrections``: a list that collects the bindings whose channel
+        holds an edited level, instead of pushing each at once (the caller
+        pushes them together: one round of HTTP calls for the whole run).
         """
         self.ensure_one()
         event = self.sudo()
@@ -581,7 +584,9 @@ class SyncEventInbound(models.Model):
         if event.kind in ("order", "cancel"):
             return event._scs_apply_order(data.get("order") or {}, bindings, defer)
         if event.kind == "inventory":
-            return event._scs_apply_inventory(data.get("levels") or [], bindings)
+            return event._scs_apply_inventory(
+                data.get("levels") or [], bindings, corrections
+            )
         event._scs_set_state("skipped", reason=_("nothing to apply"))
         return "skipped"
 
@@ -893,7 +898,7 @@ class SyncEventInbound(models.Model):
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
         return reason
 
-    def _scs_apply_inventory(self, levels, bindings=None):
+    def _scs_apply_inventory(self, levels, bindings=None, corrections=None):
         """A level reported by the channel: echo, or an edit to correct."""
         results = []
         worst = "applied"
@@ -941,7 +946,10 @@ class SyncEventInbound(models.Model):
                 f"{binding.sku}: edit on the channel ({seen}), "
                 f"Odoo publishes {published}"
             )
-            binding._scs_push(force=True, kind="correction")
+            if corrections is None:
+                binding._scs_push(force=True, kind="correction")
+            else:
+                corrections.append(binding.id)
         reason = "; ".join(results) or _("nothing to apply")
         if worst == "stale":
             self._scs_set_state("stale", reason=reason)

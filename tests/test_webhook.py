@@ -815,3 +815,44 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.env.invalidate_all()
         self.assertEqual(self.product_a.free_qty, free_a - 2)
         self.assertEqual(self.product_b.free_qty, free_b - 1)
+
+    def test_channel_edits_of_a_run_are_corrected_in_one_round(self):
+        """Edits of several items in one run: one push round, not one per item."""
+        sim = self.start_simulator()
+        self.generic.write(
+            {
+                "base_url": sim.endpoint,
+                "signing_secret": sim.secret,
+                "sync_enabled": True,
+            }
+        )
+        b_cap = self.bind(self.generic, self.product_b)
+        (self.b_generic | b_cap)._scs_push()
+        self.assertEqual((sim.quantity("SCS-MUG"), sim.quantity("SCS-CAP")), (10, 5))
+        stamp = fields.Datetime.to_string(
+            fields.Datetime.add(fields.Datetime.now(), seconds=5)
+        )
+        for sku, qty in (("SCS-MUG", 1), ("SCS-CAP", 2)):
+            sim.set_stock(sku, qty)
+            payload = {
+                "type": "inventory.updated",
+                "timestamp": stamp,
+                "data": {"sku": sku, "quantity": qty},
+            }
+            self.assertEqual(self.post_generic(payload).status_code, 200)
+        Binding = type(self.env["channel.binding"])
+        original = Binding._scs_push
+        rounds = []
+
+        def push(bindings, *args, **kwargs):
+            rounds.append(sorted(bindings.mapped("sku")))
+            return original(bindings, *args, **kwargs)
+
+        with patch.object(Binding, "_scs_push", push):
+            self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(rounds, [["SCS-CAP", "SCS-MUG"]])
+        self.assertEqual((sim.quantity("SCS-MUG"), sim.quantity("SCS-CAP")), (10, 5))
+        corrections = self.env["sync.event"].search(
+            [("kind", "=", "correction"), ("channel_id", "=", self.generic.id)]
+        )
+        self.assertEqual(sorted(corrections.mapped("state")), ["applied", "applied"])
