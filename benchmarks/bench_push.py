@@ -21,7 +21,14 @@ import statistics
 import threading
 import time
 
-from _odoo import ROOT, env_for, open_registry, percentile, wait_idle  # noqa: F401
+from _odoo import (  # noqa: F401
+    ROOT,
+    ensure_products,
+    env_for,
+    open_registry,
+    percentile,
+    wait_idle,
+)
 
 from simulators.generic import GenericSimulator
 
@@ -34,20 +41,9 @@ def setup(registry, sims):
     with registry.cursor() as cr:
         env = env_for(cr)
         warehouse = env["stock.warehouse"].search([], limit=1)
-        Product = env["product.product"]
-        products = Product.search([("default_code", "=like", "BENCH-%")], order="id")
-        if len(products) < N_LINES:
-            products |= Product.create(
-                [
-                    {
-                        "name": f"Bench product {i}",
-                        "default_code": f"BENCH-{i:03d}",
-                        "type": "consu",
-                        "is_storable": True,
-                    }
-                    for i in range(len(products), N_LINES)
-                ]
-            )
+        products = ensure_products(
+            env, warehouse, "BENCH-", "Bench product", N_LINES, 5000, 10000
+        )
         Channel = env["sync.channel"].with_context(active_test=False)
         channels = Channel.search([("name", "=like", "Bench channel %")], order="id")
         for i in range(len(channels), N_CHANNELS):
@@ -79,12 +75,6 @@ def setup(registry, sims):
         Binding.search([("channel_id", "in", channels.ids)]).write(
             {"push_state": "new", "last_push_ts": 0}
         )
-        for product in products:
-            free = product.with_context(warehouse_id=warehouse.id).free_qty
-            if free < 5000:
-                env["stock.quant"]._update_available_quantity(
-                    product, warehouse.lot_stock_id, 10000 - free
-                )
         cr.commit()
         return warehouse.id, channels.ids, products.ids
 
