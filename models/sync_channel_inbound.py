@@ -417,8 +417,14 @@ class SyncChannel(models.Model):
             if err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
                 counts["waiting"] += len(deferred)
                 return
-        except Exception:  # noqa: BLE001 - each order is tried alone below
-            _logger.info("batch reservation failed, reserving order by order")
+        except Exception as err:  # noqa: BLE001 - each order is tried alone below
+            _logger.info(
+                "channel %s: batch reservation of %s orders failed (%s);"
+                " reserving order by order",
+                self.id,
+                len(deferred),
+                err,
+            )
         for event, order_id, known in deferred:
             try:
                 with self.env.cr.savepoint():
