@@ -314,8 +314,10 @@ class ChannelBinding(models.Model):
         failure means another job published these bindings after our snapshot
         was taken, so our numbers may be old: retry with a fresh snapshot.
         """
-        if not self:
-            return
+        if not self or set(self.ids) <= self.env.context.get(
+            "scs_locked_binding_ids", frozenset()
+        ):
+            return  # no binding, or locked by this run already
         try:
             with self.env.cr.savepoint(flush=False):
                 # contention is expected and handled: not an error to log

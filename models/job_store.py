@@ -15,10 +15,14 @@ share lock on the job's row (``FOR SHARE``). The job runner cannot move the
 job to *enqueued* (an ``UPDATE`` of that row) before this transaction
 commits, so the job runs on a snapshot that holds the change. The lock is
 shared: transactions adding to the same waiting job do not wait for each
-other (every webhook of a busy channel takes it), only the runner waits. A
+other, only the runner waits. A
 job that is already enqueued or running, or that changed since this
 transaction's snapshot (a serialization failure), gets a new job instead: a
 spare job costs a little work, a missing one loses an update.
+
+The webhook route does not use this lock: a delivery per request would
+write the job's row each time. It counts on the channel's job under a lock
+of its own (see ``sync.event._scs_insert_delivered``).
 
 The jobs are built by queue_job's own ``Job`` class and written with one
 ``INSERT`` (see ``insert_jobs``), as ``with_delay`` would write them one by

@@ -13,22 +13,30 @@ than the webhooks cost to receive.
 
 Burst window: a channel whose apply job is running when an event arrives
 gets its next job at the next second (``stock_channel_sync.min_apply_interval``,
-1 s; 0 turns the window off). Every event meanwhile joins that pending job
-(``job_store`` makes sure no event is left behind). A quiet channel's event
-is applied at once; under a flash sale a channel costs about one job a
-second, whatever the number of webhooks.
+1 s; 0 turns the window off). A quiet channel's event is applied at once;
+under a flash sale a channel costs about one job a second, whatever the
+number of webhooks.
+
+No event is left behind, and no delivery locks a job row: a delivery that
+finds the channel's job waiting or running counts on it, and holds the
+channel's delivery lock (shared) until it commits; a run that enqueues no
+follow-up ends by taking that lock exclusively and looking, on a fresh
+snapshot, for queued events it did not see (``_scs_follow_late_deliveries``).
+The reconciliation pass gives a job to queued events that are somehow left
+without one (``_scs_requeue_orphans``).
 
 Within one run, an inventory level that a newer level of the same item
 supersedes is recorded as stale without being applied (last write wins, as
-it would be if they came one by one). Orders are checked one by one, in
-order; the new ones (an order with no other event in the run) are then
-reserved together, one create, confirmation and reservation for all, and
-order by order if that batch fails. An
-event that fails for a reason of its own goes to a job of its own, with the
-retry pattern and dead-letter hook of event jobs, and does not hold back the
-others. A subject whose rows are locked by another job (or that meets a
-serialization failure) is left queued, with its later events, for a
-follow-up run a second later.
+it would be if they came one by one). A run applies its events in one
+savepoint, and event by event only when that fails (``_scs_apply_at_once``).
+Orders are checked one by one, in order; the new ones (an order with no
+other event in the run) are then reserved together, one create,
+confirmation and reservation for all, and order by order if that batch
+fails. An event that fails for a reason of its own goes to a job of its
+own, with the retry pattern and dead-letter hook of event jobs, and does
+not hold back the others. A subject whose rows are locked by another job
+(or that meets a serialization failure) is left queued, with its later
+events, for a follow-up run a second later.
 """
 
 import json
@@ -48,12 +56,22 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.utils import must_run_without_delay
 
 from .job_store import store_jobs
-from .sync_event import DEFERRED, _scs_log_line
+from .sync_event import (
+    DEFERRED,
+    DELIVERY_LOCK,
+    _scs_log_line,
+    buffered_log_lines,
+    log_lines,
+)
 
 _logger = logging.getLogger(__name__)
 
 #: advisory lock class of "a run applies this channel's inbound events"
 INBOUND_LOCK = 0x5C5
+#: advisory lock class of "a delivery starts the channel's apply job"
+START_LOCK = 0x5C7
+#: job states in which a channel's apply job will still read the events
+LIVE_JOB_STATES = ("pending", "enqueued", "started")
 #: events applied by one run of the job; the rest go to a follow-up job
 APPLY_BATCH = 200
 #: a run starts no new subject after this many seconds (short transactions)
@@ -152,6 +170,82 @@ class SyncChannel(models.Model):
             hold=hold,
         )
 
+    def _scs_start_inbound_job(self):
+        """A delivery found no apply job of the channel: start one, at once.
+
+        Deliveries that find none at the same moment take turns (a lock held
+        until their commit); the next one then finds the first one's job.
+        Under load this is rare: a busy channel always has a job waiting or
+        running, and the deliveries count on it (see
+        ``sync.event._scs_insert_delivered``).
+        """
+        self.ensure_one()
+        if must_run_without_delay(self.env):
+            return self._scs_enqueue_inbound()
+        self.env.cr.execute(
+            SQL("SELECT pg_advisory_xact_lock(%s, %s)", START_LOCK, self.id)
+        )
+        if self._scs_live_apply_job():
+            return []
+        return store_jobs(
+            self.env,
+            [
+                (
+                    self._scs_job_apply_inbound,
+                    {},
+                    self._scs_inbound_identity(),
+                    f"Apply inbound events of channel {self.id}",
+                    None,
+                )
+            ],
+            hold=(set(), set()),
+        )
+
+    def _scs_live_apply_job(self):
+        """Whether the channel's apply job waits or runs."""
+        self.env["queue.job"].flush_model(["identity_key", "state"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT 1 FROM queue_job WHERE identity_key = %s"
+                " AND state IN %s LIMIT 1",
+                self._scs_inbound_identity(),
+                LIVE_JOB_STATES,
+            )
+        )
+        return bool(self.env.cr.fetchone())
+
+    def _scs_follow_late_deliveries(self, seen_ids):
+        """Give a follow-up run to the events this run could not see.
+
+        A delivery counts on a waiting or running job to apply its event
+        and holds the channel's delivery lock until it commits. A run that
+        enqueues no follow-up therefore ends here: it takes that lock
+        exclusively (waiting for the deliveries in flight; the next ones
+        wait for this commit, then find this run done), and looks, on a
+        fresh snapshot, for queued events that its own snapshot did not
+        hold. Finding one, it enqueues the channel's next run (at the next
+        second, the burst window). Returns whether it found one.
+        """
+        self.ensure_one()
+        self.env.cr.execute(
+            SQL("SELECT pg_advisory_xact_lock(%s, %s)", DELIVERY_LOCK, self.id)
+        )
+        # another cursor: a snapshot taken now, not at the start of the run
+        # (never a read-only one, which may read a replica that lags)
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                SQL(
+                    "SELECT EXISTS (SELECT 1 FROM sync_event WHERE channel_id = %s"
+                    " AND direction = 'in' AND state = 'queued' AND id != ALL(%s))",
+                    self.id,
+                    list(seen_ids),
+                )
+            )
+            late = cr.fetchone()[0]
+        if late:
+            self._scs_enqueue_inbound()
+        return late
+
     def _scs_queued_events(self, limit=None):
         return (
             self.env["sync.event"]
@@ -173,6 +267,7 @@ class SyncChannel(models.Model):
         events = self._scs_take_queued_events()
         more = len(events) > APPLY_BATCH
         events = events[:APPLY_BATCH]
+        seen_ids = events.ids
         groups = OrderedDict()
         for event in events:
             groups.setdefault(event.subject or event.idempotency_key, []).append(event)
@@ -199,22 +294,36 @@ class SyncChannel(models.Model):
         deferred = []
         corrections = []
         started = time.monotonic()
-        for group in groups.values():
-            if time.monotonic() - started > APPLY_SECONDS:
-                more = True  # a short transaction; the rest in the next run
-                break
-            group = [event for event in group if event not in superseded]
-            self._scs_apply_group(
-                group, counts, bindings, deferred, batchable, corrections
-            )
+        todo_groups = [
+            [event for event in group if event not in superseded]
+            for group in groups.values()
+        ]
+        todo_groups = [group for group in todo_groups if group]
+        done, late_groups = self._scs_apply_at_once(
+            todo_groups, counts, bindings, deferred, batchable, corrections, started
+        )
+        if not done:
+            for group in todo_groups:
+                if time.monotonic() - started > APPLY_SECONDS:
+                    late_groups = True
+                    break
+                self._scs_apply_group(
+                    group, counts, bindings, deferred, batchable, corrections
+                )
+        # a short transaction: what was not reached, in the next run
+        more = more or late_groups
         self._scs_reserve_deferred(deferred, counts)
         self._scs_push_corrections(corrections)
         if more or counts["waiting"]:
             # contention: a second later; a backlog: at once
             self._scs_enqueue_inbound(eta=1 if counts["waiting"] else 0)
+            late = False
+        else:
+            late = self._scs_follow_late_deliveries(seen_ids)
         return (
             "{applied} applied, {stale} superseded, {handed_over} handed over,"
             " {waiting} left for a follow-up run".format(**counts)
+            + (", a follow-up run for deliveries made meanwhile" if late else "")
         )
 
     def _scs_mark_superseded(self, superseded):
@@ -341,6 +450,47 @@ class SyncChannel(models.Model):
                 ) from err
         return events
 
+    def _scs_apply_at_once(
+        self, groups, counts, bindings, deferred, batchable, corrections, started
+    ):
+        """Apply the run's groups in one savepoint: ``(done, time ran out)``.
+
+        Most runs meet no contention and no error. They then cost one
+        savepoint and one flush in all, instead of one per event (measured:
+        about half of a run's time under a burst, time during which an HTTP
+        worker serves no webhook). The run's bindings are locked first, in
+        one statement. If another job holds one of them, or an event fails,
+        nothing of this pass is kept (nor logged), ``done`` is false, and
+        the caller applies event by event, each in a savepoint of its own.
+        """
+        binding_ids = frozenset(bindings.values())
+        applied, run_deferred, run_corrections, late = 0, [], [], False
+        try:
+            with buffered_log_lines() as lines, self.env.cr.savepoint():
+                self.env["channel.binding"].sudo().browse(
+                    sorted(binding_ids)
+                )._scs_lock()
+                locked = self.with_context(scs_locked_binding_ids=binding_ids)
+                for group in groups:
+                    if time.monotonic() - started > APPLY_SECONDS:
+                        late = True
+                        break
+                    for event in group:
+                        result = event.with_env(locked.env)._scs_job_apply(
+                            bindings=bindings,
+                            defer=run_deferred if event.id in batchable else None,
+                            corrections=run_corrections,
+                        )
+                        applied += result != DEFERRED
+        except Exception as err:  # noqa: BLE001 - applied event by event instead
+            _logger.debug("channel %s: run applied event by event: %s", self.id, err)
+            return False, False
+        log_lines(lines)
+        counts["applied"] += applied
+        deferred.extend(run_deferred)
+        corrections.extend(run_corrections)
+        return True, late
+
     def _scs_apply_group(
         self, todo, counts, bindings=None, deferred=None, batchable=(), corrections=None
     ):
@@ -457,19 +607,47 @@ class SyncChannel(models.Model):
 
     def _scs_dead_orphans(self, error):
         self.ensure_one()
-        self.env["queue.job"].flush_model(["identity_key", "state"])
-        self.env.cr.execute(
-            SQL(
-                "SELECT 1 FROM queue_job WHERE identity_key = %s"
-                " AND state IN ('wait_dependencies', 'pending', 'enqueued', 'started')"
-                " LIMIT 1",
-                self._scs_inbound_identity(),
+        # deliveries in flight counted on the failed job: let them commit
+        # first (a bounded wait; what is still missed, the reconciliation
+        # pass finds, see ``_scs_requeue_orphans``)
+        deadline = time.monotonic() + 5
+        while True:
+            self.env.cr.execute(
+                SQL("SELECT pg_try_advisory_xact_lock(%s, %s)", DELIVERY_LOCK, self.id)
             )
-        )
-        if self.env.cr.fetchone():
+            if self.env.cr.fetchone()[0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if self._scs_live_apply_job():
             return self.env["sync.event"]
         orphans = self._scs_queued_events()
         for event in orphans:
             event._scs_set_state("dead", error=error, attempts=event.attempts + 1)
             self._scs_notify_dead_letter(event)
         return orphans
+
+    def _scs_requeue_orphans(self, age=300):
+        """Safety net: queued events older than ``age`` seconds get a job.
+
+        Every queued event has a job that will apply it, by construction;
+        this catches what a crash or a bug may still leave behind (the
+        reconciliation pass runs it). Returns whether a job was enqueued.
+        """
+        self.ensure_one()
+        self.env["sync.event"].flush_model(["state", "enqueue_ts"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT 1 FROM sync_event WHERE channel_id = %s AND direction = 'in'"
+                " AND state = 'queued' AND enqueue_ts < %s LIMIT 1",
+                self.id,
+                time.time() - age,
+            )
+        )
+        if not self.env.cr.fetchone() or self._scs_live_apply_job():
+            return False
+        _logger.warning(
+            "channel %s: queued inbound events had no apply job; one is enqueued",
+            self.id,
+        )
+        self._scs_enqueue_inbound()
+        return True

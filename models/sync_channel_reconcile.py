@@ -149,6 +149,7 @@ class SyncChannel(models.Model):
     def _scs_job_reconcile_start(self, dry_run=False):
         """Fetch and apply missed orders, then enqueue the comparison batches."""
         self.ensure_one()
+        self._scs_requeue_orphans()
         fetched = 0
         if self.fetch_orders:
             try:

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import random
 import threading
 import time
@@ -17,6 +18,7 @@ from odoo import fields
 from odoo.tests import HttpCase, tagged
 
 from odoo.addons.queue_job.exception import RetryableJobError
+from odoo.addons.queue_job.job import Job
 
 from ..lib import signatures
 from ..models.sync_event import SyncEventInbound
@@ -666,33 +668,141 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                 len(self.reservations(self.generic, order_id)), int(is_open), order_id
             )
 
-    def test_job_taken_by_the_runner_gets_no_new_event(self):
-        """An event never joins a job the runner has already taken (it may
-        have read the database already): it gets a job of its own."""
+    def test_delivery_counts_on_a_waiting_or_running_job(self):
+        """An event joins the channel's job while it waits or runs (the
+        delivery takes no lock on it); once the job is over, the next event
+        gets a new one."""
         self.assertEqual(
-            self.post_generic(self.order_payload("G-TAKEN-1")).status_code, 200
+            self.post_generic(self.order_payload("G-RUN-1")).status_code, 200
         )
         first = self.apply_jobs()
         self.assertEqual(len(first), 1)
         for state in ("enqueued", "started"):
-            self.env.cr.execute(
-                "UPDATE queue_job SET state = %s WHERE state = 'pending'"
-                " AND method_name = '_scs_job_apply_inbound'",
-                (state,),
-            )
-            self.env.invalidate_all()
-            res = self.post_generic(self.order_payload(f"G-TAKEN-{state}"))
+            first.state = state
+            self.env.flush_all()
+            res = self.post_generic(self.order_payload(f"G-RUN-{state}"))
             self.assertEqual(res.status_code, 200)
-            self.assertEqual(len(self.apply_jobs()), 1, f"a new job beside {state}")
-        self.assertEqual(
-            self.env["queue.job"].search_count(
-                [("method_name", "=", "_scs_job_apply_inbound")]
-            ),
-            3,
+            self.assertEqual(
+                self.sync_jobs(
+                    "_scs_job_apply_inbound", states=("pending", "enqueued", "started")
+                ),
+                first,
+                f"no new job beside an {state} one",
+            )
+        first.state = "done"
+        self.env.flush_all()
+        self.post_generic(self.order_payload("G-RUN-after"))
+        self.assertEqual(len(self.apply_jobs()), 1, "a job once the last one is over")
+
+    def test_run_follows_deliveries_it_did_not_see(self):
+        """A run that enqueues no follow-up looks, when it is done, for queued
+        events its snapshot did not hold (a delivery that counted on it and
+        committed meanwhile) and enqueues the channel's next run for them."""
+        self.post_generic(self.order_payload("G-SEEN"), msg_id="msg_G-SEEN")
+        self.post_generic(self.order_payload("G-LATE"), msg_id="msg_G-LATE")
+        Event = self.env["sync.event"]
+        seen = Event.search([("idempotency_key", "=", "msg_G-SEEN")])
+        late = Event.search([("idempotency_key", "=", "msg_G-LATE")])
+        self.assertEqual((seen + late).mapped("state"), ["queued", "queued"])
+        job = self.apply_jobs()
+        self.assertEqual(len(job), 1)
+        Channel = type(self.env["sync.channel"])
+        original = Channel._scs_take_queued_events
+
+        def snapshot_without_late(channel):
+            # the run's snapshot was taken before the late delivery committed
+            return original(channel) - late
+
+        with patch.object(Channel, "_scs_take_queued_events", snapshot_without_late):
+            result = Job.load(self.env, job.uuid).perform()
+        self.assertIn("a follow-up run for deliveries made meanwhile", result)
+        self.assertEqual(seen.state, "applied")
+        self.assertEqual(late.state, "queued")
+        follow_up = self.apply_jobs() - job
+        self.assertEqual(len(follow_up), 1, "the late event has a run of its own")
+        job.unlink()
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(late.state, "applied")
+        self.assertEqual(len(self.reservations(self.generic, "G-LATE")), 1)
+        # a run that saw everything enqueues nothing more
+        self.assertFalse(self.apply_jobs())
+        self.post_generic(self.order_payload("G-ALONE"))
+        result = self.generic._scs_job_apply_inbound()
+        self.assertNotIn("follow-up run for deliveries", result)
+        self.assertEqual(len(self.apply_jobs()), 1, "only the delivery's own job")
+
+    def test_reconciliation_requeues_orphan_events(self):
+        """A queued event left without a job (a crash) gets one from the
+        reconciliation pass; a recent one, or one with a job, does not."""
+        self.post_generic(self.order_payload("G-ORPHAN"), msg_id="msg_G-ORPHAN")
+        self.apply_jobs().unlink()
+        event = self.env["sync.event"].search(
+            [("idempotency_key", "=", "msg_G-ORPHAN")]
         )
-        # while a job is pending, further events join it
-        self.post_generic(self.order_payload("G-TAKEN-joins"))
+        self.assertEqual(event.state, "queued")
+        self.assertFalse(self.generic._scs_requeue_orphans(), "too recent")
+        event.sudo().write({"enqueue_ts": time.time() - 3600})
+        self.generic._scs_job_reconcile_start()
         self.assertEqual(len(self.apply_jobs()), 1)
+        self.assertFalse(self.generic._scs_requeue_orphans(), "it has a job now")
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(event.state, "applied")
+        self.assertEqual(len(self.reservations(self.generic, "G-ORPHAN")), 1)
+
+    def test_run_falls_back_to_event_by_event_and_logs_once(self):
+        """A run applies its events in one savepoint; when one fails, nothing
+        of that pass is kept or logged, and the run applies event by event:
+        the good level is applied and logged once, the bad one handed over."""
+        b_second = self.env["channel.binding"].create(
+            {"channel_id": self.generic.id, "product_id": self.product_b.id}
+        )
+        levels = {"msg_lvl_good": (self.b_generic.sku, 7)}
+        levels["msg_lvl_bad"] = (b_second.sku, 3)
+        for key, (sku, qty) in levels.items():
+            payload = {
+                "type": "inventory.updated",
+                "data": {"sku": sku, "quantity": qty},
+            }
+            self.assertEqual(self.post_generic(payload, msg_id=key).status_code, 200)
+        original = SyncEventInbound._scs_apply_inventory
+        calls = []
+
+        def apply_inventory(event, *args, **kwargs):
+            calls.append(event.idempotency_key)
+            if event.idempotency_key == "msg_lvl_bad":
+                raise ValueError("scale on fire")
+            return original(event, *args, **kwargs)
+
+        self.assertEqual(len(self.apply_jobs()), 1)
+        lines = []
+        handler = logging.Handler()
+        handler.emit = lambda record: lines.append(record.getMessage())
+        logger = logging.getLogger("odoo.addons.stock_channel_sync.events")
+        logger.addHandler(handler)
+        try:
+            with patch.object(
+                SyncEventInbound, "_scs_apply_inventory", apply_inventory
+            ):
+                self.run_jobs("_scs_job_apply_inbound")
+        finally:
+            logger.removeHandler(handler)
+        self.assertEqual(
+            calls, ["msg_lvl_good", "msg_lvl_bad", "msg_lvl_good", "msg_lvl_bad"]
+        )
+        Event = self.env["sync.event"]
+        good = Event.search([("idempotency_key", "=", "msg_lvl_good")])
+        bad = Event.search([("idempotency_key", "=", "msg_lvl_bad")])
+        self.assertEqual(good.state, "applied")
+        self.assertEqual(self.b_generic.last_seen_qty, 7)
+        self.assertEqual(bad.state, "failed")
+        self.assertIn("scale on fire", bad.error)
+        self.assertFalse(b_second.last_seen_qty)
+        applied_lines = [
+            line
+            for line in lines
+            if '"key": "msg_lvl_good"' in line and '"state": "applied"' in line
+        ]
+        self.assertEqual(len(applied_lines), 1, lines)
 
     def test_failing_event_is_handed_over_the_others_applied(self):
         original = SyncEventInbound._scs_reserve_many
