@@ -467,9 +467,12 @@ class SyncChannel(models.Model):
         applied, run_deferred, run_corrections, late = 0, [], [], False
         try:
             with buffered_log_lines() as lines, self.env.cr.savepoint():
-                self.env["channel.binding"].sudo().browse(
-                    sorted(binding_ids)
-                )._scs_lock()
+                run_bindings = (
+                    self.env["channel.binding"].sudo().browse(sorted(binding_ids))
+                )
+                run_bindings._scs_lock()
+                # one query for the run's bindings, not one per event
+                run_bindings.fetch()
                 locked = self.with_context(scs_locked_binding_ids=binding_ids)
                 for group in groups:
                     if time.monotonic() - started > APPLY_SECONDS:
