@@ -4,3 +4,4 @@ from . import test_channel_types
 from . import test_reconcile
 from . import test_dashboard_security
 from . import test_tour
+from . import test_delivery_race
