@@ -583,24 +583,29 @@ class SyncEventInbound(models.Model):
             # is worth keeping (``own_transaction``)
             cr.rollback()
             prefix = SQL("SET TRANSACTION ISOLATION LEVEL READ COMMITTED;")
-        cr.execute(
-            SQL(
-                "%s SELECT pg_advisory_xact_lock_shared(%s, %s)",
-                prefix,
-                DELIVERY_LOCK,
-                channel.id,
-            )
+        # the lock travels with the first insert, in one round trip: each
+        # statement of the message takes its own snapshot, after the one
+        # before it has finished (so after the lock is granted)
+        lock = SQL(
+            "%s SELECT pg_advisory_xact_lock_shared(%s, %s);",
+            prefix,
+            DELIVERY_LOCK,
+            channel.id,
         )
+        self.env["queue.job"].flush_model(["identity_key", "state"])
         ids, job_found = [], False
         for index, vals in enumerate(rows):
             args = (*_insert_args(vals), self.env.uid, self.env.uid)
             if job_key and index == len(rows) - 1:
-                self.env["queue.job"].flush_model(["identity_key", "state"])
-                cr.execute(SQL(INSERT_AND_CHECK, *args, job_key), log_exceptions=False)
-                event_id, job_found = cr.fetchone()
+                query = SQL(INSERT_AND_CHECK, *args, job_key)
             else:
-                cr.execute(SQL(INSERT_INBOUND, *args), log_exceptions=False)
-                row = cr.fetchone()
+                query = SQL(INSERT_INBOUND, *args)
+            cr.execute(SQL("%s %s", lock, query), log_exceptions=False)
+            lock = SQL()
+            row = cr.fetchone()
+            if job_key and index == len(rows) - 1:
+                event_id, job_found = row
+            else:
                 event_id = row[0] if row else None
             ids.append(event_id)
         return ids, job_found
