@@ -17,8 +17,6 @@ import logging
 import time
 from html import escape
 
-import psycopg2.errors
-
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
@@ -27,6 +25,7 @@ from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 from ..lib.adapters import ChannelError, StockUpdate
 from ..lib.fanout import run_all
 from ..lib.quantity import breakdown
+from .job_store import lock_rows_or_retry
 
 _logger = logging.getLogger(__name__)
 
@@ -318,26 +317,14 @@ class ChannelBinding(models.Model):
             "scs_locked_binding_ids", frozenset()
         ):
             return  # no binding, or locked by this run already
-        try:
-            with self.env.cr.savepoint(flush=False):
-                # contention is expected and handled: not an error to log
-                self.env.cr.execute(
-                    SQL(
-                        "SELECT id FROM channel_binding WHERE id = ANY(%s)"
-                        " ORDER BY id FOR NO KEY UPDATE NOWAIT",
-                        list(self.ids),
-                    ),
-                    log_exceptions=False,
-                )
-        except (
-            psycopg2.errors.LockNotAvailable,
-            psycopg2.errors.SerializationFailure,
-        ) as err:
-            raise RetryableJobError(
-                f"SKU busy: {type(err).__name__}",
-                seconds=LOCK_RETRY_SECONDS,
-                ignore_retry=True,
-            ) from err
+        lock_rows_or_retry(
+            self.env,
+            "channel_binding",
+            self.ids,
+            "SKU busy",
+            nowait=True,
+            seconds=LOCK_RETRY_SECONDS,
+        )
 
     # -- push engine --
     def _scs_push(self, changed_ts=None, force=False, kind="push", reasons=None):

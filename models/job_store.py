@@ -33,6 +33,7 @@ import psycopg2.errors
 
 from odoo.tools import SQL
 
+from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import Job
 
 
@@ -166,3 +167,33 @@ def insert_jobs(env, jobs):
             SQL(", ").join(values),
         )
     )
+
+
+def lock_rows_or_retry(env, table, ids, reason, nowait=False, seconds=1):
+    """Lock rows of ``table`` (``FOR NO KEY UPDATE``), or retry the job.
+
+    A serialization failure (the rows changed since this transaction's
+    snapshot, so what it read may be old) or, with ``nowait``, a row that
+    another transaction holds, raises ``RetryableJobError``: the job runs
+    again ``seconds`` later on a fresh snapshot, without spending a retry.
+    Expected contention, so not logged as a bad query.
+    """
+    try:
+        with env.cr.savepoint(flush=False):
+            env.cr.execute(
+                SQL(
+                    "SELECT id FROM %s WHERE id = ANY(%s)"
+                    " ORDER BY id FOR NO KEY UPDATE%s",
+                    SQL.identifier(table),
+                    list(ids),
+                    SQL(" NOWAIT") if nowait else SQL(),
+                ),
+                log_exceptions=False,
+            )
+    except (
+        psycopg2.errors.LockNotAvailable,
+        psycopg2.errors.SerializationFailure,
+    ) as err:
+        raise RetryableJobError(
+            f"{reason}: {type(err).__name__}", seconds=seconds, ignore_retry=True
+        ) from err

@@ -55,7 +55,7 @@ from odoo.addons.queue_job.controllers.main import PG_CONCURRENCY_ERRORS_TO_RETR
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.utils import must_run_without_delay
 
-from .job_store import store_jobs
+from .job_store import lock_rows_or_retry, store_jobs
 from .sync_event import (
     DEFERRED,
     DELIVERY_LOCK,
@@ -432,22 +432,12 @@ class SyncChannel(models.Model):
             )
         events = self._scs_queued_events(limit=APPLY_BATCH + 1)
         if events:
-            try:
-                with self.env.cr.savepoint(flush=False):
-                    self.env.cr.execute(
-                        SQL(
-                            "SELECT id FROM sync_event WHERE id = ANY(%s)"
-                            " ORDER BY id FOR NO KEY UPDATE",
-                            events.ids,
-                        ),
-                        log_exceptions=False,  # expected, handled below
-                    )
-            except psycopg2.errors.SerializationFailure as err:
-                raise RetryableJobError(
-                    "events applied by another run since this one started",
-                    seconds=1,
-                    ignore_retry=True,
-                ) from err
+            lock_rows_or_retry(
+                self.env,
+                "sync_event",
+                events.ids,
+                "events applied by another run since this one started",
+            )
         return events
 
     def _scs_apply_at_once(
