@@ -160,7 +160,10 @@ class SyncEvent(models.Model):
     error = fields.Text(readonly=True)
     reason = fields.Char(readonly=True, help="Why a correction or a discard happened.")
     job_uuid = fields.Char("Job UUID", readonly=True, index="btree_not_null")
-    replay_of_id = fields.Many2one("sync.event", readonly=True, ondelete="set null")
+    # indexed: deleting an event (retention) looks up the events replaying it
+    replay_of_id = fields.Many2one(
+        "sync.event", readonly=True, ondelete="set null", index="btree_not_null"
+    )
     event_ts = fields.Float(
         "Event Time (unix)",
         digits=(16, 3),
