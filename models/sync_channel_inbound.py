@@ -22,8 +22,10 @@ finds the channel's job waiting or running counts on it, and holds the
 channel's delivery lock (shared) until it commits; a run that enqueues no
 follow-up ends by taking that lock exclusively and looking, on a fresh
 snapshot, for queued events it did not see (``_scs_follow_late_deliveries``).
-The reconciliation pass gives a job to queued events that are somehow left
-without one (``_scs_requeue_orphans``).
+A delivery to an idle channel commits its event, then starts the job in a
+second transaction; if the worker dies in between, the sender's retry (a
+duplicate) starts it. The reconciliation pass gives a job to queued events
+that are somehow left without one (``_scs_requeue_orphans``).
 
 Within one run, an inventory level that a newer level of the same item
 supersedes is recorded as stale without being applied (last write wins, as

@@ -7,6 +7,11 @@ run took its snapshot, and the run must still give its event a job. The
 rows are committed, so the test deletes them afterwards.
 """
 
+import threading
+import time
+
+import psycopg2
+
 from odoo import SUPERUSER_ID, api
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import SQL
@@ -45,21 +50,42 @@ class TestDeliveryRace(TransactionCase):
             )
             cr.execute("DELETE FROM sync_channel WHERE id = %s", [self.channel_id])
 
-    def _deliver(self, cr, key, enqueue=True):
+    def _deliver(self, cr, key, enqueue=True, keys=None, channel_id=None, **kw):
         env = api.Environment(cr, SUPERUSER_ID, {})
-        event = InboundEvent(
-            kind="inventory",
-            idempotency_key=key,
-            levels=[LiveLevel(sku="RACE-1", quantity=3)],
-        )
+        events = [
+            InboundEvent(
+                kind="inventory",
+                idempotency_key=one,
+                levels=[LiveLevel(sku="RACE-1", quantity=3)],
+            )
+            for one in keys or [key]
+        ]
         return env["sync.event"]._scs_record_inbound(
-            env["sync.channel"].browse(self.channel_id),
-            [event],
+            env["sync.channel"].browse(channel_id or self.channel_id),
+            events,
             b"{}",
             "inventory.updated",
             enqueue=enqueue,
             own_transaction=True,
+            **kw,
         )
+
+    def _states(self, *keys):
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT state FROM sync_event WHERE channel_id = %s"
+                " AND idempotency_key = ANY(%s) ORDER BY id",
+                [self.channel_id, list(keys)],
+            )
+            return [row[0] for row in cr.fetchall()]
+
+    def _jobs(self):
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT state FROM queue_job WHERE identity_key = %s",
+                [f"stock_channel_sync.in.{self.channel_id}"],
+            )
+            return [row[0] for row in cr.fetchall()]
 
     def _try_delivery_lock(self, cr):
         cr.execute(
@@ -80,12 +106,18 @@ class TestDeliveryRace(TransactionCase):
             with self.registry.cursor() as delivery_cr:
                 out = self._deliver(delivery_cr, "race-late", enqueue=False)
                 self.assertEqual(out[0]["state"], "queued")
-                delivery_cr.execute("SHOW transaction_isolation")
-                self.assertEqual(delivery_cr.fetchone()[0], "read committed")
-                # in flight, the delivery holds the lock the run ends with
+                # the delivery committed in its message, and left the
+                # connection as Odoo expects it: no transaction, no autocommit
+                self.assertEqual(self._states("race-late"), ["queued"])
+                self.assertFalse(delivery_cr._cnx.autocommit)
+                self.assertEqual(
+                    delivery_cr._cnx.get_transaction_status(),
+                    psycopg2.extensions.TRANSACTION_STATUS_IDLE,
+                )
+                # nor does it hold the lock the run ends with
                 with self.registry.cursor() as probe_cr:
-                    self.assertFalse(self._try_delivery_lock(probe_cr))
-            # committed now, after the run's snapshot: the run cannot see it
+                    self.assertTrue(self._try_delivery_lock(probe_cr))
+            # committed after the run's snapshot: the run cannot see it
             self.assertFalse(channel._scs_queued_events())
             # but the run's end finds it and enqueues the channel's next run
             self.assertTrue(channel._scs_follow_late_deliveries([]))
@@ -128,3 +160,94 @@ class TestDeliveryRace(TransactionCase):
                 ),
                 3,
             )
+
+    def test_delivery_waits_while_a_run_ends(self):
+        """A run ending holds the delivery lock exclusively: a delivery waits
+        for it, inserts after it, and then starts the channel's next job."""
+        # the run's side is plain SQL in a thread (an environment there would
+        # wait for the registry, which the test runner holds)
+        locked = threading.Event()
+        seen = {}
+
+        def run_end():
+            with self.registry.cursor() as run_cr:
+                run_cr.execute(
+                    SQL(
+                        "SELECT pg_advisory_xact_lock(%s, %s)",
+                        DELIVERY_LOCK,
+                        self.channel_id,
+                    )
+                )
+                locked.set()
+                seen["waiter"] = False
+                for _i in range(400):
+                    run_cr.execute(
+                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND NOT granted AND classid = %s AND objid = %s",
+                        [DELIVERY_LOCK, self.channel_id],
+                    )
+                    if run_cr.fetchone():
+                        seen["waiter"] = True
+                        break
+                    time.sleep(0.025)
+                run_cr.execute(
+                    "SELECT count(*) FROM sync_event WHERE channel_id = %s",
+                    [self.channel_id],
+                )
+                seen["events_before_release"] = run_cr.fetchone()[0]
+
+        thread = threading.Thread(target=run_end)
+        thread.start()
+        self.assertTrue(locked.wait(30))
+        with self.registry.cursor() as cr:
+            out = self._deliver(cr, "race-wait")
+        thread.join(30)
+        self.assertTrue(seen["waiter"], "the delivery waited for the run's end")
+        self.assertEqual(seen["events_before_release"], 0)
+        self.assertEqual(out[0]["state"], "queued")
+        self.assertEqual(self._states("race-wait"), ["queued"])
+        self.assertEqual(self._jobs(), ["pending"])
+
+    def test_redelivery_starts_the_job_a_crash_left_out(self):
+        """The event commits before its job: if the job's transaction is
+        lost, the sender's retry (a duplicate) starts the job."""
+        with self.registry.cursor() as cr:
+            out = self._deliver(cr, "race-crash")
+            self.assertTrue(out[0]["new"])
+            cr.rollback()  # the worker dies before the job commits
+        self.assertEqual(self._states("race-crash"), ["queued"])
+        self.assertEqual(self._jobs(), [])
+        with self.registry.cursor() as cr:
+            out = self._deliver(cr, "race-crash")
+            self.assertFalse(out[0]["new"])
+        self.assertEqual(self._jobs(), ["pending"])
+        # with the job there, a further duplicate adds nothing
+        with self.registry.cursor() as cr:
+            self._deliver(cr, "race-crash")
+        self.assertEqual(self._jobs(), ["pending"])
+
+    def test_one_delivery_with_a_key_twice_records_one_event(self):
+        with self.registry.cursor() as cr:
+            out = self._deliver(cr, None, keys=["race-twice", "race-twice", "race-b"])
+        self.assertEqual([e["new"] for e in out], [True, False, True])
+        self.assertEqual(self._states("race-twice", "race-b"), ["queued", "queued"])
+        self.assertEqual(self._jobs(), ["pending"])
+
+    def test_failed_delivery_leaves_the_cursor_usable(self):
+        """A statement that fails inside the message (here the channel is
+        gone) raises, writes nothing and leaves the cursor as it found it."""
+        with self.registry.cursor() as cr:
+            with self.assertRaises(psycopg2.errors.ForeignKeyViolation):
+                self._deliver(
+                    cr, "race-gone", channel_id=self.channel_id + 100000, company_id=1
+                )
+            self.assertFalse(cr._cnx.autocommit)
+            cr.execute("SELECT 1")
+            self.assertEqual(cr.fetchone(), (1,))
+            cr.rollback()
+        self.assertEqual(self._states("race-gone"), [])
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT count(*) FROM sync_event WHERE idempotency_key = 'race-gone'"
+            )
+            self.assertEqual(cr.fetchone()[0], 0)
