@@ -125,14 +125,21 @@ if check_tools; then
     echo "test tools already installed"
 else
     echo "installing test tools from requirements-test.txt"
-    pip_args=(-m pip install -q --disable-pip-version-check -r requirements-test.txt)
+    # every distribution already installed keeps its version: $PY may be
+    # the Python that runs Odoo, whose pins (cryptography, pyOpenSSL...) an
+    # upgrade would break
+    "$PY" -m pip list --format=freeze --disable-pip-version-check 2>/dev/null \
+        | grep -E '^[A-Za-z0-9_.-]+==' > "$TMP/keep-installed.txt" || true
+    pip_args=(-m pip install -q --disable-pip-version-check
+              -c "$TMP/keep-installed.txt" -r requirements-test.txt)
     in_venv="$("$PY" -c 'import sys; print(int(sys.prefix != sys.base_prefix))')"
     if ! "$PY" "${pip_args[@]}"; then
         if [ "$(id -u)" != 0 ] && [ "$in_venv" = 0 ]; then
             echo "retrying with --user"
             "$PY" "${pip_args[@]}" --user
         else
-            echo "ERROR: could not install requirements-test.txt into $PY" >&2
+            echo "ERROR: could not install requirements-test.txt into $PY without" \
+                 "changing a package it already has; set PYTHON to another Python" >&2
             exit 2
         fi
     fi
