@@ -33,7 +33,7 @@ from odoo import SUPERUSER_ID, fields, http
 from odoo.http import request
 
 from ..lib import signatures
-from ..lib.adapters import ChannelConfig, get_adapter_class
+from ..lib.adapters import ChannelConfig, check_inbound, get_adapter_class
 
 _logger = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ def _parser(channel_type):
         parser = get_adapter_class(channel_type)(ChannelConfig(channel_type))
         _PARSERS[channel_type] = parser
     return parser
+
+
+def _refuse_constant(name):
+    """``NaN`` and ``Infinity`` are JavaScript, not JSON (RFC 8259)."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _answer(http_status, **body):
@@ -107,15 +112,22 @@ class WebhookController(http.Controller):
             return _answer(401, error=str(err))
 
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, ValueError) as err:
+            payload = json.loads(body, parse_constant=_refuse_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
             return _answer(400, error=f"body is not JSON: {err}")
         topic = self._topic(conf["channel_type"], headers, payload)
         try:
             parsed = _parser(conf["channel_type"]).parse_webhook(
                 topic, payload, headers
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            check_inbound(parsed)
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            ArithmeticError,
+        ) as err:
             return _answer(400, error=f"payload does not fit topic {topic!r}: {err}")
         channel = env["sync.channel"].browse(conf["id"])
         events = env["sync.event"]._scs_record_inbound(

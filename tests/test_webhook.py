@@ -365,6 +365,28 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         cases.append(
             (self.post_generic({"type": "order.created", "data": {"lines": "x"}}), 400)
         )
+        # values no channel sends, each of which used to be a 500: NaN (not
+        # JSON), an infinite level (1e400), a NUL character (PostgreSQL
+        # cannot store it), JSON nested beyond Python's recursion limit
+        order = json.dumps(self.order_payload("G-NAN"))
+        nan = order.replace('"quantity": 1', '"quantity": NaN', 1)
+        self.assertNotEqual(nan, order)
+        cases.append((self.post_generic(None, raw=nan.encode()), 400))
+        cases.append(
+            (
+                self.post_generic(
+                    None,
+                    raw=b'{"type": "inventory.updated", "timestamp":'
+                    b' "2026-11-22T10:00:00Z", "data": {"sku": "SCS-MUG",'
+                    b' "quantity": 1e400}}',
+                ),
+                400,
+            )
+        )
+        nul = self.order_payload("G-NUL")
+        nul["data"]["lines"][0]["sku"] = "SCS-\x00MUG"
+        cases.append((self.post_generic(nul), 400))
+        cases.append((self.post_generic(None, raw=b"[" * 50000 + b"]" * 50000), 400))
         # unknown token and disabled channel: same 404
         unknown = self.url_open(
             URL + "nope" + self.generic.webhook_token[4:], data=body, headers=headers

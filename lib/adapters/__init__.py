@@ -17,6 +17,7 @@ from .base import (
     RetryableChannelError,
     StaleQuantityError,
     StockUpdate,
+    check_inbound,
 )
 
 #: channel type -> (module, class name); modules load on first use

@@ -11,6 +11,7 @@ codes. Nothing is swallowed: an adapter either returns a result or raises.
 """
 
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -171,6 +172,56 @@ class InboundEvent:
     event_time: datetime | None = None
     order: ChannelOrder | None = None
     levels: list = field(default_factory=list)
+
+
+#: beyond this a quantity is no stock level (and loses precision as a float)
+MAX_QUANTITY = 10**12
+
+
+def check_inbound(events):
+    """Refuse parsed values that no channel sends: raise ValueError (or
+    TypeError for a quantity that is no number).
+
+    Each parser checks the shape of its marketplace's payload; this checks
+    what every channel type shares, before anything is written: text without
+    NUL characters (PostgreSQL cannot store them: the insert would fail with
+    a 500, or the reservation later in its job), finite quantities within
+    ``MAX_QUANTITY``, order lines that do not ask for a negative quantity.
+    """
+    for event in events:
+        _check_text(event.idempotency_key, "event id")
+        order = event.order
+        if order is not None:
+            _check_text(order.external_id, "order id")
+            for line in order.lines or []:
+                _check_text(line.sku, "line sku")
+                _check_text(line.external_id, "line id")
+                _check_text(line.external_variant_id, "line variant id")
+                _check_quantity(line.quantity, f"line {line.sku!r} quantity")
+                if line.quantity < 0:
+                    raise ValueError(
+                        f"line {line.sku!r} quantity is negative: {line.quantity}"
+                    )
+        for level in event.levels or []:
+            _check_text(level.sku, "inventory sku")
+            _check_text(level.external_id, "inventory item id")
+            _check_text(level.external_variant_id, "inventory variant id")
+            _check_text(level.external_location_id, "inventory location id")
+            _check_quantity(level.quantity, f"sku {level.sku!r} quantity")
+
+
+def _check_text(value, name):
+    if value and "\x00" in str(value):
+        raise ValueError(f"{name} holds a NUL character")
+
+
+def _check_quantity(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if abs(value) > MAX_QUANTITY:
+        raise ValueError(f"{name} is out of range: {value!r}")
 
 
 class ChannelAdapter:
