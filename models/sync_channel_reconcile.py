@@ -29,7 +29,7 @@ from datetime import timedelta
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
-from ..lib.adapters import ChannelError, InboundEvent
+from ..lib.adapters import ChannelError, InboundEvent, check_inbound
 
 _logger = logging.getLogger(__name__)
 
@@ -184,16 +184,32 @@ class SyncChannel(models.Model):
         except NotImplementedError:
             return 0
         parsed = []
+        refused = []
         for order in orders:
             kind = "cancel" if order.status in ("cancelled", "refunded") else "order"
             stamp = order.updated_at.isoformat() if order.updated_at else ""
-            parsed.append(
-                InboundEvent(
-                    kind=kind,
-                    idempotency_key=f"poll:{order.external_id}:{order.status}:{stamp}",
-                    event_time=order.updated_at,
-                    order=order,
-                )
+            event = InboundEvent(
+                kind=kind,
+                idempotency_key=f"poll:{order.external_id}:{order.status}:{stamp}",
+                event_time=order.updated_at,
+                order=order,
+            )
+            try:
+                # what the webhook route refuses with a 400; one such order
+                # must not stop the others (nor the comparison)
+                check_inbound([event])
+            except (ValueError, TypeError) as err:
+                refused.append(f"{order.external_id!r}: {err}")
+                continue
+            parsed.append(event)
+        if refused:
+            _logger.warning(
+                "channel %s: fetched orders refused: %s", self.id, "; ".join(refused)
+            )
+            self.last_reconcile_error = _(
+                "%(count)s fetched order(s) refused: %(orders)s",
+                count=len(refused),
+                orders="; ".join(refused),
             )
         Event = self.env["sync.event"]
         recorded = Event._scs_record_inbound(self, parsed, b"", "poll", enqueue=False)

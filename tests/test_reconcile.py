@@ -177,6 +177,34 @@ class TestReconcile(SyncCase):
             1,
         )
 
+    def test_fetched_orders_no_channel_sends_are_refused_alone(self):
+        """A fetched order the webhook route would answer with 400 (a NUL
+        character, a negative quantity) is refused and shown; the other
+        orders are still reserved."""
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.add_order("SIM-OK", [("SCS-MUG", 2)])
+        self.sim.add_order("SIM-NUL", [("SCS-\x00MUG", 1)])
+        self.sim.add_order("SIM-NEG", [("SCS-MUG", -4)])
+        free = self.product_a.free_qty
+        self.pass_()
+        for order_id, count in (("SIM-OK", 1), ("SIM-NUL", 0), ("SIM-NEG", 0)):
+            self.assertEqual(
+                self.env["stock.picking"].search_count(
+                    [
+                        ("scs_channel_id", "=", self.channel.id),
+                        ("scs_external_order_id", "=", order_id),
+                    ]
+                ),
+                count,
+                order_id,
+            )
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+        error = self.channel.last_reconcile_error
+        self.assertIn("2 fetched order(s) refused", error)
+        self.assertIn("SIM-NUL", error)
+        self.assertIn("SIM-NEG", error)
+
     def test_replay_of_applied_event_changes_nothing(self):
         order = ChannelOrder("R-1", "open", [OrderLine("SCS-MUG", 2)])
         self.env["sync.event"]._scs_record_inbound(
