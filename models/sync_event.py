@@ -682,12 +682,15 @@ class SyncEventInbound(models.Model):
         """
         cr = self.env.cr
         first = {}
-        values = []
         for vals in rows:
             # a key twice in one delivery is one event
-            if first.setdefault(vals["idempotency_key"], vals) is vals:
-                args = (*_insert_args(vals), self.env.uid, self.env.uid)
-                values.append(SQL(DELIVER_ROW, *args))
+            first.setdefault(vals["idempotency_key"], vals)
+        # rows in key order: two deliveries that share keys wait for each
+        # other's keys in the same order, so they cannot deadlock
+        values = [
+            SQL(DELIVER_ROW, *_insert_args(vals), self.env.uid, self.env.uid)
+            for _key, vals in sorted(first.items())
+        ]
         query = SQL(
             DELIVER_AT_ONCE,
             DELIVERY_LOCK,

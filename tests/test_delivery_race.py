@@ -251,3 +251,52 @@ class TestDeliveryRace(TransactionCase):
                 "SELECT count(*) FROM sync_event WHERE idempotency_key = 'race-gone'"
             )
             self.assertEqual(cr.fetchone()[0], 0)
+
+    def test_deliveries_sharing_keys_in_another_order_never_deadlock(self):
+        """Two deliveries of the same events listed in opposite orders, at
+        the same moment, many times: no deadlock (each would be a 5xx to
+        the sender), and every key is recorded once."""
+        failures = []
+        rounds = 30
+
+        def deliver(env, keys, barrier):
+            events = [InboundEvent("ignored", key) for key in keys]
+            barrier.wait()
+            try:
+                env["sync.event"]._scs_record_inbound(
+                    env["sync.channel"].browse(self.channel_id),
+                    events,
+                    b"{}",
+                    "race",
+                    company_id=env.company.id,
+                    own_transaction=True,
+                )
+            except psycopg2.Error as err:
+                failures.append(type(err).__name__)
+
+        for n in range(rounds):
+            keys = [f"race-order-{n}-{i:02d}" for i in range(20)]
+            barrier = threading.Barrier(2)
+            # environments are made here: a thread making one would wait
+            # for the registry, which the test runner holds
+            with self.registry.cursor() as cr1, self.registry.cursor() as cr2:
+                env1 = api.Environment(cr1, SUPERUSER_ID, {})
+                env2 = api.Environment(cr2, SUPERUSER_ID, {})
+                env1.company  # noqa: B018 (read before the threads start)
+                env2.company  # noqa: B018
+                threads = [
+                    threading.Thread(target=deliver, args=(env1, keys, barrier)),
+                    threading.Thread(target=deliver, args=(env2, keys[::-1], barrier)),
+                ]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(60)
+        self.assertEqual(failures, [])
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "SELECT count(*), count(DISTINCT idempotency_key) FROM sync_event"
+                " WHERE channel_id = %s AND idempotency_key LIKE 'race-order-%%'",
+                [self.channel_id],
+            )
+            self.assertEqual(cr.fetchone(), (rounds * 20, rounds * 20))
