@@ -259,7 +259,7 @@ class TestDeliveryRace(TransactionCase):
         failures = []
         rounds = 30
 
-        def deliver(env, keys, barrier):
+        def deliver(env, keys, barrier, company_id):
             events = [InboundEvent("ignored", key) for key in keys]
             barrier.wait()
             try:
@@ -268,7 +268,7 @@ class TestDeliveryRace(TransactionCase):
                     events,
                     b"{}",
                     "race",
-                    company_id=env.company.id,
+                    company_id=company_id,
                     own_transaction=True,
                 )
             except psycopg2.Error as err:
@@ -282,11 +282,14 @@ class TestDeliveryRace(TransactionCase):
             with self.registry.cursor() as cr1, self.registry.cursor() as cr2:
                 env1 = api.Environment(cr1, SUPERUSER_ID, {})
                 env2 = api.Environment(cr2, SUPERUSER_ID, {})
-                env1.company  # noqa: B018 (read before the threads start)
-                env2.company  # noqa: B018
+                company_id = env1.company.id
                 threads = [
-                    threading.Thread(target=deliver, args=(env1, keys, barrier)),
-                    threading.Thread(target=deliver, args=(env2, keys[::-1], barrier)),
+                    threading.Thread(
+                        target=deliver, args=(env1, keys, barrier, company_id)
+                    ),
+                    threading.Thread(
+                        target=deliver, args=(env2, keys[::-1], barrier, company_id)
+                    ),
                 ]
                 for thread in threads:
                     thread.start()
