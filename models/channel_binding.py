@@ -467,6 +467,16 @@ class ChannelBinding(models.Model):
         )._scs_job_push_binding()
 
     # -- jobs --
+    def _scs_job_push_corrections(self):
+        """Push Odoo's number over the channel edits an apply run found.
+
+        One concurrent round for the run's edits (see
+        ``sync.channel._scs_push_corrections``); their events are of kind
+        ``correction``. A binding locked by another job makes this job retry.
+        """
+        result = self.exists()._scs_push(force=True, kind="correction")
+        return f"corrections: {result}"
+
     def _scs_job_push_binding(self):
         """Retry job of one failed binding: push today's number again.
 

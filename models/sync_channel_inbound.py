@@ -515,25 +515,27 @@ class SyncChannel(models.Model):
                 counts["applied"] += result != DEFERRED
 
     def _scs_push_corrections(self, binding_ids):
-        """Push Odoo's number to the channel edits of the run, all at once.
+        """Give the channel edits of the run one job that pushes Odoo's number.
 
-        One concurrent round of calls (each bounded by its channel's
-        timeout) at the end of the run, not one call per edited item in the
-        middle of it. When another job holds one of these SKUs, the SKUs are
-        pushed by their own job after this commit instead.
+        The run holds its events, its bindings and the channel's inbound
+        lock: a network call there would make every job that needs one of
+        them wait for the channel's answer (up to its timeout). The job,
+        committed with the run, pushes all the run's corrections in one
+        concurrent round, under the locks of those bindings only; a failing
+        channel gets its retry job, as any push.
         """
-        if not binding_ids:
-            return
-        bindings = self.env["channel.binding"].sudo().browse(sorted(set(binding_ids)))
-        try:
-            with self.env.cr.savepoint():
-                bindings._scs_push(force=True, kind="correction")
-        except RetryableJobError:
-            bindings.product_id._scs_push_at_commit(force=True)
-        except psycopg2.OperationalError as err:
-            if err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY:
-                raise
-            bindings.product_id._scs_push_at_commit(force=True)
+        bindings = (
+            self.env["channel.binding"]
+            .sudo()
+            .browse(sorted(set(binding_ids)))
+            .filtered(
+                lambda b: b.active and b.channel_id.active and b.channel_id.sync_enabled
+            )
+        )
+        if bindings:
+            bindings.with_delay(
+                description=f"Correct {len(bindings)} channel edit(s) on {self.name}",
+            )._scs_job_push_corrections()
 
     def _scs_reserve_deferred(self, deferred, counts):
         """Reserve the run's deferred orders together; one by one on failure.

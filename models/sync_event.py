@@ -636,6 +636,8 @@ class SyncEventInbound(models.Model):
         the test's transaction, at repeatable read, and the same statements.
         """
         cr = self.env.cr
+        if not rows:
+            return [], False
         self.env["queue.job"].flush_model(["identity_key", "state"])
         if isinstance(cr, sql_db.Cursor):
             return self._scs_deliver_at_once(rows, channel, job_key)
@@ -731,7 +733,7 @@ class SyncEventInbound(models.Model):
         finishes each with ``_scs_finish_order``); returns ``DEFERRED``.
         ``corrections``: a list that collects the bindings whose channel
         holds an edited level, instead of pushing each at once (the caller
-        pushes them together: one round of HTTP calls for the whole run).
+        gives them one job, after its commit: no HTTP call inside the run).
         """
         self.ensure_one()
         event = self.sudo()

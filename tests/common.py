@@ -93,6 +93,7 @@ class SyncCaseMixin:
     SYNC_METHODS = (
         "_scs_job_push_sku",
         "_scs_job_push_binding",
+        "_scs_job_push_corrections",
         "_scs_job_apply",
         "_scs_job_apply_inbound",
         "_scs_job_reconcile_start",

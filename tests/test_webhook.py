@@ -602,6 +602,8 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         sim.set_stock("SCS-MUG", 3)
         self.post_generic(edit)
         self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(sim.quantity("SCS-MUG"), 3, "the run calls no channel")
+        self.run_jobs("_scs_job_push_corrections")
         self.assertEqual(sim.quantity("SCS-MUG"), 10, "Odoo's number is pushed back")
         correction = self.env["sync.event"].search(
             [("kind", "=", "correction"), ("binding_id", "=", self.b_generic.id)]
@@ -980,8 +982,14 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             rounds.append(sorted(bindings.mapped("sku")))
             return original(bindings, *args, **kwargs)
 
+        requests = len(sim.requests)
         with patch.object(Binding, "_scs_push", push):
             self.run_jobs("_scs_job_apply_inbound")
+            # the run calls no channel: its edits go to one job of their own
+            self.assertEqual(rounds, [])
+            self.assertEqual(len(sim.requests), requests)
+            self.assertEqual(len(self.sync_jobs("_scs_job_push_corrections")), 1)
+            self.run_jobs("_scs_job_push_corrections")
         self.assertEqual(rounds, [["SCS-CAP", "SCS-MUG"]])
         self.assertEqual((sim.quantity("SCS-MUG"), sim.quantity("SCS-CAP")), (10, 5))
         corrections = self.env["sync.event"].search(
