@@ -5,7 +5,9 @@
 shown on the channel form) selects the channel; the tenant is never taken
 from an unsigned header. The handler only
 
-1. refuses oversize bodies (413) before reading them,
+1. refuses oversize bodies (413): before reading them when they declare
+   their length, chunked and form bodies too (werkzeug 2.3 and later stop
+   reading a chunked body at the limit),
 2. finds the channel (404, the same answer for unknown and disabled tokens),
 3. verifies the signature on the raw bytes, in constant time (401),
 4. parses the body (400),
@@ -39,6 +41,7 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 WEBHOOK_TYPES = ("generic", "shopify", "woocommerce")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 _PARSERS = {}
@@ -59,6 +62,66 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
+def _max_bytes(env):
+    """The body size limit (``stock_channel_sync.webhook_max_bytes``)."""
+    value = (
+        env["ir.config_parameter"]
+        .sudo()
+        .get_param("stock_channel_sync.webhook_max_bytes", DEFAULT_MAX_BYTES)
+    )
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        _logger.error("invalid stock_channel_sync.webhook_max_bytes %r", value)
+        return DEFAULT_MAX_BYTES
+
+
+def _route_max_bytes(_controller):
+    """The limit for Odoo's own reading of a form body, set before it reads.
+
+    Odoo parses a form-encoded body before the handler runs (and a chunked
+    one has no length to check first): over the limit, werkzeug stops
+    reading and Odoo answers 413. Other bodies are left to the handler,
+    which checks the declared length before reading and answers in JSON.
+    """
+    httprequest = request.httprequest
+    if httprequest.mimetype in FORM_TYPES:
+        return _max_bytes(request.env)
+    return httprequest.max_content_length
+
+
+def _file_size(upload):
+    stream = upload.stream
+    stream.seek(0, 2)
+    return stream.tell()
+
+
+def _read_body(httprequest, limit):
+    """The raw body; ``None`` when it is larger than ``limit``.
+
+    ``max_content_length`` is set to the limit first: werkzeug refuses a
+    declared length over it, and (from 2.3) stops reading a chunked body
+    there. A form body was already parsed by Odoo, so ``get_data`` finds
+    nothing left to read: its size is estimated from the parsed fields, so
+    that an oversize one is still refused as such.
+    """
+    httprequest.max_content_length = limit
+    try:
+        body = httprequest.get_data(cache=True)
+    except RequestEntityTooLarge:
+        return None
+    if not body and httprequest.mimetype in FORM_TYPES:
+        body_size = sum(
+            len(key) + len(value) + 2
+            for key, value in httprequest.form.items(multi=True)
+        ) + sum(
+            _file_size(upload) for _key, upload in httprequest.files.items(multi=True)
+        )
+    else:
+        body_size = len(body)
+    return None if body_size > limit else body
+
+
 def _answer(http_status, **body):
     return request.make_json_response(body, status=http_status)
 
@@ -72,6 +135,7 @@ class WebhookController(http.Controller):
         csrf=False,
         readonly=False,
         save_session=False,
+        max_content_length=_route_max_bytes,
     )
     def webhook(self, token, **_kw):
         started = time.time()
@@ -79,11 +143,7 @@ class WebhookController(http.Controller):
             return _answer(404, error="unknown channel")
         request.update_env(user=SUPERUSER_ID)
         env = request.env
-        limit = int(
-            env["ir.config_parameter"]
-            .sudo()
-            .get_param("stock_channel_sync.webhook_max_bytes", DEFAULT_MAX_BYTES)
-        )
+        limit = _max_bytes(env)
         httprequest = request.httprequest
         if (httprequest.content_length or 0) > limit:
             return _answer(413, error=f"body larger than {limit} bytes")
@@ -91,12 +151,8 @@ class WebhookController(http.Controller):
         conf = env["sync.channel"]._scs_webhook_channels().get(token)
         if not conf or conf["channel_type"] not in WEBHOOK_TYPES:
             return _answer(404, error="unknown channel")
-        httprequest.max_content_length = limit
-        try:
-            body = httprequest.get_data(cache=True)
-        except RequestEntityTooLarge:
-            return _answer(413, error=f"body larger than {limit} bytes")
-        if len(body) > limit:
+        body = _read_body(httprequest, limit)
+        if body is None:
             return _answer(413, error=f"body larger than {limit} bytes")
         headers = dict(httprequest.headers)
 
