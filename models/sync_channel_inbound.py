@@ -94,6 +94,25 @@ WEBHOOK_FIELDS = (
 )
 
 
+class RunQuantities:
+    """The quantities Odoo publishes for a run's bindings, read once.
+
+    A level that disagrees with our last push is compared with what Odoo
+    publishes now. In a run that reserves nothing (levels only) stock does
+    not move under the run's snapshot, so one query on first need answers
+    every level of the run, instead of one query per level.
+    """
+
+    def __init__(self, bindings):
+        self._bindings = bindings
+        self._values = None
+
+    def get(self, binding):
+        if self._values is None:
+            self._values = self._bindings._scs_quantities()
+        return self._values.get(binding.id)
+
+
 class SyncChannel(models.Model):
     _inherit = "sync.channel"
 
@@ -295,6 +314,13 @@ class SyncChannel(models.Model):
         }
         deferred = []
         corrections = []
+        published = None
+        if not per_order:
+            published = RunQuantities(
+                self.env["channel.binding"]
+                .sudo()
+                .browse(sorted(set(bindings.values())))
+            )
         started = time.monotonic()
         todo_groups = [
             [event for event in group if event not in superseded]
@@ -302,7 +328,14 @@ class SyncChannel(models.Model):
         ]
         todo_groups = [group for group in todo_groups if group]
         done, late_groups = self._scs_apply_at_once(
-            todo_groups, counts, bindings, deferred, batchable, corrections, started
+            todo_groups,
+            counts,
+            bindings,
+            deferred,
+            batchable,
+            corrections,
+            started,
+            published=published,
         )
         if not done:
             for group in todo_groups:
@@ -310,7 +343,13 @@ class SyncChannel(models.Model):
                     late_groups = True
                     break
                 self._scs_apply_group(
-                    group, counts, bindings, deferred, batchable, corrections
+                    group,
+                    counts,
+                    bindings,
+                    deferred,
+                    batchable,
+                    corrections,
+                    published=published,
                 )
         # a short transaction: what was not reached, in the next run
         more = more or late_groups
@@ -443,7 +482,15 @@ class SyncChannel(models.Model):
         return events
 
     def _scs_apply_at_once(
-        self, groups, counts, bindings, deferred, batchable, corrections, started
+        self,
+        groups,
+        counts,
+        bindings,
+        deferred,
+        batchable,
+        corrections,
+        started,
+        published=None,
     ):
         """Apply the run's groups in one savepoint: ``(done, time ran out)``.
 
@@ -475,6 +522,7 @@ class SyncChannel(models.Model):
                             bindings=bindings,
                             defer=run_deferred if event.id in batchable else None,
                             corrections=run_corrections,
+                            published=published,
                         )
                         applied += result != DEFERRED
         except Exception as err:  # noqa: BLE001 - applied event by event instead
@@ -487,7 +535,14 @@ class SyncChannel(models.Model):
         return True, late
 
     def _scs_apply_group(
-        self, todo, counts, bindings=None, deferred=None, batchable=(), corrections=None
+        self,
+        todo,
+        counts,
+        bindings=None,
+        deferred=None,
+        batchable=(),
+        corrections=None,
+        published=None,
     ):
         """Apply one subject's events in order; stop the subject at contention."""
         for index, event in enumerate(todo):
@@ -495,7 +550,10 @@ class SyncChannel(models.Model):
             try:
                 with self.env.cr.savepoint():
                     result = event._scs_job_apply(
-                        bindings=bindings, defer=defer, corrections=corrections
+                        bindings=bindings,
+                        defer=defer,
+                        corrections=corrections,
+                        published=published,
                     )
             except RetryableJobError:
                 # another job holds this SKU: its events wait, in order

@@ -723,7 +723,9 @@ class SyncEventInbound(models.Model):
         return ids, bool(outcome["job"])
 
     # -- the apply job --
-    def _scs_job_apply(self, bindings=None, defer=None, corrections=None):
+    def _scs_job_apply(
+        self, bindings=None, defer=None, corrections=None, published=None
+    ):
         """Apply one inbound event; idempotent, so a replay changes nothing.
 
         ``bindings``: an index of the channel's bindings built by the caller
@@ -734,6 +736,7 @@ class SyncEventInbound(models.Model):
         ``corrections``: a list that collects the bindings whose channel
         holds an edited level, instead of pushing each at once (the caller
         gives them one job, after its commit: no HTTP call inside the run).
+        ``published``: the run's ``RunQuantities`` (levels only), read once.
         """
         self.ensure_one()
         event = self.sudo()
@@ -744,7 +747,7 @@ class SyncEventInbound(models.Model):
             return event._scs_apply_order(data.get("order") or {}, bindings, defer)
         if event.kind == "inventory":
             return event._scs_apply_inventory(
-                data.get("levels") or [], bindings, corrections
+                data.get("levels") or [], bindings, corrections, published
             )
         event._scs_set_state("skipped", reason=_("nothing to apply"))
         return "skipped"
@@ -1057,7 +1060,9 @@ class SyncEventInbound(models.Model):
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
         return reason
 
-    def _scs_apply_inventory(self, levels, bindings=None, corrections=None):
+    def _scs_apply_inventory(
+        self, levels, bindings=None, corrections=None, published=None
+    ):
         """A level reported by the channel: echo, or an edit to correct."""
         results = []
         worst = "applied"
@@ -1097,13 +1102,16 @@ class SyncEventInbound(models.Model):
             if binding.push_state == "ok" and seen == binding.last_pushed_qty:
                 results.append(f"{binding.sku}: echo of our push")
                 continue
-            published = binding._scs_quantities()[binding.id].published
-            if seen == published:
+            quantities = published.get(binding) if published else None
+            if quantities is None:
+                quantities = binding._scs_quantities()[binding.id]
+            published_qty = quantities.published
+            if seen == published_qty:
                 results.append(f"{binding.sku}: channel already right")
                 continue
             results.append(
                 f"{binding.sku}: edit on the channel ({seen}), "
-                f"Odoo publishes {published}"
+                f"Odoo publishes {published_qty}"
             )
             if corrections is None:
                 binding._scs_push(force=True, kind="correction")

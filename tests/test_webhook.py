@@ -1004,9 +1004,34 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             rounds.append(sorted(bindings.mapped("sku")))
             return original(bindings, *args, **kwargs)
 
+        Channel = type(self.env["sync.channel"])
+        free_original = Channel._scs_free_quantities
+        free_reads = []
+
+        def free_quantities(channel, product_ids):
+            free_reads.append(sorted(product_ids))
+            return free_original(channel, product_ids)
+
         requests = len(sim.requests)
-        with patch.object(Binding, "_scs_push", push):
+        with (
+            patch.object(Binding, "_scs_push", push),
+            patch.object(Channel, "_scs_free_quantities", free_quantities),
+        ):
             self.run_jobs("_scs_job_apply_inbound")
+            # levels only: what Odoo publishes is read once for the run
+            self.assertEqual(
+                free_reads, [sorted((self.product_a | self.product_b).ids)]
+            )
+            levels = self.env["sync.event"].search(
+                [("kind", "=", "inventory"), ("channel_id", "=", self.generic.id)]
+            )
+            self.assertEqual(
+                sorted(levels.mapped("reason")),
+                [
+                    "SCS-CAP: edit on the channel (2), Odoo publishes 5",
+                    "SCS-MUG: edit on the channel (1), Odoo publishes 10",
+                ],
+            )
             # the run calls no channel: its edits go to one job of their own
             self.assertEqual(rounds, [])
             self.assertEqual(len(sim.requests), requests)
