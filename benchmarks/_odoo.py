@@ -30,6 +30,21 @@ def env_for(cr):
     return api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
 
 
+def retire_channels(registry, name_pattern):
+    """Archive a benchmark's channels once its simulators are stopped.
+
+    Left active, they would still be reconciled by the hourly cron, which
+    would call simulators that are gone and fail its jobs. The next run of the
+    benchmark activates them again.
+    """
+    with registry.cursor() as cr:
+        env = env_for(cr)
+        channels = env["sync.channel"].search([("name", "=like", name_pattern)])
+        channels.write({"active": False})
+        cr.commit()
+        return len(channels)
+
+
 def pending_jobs(registry, channel_prefix="root.channel_sync"):
     with registry.cursor() as cr:
         cr.execute(

@@ -27,6 +27,7 @@ from _odoo import (  # noqa: F401
     env_for,
     open_registry,
     percentile,
+    retire_channels,
     wait_idle,
 )
 
@@ -349,8 +350,10 @@ def main():
             registry, sims, warehouse_id, product_ids, channel_ids, args, interval
         )
     enable(registry, channel_ids, 0)
+    wait_idle(registry)
     for sim in sims:
         sim.stop()
+    retire_channels(registry, "Bench channel %")
 
 
 def cost(registry, warehouse_id, product_ids, channel_ids, reps):

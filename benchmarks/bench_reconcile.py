@@ -52,7 +52,7 @@ import time
 import tracemalloc
 
 import psutil
-from _odoo import env_for, open_registry
+from _odoo import env_for, open_registry, retire_channels
 
 from simulators.generic import GenericSimulator
 
@@ -684,6 +684,7 @@ def main():
             profile_batch(registry, channel_id, sim, first, args.seed + 1)
     finally:
         sim.stop()
+        retire_channels(registry, CHANNEL_NAME)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from _odoo import (  # noqa: F401
     env_for,
     open_registry,
     pending_jobs,
+    retire_channels,
 )
 
 from lib import signatures
@@ -636,6 +637,7 @@ def main():
     finally:
         for sim in sims:
             sim.stop()
+        retire_channels(registry, CHANNEL_PREFIX + "%")
 
 
 def run(registry, sims, args):
