@@ -41,6 +41,7 @@ not hold back the others. A subject whose rows are locked by another job
 events, for a follow-up run a second later.
 """
 
+import dataclasses
 import json
 import logging
 import math
@@ -111,6 +112,25 @@ class RunQuantities:
         if self._values is None:
             self._values = self._bindings._scs_quantities()
         return self._values.get(binding.id)
+
+
+@dataclasses.dataclass
+class ApplyRun:
+    """What one run of the apply job shares between its events.
+
+    ``bindings``: index of the run's bindings (``_scs_binding_index``);
+    ``batchable``: ids of the order events reserved together after the
+    groups, into ``deferred``; ``corrections``: bindings whose channel holds
+    an edited level; ``published``: the run's ``RunQuantities`` (levels only).
+    """
+
+    counts: dict
+    bindings: dict
+    batchable: set
+    published: RunQuantities | None
+    started: float
+    deferred: list = dataclasses.field(default_factory=list)
+    corrections: list = dataclasses.field(default_factory=list)
 
 
 class SyncChannel(models.Model):
@@ -312,8 +332,6 @@ class SyncChannel(models.Model):
             for e in todo
             if e.kind == "order" and e.external_ref and per_order[e.external_ref] == 1
         }
-        deferred = []
-        corrections = []
         published = None
         if not per_order:
             published = RunQuantities(
@@ -321,40 +339,23 @@ class SyncChannel(models.Model):
                 .sudo()
                 .browse(sorted(set(bindings.values())))
             )
-        started = time.monotonic()
+        run = ApplyRun(counts, bindings, batchable, published, time.monotonic())
         todo_groups = [
             [event for event in group if event not in superseded]
             for group in groups.values()
         ]
         todo_groups = [group for group in todo_groups if group]
-        done, late_groups = self._scs_apply_at_once(
-            todo_groups,
-            counts,
-            bindings,
-            deferred,
-            batchable,
-            corrections,
-            started,
-            published=published,
-        )
+        done, late_groups = self._scs_apply_at_once(todo_groups, run)
         if not done:
             for group in todo_groups:
-                if time.monotonic() - started > APPLY_SECONDS:
+                if time.monotonic() - run.started > APPLY_SECONDS:
                     late_groups = True
                     break
-                self._scs_apply_group(
-                    group,
-                    counts,
-                    bindings,
-                    deferred,
-                    batchable,
-                    corrections,
-                    published=published,
-                )
+                self._scs_apply_group(group, run)
         # a short transaction: what was not reached, in the next run
         more = more or late_groups
-        self._scs_reserve_deferred(deferred, counts)
-        self._scs_push_corrections(corrections)
+        self._scs_reserve_deferred(run.deferred, counts)
+        self._scs_push_corrections(run.corrections)
         if more or counts["waiting"]:
             # contention: a second later; a backlog: at once
             self._scs_enqueue_inbound(eta=1 if counts["waiting"] else 0)
@@ -481,17 +482,7 @@ class SyncChannel(models.Model):
             )
         return events
 
-    def _scs_apply_at_once(
-        self,
-        groups,
-        counts,
-        bindings,
-        deferred,
-        batchable,
-        corrections,
-        started,
-        published=None,
-    ):
+    def _scs_apply_at_once(self, groups, run):
         """Apply the run's groups in one savepoint: ``(done, time ran out)``.
 
         Most runs meet no contention and no error. They then cost one
@@ -502,7 +493,7 @@ class SyncChannel(models.Model):
         nothing of this pass is kept (nor logged), ``done`` is false, and
         the caller applies event by event, each in a savepoint of its own.
         """
-        binding_ids = frozenset(bindings.values())
+        binding_ids = frozenset(run.bindings.values())
         applied, run_deferred, run_corrections, late = 0, [], [], False
         try:
             with buffered_log_lines() as lines, self.env.cr.savepoint():
@@ -514,46 +505,37 @@ class SyncChannel(models.Model):
                 run_bindings.fetch()
                 locked = self.with_context(scs_locked_binding_ids=binding_ids)
                 for group in groups:
-                    if time.monotonic() - started > APPLY_SECONDS:
+                    if time.monotonic() - run.started > APPLY_SECONDS:
                         late = True
                         break
                     for event in group:
                         result = event.with_env(locked.env)._scs_job_apply(
-                            bindings=bindings,
-                            defer=run_deferred if event.id in batchable else None,
+                            bindings=run.bindings,
+                            defer=run_deferred if event.id in run.batchable else None,
                             corrections=run_corrections,
-                            published=published,
+                            published=run.published,
                         )
                         applied += result != DEFERRED
         except Exception as err:  # noqa: BLE001 - applied event by event instead
             _logger.debug("channel %s: run applied event by event: %s", self.id, err)
             return False, False
         log_lines(lines)
-        counts["applied"] += applied
-        deferred.extend(run_deferred)
-        corrections.extend(run_corrections)
+        run.counts["applied"] += applied
+        run.deferred.extend(run_deferred)
+        run.corrections.extend(run_corrections)
         return True, late
 
-    def _scs_apply_group(
-        self,
-        todo,
-        counts,
-        bindings=None,
-        deferred=None,
-        batchable=(),
-        corrections=None,
-        published=None,
-    ):
+    def _scs_apply_group(self, todo, run):
         """Apply one subject's events in order; stop the subject at contention."""
+        counts = run.counts
         for index, event in enumerate(todo):
-            defer = deferred if event.id in batchable else None
             try:
                 with self.env.cr.savepoint():
                     result = event._scs_job_apply(
-                        bindings=bindings,
-                        defer=defer,
-                        corrections=corrections,
-                        published=published,
+                        bindings=run.bindings,
+                        defer=run.deferred if event.id in run.batchable else None,
+                        corrections=run.corrections,
+                        published=run.published,
                     )
             except RetryableJobError:
                 # another job holds this SKU: its events wait, in order
