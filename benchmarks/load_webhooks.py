@@ -16,7 +16,10 @@ this process, over loopback, and prints in one run:
    request of both routes lists the databases (a new PostgreSQL connection);
    with ``db_name`` alone, the bare route does almost nothing;
    ``--mixed`` adds a run where every other event is a one-unit
-   ``order.created`` (which reserves stock in its job);
+   ``order.created`` (which reserves stock in its job); ``--floor`` adds the
+   routes of ``benchmarks/floor/scs_bench_floor`` (install it first): the
+   same signed POST to routes that only read it, or only insert it and
+   commit, which bound what any webhook route can reach on the server;
 2. 10,000 duplicate deliveries (100 orders, each delivered 100 times with the
    same webhook-id and body, re-signed, shuffled, sent concurrently), then,
    once the job runner is idle, the number of double reservations (goal: 0);
@@ -64,6 +67,12 @@ N_PRODUCTS = 20
 MIN_FREE = 50_000
 TOP_UP = 200_000
 BARE_PATH = "/web/health"
+#: routes of the optional ``benchmarks/floor/scs_bench_floor`` addon
+FLOOR_PATHS = {
+    "floor post": "/scs_bench_floor/ok",
+    "floor insert": "/scs_bench_floor/insert",
+    "floor at once": "/scs_bench_floor/insert_at_once",
+}
 
 
 # -- setup --------------------------------------------------------------------
@@ -320,6 +329,15 @@ def throughput(registry, args, hooks, prefix):
         body = hooks.body("load.ping", {"n": n})
         return hooks.request(f"{prefix}-ign-{n}", body)
 
+    floors = floor_routes(args) if args.floor else {}
+    floor_runs = {label: [] for label in floors}
+
+    def floor_request(path, n):
+        method, _path, body, headers = hooks.request(
+            f"{prefix}-floor-{n}", hooks.inventory_body(n)
+        )
+        return method, path, body, headers
+
     bare_runs, our_runs, ignored_runs, drains = [], [], [], []
     for r in range(rounds):
         waited = wait_idle(registry)
@@ -342,6 +360,17 @@ def throughput(registry, args, hooks, prefix):
             )
             ignored_runs.append(run)
             describe(f"round {r + 1} ours  no job (ignored type)", run, accepted(run))
+        for label, path in floors.items():
+            floor_counter = itertools.count(r * 10_000_000)
+            run = run_clients(
+                args.url,
+                args.concurrency,
+                lambda p=path, c=floor_counter: floor_request(p, next(c)),
+                phase,
+                want_status=True,
+            )
+            floor_runs[label].append(run)
+            describe(f"round {r + 1} {label:13s} POST {path}", run, accepted(run))
     bare, ours_all = merge(bare_runs), merge(our_runs)
     print("  -- all rounds --")
     bare_rate = describe("bare  (2xx/s)", bare, bare["ok"])
@@ -361,6 +390,13 @@ def throughput(registry, args, hooks, prefix):
             " no job, so the job runner does not share the HTTP workers;"
             f" ratio to bare {ign_rate / bare_rate if bare_rate else 0:.3f})"
         )
+    for label, runs in floor_runs.items():
+        floor = merge(runs)
+        rate = describe(f"{label} (2xx/s)", floor, accepted(floor))
+        print(
+            f"      ratio {label}/bare = {rate / bare_rate if bare_rate else 0:.3f};"
+            f" ours/{label} = {our_rate / rate if rate else 0:.3f}"
+        )
     our_p99 = percentile(ours_all["latencies"], 99) * 1000
     bare_p99 = percentile(bare["latencies"], 99) * 1000
     ratio = our_rate / bare_rate if bare_rate else float("nan")
@@ -373,6 +409,33 @@ def throughput(registry, args, hooks, prefix):
     if args.mixed:
         mixed(registry, args, hooks, prefix, bare_rate)
     return bare_rate
+
+
+def floor_routes(args):
+    """The floor routes, when their addon is installed on the database."""
+    parsed = urllib.parse.urlsplit(args.url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=30)
+    try:
+        conn.request("POST", FLOOR_PATHS["floor post"], body=b"{}")
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    if status != 200:
+        print(
+            f"  ! --floor: POST {FLOOR_PATHS['floor post']} answered {status}: put"
+            " benchmarks/floor on the server's addons_path and install"
+            " scs_bench_floor on this database to measure the floor routes"
+        )
+        return {}
+    print(
+        "  floor routes (benchmarks/floor/scs_bench_floor): the same signed POST,"
+        " same route options; 'floor post' reads the body and answers 200;"
+        " 'floor insert' also inserts it under its webhook-id and lets Odoo"
+        " commit; 'floor at once' inserts and commits in one message, as our"
+        " route does; no verification, no parsing, no job: the most any"
+        " webhook route can reach here"
+    )
+    return dict(FLOOR_PATHS)
 
 
 def accepted(run):
@@ -589,6 +652,11 @@ def main():
         "--no-job",
         action="store_true",
         help="also a diagnostic run of events that enqueue no job",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also the floor routes of benchmarks/floor/scs_bench_floor",
     )
     parser.add_argument("--dup-orders", type=int, default=100)
     parser.add_argument("--dup-copies", type=int, default=100)

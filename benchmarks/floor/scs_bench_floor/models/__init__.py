@@ -1,0 +1,1 @@
+from . import scs_bench_floor_row
