@@ -103,25 +103,22 @@ INSERT_AND_CHECK = (
     " WHERE identity_key = %s AND state IN ('pending', 'enqueued', 'started'))"
 )
 #: the webhook route's whole write in one message, on a connection in
-#: autocommit mode (``_scs_deliver_at_once``): its own read committed
-#: transaction, the channel's delivery lock, the rows, the check for a live
-#: apply job, the commit; the outcome survives the commit in a session
-#: setting, which the last statement reads (a message answers with the result
-#: of its last statement)
+#: autocommit mode (``_scs_deliver_at_once``). The statements of one message
+#: run as one transaction of their own, committed when the last one is done
+#: and before the message is answered (PostgreSQL's implicit transaction
+#: block); the answer is the last statement's result: the new ids by key and
+#: whether the channel's apply job is waiting or running
 DELIVER_AT_ONCE = (
-    "BEGIN ISOLATION LEVEL READ COMMITTED;"
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;"
     " SELECT pg_advisory_xact_lock_shared(%s, %s);"
     " WITH ins AS (INSERT INTO sync_event ("
     + ", ".join(INSERT_COLUMNS)
     + ", create_uid, write_uid, create_date, write_date) VALUES %s"
     " ON CONFLICT (channel_id, direction, idempotency_key) DO NOTHING"
     " RETURNING id, idempotency_key)"
-    " SELECT set_config('stock_channel_sync.delivery', json_build_object("
-    "'ids', (SELECT json_object_agg(idempotency_key, id) FROM ins),"
-    " 'job', EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s"
-    " AND state IN ('pending', 'enqueued', 'started')))::text, false);"
-    " COMMIT;"
-    " SELECT current_setting('stock_channel_sync.delivery')"
+    " SELECT (SELECT json_object_agg(idempotency_key, id) FROM ins)::text,"
+    " EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s"
+    " AND state IN ('pending', 'enqueued', 'started'))"
 )
 DELIVER_ROW = (
     "("
@@ -671,9 +668,14 @@ class SyncEventInbound(models.Model):
         (``BEGIN``, the statements, ``COMMIT``), each one a wait for the
         database process to be scheduled: measured under load, this message
         raises the route's throughput by about a third. The connection is in
-        autocommit mode while the message runs, so that its explicit
-        transaction is the only one; the caller's transaction holds nothing
-        (``own_transaction``).
+        autocommit mode while the message runs, so that psycopg2 opens no
+        transaction around it: the message's statements are one transaction,
+        which PostgreSQL commits before it answers, or rolls back whole when
+        a statement fails. The caller's transaction holds nothing
+        (``own_transaction``). Fewer statements cost less to plan than an
+        explicit ``BEGIN`` ... ``COMMIT`` that would need the outcome kept in
+        a session setting across the commit: measured, about a fifth of the
+        message's time in PostgreSQL.
 
         Each statement of the message takes its own snapshot after the one
         before has finished, so the apply job is looked for after the
@@ -705,22 +707,16 @@ class SyncEventInbound(models.Model):
         cnx.autocommit = True
         try:
             cr.execute(query, log_exceptions=False)
-            outcome = json.loads(cr.fetchone()[0])
-        except Exception:
-            # a failed statement leaves the message's transaction aborted
-            if not cnx.closed:
-                with contextlib.suppress(psycopg2.Error):
-                    cr._obj.execute("ROLLBACK")
-            raise
+            new_ids, job_found = cr.fetchone()
         finally:
             if not cnx.closed:
                 cnx.autocommit = False
-        new_ids = outcome["ids"] or {}
+        new_ids = json.loads(new_ids) if new_ids else {}
         ids = []
         for vals in rows:
             key = vals["idempotency_key"]
             ids.append(new_ids.get(key) if first.get(key) is vals else None)
-        return ids, bool(outcome["job"])
+        return ids, bool(job_found)
 
     # -- the apply job --
     def _scs_job_apply(

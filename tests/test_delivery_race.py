@@ -208,6 +208,61 @@ class TestDeliveryRace(TransactionCase):
         self.assertEqual(self._states("race-wait"), ["queued"])
         self.assertEqual(self._jobs(), ["pending"])
 
+    def test_delivery_that_waited_sees_the_run_done(self):
+        """The delivery looks for the channel's job only once it holds the
+        delivery lock, on a fresh snapshot, even when the session's default
+        isolation is repeatable read: a run that marks its job done and ends
+        while the delivery waits must not be counted on to apply the event."""
+        with self.registry.cursor() as cr:
+            self._deliver(cr, "race-first")
+        self.assertEqual(self._jobs(), ["pending"])
+        locked = threading.Event()
+        seen = {}
+
+        def run_end():
+            with self.registry.cursor() as run_cr:
+                run_cr.execute(
+                    SQL(
+                        "SELECT pg_advisory_xact_lock(%s, %s)",
+                        DELIVERY_LOCK,
+                        self.channel_id,
+                    )
+                )
+                run_cr.execute(
+                    "UPDATE queue_job SET state = 'done' WHERE identity_key = %s",
+                    [f"stock_channel_sync.in.{self.channel_id}"],
+                )
+                locked.set()
+                seen["waiter"] = False
+                for _i in range(400):
+                    run_cr.execute(
+                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND NOT granted AND classid = %s AND objid = %s",
+                        [DELIVERY_LOCK, self.channel_id],
+                    )
+                    if run_cr.fetchone():
+                        seen["waiter"] = True
+                        break
+                    time.sleep(0.025)
+
+        with self.registry.cursor() as cr:
+            # a session default set outside any transaction, so that it holds
+            # when the delivery starts (a rollback would undo it otherwise)
+            cr._cnx.autocommit = True
+            cr.execute("SET SESSION default_transaction_isolation = 'repeatable read'")
+            cr.execute("SHOW default_transaction_isolation")
+            self.assertEqual(cr.fetchone()[0], "repeatable read")
+            thread = threading.Thread(target=run_end)
+            thread.start()
+            self.assertTrue(locked.wait(30))
+            out = self._deliver(cr, "race-after-run")
+            thread.join(30)
+        self.assertTrue(seen["waiter"], "the delivery waited for the run's end")
+        self.assertTrue(out[0]["new"])
+        # the job it saw while waiting is done: the delivery started the next
+        self.assertEqual(sorted(self._jobs()), ["done", "pending"])
+        self.assertEqual(self._states("race-after-run"), ["queued"])
+
     def test_redelivery_starts_the_job_a_crash_left_out(self):
         """The event commits before its job: if the job's transaction is
         lost, the sender's retry (a duplicate) starts the job."""
