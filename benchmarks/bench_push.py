@@ -9,17 +9,28 @@ Prints:
    with 30 channels bound, versus the same with sync disabled, interleaved in
    one run, as a ratio of medians;
 3. how many pushes each channel receives when one SKU changes 1,000 times
-   within about a second (burst coalescing).
+   within about a second (burst coalescing);
+4. with ``--url`` (the server's), a sale on one channel end to end: a signed
+   ``order.created`` webhook for one unit posted to channel 00's URL, until
+   the 29 other channels hold the quantity one lower (the route records it,
+   the channel's apply job reserves it, the SKU's job pushes the drop):
+   p50/p95/p99 and the share under 5 s.
 
 Usage (the server must run with the job runner on the same database)::
 
     python benchmarks/bench_push.py -c odoo.conf -d DB [--samples 40]
+        [--url http://127.0.0.1:8069]
 """
 
 import argparse
+import http.client
+import json
+import secrets as _secrets
 import statistics
 import threading
 import time
+import urllib.parse
+from datetime import datetime, timezone
 
 from _odoo import (  # noqa: F401
     ROOT,
@@ -31,6 +42,7 @@ from _odoo import (  # noqa: F401
     wait_idle,
 )
 
+from lib import signatures
 from simulators.generic import GenericSimulator
 
 N_CHANNELS = 30
@@ -119,6 +131,57 @@ def latency(registry, sims, warehouse_id, product_id, sku, n, samples, interval)
             print(f"  ! {len(pending)} channel(s) missed qty {expected} within 15 s")
         time.sleep(interval)
     return results
+
+
+def sale_latency(registry, sims, url, warehouse_id, channel_ids, product_id, sku, args):
+    """Post signed one-unit orders to channel 00; time the others' drop."""
+    with registry.cursor() as cr:
+        channel = env_for(cr)["sync.channel"].browse(channel_ids[0])
+        if not channel.webhook_secret:
+            channel.webhook_secret = signatures.generate_standard_secret()
+        token, secret = channel.webhook_token, channel.webhook_secret
+        cr.commit()
+    parsed = urllib.parse.urlsplit(url)
+    path = f"/stock_channel_sync/webhook/{token}"
+    prefix = f"sale{int(time.time())}{_secrets.token_hex(2)}"
+    results, acks, missed = [], [], 0
+    for i in range(args.samples):
+        with registry.cursor() as cr:
+            product = env_for(cr)["product.product"].browse(product_id)
+            expected = int(product.with_context(warehouse_id=warehouse_id).free_qty) - 1
+        order_id = f"{prefix}-{i}"
+        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        body = json.dumps(
+            {
+                "type": "order.created",
+                "timestamp": stamp.replace("+00:00", "Z"),
+                "data": {"id": order_id, "lines": [{"sku": sku, "quantity": 1}]},
+            }
+        ).encode()
+        headers = signatures.sign_standard(secret, order_id, int(time.time()), body)
+        headers["Content-Type"] = "application/json"
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, 30)
+        t_sent = time.time()
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        acks.append(time.time() - t_sent)
+        if response.status != 200:
+            print(f"  ! webhook answered {response.status}")
+            continue
+        deadline = time.time() + 15
+        pending = set(range(1, len(sims)))
+        while pending and time.time() < deadline:
+            for n in list(pending):
+                got = sims[n].received_at.get(sku)
+                if got and got[0] == expected and got[1] >= t_sent:
+                    results.append(got[1] - t_sent)
+                    pending.discard(n)
+            time.sleep(0.002)
+        missed += len(pending)
+        time.sleep(args.sale_interval)
+    return results, acks, missed
 
 
 def delivery_cost(registry, warehouse_id, product_ids, channel_ids, reps):
@@ -305,7 +368,18 @@ def main():
         help="burst writers are processes (default: threads of this process)",
     )
     parser.add_argument(
-        "--only", choices=("latency", "cost", "burst"), help="run one part only"
+        "--url", help="the server's URL: also measure a sale on a channel (part 4)"
+    )
+    parser.add_argument(
+        "--sale-interval",
+        type=float,
+        default=2.0,
+        help="seconds between two sales (part 4)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("latency", "cost", "burst", "sale"),
+        help="run one part only",
     )
     args = parser.parse_args()
 
@@ -321,7 +395,10 @@ def main():
     warehouse_id, channel_ids, product_ids = setup(registry, sims)
     wait_idle(registry)
     sku = "BENCH-000"
-    parts = {args.only} if args.only else {"latency", "cost", "burst"}
+    parts = {args.only} if args.only else {"latency", "cost", "burst", "sale"}
+    if "sale" in parts and not args.url:
+        parts.discard("sale")
+        print("(part 4, a sale end to end, needs --url)")
     if "latency" in parts:
         print(f"== 1. change-to-channel latency ({args.samples} changes each) ==")
     for n in (1, 10, 30) if "latency" in parts else ():
@@ -349,6 +426,8 @@ def main():
         run_burst(
             registry, sims, warehouse_id, product_ids, channel_ids, args, interval
         )
+    if "sale" in parts:
+        run_sale(registry, sims, warehouse_id, product_ids, channel_ids, args)
     enable(registry, channel_ids, 0)
     wait_idle(registry)
     for sim in sims:
@@ -373,6 +452,40 @@ def cost(registry, warehouse_id, product_ids, channel_ids, reps):
     print(
         f"  ratio (with / without): {on / off:.3f} (ratio of medians);"
         f" median of paired ratios {statistics.median(pairs):.3f}"
+    )
+
+
+def run_sale(registry, sims, warehouse_id, product_ids, channel_ids, args):
+    print(
+        f"== 4. a sale on channel 00, end to end ({args.samples} one-unit orders,"
+        f" {args.sale_interval:g} s apart): webhook sent -> each of the other"
+        f" {N_CHANNELS - 1} channels holds the lower quantity =="
+    )
+    enable(registry, channel_ids, N_CHANNELS)
+    wait_idle(registry)
+    lat, acks, missed = sale_latency(
+        registry,
+        sims,
+        args.url,
+        warehouse_id,
+        channel_ids,
+        product_ids[2],
+        "BENCH-002",
+        args,
+    )
+    if not lat:
+        print("  ! no channel received the drop")
+        return
+    under = sum(1 for x in lat if x < 5.0)
+    print(
+        f"  webhook answered in p50={percentile(acks, 50) * 1000:.1f} ms"
+        f" p99={percentile(acks, 99) * 1000:.1f} ms"
+    )
+    print(
+        f"  sale -> other channel: n={len(lat)}  p50={percentile(lat, 50):.3f}s"
+        f"  p95={percentile(lat, 95):.3f}s  p99={percentile(lat, 99):.3f}s"
+        f"  max={max(lat):.3f}s; under 5 s: {under}/{len(lat)};"
+        f" missed within 15 s: {missed}"
     )
 
 
