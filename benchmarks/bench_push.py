@@ -101,6 +101,21 @@ def enable(registry, channel_ids, n):
         cr.commit()
 
 
+def wait_for_quantity(sims, sku, expected, since, results, timeout=15):
+    """Append to ``results`` each simulator's delay from ``since`` until it
+    holds ``expected`` for ``sku``; return how many did not within ``timeout``."""
+    deadline = time.time() + timeout
+    pending = set(range(len(sims)))
+    while pending and time.time() < deadline:
+        for i in list(pending):
+            got = sims[i].received_at.get(sku)
+            if got and got[0] == expected and got[1] >= since:
+                results.append(got[1] - since)
+                pending.discard(i)
+        time.sleep(0.002)
+    return len(pending)
+
+
 def latency(registry, sims, warehouse_id, product_id, sku, n, samples, interval):
     """Commit a change, wait until each of the n receivers holds the number."""
     results = []
@@ -118,17 +133,9 @@ def latency(registry, sims, warehouse_id, product_id, sku, n, samples, interval)
             t_commit = time.time()
             cr.commit()
         sign = -sign
-        deadline = time.time() + 15
-        pending = set(range(n))
-        while pending and time.time() < deadline:
-            for i in list(pending):
-                got = sims[i].received_at.get(sku)
-                if got and got[0] == expected and got[1] >= t_commit:
-                    results.append(got[1] - t_commit)
-                    pending.discard(i)
-            time.sleep(0.002)
-        if pending:
-            print(f"  ! {len(pending)} channel(s) missed qty {expected} within 15 s")
+        missed = wait_for_quantity(sims[:n], sku, expected, t_commit, results)
+        if missed:
+            print(f"  ! {missed} channel(s) missed qty {expected} within 15 s")
         time.sleep(interval)
     return results
 
@@ -170,16 +177,7 @@ def sale_latency(registry, sims, url, warehouse_id, channel_ids, product_id, sku
         if response.status != 200:
             print(f"  ! webhook answered {response.status}")
             continue
-        deadline = time.time() + 15
-        pending = set(range(1, len(sims)))
-        while pending and time.time() < deadline:
-            for n in list(pending):
-                got = sims[n].received_at.get(sku)
-                if got and got[0] == expected and got[1] >= t_sent:
-                    results.append(got[1] - t_sent)
-                    pending.discard(n)
-            time.sleep(0.002)
-        missed += len(pending)
+        missed += wait_for_quantity(sims[1:], sku, expected, t_sent, results)
         time.sleep(args.sale_interval)
     return results, acks, missed
 

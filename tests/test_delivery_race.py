@@ -161,13 +161,14 @@ class TestDeliveryRace(TransactionCase):
                 3,
             )
 
-    def test_delivery_waits_while_a_run_ends(self):
-        """A run ending holds the delivery lock exclusively: a delivery waits
-        for it, inserts after it, and then starts the channel's next job."""
-        # the run's side is plain SQL in a thread (an environment there would
-        # wait for the registry, which the test runner holds)
+    def _end_run_in_thread(self, mark_job_done=False):
+        """A run's end in a thread: the delivery lock, held exclusively until a
+        delivery waits for it (``seen['waiter']``), then released by the
+        commit. The run's side is plain SQL (an environment there would wait
+        for the registry, which the test runner holds). Returns the started
+        thread, an event set once the lock is held, and what the run saw."""
         locked = threading.Event()
-        seen = {}
+        seen = {"waiter": False}
 
         def run_end():
             with self.registry.cursor() as run_cr:
@@ -178,8 +179,12 @@ class TestDeliveryRace(TransactionCase):
                         self.channel_id,
                     )
                 )
+                if mark_job_done:
+                    run_cr.execute(
+                        "UPDATE queue_job SET state = 'done' WHERE identity_key = %s",
+                        [f"stock_channel_sync.in.{self.channel_id}"],
+                    )
                 locked.set()
-                seen["waiter"] = False
                 for _i in range(400):
                     run_cr.execute(
                         "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
@@ -199,6 +204,12 @@ class TestDeliveryRace(TransactionCase):
         thread = threading.Thread(target=run_end)
         thread.start()
         self.assertTrue(locked.wait(30))
+        return thread, seen
+
+    def test_delivery_waits_while_a_run_ends(self):
+        """A run ending holds the delivery lock exclusively: a delivery waits
+        for it, inserts after it, and then starts the channel's next job."""
+        thread, seen = self._end_run_in_thread()
         with self.registry.cursor() as cr:
             out = self._deliver(cr, "race-wait")
         thread.join(30)
@@ -216,35 +227,6 @@ class TestDeliveryRace(TransactionCase):
         with self.registry.cursor() as cr:
             self._deliver(cr, "race-first")
         self.assertEqual(self._jobs(), ["pending"])
-        locked = threading.Event()
-        seen = {}
-
-        def run_end():
-            with self.registry.cursor() as run_cr:
-                run_cr.execute(
-                    SQL(
-                        "SELECT pg_advisory_xact_lock(%s, %s)",
-                        DELIVERY_LOCK,
-                        self.channel_id,
-                    )
-                )
-                run_cr.execute(
-                    "UPDATE queue_job SET state = 'done' WHERE identity_key = %s",
-                    [f"stock_channel_sync.in.{self.channel_id}"],
-                )
-                locked.set()
-                seen["waiter"] = False
-                for _i in range(400):
-                    run_cr.execute(
-                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
-                        " AND NOT granted AND classid = %s AND objid = %s",
-                        [DELIVERY_LOCK, self.channel_id],
-                    )
-                    if run_cr.fetchone():
-                        seen["waiter"] = True
-                        break
-                    time.sleep(0.025)
-
         with self.registry.cursor() as cr:
             # a session default set outside any transaction, so that it holds
             # when the delivery starts (a rollback would undo it otherwise)
@@ -252,9 +234,7 @@ class TestDeliveryRace(TransactionCase):
             cr.execute("SET SESSION default_transaction_isolation = 'repeatable read'")
             cr.execute("SHOW default_transaction_isolation")
             self.assertEqual(cr.fetchone()[0], "repeatable read")
-            thread = threading.Thread(target=run_end)
-            thread.start()
-            self.assertTrue(locked.wait(30))
+            thread, seen = self._end_run_in_thread(mark_job_done=True)
             out = self._deliver(cr, "race-after-run")
             thread.join(30)
         self.assertTrue(seen["waiter"], "the delivery waited for the run's end")
