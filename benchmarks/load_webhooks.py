@@ -338,6 +338,23 @@ def throughput(registry, args, hooks, prefix):
         )
         return method, path, body, headers
 
+    if args.warmup > 0:
+        # every worker process loads its caches (routes, channels, settings)
+        # and runs a first apply job before anything is measured: a cold
+        # worker is a start-up cost, not the route's
+        warm_counter = itertools.count(-10_000_000, -1)
+        warm = [("bare", lambda: bare_req), ("ours", ours)] + [
+            (label, lambda p=path: floor_request(p, next(warm_counter)))
+            for label, path in floors.items()
+        ]
+        for label, next_request in warm:
+            run = run_clients(args.url, args.concurrency, next_request, args.warmup)
+            print(
+                f"  warm-up {label}: {len(run['samples'])} requests"
+                f" ({sum(run['errors'].values())} non-2xx) in {args.warmup:g} s,"
+                " not counted"
+            )
+        wait_idle(registry)
     bare_runs, our_runs, ignored_runs, drains = [], [], [], []
     for r in range(rounds):
         waited = wait_idle(registry)
@@ -645,6 +662,12 @@ def main():
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds of load per route before measuring, not counted (0: none)",
+    )
     parser.add_argument(
         "--mixed", action="store_true", help="also a run with order events"
     )
