@@ -6,8 +6,9 @@ shown on the channel form) selects the channel; the tenant is never taken
 from an unsigned header. The handler only
 
 1. refuses oversize bodies (413): before reading them when they declare
-   their length, chunked and form bodies too (werkzeug 2.3 and later stop
-   reading a chunked body at the limit),
+   their length; a chunked body is read through a cap that stops at the
+   limit (werkzeug before 2.3 would read it to its end), and a broken
+   chunked encoding is a 400,
 2. finds the channel (404, the same answer for unknown and disabled tokens),
 3. verifies the signature on the raw bytes, in constant time (401),
 4. parses the body (400),
@@ -25,11 +26,12 @@ multi-database server run one database per host name with
 host) or put a proxy in front that adds ``X-Odoo-Database``.
 """
 
+import io
 import json
 import logging
 import time
 
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from odoo import SUPERUSER_ID, fields, http
 from odoo.http import request
@@ -76,17 +78,111 @@ def _max_bytes(env):
         return DEFAULT_MAX_BYTES
 
 
-def _route_max_bytes(_controller):
-    """The limit for Odoo's own reading of a form body, set before it reads.
+def _json_error(exc_class, message):
+    """An HTTP error that answers in JSON, as the handler does, also when
+    Odoo's form parsing raises it before the handler runs."""
+    return exc_class(
+        message,
+        response=request.make_json_response({"error": message}, status=exc_class.code),
+    )
 
-    Odoo parses a form-encoded body before the handler runs (and a chunked
-    one has no length to check first): over the limit, werkzeug stops
-    reading and Odoo answers 413. Other bodies are left to the handler,
-    which checks the declared length before reading and answers in JSON.
+
+class _CappedInput(io.RawIOBase):
+    """A chunked request body, read through a cap of ``limit`` bytes.
+
+    A chunked body declares no length to refuse it by. werkzeug before 2.3
+    hands it over unbounded, and its own readers (``get_data``, the form
+    parsers) read it to its end, into memory: a sender could make a worker
+    hold any size. Through this cap, reading past the limit raises 413 and a
+    broken chunked encoding raises 400 (werkzeug raises ``OSError``, which
+    would be a 500). Before raising 413 the cap reads on, without keeping
+    anything, up to ``DRAIN_BYTES``: a sender slightly over the limit is
+    still writing its body, and a connection closed under it loses the
+    answer.
+    """
+
+    DRAIN_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, raw, limit):
+        super().__init__()
+        self._raw = raw
+        self._limit = limit
+        self._seen = 0
+        self._failure = None
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        if self._failure is not None:
+            # werkzeug's form parser reads on after an error, to exhaust
+            # the stream: the broken or oversize rest is not read again
+            raise self._failure
+        try:
+            count = self._raw.readinto(buf)
+        except ConnectionError:
+            raise
+        except OSError as err:
+            self._failure = _json_error(BadRequest, f"broken chunked body: {err}")
+            raise self._failure from err
+        self._seen += count or 0
+        if self._seen > self._limit:
+            self._drain()
+            self._failure = _json_error(
+                RequestEntityTooLarge, f"body larger than {self._limit} bytes"
+            )
+            raise self._failure
+        return count
+
+    def _drain(self):
+        scratch = bytearray(64 * 1024)
+        drained = 0
+        try:
+            while drained < self.DRAIN_BYTES:
+                count = self._raw.readinto(scratch)
+                if not count:
+                    break
+                drained += count
+        except OSError:
+            pass
+
+
+def _cap_chunked_body(httprequest, limit):
+    """Put the cap on a chunked body before anything reads it.
+
+    Odoo's request wrapper exposes neither werkzeug's ``stream`` nor the WSGI
+    input, so this reaches under it; when a later Odoo changes that, the
+    body is read as werkzeug reads it.
+    """
+    if httprequest.content_length is not None:
+        return
+    wrapped = getattr(httprequest, "_HTTPRequest__wrapped", None)
+    environ = getattr(wrapped, "environ", None)
+    if not environ or not environ.get("wsgi.input_terminated"):
+        return
+    state = vars(wrapped)
+    if isinstance(state.get("stream"), _CappedInput):
+        return
+    if "stream" in state:
+        state["stream"] = _CappedInput(state["stream"], limit)
+    elif not isinstance(environ.get("wsgi.input"), _CappedInput):
+        environ["wsgi.input"] = _CappedInput(environ["wsgi.input"], limit)
+
+
+def _route_max_bytes(_controller):
+    """The limit for Odoo's own reading of the body, set before it reads.
+
+    Odoo parses a form-encoded body before the handler runs: over the limit,
+    werkzeug stops reading and Odoo answers 413. A chunked body of any type
+    gets its cap here, before that parsing. Other bodies are left to the
+    handler, which checks the declared length before reading and answers in
+    JSON.
     """
     httprequest = request.httprequest
+    limit = _max_bytes(request.env)
+    _cap_chunked_body(httprequest, limit)
     if httprequest.mimetype in FORM_TYPES:
-        return _max_bytes(request.env)
+        return limit
     return httprequest.max_content_length
 
 
@@ -100,12 +196,14 @@ def _read_body(httprequest, limit):
     """The raw body; ``None`` when it is larger than ``limit``.
 
     ``max_content_length`` is set to the limit first: werkzeug refuses a
-    declared length over it, and (from 2.3) stops reading a chunked body
-    there. A form body was already parsed by Odoo, so ``get_data`` finds
-    nothing left to read: its size is estimated from the parsed fields, so
-    that an oversize one is still refused as such.
+    declared length over it, and a chunked body stops at its cap (see
+    ``_CappedInput``; a broken one raises ``BadRequest``). A form body was
+    already parsed by Odoo, so ``get_data`` finds nothing left to read: its
+    size is estimated from the parsed fields, so that an oversize one is
+    still refused as such.
     """
     httprequest.max_content_length = limit
+    _cap_chunked_body(httprequest, limit)
     try:
         body = httprequest.get_data(cache=True)
     except RequestEntityTooLarge:
@@ -151,7 +249,10 @@ class WebhookController(http.Controller):
         conf = env["sync.channel"]._scs_webhook_channels().get(token)
         if not conf or conf["channel_type"] not in WEBHOOK_TYPES:
             return _answer(404, error="unknown channel")
-        body = _read_body(httprequest, limit)
+        try:
+            body = _read_body(httprequest, limit)
+        except BadRequest as err:
+            return _answer(400, error=err.description)
         if body is None:
             return _answer(413, error=f"body larger than {limit} bytes")
         headers = dict(httprequest.headers)

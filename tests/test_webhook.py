@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import random
+import socket
 import threading
 import time
 import uuid
@@ -430,6 +431,106 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             self.assertNotIn("Content-Length", res.request.headers)
             self.assertIn("error", res.json())
         self.assertEqual(self.counts(), before)
+
+    def send_chunked(self, chunks, content_type="application/json", headers=None):
+        """POST ``chunks`` with ``Transfer-Encoding: chunked`` on a raw socket.
+
+        Returns ``(status, body, bytes sent)``; sending stops when the server
+        closes the connection, and the answer is read either way.
+        """
+        # the test server serves only requests that carry the test's cookie
+        with self.allow_requests():
+            cookie = "; ".join(f"{k}={v}" for k, v in self.opener.cookies.items())
+            head = {
+                "Host": "127.0.0.1",
+                "Content-Type": content_type,
+                "Transfer-Encoding": "chunked",
+                "Cookie": cookie,
+                **(headers or {}),
+            }
+            return self._send_chunked(head, chunks)
+
+    def _send_chunked(self, head, chunks):
+        sock = socket.create_connection(("127.0.0.1", self.http_port()), timeout=30)
+        sent = 0
+        try:
+            sock.sendall(
+                (
+                    f"POST {URL}{self.generic.webhook_token} HTTP/1.1\r\n"
+                    + "".join(f"{key}: {value}\r\n" for key, value in head.items())
+                    + "\r\n"
+                ).encode()
+            )
+            try:
+                for chunk in chunks:
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass  # the server answered and closed: read its answer
+            answer = b""
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                answer += data
+        finally:
+            sock.close()
+        head, _sep, body = answer.partition(b"\r\n\r\n")
+        status = int(head.split()[1]) if head else 0
+        return status, body, sent
+
+    def test_chunked_body_is_read_only_to_its_limit(self):
+        """An endless chunked body costs a worker the limit, not the body."""
+        self.env["ir.config_parameter"].set_param(
+            "stock_channel_sync.webhook_max_bytes", 512
+        )
+        before = self.counts()
+        piece = b"x" * 65536
+        framed = b"%x\r\n%s\r\n" % (len(piece), piece)
+        total = 256 * len(framed)  # 16 MiB
+        status, body, sent = self.send_chunked(framed for _i in range(256))
+        self.assertEqual(status, 413, body)
+        self.assertIn(b"larger than 512 bytes", body)
+        # the server stopped reading after its cap and a bounded drain
+        self.assertLess(sent, total)
+        # a broken chunked encoding is the sender's error: 400, not 500
+        for broken in (b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcXX0\r\n\r\n"):
+            for content_type in (
+                "application/json",
+                "application/x-www-form-urlencoded",
+            ):
+                started = time.monotonic()
+                status, body, _sent = self.send_chunked([broken], content_type)
+                self.assertEqual(status, 400, (broken, content_type, body))
+                self.assertIn(b"broken chunked body", body)
+                # answered at once, not after the socket's timeout
+                self.assertLess(time.monotonic() - started, 1.5)
+        self.assertEqual(self.counts(), before)
+        # a chunked delivery under the limit is accepted as any other
+        self.env["ir.config_parameter"].set_param(
+            "stock_channel_sync.webhook_max_bytes", 4096
+        )
+        body = json.dumps(self.order_payload("G-CHUNKED", qty=1)).encode()
+        signed = signatures.sign_standard(
+            self.secret, "msg_chunked_ok", int(time.time()), body
+        )
+        framed = [
+            b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:40], body[40:])
+        ]
+        status, answer, _sent = self.send_chunked(
+            framed + [b"0\r\n\r\n"], headers=signed
+        )
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(json.loads(answer)["status"], "accepted")
+        self.assertEqual(
+            self.env["sync.event"].search_count(
+                [("idempotency_key", "=", "msg_chunked_ok")]
+            ),
+            1,
+        )
 
     def test_concurrent_duplicate_deliveries(self):
         payload = self.order_payload("G-CONC", qty=1)
