@@ -143,8 +143,9 @@ class _CappedInput(io.RawIOBase):
                 if not count:
                     break
                 drained += count
-        except OSError:
-            pass
+        except OSError as err:
+            # the answer is 413 either way; the sender may not read it
+            _logger.debug("stopped draining an oversize chunked body: %s", err)
 
 
 def _cap_chunked_body(httprequest, limit):

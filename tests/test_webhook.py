@@ -461,12 +461,12 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                     + "\r\n"
                 ).encode()
             )
-            try:
-                for chunk in chunks:
+            for chunk in chunks:
+                try:
                     sock.sendall(chunk)
-                    sent += len(chunk)
-            except OSError:
-                pass  # the server answered and closed: read its answer
+                except OSError:
+                    break  # the server answered and closed: read its answer
+                sent += len(chunk)
             answer = b""
             while True:
                 try:
