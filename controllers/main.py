@@ -37,7 +37,13 @@ from odoo import SUPERUSER_ID, fields, http
 from odoo.http import request
 
 from ..lib import signatures
-from ..lib.adapters import ChannelConfig, check_inbound, get_adapter_class
+from ..lib.adapters import (
+    ChannelConfig,
+    check_inbound,
+    get_adapter_class,
+    json_depth_exceeds,
+)
+from ..lib.adapters.base import MAX_JSON_DEPTH
 
 _logger = logging.getLogger(__name__)
 
@@ -273,6 +279,11 @@ class WebhookController(http.Controller):
             payload = json.loads(body, parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as err:
             return _answer(400, error=f"body is not JSON: {err}")
+        # the walk only when the body holds enough brackets to nest that deep
+        if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and (
+            json_depth_exceeds(payload)
+        ):
+            return _answer(400, error=f"body nests deeper than {MAX_JSON_DEPTH} levels")
         topic = self._topic(conf["channel_type"], headers, payload)
         try:
             parsed = _parser(conf["channel_type"]).parse_webhook(

@@ -7,10 +7,13 @@ systems whose clocks disagree by a second or two from rejecting each other's
 genuinely new events, while a redelivery of a clearly older state is refused.
 """
 
+import math
 from datetime import datetime, timezone
 
 #: seconds by which an event may predate the newest applied and still count
 DEFAULT_SKEW = 0.0
+#: seconds an event's own time may run ahead of its arrival
+MAX_AHEAD = 3600.0
 
 
 def to_timestamp(value):
@@ -47,3 +50,18 @@ def is_stale(event_ts, newest_applied_ts, skew=DEFAULT_SKEW):
     if event_ts is None or newest_applied_ts is None:
         return False
     return event_ts < newest_applied_ts - skew
+
+
+def bounded_event_ts(event_ts, received_ts, ahead=MAX_AHEAD):
+    """The event's time for ordering: its own, unless it lies in the future.
+
+    An event stamped more than ``ahead`` seconds after it arrived carries a
+    broken clock or a made-up date: taken as is, it would make every later
+    event of its item stale until that date. It is ordered by its arrival
+    instead, to the whole second as channels stamp their events (so that the
+    next event, stamped in the same second, is not older). A clock a few
+    minutes ahead keeps its own order.
+    """
+    if event_ts and received_ts and event_ts > received_ts + ahead:
+        return float(math.floor(received_ts))
+    return event_ts

@@ -30,7 +30,7 @@ import psycopg2.errors
 from odoo import _, api, fields, models, sql_db
 from odoo.tools import SQL
 
-from ..lib.ordering import is_stale, to_timestamp
+from ..lib.ordering import bounded_event_ts, is_stale, to_timestamp
 from .job_store import hold_pending_jobs
 
 _logger = logging.getLogger(__name__)
@@ -571,7 +571,8 @@ class SyncEventInbound(models.Model):
                     "levels": _jsonable(levels),
                 }
             ),
-            "event_ts": to_timestamp(item.event_time) or 0.0,
+            "event_ts": bounded_event_ts(to_timestamp(item.event_time), received_ts)
+            or 0.0,
             "change_ts": received_ts,
             "enqueue_ts": time.time(),
             "state": "queued" if kind in APPLY_KINDS else "skipped",

@@ -532,6 +532,68 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             1,
         )
 
+    def test_signed_bodies_the_database_cannot_hold_are_400(self):
+        """Signed, well-formed JSON whose values no index or encoder takes:
+        a clear 400 and nothing written, never a 500."""
+        before = self.counts()
+        long_id = "".join(uuid.uuid4().hex for _i in range(100))  # 3,200 chars
+        deep = "[" * 500 + "]" * 500
+        bodies = {
+            "long order id": json.dumps(self.order_payload(long_id)).encode(),
+            "long sku": json.dumps(
+                {"type": "inventory.updated", "data": {"sku": long_id, "quantity": 1}}
+            ).encode(),
+            "lone surrogate": (
+                b'{"type": "inventory.updated",'
+                b' "data": {"sku": "SCS-\\ud800", "quantity": 1}}'
+            ),
+            "deep nesting": json.dumps(
+                {
+                    "type": "order.created",
+                    "data": {
+                        "id": "G-DEEP",
+                        "note": "DEEP",
+                        "lines": [{"sku": "SCS-MUG", "quantity": 1}],
+                    },
+                }
+            )
+            .replace('"DEEP"', deep)
+            .encode(),
+        }
+        for label, body in bodies.items():
+            res = self.post_generic(None, raw=body)
+            self.assertEqual(res.status_code, 400, (label, res.text))
+            self.assertIn("error", res.json())
+        self.assertEqual(self.counts(), before)
+        # a surrogate pair is a character like any other
+        ok = self.post_generic(
+            None,
+            raw=b'{"type": "inventory.updated",'
+            b' "data": {"sku": "SCS-\\ud83d\\ude00", "quantity": 1}}',
+        )
+        self.assertEqual(ok.status_code, 200, ok.text)
+
+    def test_event_dated_far_ahead_does_not_block_its_item(self):
+        """A level stamped in the year 9999 is ordered by its arrival: the
+        next level of the item still applies."""
+        self.b_generic.write({"push_state": "ok", "last_pushed_qty": 10})
+        for stamp, qty in (("9999-12-31 23:59:59", 4), (None, 6)):
+            payload = {
+                "type": "inventory.updated",
+                "timestamp": stamp or fields.Datetime.to_string(fields.Datetime.now()),
+                "data": {"sku": "SCS-MUG", "quantity": qty},
+            }
+            self.assertEqual(self.post_generic(payload).status_code, 200)
+            self.run_jobs("_scs_job_apply_inbound")
+            self.discard_jobs()
+        self.b_generic.invalidate_recordset()
+        self.assertEqual(self.b_generic.last_seen_qty, 6)
+        self.assertFalse(
+            self.env["sync.event"].search_count(
+                [("channel_id", "=", self.generic.id), ("state", "=", "stale")]
+            )
+        )
+
     def test_concurrent_duplicate_deliveries(self):
         payload = self.order_payload("G-CONC", qty=1)
         body = json.dumps(payload).encode()

@@ -18,6 +18,7 @@ from .base import (
     StaleQuantityError,
     StockUpdate,
     check_inbound,
+    json_depth_exceeds,
 )
 
 #: channel type -> (module, class name); modules load on first use

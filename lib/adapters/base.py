@@ -176,6 +176,13 @@ class InboundEvent:
 
 #: beyond this a quantity is no stock level (and loses precision as a float)
 MAX_QUANTITY = 10**12
+#: the longest SKU, id or event id accepted (marketplaces allow 40 to 255
+#: characters; a longer one could not be indexed, see ``check_inbound``)
+MAX_IDENTIFIER = 255
+#: the deepest JSON nesting accepted in a webhook body (marketplaces send
+#: fewer than ten levels; a deeper body would exhaust Python's recursion
+#: limit in the code that stores and applies it)
+MAX_JSON_DEPTH = 64
 
 
 def check_inbound(events):
@@ -183,9 +190,10 @@ def check_inbound(events):
     TypeError for a quantity that is no number).
 
     Each parser checks the shape of its marketplace's payload; this checks
-    what every channel type shares, before anything is written: text without
-    NUL characters (PostgreSQL cannot store them: the insert would fail with
-    a 500, or the reservation later in its job), finite quantities within
+    what every channel type shares, before anything is written: identifiers
+    PostgreSQL can store and index (no NUL character, no lone surrogate, at
+    most ``MAX_IDENTIFIER`` characters: the insert would fail with a 500, or
+    the reservation later in its job), finite quantities within
     ``MAX_QUANTITY``, order lines that do not ask for a negative quantity.
     """
     for event in events:
@@ -211,8 +219,34 @@ def check_inbound(events):
 
 
 def _check_text(value, name):
-    if value and "\x00" in str(value):
+    if not value:
+        return
+    text = str(value)
+    if "\x00" in text:
         raise ValueError(f"{name} holds a NUL character")
+    if len(text) > MAX_IDENTIFIER:
+        raise ValueError(f"{name} is longer than {MAX_IDENTIFIER} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{name} is not valid Unicode text: {err.reason}") from err
+
+
+def json_depth_exceeds(value, limit=MAX_JSON_DEPTH):
+    """Whether parsed JSON nests deeper than ``limit`` (without recursing)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _check_quantity(value, name):

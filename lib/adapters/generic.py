@@ -162,6 +162,16 @@ def _require(condition, message):
         raise ValueError(message)
 
 
+def _identifier(value, what):
+    """An id or SKU as text: JSON strings and integers only (an object or a
+    list is no identifier, and its text form would match nothing)."""
+    _require(
+        isinstance(value, (str, int)) and not isinstance(value, bool),
+        f"{what} must be a string or an integer, got {type(value).__name__}",
+    )
+    return str(value)
+
+
 #: SKUs named in one read request (keeps URLs well under 8 KB)
 SKU_FILTER_CHUNK = 200
 
@@ -439,13 +449,13 @@ class GenericAdapter(ChannelAdapter):
             )
             lines.append(
                 OrderLine(
-                    sku=str(line["sku"]),
+                    sku=_identifier(line["sku"], "order line sku"),
                     quantity=quantity,
                     external_id=str(line.get("id") or line.get("external_id") or ""),
                 )
             )
         return ChannelOrder(
-            external_id=str(order_id),
+            external_id=_identifier(order_id, "order id"),
             status=status,
             lines=lines,
             updated_at=parse_datetime(data.get("updated_at")) or event_time,
@@ -519,7 +529,7 @@ class GenericAdapter(ChannelAdapter):
                 ) from err
             levels.append(
                 LiveLevel(
-                    sku=str(item["sku"]),
+                    sku=_identifier(item["sku"], "inventory sku"),
                     quantity=quantity,
                     external_id=str(item.get("external_id") or ""),
                     updated_at=updated_at,

@@ -525,6 +525,18 @@ def test_webhook_raw_body_and_topic_fallback(adapter):
         (envelope("order.created", {"id": 1, "lines": []}, "yesterday"), "timestamp"),
         (b"{not json", "not JSON"),
         ([1, 2], "JSON object"),
+        (
+            envelope("order.created", {"id": {"a": 1}, "lines": []}),
+            "order id must be a string or an integer, got dict",
+        ),
+        (
+            envelope("order.paid", {"id": 1, "lines": [{"sku": ["A"], "quantity": 1}]}),
+            "order line sku must be a string or an integer, got list",
+        ),
+        (
+            envelope("inventory.updated", {"sku": True, "quantity": 1}),
+            "inventory sku must be a string or an integer, got bool",
+        ),
     ],
 )
 def test_webhook_payload_missing_what_the_type_needs(adapter, payload, message):

@@ -13,8 +13,9 @@ from lib.adapters import (
     OrderLine,
     check_inbound,
     get_adapter_class,
+    json_depth_exceeds,
 )
-from lib.adapters.base import MAX_QUANTITY
+from lib.adapters.base import MAX_IDENTIFIER, MAX_JSON_DEPTH, MAX_QUANTITY
 
 
 def order_event(quantity=1, sku="SKU-1", order_id="O-1", key="evt-1"):
@@ -88,3 +89,56 @@ def test_generic_order_with_infinite_quantity_parses_but_is_refused():
     assert events[0].order.lines[0].quantity == float("inf")
     with pytest.raises(ValueError, match="finite"):
         check_inbound(events)
+
+
+def test_identifiers_up_to_the_limit_pass():
+    longest = "S" * MAX_IDENTIFIER
+    check_inbound(
+        [
+            order_event(sku=longest, order_id=longest, key=longest),
+            level_event(sku="Ünïcødé-€-😀"),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        order_event(sku="S" * (MAX_IDENTIFIER + 1)),
+        order_event(order_id="O" * 300_000),
+        order_event(key="k" * (MAX_IDENTIFIER + 1)),
+        level_event(sku="\u2f00" * 3000),
+    ],
+)
+def test_identifiers_too_long_to_index_are_refused(event):
+    with pytest.raises(ValueError, match=f"longer than {MAX_IDENTIFIER}"):
+        check_inbound([event])
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        # JSON's "\ud800" escape parses to a lone surrogate, which no UTF-8
+        # database can store
+        level_event(sku=json.loads('"\\ud800"')),
+        order_event(order_id="O-" + json.loads('"\\udfff"')),
+    ],
+)
+def test_lone_surrogates_are_refused(event):
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        check_inbound([event])
+
+
+def test_json_depth():
+    def nested(depth):
+        return json.loads("[" * depth + "]" * depth)
+
+    assert not json_depth_exceeds({"a": [1, {"b": "c"}]})
+    assert not json_depth_exceeds(nested(MAX_JSON_DEPTH))
+    assert json_depth_exceeds(nested(MAX_JSON_DEPTH + 1))
+    # deeper than Python's own recursion limit could walk
+    assert json_depth_exceeds(nested(900))
+    deep_dict = {"x": 1}
+    for _i in range(MAX_JSON_DEPTH):
+        deep_dict = {"x": deep_dict}
+    assert json_depth_exceeds({"data": [1, 2, deep_dict]})

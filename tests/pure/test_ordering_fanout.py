@@ -3,7 +3,7 @@ import time
 from datetime import datetime, timezone
 
 from lib.fanout import run_all
-from lib.ordering import is_stale, to_timestamp
+from lib.ordering import MAX_AHEAD, bounded_event_ts, is_stale, to_timestamp
 
 
 def test_to_timestamp_formats():
@@ -51,3 +51,18 @@ def test_run_all_is_concurrent_and_reports_errors():
 def test_run_all_single_task_inline():
     out = run_all({"only": lambda: threading.current_thread().name})
     assert out["only"] == (threading.current_thread().name, None)
+
+
+def test_event_time_far_ahead_of_arrival_is_ordered_by_arrival():
+    arrived = 1_800_000_000.25
+    assert bounded_event_ts(arrived - 50, arrived) == arrived - 50
+    assert bounded_event_ts(arrived + 120, arrived) == arrived + 120
+    assert bounded_event_ts(arrived + MAX_AHEAD, arrived) == arrived + MAX_AHEAD
+    year_9999 = to_timestamp("9999-12-31T23:59:59Z")
+    assert bounded_event_ts(year_9999, arrived) == 1_800_000_000.0
+    assert bounded_event_ts(None, arrived) is None
+    # a later event is not stale behind a made-up date
+    newest = bounded_event_ts(year_9999, arrived)
+    assert not is_stale(bounded_event_ts(arrived + 5, arrived + 5), newest)
+    # nor is the next one stamped to the second, in the same second
+    assert not is_stale(1_800_000_000.0, newest)
