@@ -191,9 +191,9 @@ def check_inbound(events):
 
     Each parser checks the shape of its marketplace's payload; this checks
     what every channel type shares, before anything is written: identifiers
-    PostgreSQL can store and index (no NUL character, no lone surrogate, at
-    most ``MAX_IDENTIFIER`` characters: the insert would fail with a 500, or
-    the reservation later in its job), finite quantities within
+    PostgreSQL can store and index (text or integers, no NUL character, no
+    lone surrogate, at most ``MAX_IDENTIFIER`` characters: the insert would
+    fail with a 500, or the reservation later in its job), finite quantities within
     ``MAX_QUANTITY``, order lines that do not ask for a negative quantity.
     """
     for event in events:
@@ -219,8 +219,12 @@ def check_inbound(events):
 
 
 def _check_text(value, name):
-    if not value:
+    if value is None or value == "":
         return
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        # a JSON object or list where the channel sends an id: no database
+        # column takes it
+        raise TypeError(f"{name} must be text, got {type(value).__name__}")
     text = str(value)
     if "\x00" in text:
         raise ValueError(f"{name} holds a NUL character")

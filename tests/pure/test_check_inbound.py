@@ -142,3 +142,24 @@ def test_json_depth():
     for _i in range(MAX_JSON_DEPTH):
         deep_dict = {"x": deep_dict}
     assert json_depth_exceeds({"data": [1, 2, deep_dict]})
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        level_event(sku={"a": 1}),
+        level_event(sku=["SKU-1"]),
+        order_event(order_id={"id": 1}),
+        order_event(sku=True),
+        order_event(key=1.5),
+    ],
+)
+def test_identifiers_that_are_no_text_are_refused(event):
+    """A parser that passes a JSON object through as an id: refused (a
+    TypeError, answered 400), not handed to the database."""
+    with pytest.raises(TypeError, match="must be text"):
+        check_inbound([event])
+
+
+def test_integer_identifiers_pass():
+    check_inbound([order_event(order_id=4242, sku=17)])
