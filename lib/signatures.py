@@ -39,6 +39,8 @@ ED25519_PUBLIC_PREFIX = "whpk_"
 STANDARD_ID_HEADER = "webhook-id"
 STANDARD_TIMESTAMP_HEADER = "webhook-timestamp"
 STANDARD_SIGNATURE_HEADER = "webhook-signature"
+#: Svix's name for the same headers (``svix-id``...), see ``standard_header``
+SVIX_PREFIX = "svix-"
 SHOPIFY_HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 WOOCOMMERCE_SIGNATURE_HEADER = "X-WC-Webhook-Signature"
 
@@ -299,8 +301,22 @@ def sign_standard(secret, msg_id, timestamp, body, private_key=None):
     }
 
 
-def _required_header(headers, name):
+def standard_header(headers, name):
+    """A Standard Webhooks header, or its ``svix-`` twin when it is absent.
+
+    Svix, the largest sender of Standard Webhooks, names the three headers
+    ``svix-id``, ``svix-timestamp`` and ``svix-signature`` unless told
+    otherwise (same content, same signature); its own libraries accept both
+    names, and so does this endpoint.
+    """
     value = get_header(headers, name)
+    if (value is None or not str(value).strip()) and name.startswith("webhook-"):
+        value = get_header(headers, SVIX_PREFIX + name[len("webhook-") :])
+    return value
+
+
+def _required_header(headers, name):
+    value = standard_header(headers, name)
     if value is None or not str(value).strip():
         raise MissingSignature(f"missing or empty {name} header")
     return str(value).strip()

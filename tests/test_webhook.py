@@ -242,6 +242,35 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertEqual(res.status_code, 200, res.text)
 
+    def test_svix_named_headers(self):
+        """A sender that names the headers svix-*: the same delivery, and its
+        redelivery under the webhook-* names is a duplicate."""
+        body = json.dumps(self.order_payload("G-SVIX", qty=1)).encode()
+        signed = signatures.sign_standard(
+            self.secret, "msg_svix", int(time.time()), body
+        )
+        url = URL + self.generic.webhook_token
+        svix = {k.replace("webhook-", "svix-"): v for k, v in signed.items()}
+        answers = [
+            self.url_open(
+                url, data=body, headers={**h, "Content-Type": "application/json"}
+            )
+            for h in (svix, signed)
+        ]
+        self.assertEqual([a.status_code for a in answers], [200, 200])
+        self.assertEqual(
+            [a.json()["status"] for a in answers], ["accepted", "duplicate"]
+        )
+        forged = {**svix, "svix-signature": "v1," + "A" * 44}
+        res = self.url_open(
+            url, data=body, headers={**forged, "Content-Type": "application/json"}
+        )
+        self.assertEqual(res.status_code, 401)
+        self.assertEqual(
+            self.env["sync.event"].search_count([("idempotency_key", "=", "msg_svix")]),
+            1,
+        )
+
     def test_shopify_known_answer_and_order(self):
         body = json.dumps(
             {

@@ -479,7 +479,7 @@ class GenericAdapter(ChannelAdapter):
         _require(
             isinstance(payload, dict), "generic webhook: body must be a JSON object"
         )
-        key = signatures.get_header(headers, signatures.STANDARD_ID_HEADER)
+        key = signatures.standard_header(headers, signatures.STANDARD_ID_HEADER)
         if not key:
             raise ValueError("generic webhook: missing webhook-id header")
         event_type = payload.get("type") or topic or ""

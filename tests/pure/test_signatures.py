@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from lib.adapters import ChannelConfig, get_adapter_class
 from lib.signatures import (
     InvalidSignature,
     MissingSignature,
@@ -382,6 +383,28 @@ def test_interop_we_verify_what_the_reference_library_signs():
     assert verify_standard(headers, body.encode(), [secret], now=now) == "msg_interop2"
     with pytest.raises(InvalidSignature):
         verify_standard(headers, body.encode(), [generate_standard_secret()], now=now)
+
+
+def test_svix_named_headers_are_the_same_delivery():
+    """Svix sends the three headers as ``svix-id``, ``svix-timestamp`` and
+    ``svix-signature``: same content, same signature, same key."""
+    body = b'{"type":"order.created","data":{"id":"1001","lines":[]}}'
+    secret = generate_standard_secret()
+    now = int(time.time())
+    signed = sign_standard(secret, "msg_svix1", now, body)
+    svix = {name.replace("webhook-", "svix-"): value for name, value in signed.items()}
+    assert verify_standard(svix, body, [secret], now=now) == "msg_svix1"
+    with pytest.raises(InvalidSignature):
+        verify_standard(svix, body, [generate_standard_secret()], now=now)
+    with pytest.raises(StaleTimestamp):
+        verify_standard(svix, body, [secret], now=now + 3600)
+    # the webhook- name wins when both are sent
+    both = {**svix, "webhook-id": "msg_other"}
+    with pytest.raises(InvalidSignature):
+        verify_standard(both, body, [secret], now=now)
+    adapter = get_adapter_class("generic")(ChannelConfig("generic"))
+    events = adapter.parse_webhook("order.created", body, svix)
+    assert events[0].idempotency_key == "msg_svix1"
 
 
 def test_interop_reference_library_known_answer():
