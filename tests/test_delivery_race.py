@@ -114,6 +114,18 @@ class TestDeliveryRace(TransactionCase):
                     delivery_cr._cnx.get_transaction_status(),
                     psycopg2.extensions.TRANSACTION_STATUS_IDLE,
                 )
+                # its next transaction is Odoo's again: repeatable read, and
+                # read/write
+                self.assertEqual(
+                    delivery_cr._cnx.isolation_level,
+                    psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ,
+                )
+                delivery_cr.execute(
+                    "SELECT current_setting('transaction_isolation'),"
+                    " current_setting('transaction_read_only')"
+                )
+                self.assertEqual(delivery_cr.fetchone(), ("repeatable read", "off"))
+                delivery_cr.rollback()
                 # nor does it hold the lock the run ends with
                 with self.registry.cursor() as probe_cr:
                     self.assertTrue(self._try_delivery_lock(probe_cr))
