@@ -29,6 +29,8 @@ from datetime import timedelta
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
+from odoo.addons.queue_job.exception import RetryableJobError
+
 from ..lib.adapters import ChannelError, InboundEvent, check_inbound
 
 _logger = logging.getLogger(__name__)
@@ -239,7 +241,20 @@ class SyncChannel(models.Model):
         adapter = self._scs_adapter()
         updates = [b._scs_update(0) for b in bindings]
         live = {}
-        for level in adapter.read_quantities(updates):
+        try:
+            levels = list(adapter.read_quantities(updates))
+        except ChannelError as err:
+            if err.retryable:
+                # 5xx, 429, a timeout: the batch again, after the channel's
+                # Retry-After or the job's retry pattern; when the retries
+                # run out, _scs_on_reconcile_batch_failed says so
+                seconds = max(1, round(err.retry_after)) if err.retry_after else None
+                raise RetryableJobError(str(err), seconds=seconds) from err
+            # refused for good (credentials, configuration): retrying cannot
+            # help, the channel shows why and the pass closes
+            self._scs_reconcile_batch_unread(str(err))
+            return f"not compared: {err}"
+        for level in levels:
             for key in (level.external_variant_id, level.external_id, level.sku):
                 if key:
                     live.setdefault(str(key), level.quantity)
@@ -346,6 +361,31 @@ class SyncChannel(models.Model):
                 for binding, (seen, published, reason) in drift.items()
             ]
         )
+
+    def _scs_reconcile_batch_unread(self, error):
+        """A batch that could not read the channel: the pass counts it as done,
+        the channel shows the error, its responsible user gets an activity."""
+        _logger.warning("channel %s: reconciliation could not read: %s", self.id, error)
+        self._scs_finish_batch(0, 0, 0, False)
+        self.last_reconcile_error = _(
+            "Reconciliation could not read the channel: %s", error
+        )
+        self._scs_notify(
+            _("Reconciliation failed"),
+            _(
+                "The reconciliation pass of %(channel)s could not read the "
+                "channel's quantities: %(error)s. Check the channel's settings, "
+                "then run the pass again.",
+                channel=self.name,
+                error=error,
+            ),
+            key="reconcile_failed",
+        )
+
+    def _scs_on_reconcile_batch_failed(self, exc_name=None, exc_message=None, **kw):
+        """queue_job ``on_fail`` hook: the batch's retries are spent."""
+        for channel in self:
+            channel._scs_reconcile_batch_unread(exc_message or exc_name or _("failed"))
 
     def _scs_finish_batch(self, checked, drift, corrections, limited):
         """Add a batch's figures to the pass; the last batch closes it.

@@ -7,6 +7,8 @@ from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import SQL
 
+from odoo.addons.queue_job.exception import RetryableJobError
+
 from ..lib.adapters import ChannelOrder, InboundEvent, OrderLine
 from .common import SyncCase
 
@@ -236,6 +238,56 @@ class TestReconcile(SyncCase):
         self.assertEqual(wizard.replayed_count, 1)
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
+
+    def reconcile_activities(self):
+        return self.env["mail.activity"].search(
+            [
+                ("res_model", "=", "sync.channel"),
+                ("res_id", "=", self.channel.id),
+                ("summary", "=", "Reconciliation failed"),
+            ]
+        )
+
+    def test_unreadable_channel_retries_then_says_so(self):
+        """A channel that answers 503 to the comparison's read: the batch is
+        retried (queue_job), and when its retries are spent the pass closes
+        with the error on the channel and one activity."""
+        (self.b_a | self.b_b)._scs_push()
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.reconcile_pending, 1)
+        self.sim.down = True
+        with self.assertRaises(RetryableJobError):
+            self.channel._scs_job_reconcile_batch((self.b_a | self.b_b).ids)
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.reconcile_pending, 1)
+        self.assertFalse(self.channel.last_reconcile_error)
+        # queue_job's on_fail hook, once the retries are spent
+        self.channel._scs_on_reconcile_batch_failed(
+            exc_name="FailedJobError", exc_message="[503] channel is down"
+        )
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertIn("[503] channel is down", self.channel.last_reconcile_error)
+        self.assertEqual(len(self.reconcile_activities()), 1)
+        function = self.env["queue.job.function"].search(
+            [("name", "=", "<sync.channel>._scs_job_reconcile_batch")]
+        )
+        self.assertEqual(function.on_fail_method, "_scs_on_reconcile_batch_failed")
+
+    def test_channel_refusing_the_read_closes_the_pass(self):
+        """Refused for good (here: no base URL): no retry, no failed job; the
+        pass closes, the channel shows why, its responsible user is told
+        (once, however many passes fail)."""
+        self.channel.base_url = False
+        for _pass in range(2):
+            self.pass_()
+            self.assertEqual(self.channel.reconcile_pending, 0)
+            self.assertIn("base_url", self.channel.last_reconcile_error)
+            self.assertEqual(self.channel.last_reconcile_checked, 0)
+        self.assertEqual(len(self.reconcile_activities()), 1)
+        self.assertFalse(self.sync_jobs(states=("failed",)))
 
     def test_dead_letter_retry_and_discard(self):
         self.sim.queue_response(400, {"error": "listing closed"})

@@ -59,9 +59,14 @@ class FloorController(http.Controller):
         cr = request.env.cr
         cr.rollback()
         cnx = cr._cnx
-        cnx.autocommit = True
+        # as the webhook route: no session characteristics, so that leaving
+        # autocommit sends no SET ... TO DEFAULT
+        session = (cnx.isolation_level, cnx.readonly)
+        cnx.set_session(isolation_level="DEFAULT", readonly="DEFAULT")
         try:
+            cnx.autocommit = True
             cr.execute(f"BEGIN; {INSERT}; COMMIT;", params)
         finally:
             cnx.autocommit = False
+            cnx.set_session(isolation_level=session[0], readonly=session[1])
         return request.make_json_response({"status": "accepted"})
