@@ -276,7 +276,9 @@ class WebhookController(http.Controller):
             return _answer(401, error=str(err))
 
         try:
-            payload = json.loads(body, parse_constant=_refuse_constant)
+            # UTF-8 only (RFC 8259): json.loads would take UTF-16 bytes too,
+            # whose text the event log cannot store
+            payload = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as err:
             return _answer(400, error=f"body is not JSON: {err}")
         # the walk only when the body holds enough brackets to nest that deep

@@ -588,6 +588,8 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             )
             .replace('"DEEP"', deep)
             .encode(),
+            # JSON must be UTF-8 between systems; Python would parse this
+            "utf-16 body": json.dumps(self.order_payload("G-UTF16")).encode("utf-16"),
         }
         for label, body in bodies.items():
             res = self.post_generic(None, raw=body)
