@@ -883,9 +883,17 @@ def _as_object(payload):
 
 
 def _require(body, topic, *names):
+    """The ids a topic needs: present, and a string or an integer (an object
+    or a list would turn into text that matches nothing)."""
     missing = [name for name in names if body.get(name) in (None, "")]
     if missing:
         raise WebhookPayloadError(f"{topic} payload lacks {', '.join(missing)}")
+    for name in names:
+        value = body[name]
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise WebhookPayloadError(
+                f"{topic} payload: {name} must be a string or an integer"
+            )
 
 
 def _webhook_lines(items, topic):

@@ -443,10 +443,9 @@ class WooCommerceAdapter(ChannelAdapter):
         if topic in ("order.created", "order.updated"):
             return [_order_event(topic, body)]
         if topic == "order.deleted":
-            if body.get("id") in (None, ""):
-                raise WebhookPayloadError(f"{topic} payload lacks id")
-            order = ChannelOrder(external_id=str(body["id"]), status="cancelled")
-            return [InboundEvent("cancel", f"{topic}:{body['id']}", order=order)]
+            order_id = _resource_id(topic, body)
+            order = ChannelOrder(external_id=order_id, status="cancelled")
+            return [InboundEvent("cancel", f"{topic}:{order_id}", order=order)]
         if topic == "product.updated":
             return [_product_event(topic, body)]
         key = f"{topic}:{body.get('id', '')}:{body.get('date_modified_gmt', '')}"
@@ -473,7 +472,18 @@ def _key(topic, body):
     missing = [name for name in ("id", "date_modified_gmt") if not body.get(name)]
     if missing:
         raise WebhookPayloadError(f"{topic} payload lacks {', '.join(missing)}")
-    return f"{topic}:{body['id']}:{body['date_modified_gmt']}"
+    return f"{topic}:{_resource_id(topic, body)}:{body['date_modified_gmt']}"
+
+
+def _resource_id(topic, body):
+    """The resource's id as text: WooCommerce sends integers (an object or a
+    list would turn into text that matches nothing)."""
+    value = body.get("id")
+    if value in (None, ""):
+        raise WebhookPayloadError(f"{topic} payload lacks id")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise WebhookPayloadError(f"{topic} payload: id must be a string or an integer")
+    return str(value)
 
 
 def order_from_payload(body, topic="order"):

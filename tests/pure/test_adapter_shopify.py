@@ -666,6 +666,24 @@ def test_untracked_level_and_unknown_topic_are_ignored(adapter):
             HEADERS,
             "not a number",
         ),
+        (
+            "orders/create",
+            {"id": [1], "line_items": []},
+            HEADERS,
+            "id must be a string or an integer",
+        ),
+        (
+            "refunds/create",
+            {"order_id": {"id": 1}, "refund_line_items": []},
+            HEADERS,
+            "order_id must be a string or an integer",
+        ),
+        (
+            "inventory_levels/update",
+            {"inventory_item_id": True, "available": 3},
+            HEADERS,
+            "inventory_item_id must be a string or an integer",
+        ),
     ],
 )
 def test_malformed_webhooks_raise_value_error(

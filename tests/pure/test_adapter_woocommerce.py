@@ -374,6 +374,12 @@ def test_saving_a_webhook_pings(adapter, payload):
         ),
         ("order.created", dict(ORDER, line_items=[{"sku": "A"}]), "quantity"),
         ("order.deleted", {}, "id"),
+        ("order.deleted", {"id": {"a": 1}}, "id must be a string or an integer"),
+        (
+            "order.created",
+            dict(ORDER, id=[7]),
+            "id must be a string or an integer",
+        ),
         (
             "product.updated",
             {"id": 1, "date_modified_gmt": "2026-11-20T10:00:00"},
