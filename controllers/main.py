@@ -179,14 +179,17 @@ def _cap_chunked_body(httprequest, limit):
 def _route_max_bytes(_controller):
     """The limit for Odoo's own reading of the body, set before it reads.
 
-    Odoo parses a form-encoded body before the handler runs: over the limit,
-    werkzeug stops reading and Odoo answers 413. A chunked body of any type
-    gets its cap here, before that parsing. Other bodies are left to the
-    handler, which checks the declared length before reading and answers in
-    JSON.
+    Odoo parses a form-encoded body before the handler runs. A body that
+    declares a length over the limit is refused here, in JSON like the
+    handler's answers, before anything reads it (werkzeug would read a form
+    to its declared end, only to discard it, then answer 413 in HTML). A
+    chunked body of any type gets its cap here, before that parsing. Other
+    bodies are left to the handler.
     """
     httprequest = request.httprequest
     limit = _max_bytes(request.env)
+    if (httprequest.content_length or 0) > limit:
+        raise _json_error(RequestEntityTooLarge, f"body larger than {limit} bytes")
     _cap_chunked_body(httprequest, limit)
     if httprequest.mimetype in FORM_TYPES:
         return limit

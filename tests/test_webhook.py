@@ -459,6 +459,12 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             self.assertEqual(res.status_code, 413, (content_type, res.text))
             self.assertNotIn("Content-Length", res.request.headers)
             self.assertIn("error", res.json())
+            # and with their length declared: refused before any reading, in
+            # JSON too (Odoo would answer a form's 413 in HTML)
+            res = self.url_open(url, data=body, headers=headers)
+            self.assertEqual(res.status_code, 413, (content_type, res.text))
+            self.assertEqual(res.request.headers["Content-Length"], str(len(body)))
+            self.assertIn("larger than 512 bytes", res.json()["error"])
         self.assertEqual(self.counts(), before)
 
     def send_chunked(self, chunks, content_type="application/json", headers=None):
