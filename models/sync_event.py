@@ -380,6 +380,20 @@ def _scs_log_line(dbname, event_id, vals):
         buffer.append(line)
 
 
+def _per_binding(known):
+    """An order's known lines summed per binding, in order of appearance.
+
+    A SKU on several lines of one order (a marketplace splits lines by
+    price, gift wrap or bundle) is one move to reserve, and one quantity to
+    hold against what the channel was offered: line by line, two lines of 3
+    would each pass an offer of 5.
+    """
+    totals = {}
+    for line, binding in known:
+        totals[binding] = totals.get(binding, 0.0) + float(line.get("quantity") or 0)
+    return list(totals.items())
+
+
 def _jsonable(value):
     """Dataclasses from the adapters -> JSON-ready dicts (datetimes as ISO)."""
     if hasattr(value, "__dataclass_fields__"):
@@ -977,13 +991,13 @@ class SyncEventInbound(models.Model):
         vals_list = []
         for order_id, known in orders:
             moves = []
-            for line, binding in known:
+            for binding, qty in _per_binding(known):
                 product = binding.product_id
                 moves.append(
                     fields.Command.create(
                         {
                             "product_id": product.id,
-                            "product_uom_qty": float(line.get("quantity") or 0),
+                            "product_uom_qty": qty,
                             "product_uom": product.uom_id.id,
                             "location_id": src.id,
                             "location_dest_id": dest.id,
@@ -1013,8 +1027,7 @@ class SyncEventInbound(models.Model):
 
     def _scs_check_oversell(self, picking, known):
         """An order beyond what the channel was offered is an incident."""
-        for line, binding in known:
-            qty = float(line.get("quantity") or 0)
+        for binding, qty in _per_binding(known):
             move = picking.move_ids.filtered(
                 lambda m, b=binding: m.product_id == b.product_id
             )

@@ -794,6 +794,29 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertEqual(len(forced), 1, "every channel is pushed at once")
 
+    def test_sku_on_several_lines_is_one_move_and_one_oversell_check(self):
+        """Two lines of 3 for a channel offered 5: one move of 6, and an
+        oversell (each line alone is within the offer)."""
+        self.b_generic.write(
+            {
+                "push_state": "ok",
+                "last_pushed_qty": 5,
+                "last_pushed_at": fields.Datetime.now(),
+            }
+        )
+        payload = self.order_payload("G-SPLIT", qty=3)
+        payload["data"]["lines"].append({"sku": "SCS-MUG", "quantity": 3})
+        self.assertEqual(self.post_generic(payload).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        picking = self.reservations(self.generic, "G-SPLIT")
+        self.assertEqual(len(picking.move_ids), 1)
+        self.assertEqual(picking.move_ids.product_uom_qty, 6)
+        oversell = self.env["sync.event"].search(
+            [("kind", "=", "oversell"), ("channel_id", "=", self.generic.id)]
+        )
+        self.assertEqual(len(oversell), 1)
+        self.assertEqual(oversell.quantity, 6)
+
     def test_inventory_echo_and_channel_edit(self):
         sim = self.start_simulator()
         self.generic.write(
