@@ -931,7 +931,7 @@ class SyncEventInbound(models.Model):
                     "applied", reason=_("refund without restock: nothing released")
                 )
                 return "no restock"
-            return self._scs_release(existing, order)
+            return self._scs_release(existing, order, [(ln, b) for ln, b in lines if b])
         if existing:
             self._scs_set_state(
                 "applied", reason=_("order already reserved (%s)", existing[0].name)
@@ -1067,9 +1067,18 @@ class SyncEventInbound(models.Model):
             )
             binding.product_id._scs_push_at_commit(force=True)
 
-    def _scs_release(self, pickings, order):
+    def _scs_release(self, pickings, order, known=()):
+        """Release what a cancelled or refunded order holds.
+
+        A cancellation releases the whole order. A refund that names its
+        lines (Shopify's restocked refund lines, a generic refund's lines)
+        releases only their quantities: the rest of the order is still sold,
+        and releasing it would offer those units again on every channel.
+        """
         open_pickings = pickings.filtered(lambda p: p.state not in ("done", "cancel"))
-        if open_pickings:
+        if open_pickings and order.get("status") == "refunded" and order.get("lines"):
+            reason = self._scs_release_lines(open_pickings, known)
+        elif open_pickings:
             open_pickings.action_cancel()
             reason = _(
                 "reservation released (%s)", ", ".join(open_pickings.mapped("name"))
@@ -1080,6 +1089,41 @@ class SyncEventInbound(models.Model):
             reason = _("no reservation for this order")
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
         return reason
+
+    def _scs_release_lines(self, pickings, known):
+        """Take the refunded quantities out of the order's open moves."""
+        released = []
+        to_assign = self.env["stock.move"]
+        for binding, qty in _per_binding(known):
+            moves = pickings.move_ids.filtered(
+                lambda m, p=binding.product_id: (
+                    m.product_id == p and m.state not in ("done", "cancel")
+                )
+            )
+            left = qty
+            for move in moves:
+                if move.product_uom.compare(left, 0) <= 0:
+                    break
+                take = min(left, move.product_uom_qty)
+                left -= take
+                if move.product_uom.compare(move.product_uom_qty, take) <= 0:
+                    move._action_cancel()
+                else:
+                    # below its reservation, Odoo unreserves the move: reserved
+                    # again below, for what is still sold
+                    move.write({"product_uom_qty": move.product_uom_qty - take})
+                    to_assign |= move
+                released.append(
+                    f"{take:g} {binding.sku or binding.product_id.display_name}"
+                )
+        to_assign._action_assign()
+        if not released:
+            return _("refund of lines this order does not hold: nothing released")
+        return _(
+            "refund: released %(lines)s (%(pickings)s)",
+            lines=", ".join(released),
+            pickings=", ".join(pickings.mapped("name")),
+        )
 
     def _scs_apply_inventory(
         self, levels, bindings=None, corrections=None, published=None

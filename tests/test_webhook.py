@@ -817,6 +817,44 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(len(oversell), 1)
         self.assertEqual(oversell.quantity, 6)
 
+    def test_refund_releases_only_its_lines(self):
+        """A refund restocking 1 of 3 units releases 1: the other 2 are still
+        sold. A later refund of the rest releases the whole reservation."""
+        free = self.product_a.free_qty
+        self.assertEqual(
+            self.post_generic(self.order_payload("G-REF3", qty=3)).status_code, 200
+        )
+        self.run_jobs("_scs_job_apply_inbound")
+        picking = self.reservations(self.generic, "G-REF3")
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 3)
+        self.generic.sync_enabled = True
+        self.discard_jobs()
+        refund = self.order_payload("G-REF3", qty=1, event="order.refunded")
+        self.assertEqual(self.post_generic(refund).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        # the unit back on sale goes out to the channels
+        self.assertTrue(self.sync_jobs("_scs_job_push_sku"))
+        self.discard_jobs()
+        self.assertEqual(picking.state, "assigned")
+        self.assertEqual(picking.move_ids.product_uom_qty, 2)
+        self.assertEqual(picking.move_ids.quantity, 2)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+        # a refund without restock releases nothing
+        kept = self.order_payload("G-REF3", qty=1, event="order.refunded")
+        kept["data"]["restock"] = False
+        self.assertEqual(self.post_generic(kept).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+        rest = self.order_payload("G-REF3", qty=2, event="order.refunded")
+        self.assertEqual(self.post_generic(rest).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(picking.state, "cancel")
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+
     def test_inventory_echo_and_channel_edit(self):
         sim = self.start_simulator()
         self.generic.write(
