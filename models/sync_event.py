@@ -912,7 +912,10 @@ class SyncEventInbound(models.Model):
             found |= binding
         # serialise with every other job touching these SKUs
         found._scs_lock()
-        if self._scs_newer_applied():
+        # a refund of lines adds to what came before instead of replacing
+        # it (each releases its own lines, once): never stale
+        refund_of_lines = order.get("status") == "refunded" and bool(order.get("lines"))
+        if not refund_of_lines and self._scs_newer_applied():
             self._scs_set_state(
                 "stale", reason=_("a newer event of this order was applied")
             )
