@@ -20,12 +20,12 @@ from html import escape
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
-from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
+from odoo.addons.queue_job.exception import FailedJobError
 
 from ..lib.adapters import ChannelError, StockUpdate
 from ..lib.fanout import run_all
 from ..lib.quantity import breakdown
-from .job_store import lock_rows_or_retry
+from .job_store import lock_rows_or_retry, retry_later
 
 _logger = logging.getLogger(__name__)
 
@@ -518,8 +518,7 @@ class ChannelBinding(models.Model):
             result = adapter.set_quantity(binding._scs_update(qty, event))
         except ChannelError as err:
             if err.retryable:
-                seconds = max(1, round(err.retry_after)) if err.retry_after else None
-                raise RetryableJobError(str(err), seconds=seconds) from err
+                raise retry_later(err) from err
             raise FailedJobError(str(err)) from err
         binding._scs_record_success(event, qty, result)
         return f"pushed {qty}"

@@ -197,3 +197,13 @@ def lock_rows_or_retry(env, table, ids, reason, nowait=False, seconds=1):
         raise RetryableJobError(
             f"{reason}: {type(err).__name__}", seconds=seconds, ignore_retry=True
         ) from err
+
+
+def retry_later(err):
+    """The ``RetryableJobError`` for a retryable ``ChannelError``.
+
+    The channel's Retry-After, when it gave one, is the wait; otherwise the
+    job function's ``retry_pattern`` decides (exponential, with jitter).
+    """
+    seconds = max(1, round(err.retry_after)) if err.retry_after else None
+    return RetryableJobError(str(err), seconds=seconds)

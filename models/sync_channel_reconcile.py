@@ -29,9 +29,8 @@ from datetime import timedelta
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
-from odoo.addons.queue_job.exception import RetryableJobError
-
 from ..lib.adapters import ChannelError, InboundEvent, check_inbound
+from .job_store import retry_later
 
 _logger = logging.getLogger(__name__)
 
@@ -248,8 +247,7 @@ class SyncChannel(models.Model):
                 # 5xx, 429, a timeout: the batch again, after the channel's
                 # Retry-After or the job's retry pattern; when the retries
                 # run out, _scs_on_reconcile_batch_failed says so
-                seconds = max(1, round(err.retry_after)) if err.retry_after else None
-                raise RetryableJobError(str(err), seconds=seconds) from err
+                raise retry_later(err) from err
             # refused for good (credentials, configuration): retrying cannot
             # help, the channel shows why and the pass closes
             self._scs_reconcile_batch_unread(str(err))
