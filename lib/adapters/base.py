@@ -218,10 +218,17 @@ def check_inbound(events):
             _check_quantity(level.quantity, f"sku {level.sku!r} quantity")
 
 
+def is_identifier(value):
+    """Whether a parsed JSON value can be an id or a SKU: a string or an
+    integer (an object or a list would turn into text that matches nothing,
+    and no database column takes it as it is)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
 def _check_text(value, name):
     if value is None or value == "":
         return
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
+    if not is_identifier(value):
         # a JSON object or list where the channel sends an id: no database
         # column takes it
         raise TypeError(f"{name} must be text, got {type(value).__name__}")

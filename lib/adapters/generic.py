@@ -45,6 +45,7 @@ from .base import (
     PushResult,
     RateLimitedError,
     RetryableChannelError,
+    is_identifier,
     json_answer,
     raise_for_status,
 )
@@ -163,10 +164,9 @@ def _require(condition, message):
 
 
 def _identifier(value, what):
-    """An id or SKU as text: JSON strings and integers only (an object or a
-    list is no identifier, and its text form would match nothing)."""
+    """An id or SKU as text (see ``is_identifier``)."""
     _require(
-        isinstance(value, (str, int)) and not isinstance(value, bool),
+        is_identifier(value),
         f"{what} must be a string or an integer, got {type(value).__name__}",
     )
     return str(value)

@@ -73,6 +73,7 @@ from .base import (
     RateLimitedError,
     RetryableChannelError,
     StaleQuantityError,
+    is_identifier,
     parse_retry_after,
     push_coalesced,
     raise_for_status,
@@ -883,14 +884,12 @@ def _as_object(payload):
 
 
 def _require(body, topic, *names):
-    """The ids a topic needs: present, and a string or an integer (an object
-    or a list would turn into text that matches nothing)."""
+    """The ids a topic needs: present, and identifiers (``is_identifier``)."""
     missing = [name for name in names if body.get(name) in (None, "")]
     if missing:
         raise WebhookPayloadError(f"{topic} payload lacks {', '.join(missing)}")
     for name in names:
-        value = body[name]
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
+        if not is_identifier(body[name]):
             raise WebhookPayloadError(
                 f"{topic} payload: {name} must be a string or an integer"
             )

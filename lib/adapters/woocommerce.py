@@ -49,6 +49,7 @@ from .base import (
     PermanentChannelError,
     PushResult,
     RetryableChannelError,
+    is_identifier,
     json_answer,
     push_coalesced,
     raise_for_status,
@@ -476,12 +477,11 @@ def _key(topic, body):
 
 
 def _resource_id(topic, body):
-    """The resource's id as text: WooCommerce sends integers (an object or a
-    list would turn into text that matches nothing)."""
+    """The resource's id as text (WooCommerce sends integers)."""
     value = body.get("id")
     if value in (None, ""):
         raise WebhookPayloadError(f"{topic} payload lacks id")
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if not is_identifier(value):
         raise WebhookPayloadError(f"{topic} payload: id must be a string or an integer")
     return str(value)
 
