@@ -5,10 +5,11 @@
 shown on the channel form) selects the channel; the tenant is never taken
 from an unsigned header. The handler only
 
-1. refuses oversize bodies (413): before reading them when they declare
-   their length; a chunked body is read through a cap that stops at the
-   limit (werkzeug before 2.3 would read it to its end), and a broken
-   chunked encoding is a 400,
+1. refuses oversize bodies (413): before anything reads them when they
+   declare their length (in the route's ``max_content_length`` hook, which
+   Odoo runs before it parses a form); a chunked body is read through a cap
+   that stops at the limit (werkzeug before 2.3 would read it to its end),
+   and a broken chunked encoding is a 400,
 2. finds the channel (404, the same answer for unknown and disabled tokens),
 3. verifies the signature on the raw bytes, in constant time (401),
 4. parses the body (400),
@@ -205,15 +206,14 @@ def _file_size(upload):
 def _read_body(httprequest, limit):
     """The raw body; ``None`` when it is larger than ``limit``.
 
-    ``max_content_length`` is set to the limit first: werkzeug refuses a
-    declared length over it, and a chunked body stops at its cap (see
-    ``_CappedInput``; a broken one raises ``BadRequest``). A form body was
+    ``max_content_length`` is set to the limit first, and a chunked body
+    stops at the cap ``_route_max_bytes`` put on it (see ``_CappedInput``; a
+    broken one raises ``BadRequest``). A form body was
     already parsed by Odoo, so ``get_data`` finds nothing left to read: its
     size is estimated from the parsed fields, so that an oversize one is
     still refused as such.
     """
     httprequest.max_content_length = limit
-    _cap_chunked_body(httprequest, limit)
     try:
         body = httprequest.get_data(cache=True)
     except RequestEntityTooLarge:
@@ -251,10 +251,10 @@ class WebhookController(http.Controller):
             return _answer(404, error="unknown channel")
         request.update_env(user=SUPERUSER_ID)
         env = request.env
+        # a declared length over the limit was refused before the handler
+        # (_route_max_bytes); the limit still bounds what is read here
         limit = _max_bytes(env)
         httprequest = request.httprequest
-        if (httprequest.content_length or 0) > limit:
-            return _answer(413, error=f"body larger than {limit} bytes")
         # the channels' webhook settings are cached per worker: no query
         conf = env["sync.channel"]._scs_webhook_channels().get(token)
         if not conf or conf["channel_type"] not in WEBHOOK_TYPES:
