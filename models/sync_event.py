@@ -1095,7 +1095,7 @@ class SyncEventInbound(models.Model):
 
     def _scs_release_lines(self, pickings, known):
         """Take the refunded quantities out of the order's open moves."""
-        released = []
+        released, unheld = [], []
         to_assign = self.env["stock.move"]
         for binding, qty in _per_binding(known):
             moves = pickings.move_ids.filtered(
@@ -1119,14 +1119,20 @@ class SyncEventInbound(models.Model):
                 released.append(
                     f"{take:g} {binding.sku or binding.product_id.display_name}"
                 )
+            if binding.product_id.uom_id.compare(left, 0) > 0:
+                # more refunded than the order still holds: said, not hidden
+                unheld.append(
+                    f"{left:g} {binding.sku or binding.product_id.display_name}"
+                )
         to_assign._action_assign()
-        if not released:
-            return _("refund of lines this order does not hold: nothing released")
-        return _(
+        reason = _(
             "refund: released %(lines)s (%(pickings)s)",
-            lines=", ".join(released),
+            lines=", ".join(released) or _("nothing"),
             pickings=", ".join(pickings.mapped("name")),
         )
+        if unheld:
+            reason += _("; not held by this order: %s", ", ".join(unheld))
+        return reason
 
     def _scs_apply_inventory(
         self, levels, bindings=None, corrections=None, published=None

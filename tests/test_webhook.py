@@ -848,11 +848,12 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.run_jobs("_scs_job_apply_inbound")
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free - 2)
-        # the rest, in a refund stamped before the first one (delivered
-        # late): refunds add up, so it is not stale
+        # the rest (and one unit more than the order holds), in a refund
+        # stamped before the first one (delivered late): refunds add up, so
+        # it is not stale
         rest = self.order_payload(
             "G-REF3",
-            qty=2,
+            qty=3,
             event="order.refunded",
             ts=fields.Datetime.subtract(fields.Datetime.now(), seconds=30),
         )
@@ -861,6 +862,14 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(picking.state, "cancel")
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
+        late = self.env["sync.event"].search(
+            [("kind", "=", "cancel"), ("external_ref", "=", "G-REF3")],
+            order="id desc",
+            limit=1,
+        )
+        self.assertEqual(late.state, "applied")
+        self.assertIn("released 2 SCS-MUG", late.reason)
+        self.assertIn("not held by this order: 1 SCS-MUG", late.reason)
 
     def test_inventory_echo_and_channel_edit(self):
         sim = self.start_simulator()
