@@ -30,6 +30,17 @@ def env_for(cr):
     return api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
 
 
+def signal(registry):
+    """Tell the server's workers what this process changed.
+
+    A write on a channel clears caches (the webhook route's channel map among
+    them) in this process only; a server's own requests signal that to the
+    other processes when they end, a script must do it after its commit, or
+    the workers keep answering from what they cached before.
+    """
+    registry.signal_changes()
+
+
 def retire_channels(registry, name_pattern):
     """Archive a benchmark's channels once its simulators are stopped.
 
@@ -42,7 +53,8 @@ def retire_channels(registry, name_pattern):
         channels = env["sync.channel"].search([("name", "=like", name_pattern)])
         channels.write({"active": False})
         cr.commit()
-        return len(channels)
+    signal(registry)
+    return len(channels)
 
 
 def pending_jobs(registry, channel_prefix="root.channel_sync"):

@@ -39,6 +39,7 @@ from _odoo import (  # noqa: F401
     open_registry,
     percentile,
     retire_channels,
+    signal,
     wait_idle,
 )
 
@@ -89,7 +90,8 @@ def setup(registry, sims):
             {"push_state": "new", "last_push_ts": 0}
         )
         cr.commit()
-        return warehouse.id, channels.ids, products.ids
+    signal(registry)
+    return warehouse.id, channels.ids, products.ids
 
 
 def enable(registry, channel_ids, n):
@@ -99,6 +101,7 @@ def enable(registry, channel_ids, n):
         channels[:n].write({"sync_enabled": True})
         channels[n:].write({"sync_enabled": False})
         cr.commit()
+    signal(registry)
 
 
 def wait_for_quantity(sims, sku, expected, since, results, timeout=15):

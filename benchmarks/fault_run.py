@@ -54,6 +54,7 @@ from _odoo import (  # noqa: F401
     open_registry,
     pending_jobs,
     retire_channels,
+    signal,
 )
 
 from lib import signatures
@@ -118,7 +119,8 @@ def setup(registry, sims, args):
             "marks": marks,
         }
         cr.commit()
-        return info
+    signal(registry)
+    return info
 
 
 def _products(env, warehouse):

@@ -58,6 +58,7 @@ from _odoo import (  # noqa: F401
     open_registry,
     pending_jobs,
     percentile,
+    signal,
 )
 
 from lib import signatures
@@ -124,7 +125,8 @@ def setup(registry):
             "skus": [s for s in skus if s],
         }
         cr.commit()
-        return info
+    signal(registry)
+    return info
 
 
 def wait_idle(registry, timeout=900.0, settle=0.5):
