@@ -394,6 +394,13 @@ def _per_binding(known):
     return list(totals.items())
 
 
+def _is_line_refund(order):
+    """A refund that names the lines it restocks: it adds to the order's
+    other events (each releases its own lines, once) instead of replacing
+    them."""
+    return order.get("status") == "refunded" and bool(order.get("lines"))
+
+
 def _jsonable(value):
     """Dataclasses from the adapters -> JSON-ready dicts (datetimes as ISO)."""
     if hasattr(value, "__dataclass_fields__"):
@@ -875,24 +882,76 @@ class SyncEventInbound(models.Model):
             }
         )
 
+    def _scs_order_events_applied(self, order_id, newer_only=False):
+        """The other applied events of this event's order, oldest first."""
+        domain = [
+            ("id", "!=", self.id),
+            ("channel_id", "=", self.channel_id.id),
+            ("direction", "=", "in"),
+            ("kind", "in", ("order", "cancel")),
+            ("external_ref", "=", order_id),
+            ("state", "=", "applied"),
+        ]
+        if newer_only:
+            domain.append(("event_ts", ">", self.event_ts))
+        return self.search_fetch(domain, ["data"], order="event_ts, id")
+
     def _scs_newer_applied(self):
-        """Is an event about the same subject already applied with a later time?"""
+        """Is an event about the same order already applied with a later time?
+
+        A refund of lines does not count: it takes its lines out of the
+        order, whatever came before, so an order delivered after it is still
+        reserved (less those lines, see ``_scs_less_refunded``).
+        """
         if not self.event_ts or not self.external_ref:
             return False
-        return bool(
-            self.search_count(
-                [
-                    ("id", "!=", self.id),
-                    ("channel_id", "=", self.channel_id.id),
-                    ("direction", "=", "in"),
-                    ("kind", "in", ("order", "cancel")),
-                    ("external_ref", "=", self.external_ref),
-                    ("state", "=", "applied"),
-                    ("event_ts", ">", self.event_ts),
-                ],
-                limit=1,
+        return any(
+            not _is_line_refund(json.loads(event.data or "{}").get("order") or {})
+            for event in self._scs_order_events_applied(
+                self.external_ref, newer_only=True
             )
         )
+
+    def _scs_less_refunded(self, order_id, known, bindings=None):
+        """``known`` less the lines that refunds of this order restocked
+        before anything was reserved for it: ``(lines, refunded)``.
+
+        Called only when the order holds no transfer. A refund delivered
+        before its order (or an order delivered late) found nothing to
+        release; reserving the whole order then would hold units that are
+        back in stock, and one that is never reserved would offer units that
+        are sold. A refund that did release from a transfer since cancelled
+        (every line refunded) is counted the same way, and leaves nothing to
+        reserve. ``refunded`` names what was taken out.
+        """
+        refunded = {}
+        for event in self._scs_order_events_applied(order_id):
+            order = json.loads(event.data or "{}").get("order") or {}
+            if not _is_line_refund(order) or order.get("restock") is False:
+                continue
+            for line in order.get("lines") or []:
+                binding = self._scs_find_binding(
+                    line.get("sku"),
+                    line.get("external_id"),
+                    line.get("external_variant_id"),
+                    bindings,
+                )
+                if binding:
+                    refunded[binding] = refunded.get(binding, 0.0) + float(
+                        line.get("quantity") or 0
+                    )
+        if not refunded:
+            return known, ""
+        lines = []
+        for binding, qty in _per_binding(known):
+            rest = qty - refunded.get(binding, 0.0)
+            if binding.product_id.uom_id.compare(rest, 0) > 0:
+                lines.append(({"sku": binding.sku, "quantity": rest}, binding))
+        taken = ", ".join(
+            f"{qty:g} {binding.sku or binding.product_id.display_name}"
+            for binding, qty in refunded.items()
+        )
+        return lines, taken
 
     def _scs_apply_order(self, order, bindings=None, defer=None):
         channel = self.channel_id
@@ -914,8 +973,7 @@ class SyncEventInbound(models.Model):
         found._scs_lock()
         # a refund of lines adds to what came before instead of replacing
         # it (each releases its own lines, once): never stale
-        refund_of_lines = order.get("status") == "refunded" and bool(order.get("lines"))
-        if not refund_of_lines and self._scs_newer_applied():
+        if not _is_line_refund(order) and self._scs_newer_applied():
             self._scs_set_state(
                 "stale", reason=_("a newer event of this order was applied")
             )
@@ -956,21 +1014,30 @@ class SyncEventInbound(models.Model):
         if not known:
             self._scs_set_state("attention", reason=_("no line of the order is bound"))
             return "no known line"
-        if defer is not None:
+        known, refunded = self._scs_less_refunded(order_id, known, bindings)
+        if refunded and not known:
+            self._scs_set_state(
+                "applied",
+                ack_ts=time.time(),
+                reason=_("nothing to reserve: refunded before (%s)", refunded),
+            )
+            return "nothing to reserve"
+        if defer is not None and not refunded:
             # reserved together with the other orders of the run (one create,
             # one confirmation, one reservation for all of them)
             defer.append((self, order_id, known))
             return DEFERRED
         picking = self._scs_reserve(channel, order_id, known)
-        return self._scs_finish_order(picking, known)
+        return self._scs_finish_order(picking, known, refunded)
 
-    def _scs_finish_order(self, picking, known):
+    def _scs_finish_order(self, picking, known, refunded=""):
         """After the reservation: oversell check, applied state."""
         self.write({"binding_id": known[0][1].id if len(known) == 1 else False})
         self._scs_check_oversell(picking, known)
-        self._scs_set_state(
-            "applied", ack_ts=time.time(), reason=_("reserved in %s", picking.name)
-        )
+        reason = _("reserved in %s", picking.name)
+        if refunded:
+            reason += _("; less what was refunded before: %s", refunded)
+        self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
         return f"reserved {picking.name}"
 
     def _scs_reserve(self, channel, order_id, known):
@@ -1079,7 +1146,7 @@ class SyncEventInbound(models.Model):
         and releasing it would offer those units again on every channel.
         """
         open_pickings = pickings.filtered(lambda p: p.state not in ("done", "cancel"))
-        if open_pickings and order.get("status") == "refunded" and order.get("lines"):
+        if open_pickings and _is_line_refund(order):
             reason = self._scs_release_lines(open_pickings, known)
         elif open_pickings:
             open_pickings.action_cancel()
@@ -1088,6 +1155,11 @@ class SyncEventInbound(models.Model):
             )
         elif pickings:
             reason = _("order already shipped: nothing reserved to release")
+        elif _is_line_refund(order):
+            reason = _(
+                "no reservation for this order yet: these lines are left out"
+                " when it is reserved"
+            )
         else:
             reason = _("no reservation for this order")
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)

@@ -4,6 +4,7 @@
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import random
@@ -870,6 +871,54 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(late.state, "applied")
         self.assertIn("released 2 SCS-MUG", late.reason)
         self.assertIn("not held by this order: 1 SCS-MUG", late.reason)
+
+    def test_refund_before_its_order_is_left_out_of_it(self):
+        """An order of 3, its payment, a refund restocking 1 and a refund
+        without restock, delivered in every order: 2 units reserved, always
+        (a refund delivered first found nothing to release; an order
+        delivered after a newer refund is not stale)."""
+        base = fields.Datetime.now()
+        steps = (
+            ("order.created", 1, 3, None),
+            ("order.paid", 2, 3, None),
+            ("order.refunded", 3, 1, None),
+            ("order.refunded", 4, 1, False),
+        )
+        for n, deliveries in enumerate(itertools.permutations(steps)):
+            order_id = f"G-RB-{n}"
+            for event, sec, qty, restock in deliveries:
+                payload = self.order_payload(
+                    order_id,
+                    qty=qty,
+                    event=event,
+                    ts=fields.Datetime.add(base, seconds=sec),
+                )
+                if restock is not None:
+                    payload["data"]["restock"] = restock
+                self.assertEqual(self.post_generic(payload).status_code, 200)
+                self.run_jobs("_scs_job_apply_inbound")
+            moves = self.reservations(self.generic, order_id).move_ids.filtered(
+                lambda m: m.state != "cancel"
+            )
+            order = [d[0] for d in deliveries]
+            self.assertEqual(sum(moves.mapped("product_uom_qty")), 2, order)
+            self.assertEqual(sum(moves.mapped("quantity")), 2, order)
+            # cancelled, to give the stock back for the next permutation
+            cancel = self.order_payload(
+                order_id,
+                event="order.cancelled",
+                ts=fields.Datetime.add(base, seconds=5),
+            )
+            self.assertEqual(self.post_generic(cancel).status_code, 200)
+            self.run_jobs("_scs_job_apply_inbound")
+            self.assertFalse(self.reservations(self.generic, order_id), order)
+        # the refunds came first, then the payment, then the creation
+        events = self.env["sync.event"].search(
+            [("external_ref", "=", "G-RB-23"), ("kind", "=", "order")],
+            order="event_ts",
+        )
+        self.assertEqual(events.mapped("state"), ["stale", "applied"])
+        self.assertIn("less what was refunded before: 1 SCS-MUG", events[1].reason)
 
     def test_inventory_echo_and_channel_edit(self):
         sim = self.start_simulator()
