@@ -882,6 +882,21 @@ class SyncEventInbound(models.Model):
             }
         )
 
+    def _scs_order_lines(self, order, bindings=None):
+        """``[(line, binding or an empty recordset)]`` for an order's lines."""
+        return [
+            (
+                line,
+                self._scs_find_binding(
+                    line.get("sku"),
+                    line.get("external_id"),
+                    line.get("external_variant_id"),
+                    bindings,
+                ),
+            )
+            for line in order.get("lines") or []
+        ]
+
     def _scs_order_events_applied(self, order_id, newer_only=False):
         """The other applied events of this event's order, oldest first."""
         domain = [
@@ -929,13 +944,7 @@ class SyncEventInbound(models.Model):
             order = json.loads(event.data or "{}").get("order") or {}
             if not _is_line_refund(order) or order.get("restock") is False:
                 continue
-            for line in order.get("lines") or []:
-                binding = self._scs_find_binding(
-                    line.get("sku"),
-                    line.get("external_id"),
-                    line.get("external_variant_id"),
-                    bindings,
-                )
+            for line, binding in self._scs_order_lines(order, bindings):
                 if binding:
                     refunded[binding] = refunded.get(binding, 0.0) + float(
                         line.get("quantity") or 0
@@ -958,17 +967,8 @@ class SyncEventInbound(models.Model):
         order_id = str(order.get("external_id") or self.external_ref or "")
         if not order_id:
             raise ValueError("order event without an external order id")
-        lines = []
-        found = self.env["channel.binding"]
-        for line in order.get("lines") or []:
-            binding = self._scs_find_binding(
-                line.get("sku"),
-                line.get("external_id"),
-                line.get("external_variant_id"),
-                bindings,
-            )
-            lines.append((line, binding))
-            found |= binding
+        lines = self._scs_order_lines(order, bindings)
+        found = self.env["channel.binding"].union(*(b for _line, b in lines))
         # serialise with every other job touching these SKUs
         found._scs_lock()
         # a refund of lines adds to what came before instead of replacing
