@@ -316,6 +316,64 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         res = self.url_open(url, data=body + b" ", headers=bad)
         self.assertEqual(res.status_code, 401)
 
+    def test_shopify_refund_delivered_before_its_order(self):
+        """Shopify's refunds/create restocking 1 of 3 units arrives before
+        orders/create (triggered earlier): the order is reserved less it."""
+        url = URL + self.shopify.webhook_token
+
+        def post(topic, event_id, triggered_at, payload):
+            body = json.dumps(payload).encode()
+            headers = {
+                **signatures.sign_shopify("shpss_test_secret", body),
+                "X-Shopify-Topic": topic,
+                "X-Shopify-Event-Id": event_id,
+                "X-Shopify-Triggered-At": triggered_at,
+                "Content-Type": "application/json",
+            }
+            self.assertEqual(
+                self.url_open(url, data=body, headers=headers).status_code, 200
+            )
+            self.run_jobs("_scs_job_apply_inbound")
+
+        free = self.product_a.free_qty
+        line = {"id": 7, "sku": "SCS-MUG", "quantity": 3, "variant_id": 111}
+        post(
+            "refunds/create",
+            "evt-refund",
+            "2026-11-22T10:05:00Z",
+            {
+                "id": 31,
+                "order_id": 4343,
+                "created_at": "2026-11-22T10:05:00Z",
+                "refund_line_items": [
+                    {
+                        "line_item_id": 7,
+                        "quantity": 1,
+                        "restock_type": "return",
+                        "line_item": line,
+                    }
+                ],
+            },
+        )
+        self.assertFalse(self.reservations(self.shopify, "gid://shopify/Order/4343"))
+        post(
+            "orders/create",
+            "evt-order",
+            "2026-11-22T10:00:00Z",
+            {
+                "id": 4343,
+                "admin_graphql_api_id": "gid://shopify/Order/4343",
+                "updated_at": "2026-11-22T10:00:00Z",
+                "financial_status": "paid",
+                "line_items": [line],
+            },
+        )
+        picking = self.reservations(self.shopify, "gid://shopify/Order/4343")
+        self.assertEqual(picking.move_ids.product_uom_qty, 2)
+        self.assertEqual(picking.move_ids.quantity, 2)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+
     def test_woocommerce_ping_and_order(self):
         before = self.counts()
         url = URL + self.woo.webhook_token
