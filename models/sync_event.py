@@ -496,7 +496,11 @@ class SyncEventInbound(models.Model):
             if enqueue and any(vals["state"] == "queued" for vals in rows)
             else None
         )
-        self.flush_model()
+        at_once = own_transaction and isinstance(self.env.cr, sql_db.Cursor)
+        if not at_once:
+            # a delivery at once starts with a rollback (the caller's
+            # transaction holds nothing): there is nothing to flush then
+            self.flush_model()
         hold = job_found = None
         if own_transaction:
             for attempt in range(1, 4):
@@ -657,9 +661,9 @@ class SyncEventInbound(models.Model):
         cr = self.env.cr
         if not rows:
             return [], False
-        self.env["queue.job"].flush_model(["identity_key", "state"])
         if isinstance(cr, sql_db.Cursor):
             return self._scs_deliver_at_once(rows, channel, job_key)
+        self.env["queue.job"].flush_model(["identity_key", "state"])
         # the lock travels with the first insert, in one round trip
         lock = SQL(
             "SELECT pg_advisory_xact_lock_shared(%s, %s);", DELIVERY_LOCK, channel.id
