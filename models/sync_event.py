@@ -394,6 +394,11 @@ def _per_binding(known):
     return list(totals.items())
 
 
+def _qty_label(binding, qty):
+    """``"2 SKU"``: a quantity of a binding, as reasons name it."""
+    return f"{qty:g} {binding.sku or binding.product_id.display_name}"
+
+
 def _is_line_refund(order):
     """A refund that names the lines it restocks: it adds to the order's
     other events (each releases its own lines, once) instead of replacing
@@ -960,10 +965,7 @@ class SyncEventInbound(models.Model):
             rest = qty - refunded.get(binding, 0.0)
             if binding.product_id.uom_id.compare(rest, 0) > 0:
                 lines.append(({"sku": binding.sku, "quantity": rest}, binding))
-        taken = ", ".join(
-            f"{qty:g} {binding.sku or binding.product_id.display_name}"
-            for binding, qty in refunded.items()
-        )
+        taken = ", ".join(_qty_label(binding, qty) for binding, qty in refunded.items())
         return lines, taken
 
     def _scs_apply_order(self, order, bindings=None, defer=None):
@@ -1192,14 +1194,10 @@ class SyncEventInbound(models.Model):
                     # again below, for what is still sold
                     move.write({"product_uom_qty": move.product_uom_qty - take})
                     to_assign |= move
-                released.append(
-                    f"{take:g} {binding.sku or binding.product_id.display_name}"
-                )
+                released.append(_qty_label(binding, take))
             if binding.product_id.uom_id.compare(left, 0) > 0:
                 # more refunded than the order still holds: said, not hidden
-                unheld.append(
-                    f"{left:g} {binding.sku or binding.product_id.display_name}"
-                )
+                unheld.append(_qty_label(binding, left))
         to_assign._action_assign()
         reason = _(
             "refund: released %(lines)s (%(pickings)s)",
