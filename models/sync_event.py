@@ -906,39 +906,43 @@ class SyncEventInbound(models.Model):
             for line in order.get("lines") or []
         ]
 
-    def _scs_order_events_applied(self, order_id, newer_only=False):
-        """The other applied events of this event's order, oldest first."""
-        domain = [
-            ("id", "!=", self.id),
-            ("channel_id", "=", self.channel_id.id),
-            ("direction", "=", "in"),
-            ("kind", "in", ("order", "cancel")),
-            ("external_ref", "=", order_id),
-            ("state", "=", "applied"),
+    def _scs_orders_applied(self, order_id):
+        """``[(event, order data)]``: the other applied events of this
+        event's order, oldest first (one query for the checks below)."""
+        events = self.search_fetch(
+            [
+                ("id", "!=", self.id),
+                ("channel_id", "=", self.channel_id.id),
+                ("direction", "=", "in"),
+                ("kind", "in", ("order", "cancel")),
+                ("external_ref", "=", order_id),
+                ("state", "=", "applied"),
+            ],
+            ["data", "event_ts"],
+            order="event_ts, id",
+        )
+        return [
+            (event, json.loads(event.data or "{}").get("order") or {})
+            for event in events
         ]
-        if newer_only:
-            domain.append(("event_ts", ">", self.event_ts))
-        return self.search_fetch(domain, ["data"], order="event_ts, id")
 
-    def _scs_newer_applied(self):
-        """Is an event about the same order already applied with a later time?
+    def _scs_newer_applied(self, applied):
+        """Is an event of the same order in ``applied`` with a later time?
 
         A refund of lines does not count: it takes its lines out of the
         order, whatever came before, so an order delivered after it is still
         reserved (less those lines, see ``_scs_less_refunded``).
         """
-        if not self.event_ts or not self.external_ref:
+        if not self.event_ts:
             return False
         return any(
-            not _is_line_refund(json.loads(event.data or "{}").get("order") or {})
-            for event in self._scs_order_events_applied(
-                self.external_ref, newer_only=True
-            )
+            event.event_ts > self.event_ts and not _is_line_refund(order)
+            for event, order in applied
         )
 
-    def _scs_less_refunded(self, order_id, known, bindings=None):
-        """``known`` less the lines that refunds of this order restocked
-        before anything was reserved for it: ``(lines, refunded)``.
+    def _scs_less_refunded(self, applied, known, bindings=None):
+        """``known`` less the lines that the restocking refunds in ``applied``
+        took out before anything was reserved: ``(lines, refunded)``.
 
         Called only when the order holds no transfer. A refund delivered
         before its order (or an order delivered late) found nothing to
@@ -948,18 +952,16 @@ class SyncEventInbound(models.Model):
         (every line refunded) is counted the same way, and leaves nothing to
         reserve. ``refunded`` names what was taken out.
         """
-        refunded = {}
-        for event in self._scs_order_events_applied(order_id):
-            order = json.loads(event.data or "{}").get("order") or {}
-            if not _is_line_refund(order) or order.get("restock") is False:
-                continue
-            for line, binding in self._scs_order_lines(order, bindings):
-                if binding:
-                    refunded[binding] = refunded.get(binding, 0.0) + float(
-                        line.get("quantity") or 0
-                    )
-        if not refunded:
+        refund_lines = [
+            (line, binding)
+            for _event, order in applied
+            if _is_line_refund(order) and order.get("restock") is not False
+            for line, binding in self._scs_order_lines(order, bindings)
+            if binding
+        ]
+        if not refund_lines:
             return known, ""
+        refunded = dict(_per_binding(refund_lines))
         lines = []
         for binding, qty in _per_binding(known):
             rest = qty - refunded.get(binding, 0.0)
@@ -979,7 +981,9 @@ class SyncEventInbound(models.Model):
         found._scs_lock()
         # a refund of lines adds to what came before instead of replacing
         # it (each releases its own lines, once): never stale
-        if not _is_line_refund(order) and self._scs_newer_applied():
+        line_refund = _is_line_refund(order)
+        applied = [] if line_refund else self._scs_orders_applied(order_id)
+        if self._scs_newer_applied(applied):
             self._scs_set_state(
                 "stale", reason=_("a newer event of this order was applied")
             )
@@ -1020,7 +1024,7 @@ class SyncEventInbound(models.Model):
         if not known:
             self._scs_set_state("attention", reason=_("no line of the order is bound"))
             return "no known line"
-        known, refunded = self._scs_less_refunded(order_id, known, bindings)
+        known, refunded = self._scs_less_refunded(applied, known, bindings)
         if refunded and not known:
             self._scs_set_state(
                 "applied",
