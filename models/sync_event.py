@@ -1004,10 +1004,7 @@ class SyncEventInbound(models.Model):
                 return "no restock"
             return self._scs_release(existing, order, [(ln, b) for ln, b in lines if b])
         if existing:
-            self._scs_set_state(
-                "applied", reason=_("order already reserved (%s)", existing[0].name)
-            )
-            return "already reserved"
+            return self._scs_follow_order(existing, lines, applied, bindings)
         known = [(line, b) for line, b in lines if b]
         for line, binding in lines:
             if not binding:
@@ -1049,6 +1046,129 @@ class SyncEventInbound(models.Model):
             reason += _("; less what was refunded before: %s", refunded)
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
         return f"reserved {picking.name}"
+
+    def _scs_follow_order(self, pickings, lines, applied, bindings=None):
+        """An order already reserved: its reservation follows its newest lines.
+
+        WooCommerce and generic shops send the whole order again when it is
+        edited (a line added or removed, a quantity changed), and a later
+        event may name a SKU bound since the order was reserved. The open
+        transfer is brought to what this event sells, less what restocking
+        refunds took out (as for a first reservation): units added are
+        reserved (and checked against what the channel was offered), units
+        taken out are released, so that the other channels neither sell units
+        that are gone nor miss units that are back. An event that names no
+        line, or a line whose SKU has no binding, releases nothing: it cannot
+        say what the order no longer holds. Once part of the order has
+        shipped, the transfer is left as it is: Odoo's shipment is not undone.
+        """
+        names = ", ".join(pickings.mapped("name"))
+        unchanged = _("order already reserved (%s)", pickings[0].name)
+        if any(picking.state == "done" for picking in pickings):
+            self._scs_set_state(
+                "applied",
+                reason=_(
+                    "order already shipped (%s): its lines are not followed", names
+                ),
+            )
+            return "already shipped"
+        known = [(line, binding) for line, binding in lines if binding]
+        if not lines:
+            self._scs_set_state("applied", reason=unchanged)
+            return "already reserved"
+        wanted, _refunded = self._scs_less_refunded(applied, known, bindings)
+        want = {
+            binding.product_id: (binding, qty) for binding, qty in _per_binding(wanted)
+        }
+        moves = pickings.move_ids.filtered(lambda m: m.state != "cancel")
+        held = {}
+        for move in moves:
+            held[move.product_id] = (
+                held.get(move.product_id, 0.0) + move.product_uom_qty
+            )
+        Binding = self.env["channel.binding"].sudo()
+        gone = Binding
+        if len(known) == len(lines):
+            # a product the order holds but no longer names, and that a
+            # binding of this channel sells (one the channel did not put
+            # there is left as it is)
+            removed = [product.id for product in held if product not in want]
+            if removed:
+                gone = Binding.search(
+                    [
+                        ("channel_id", "=", self.channel_id.id),
+                        ("product_id", "in", removed),
+                    ]
+                )
+        gone._scs_lock()
+        less, more = [], {}
+        for product, (binding, qty) in want.items():
+            delta = qty - held.get(product, 0.0)
+            if product.uom_id.compare(delta, 0) > 0:
+                more[binding] = delta
+            elif product.uom_id.compare(delta, 0) < 0:
+                less.append((binding, -delta))
+        less += [(binding, held[binding.product_id]) for binding in gone]
+        unbound = [
+            str(line.get("sku") or line.get("external_id") or "?")
+            for line, binding in lines
+            if not binding
+        ]
+        if unbound:
+            unchanged += _("; no binding for %s: nothing released", ", ".join(unbound))
+        if not more and not less:
+            self._scs_set_state("applied", reason=unchanged)
+            return "already reserved"
+        released, _unheld = self._scs_take_out(pickings, less)
+        if more:
+            self._scs_reserve_more(pickings, more)
+            totals = [({"quantity": want[b.product_id][1]}, b) for b in more]
+            self._scs_check_oversell(pickings, totals, more)
+        added = [_qty_label(binding, qty) for binding, qty in more.items()]
+        reason = _(
+            "order changed (%(pickings)s): reserved %(added)s more,"
+            " released %(released)s",
+            pickings=names,
+            added=", ".join(added) or _("nothing"),
+            released=", ".join(released) or _("nothing"),
+        )
+        if unbound:
+            reason += _("; no binding for %s: nothing released", ", ".join(unbound))
+        self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
+        return "changed"
+
+    def _scs_reserve_more(self, pickings, more):
+        """Add ``{binding: qty}`` to the order's open transfer, reserved."""
+        picking = pickings.filtered(lambda p: p.state not in ("done", "cancel"))[:1]
+        moves = self.env["stock.move"]
+        for binding, qty in more.items():
+            move = picking.move_ids.filtered(
+                lambda m, p=binding.product_id: (
+                    m.product_id == p and m.state not in ("done", "cancel")
+                )
+            )[:1]
+            if move:
+                move.write({"product_uom_qty": move.product_uom_qty + qty})
+            else:
+                product = binding.product_id
+                move = (
+                    self.env["stock.move"]
+                    .sudo()
+                    .create(
+                        {
+                            "picking_id": picking.id,
+                            "product_id": product.id,
+                            "product_uom_qty": qty,
+                            "product_uom": product.uom_id.id,
+                            "location_id": picking.location_id.id,
+                            "location_dest_id": picking.location_dest_id.id,
+                            "company_id": picking.company_id.id,
+                        }
+                    )
+                )
+                move._action_confirm()
+            moves |= move
+        moves._action_assign()
 
     def _scs_reserve(self, channel, order_id, known):
         return self._scs_reserve_many(channel, [(order_id, known)])
@@ -1105,16 +1225,24 @@ class SyncEventInbound(models.Model):
         pickings.action_assign()
         return pickings
 
-    def _scs_check_oversell(self, picking, known):
-        """An order beyond what the channel was offered is an incident."""
+    def _scs_check_oversell(self, picking, known, added=None):
+        """An order beyond what the channel was offered is an incident.
+
+        ``added``: ``{binding: qty}`` an edited order added to its lines,
+        the part of them that the channel's last offer must cover (the rest
+        was checked when it was reserved).
+        """
         for binding, qty in _per_binding(known):
             move = picking.move_ids.filtered(
-                lambda m, b=binding: m.product_id == b.product_id
+                lambda m, b=binding: (
+                    m.product_id == b.product_id and m.state != "cancel"
+                )
             )
             reserved = sum(move.mapped("quantity"))
             offered = binding.last_pushed_qty if binding.last_pushed_at else None
             short = reserved < qty - 1e-6
-            if not short and (offered is None or qty <= offered):
+            asked = added[binding] if added else qty
+            if not short and (offered is None or asked <= offered):
                 continue
             self._scs_child(
                 "oversell",
@@ -1127,7 +1255,7 @@ class SyncEventInbound(models.Model):
                 error=_(
                     "Order %(order)s asks %(qty)s of %(sku)s; the channel was offered "
                     "%(offered)s and %(reserved)s could be reserved.",
-                    order=picking.scs_external_order_id,
+                    order=picking[:1].scs_external_order_id,
                     qty=qty,
                     sku=binding.sku,
                     offered=offered if offered is not None else "?",
@@ -1140,7 +1268,7 @@ class SyncEventInbound(models.Model):
                     "Order %(order)s sold %(qty)s of %(sku)s beyond what was "
                     "available. "
                     "Every channel is being pushed the new quantity.",
-                    order=picking.scs_external_order_id,
+                    order=picking[:1].scs_external_order_id,
                     qty=qty,
                     sku=binding.sku,
                 ),
@@ -1177,9 +1305,22 @@ class SyncEventInbound(models.Model):
 
     def _scs_release_lines(self, pickings, known):
         """Take the refunded quantities out of the order's open moves."""
+        released, unheld = self._scs_take_out(pickings, _per_binding(known))
+        reason = _(
+            "refund: released %(lines)s (%(pickings)s)",
+            lines=", ".join(released) or _("nothing"),
+            pickings=", ".join(pickings.mapped("name")),
+        )
+        if unheld:
+            reason += _("; not held by this order: %s", ", ".join(unheld))
+        return reason
+
+    def _scs_take_out(self, pickings, quantities):
+        """Take ``[(binding, qty)]`` out of the open moves of ``pickings``:
+        ``(released, unheld)``, each a list of labels."""
         released, unheld = [], []
         to_assign = self.env["stock.move"]
-        for binding, qty in _per_binding(known):
+        for binding, qty in quantities:
             moves = pickings.move_ids.filtered(
                 lambda m, p=binding.product_id: (
                     m.product_id == p and m.state not in ("done", "cancel")
@@ -1200,17 +1341,10 @@ class SyncEventInbound(models.Model):
                     to_assign |= move
                 released.append(_qty_label(binding, take))
             if binding.product_id.uom_id.compare(left, 0) > 0:
-                # more refunded than the order still holds: said, not hidden
+                # more taken out than the order still holds: said, not hidden
                 unheld.append(_qty_label(binding, left))
         to_assign._action_assign()
-        reason = _(
-            "refund: released %(lines)s (%(pickings)s)",
-            lines=", ".join(released) or _("nothing"),
-            pickings=", ".join(pickings.mapped("name")),
-        )
-        if unheld:
-            reason += _("; not held by this order: %s", ", ".join(unheld))
-        return reason
+        return released, unheld
 
     def _scs_apply_inventory(
         self, levels, bindings=None, corrections=None, published=None

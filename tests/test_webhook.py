@@ -978,6 +978,158 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(events.mapped("state"), ["stale", "applied"])
         self.assertIn("less what was refunded before: 1 SCS-MUG", events[1].reason)
 
+    def post_edit(self, order_id, lines, sec, event="order.updated"):
+        """An edited order, stamped ``sec`` seconds after the test began."""
+        payload = self.order_payload(
+            order_id, event=event, ts=fields.Datetime.add(self.t0, seconds=sec)
+        )
+        payload["data"]["lines"] = [{"sku": sku, "quantity": qty} for sku, qty in lines]
+        self.assertEqual(self.post_generic(payload).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        return self.env["sync.event"].search(
+            [("external_ref", "=", order_id), ("kind", "=", "order")],
+            order="id desc",
+            limit=1,
+        )
+
+    def held(self, order_id):
+        """``{sku: (demand, reserved)}`` of the order's live moves."""
+        moves = self.reservations(self.generic, order_id).move_ids.filtered(
+            lambda m: m.state != "cancel"
+        )
+        held = {}
+        for move in moves:
+            demand, reserved = held.get(move.product_id.default_code, (0, 0))
+            held[move.product_id.default_code] = (
+                demand + move.product_uom_qty,
+                reserved + move.quantity,
+            )
+        return held
+
+    def test_edited_order_reservation_follows_its_lines(self):
+        """An order edited on the channel (a line added, a quantity changed,
+        a line removed) holds what it sells now; a stale edit, an edit
+        naming an unbound SKU and an edit after shipping change nothing."""
+        self.t0 = fields.Datetime.now()
+        self.bind(self.generic, self.product_b)
+        free_a, free_b = self.product_a.free_qty, self.product_b.free_qty
+
+        def free():
+            self.env.invalidate_all()
+            return (
+                free_a - self.product_a.free_qty,
+                free_b - self.product_b.free_qty,
+            )
+
+        self.post_edit("G-ED", [("SCS-MUG", 2)], 0, event="order.created")
+        self.assertEqual(self.held("G-ED"), {"SCS-MUG": (2, 2)})
+        # the channel offered 1 more: the unit added is within it, although
+        # the order's total is not (no incident)
+        self.b_generic.write(
+            {
+                "push_state": "ok",
+                "last_pushed_qty": 1,
+                "last_pushed_at": fields.Datetime.now(),
+            }
+        )
+        event = self.post_edit("G-ED", [("SCS-MUG", 3), ("SCS-CAP", 1)], 1)
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertIn("reserved 1 SCS-MUG, 1 SCS-CAP more", event.reason)
+        self.assertEqual(self.held("G-ED"), {"SCS-MUG": (3, 3), "SCS-CAP": (1, 1)})
+        self.assertEqual(free(), (3, 1))
+        self.assertFalse(self.env["sync.event"].search([("kind", "=", "oversell")]))
+        self.assertEqual(len(self.reservations(self.generic, "G-ED")), 1)
+        # a quantity lowered and a line removed
+        event = self.post_edit("G-ED", [("SCS-MUG", 1)], 2)
+        self.assertIn("released 2 SCS-MUG, 1 SCS-CAP", event.reason)
+        self.assertEqual(self.held("G-ED"), {"SCS-MUG": (1, 1)})
+        self.assertEqual(free(), (1, 0))
+        # an edit stamped before the last one applied: stale
+        event = self.post_edit("G-ED", [("SCS-MUG", 5)], 1.5)
+        self.assertEqual(event.state, "stale")
+        self.assertEqual(self.held("G-ED"), {"SCS-MUG": (1, 1)})
+        # an edit whose only line has no binding cannot say what the order
+        # no longer holds: nothing released
+        event = self.post_edit("G-ED", [("NOT-BOUND", 1)], 3)
+        self.assertEqual(event.state, "applied")
+        self.assertIn("no binding for NOT-BOUND: nothing released", event.reason)
+        self.assertEqual(self.held("G-ED"), {"SCS-MUG": (1, 1)})
+        self.assertEqual(free(), (1, 0))
+        # its payment, with the same lines: nothing to change
+        event = self.post_edit("G-ED", [("SCS-MUG", 1)], 4, event="order.paid")
+        self.assertIn("order already reserved", event.reason)
+        # shipped: an edit no longer moves anything
+        picking = self.reservations(self.generic, "G-ED")
+        picking.move_ids.filtered(lambda m: m.state != "cancel").picked = True
+        picking._action_done()
+        self.assertEqual(picking.state, "done")
+        event = self.post_edit("G-ED", [("SCS-MUG", 4)], 5)
+        self.assertIn("order already shipped", event.reason)
+        self.assertEqual(len(self.reservations(self.generic, "G-ED")), 1)
+        self.assertEqual(
+            sum(
+                picking.move_ids.filtered(lambda m: m.state == "done").mapped(
+                    "quantity"
+                )
+            ),
+            1,
+        )
+
+    def test_edit_beyond_the_offer_is_an_oversell(self):
+        """Units an edit adds beyond what the channel was offered."""
+        self.t0 = fields.Datetime.now()
+        self.post_edit("G-EDO", [("SCS-MUG", 1)], 0, event="order.created")
+        self.b_generic.write(
+            {
+                "push_state": "ok",
+                "last_pushed_qty": 1,
+                "last_pushed_at": fields.Datetime.now(),
+            }
+        )
+        self.post_edit("G-EDO", [("SCS-MUG", 3)], 1)
+        self.assertEqual(self.held("G-EDO"), {"SCS-MUG": (3, 3)})
+        oversell = self.env["sync.event"].search([("kind", "=", "oversell")])
+        self.assertEqual(len(oversell), 1)
+        self.assertEqual(oversell.sku, "SCS-MUG")
+
+    def test_woocommerce_edited_order(self):
+        """WooCommerce sends the edited order as ``order.updated``."""
+        secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
+
+        def post(topic, qty, modified):
+            body = json.dumps(
+                {
+                    "id": 903,
+                    "status": "processing",
+                    "date_modified_gmt": modified,
+                    "line_items": [
+                        {"id": 5, "product_id": 55, "sku": "SCS-MUG", "quantity": qty}
+                    ],
+                }
+            ).encode()
+            digest = hmac.new(secret, body, hashlib.sha256).digest()
+            headers = {
+                "X-WC-Webhook-Signature": base64.b64encode(digest).decode(),
+                "X-WC-Webhook-Topic": topic,
+                "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex,
+                "Content-Type": "application/json",
+            }
+            res = self.url_open(
+                URL + self.woo.webhook_token, data=body, headers=headers
+            )
+            self.assertEqual(res.status_code, 200, res.text)
+            self.run_jobs("_scs_job_apply_inbound")
+            moves = self.reservations(self.woo, "903").move_ids.filtered(
+                lambda m: m.state != "cancel"
+            )
+            return sum(moves.mapped("quantity"))
+
+        self.assertEqual(post("order.created", 1, "2026-11-22T10:00:00"), 1)
+        self.assertEqual(post("order.updated", 3, "2026-11-22T10:05:00"), 3)
+        # an older update, delivered late: stale
+        self.assertEqual(post("order.updated", 1, "2026-11-22T10:01:00"), 3)
+        self.assertEqual(post("order.updated", 2, "2026-11-22T10:06:00"), 2)
+
     def test_inventory_echo_and_channel_edit(self):
         sim = self.start_simulator()
         self.generic.write(

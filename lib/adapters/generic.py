@@ -55,10 +55,13 @@ DEFAULT_PAGE_SIZE = 100
 #: hard stop for a shop whose ``next_page`` never ends (a bug on its side)
 MAX_PAGES = 10000
 
-#: webhook ``type`` -> (InboundEvent kind, ChannelOrder status)
+#: webhook ``type`` -> (InboundEvent kind, ChannelOrder status); an
+#: ``order.updated`` carries the whole order as edited (its lines replace the
+#: reservation's, see ``sync.event._scs_follow_order``)
 ORDER_EVENTS = {
     "order.created": ("order", "open"),
     "order.paid": ("order", "open"),
+    "order.updated": ("order", "open"),
     "order.cancelled": ("cancel", "cancelled"),
     "order.refunded": ("cancel", "refunded"),
 }

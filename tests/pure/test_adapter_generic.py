@@ -456,7 +456,7 @@ def adapter():
     return GenericAdapter(ChannelConfig("generic", base_url="http://127.0.0.1:9"))
 
 
-@pytest.mark.parametrize("event_type", ["order.created", "order.paid"])
+@pytest.mark.parametrize("event_type", ["order.created", "order.paid", "order.updated"])
 def test_webhook_order(adapter, event_type):
     data = {
         "id": 1001,
