@@ -1092,6 +1092,36 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(len(oversell), 1)
         self.assertEqual(oversell.sku, "SCS-MUG")
 
+    def test_edits_out_of_order_property(self):
+        """An order edited twice, perhaps cancelled and re-opened, delivered
+        in any order: the transfer holds the newest event's lines."""
+        rng = random.Random(20261123)
+        self.t0 = fields.Datetime.now()
+        self.bind(self.generic, self.product_b)
+        for example in range(16):
+            order_id = f"G-EDP-{example}"
+            steps = [("order.created", 1), ("order.updated", 2), ("order.updated", 3)]
+            if example % 2:
+                steps += [("order.cancelled", 4), ("order.paid", 5)]
+            deliveries = []
+            for event, sec in steps:
+                lines = [("SCS-MUG", rng.randint(1, 3))]
+                if rng.random() < 0.6:
+                    lines.append(("SCS-CAP", rng.randint(1, 2)))
+                deliveries.append((event, sec, lines))
+            rng.shuffle(deliveries)
+            for event, sec, lines in deliveries:
+                self.post_edit(order_id, lines, sec, event=event)
+            newest = max(deliveries, key=lambda d: d[1])
+            self.assertEqual(
+                self.held(order_id),
+                {sku: (qty, qty) for sku, qty in newest[2]},
+                f"{order_id}: deliveries {[(d[0], d[1], d[2]) for d in deliveries]}",
+            )
+            # cancelled, to give the stock back for the next example
+            self.post_edit(order_id, [], 9, event="order.cancelled")
+            self.assertFalse(self.reservations(self.generic, order_id))
+
     def test_woocommerce_edited_order(self):
         """WooCommerce sends the edited order as ``order.updated``."""
         secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
