@@ -1005,6 +1005,15 @@ class SyncEventInbound(models.Model):
             return self._scs_release(existing, order, [(ln, b) for ln, b in lines if b])
         if existing:
             return self._scs_follow_order(existing, lines, applied, bindings)
+        if order.get("follow_only"):
+            self._scs_set_state(
+                "skipped",
+                reason=_(
+                    "a later state of an order that holds no reservation here:"
+                    " only its creation or payment reserves it"
+                ),
+            )
+            return "not held"
         known = [(line, b) for line, b in lines if b]
         for line, binding in lines:
             if not binding:

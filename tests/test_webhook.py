@@ -374,6 +374,102 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free - 2)
 
+    def test_shopify_order_updates_follow_a_reserved_order(self):
+        """orders/updated: units an order edit adds are reserved; a refunded
+        status releases nothing (refunds/create does); a cancelled one
+        releases; an order not reserved here is not reserved by it."""
+        url = URL + self.shopify.webhook_token
+        self.bind(
+            self.shopify,
+            self.product_b,
+            external_id="gid://shopify/ProductVariant/333",
+        )
+        mug = {"id": 1, "sku": "SCS-MUG", "quantity": 1, "variant_id": 111}
+        cap = {"id": 2, "sku": "SCS-CAP", "quantity": 2, "variant_id": 333}
+        gid = "gid://shopify/Order/4545"
+        sent = itertools.count()
+
+        def post(topic, minute, line_items, order_id=4545, **extra):
+            body = json.dumps(
+                {
+                    "id": order_id,
+                    "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+                    "updated_at": f"2026-11-22T10:{minute:02d}:00Z",
+                    "financial_status": "paid",
+                    "line_items": line_items,
+                    **extra,
+                }
+            ).encode()
+            headers = {
+                **signatures.sign_shopify("shpss_test_secret", body),
+                "X-Shopify-Topic": topic,
+                "X-Shopify-Event-Id": f"evt-upd-{next(sent)}",
+                "X-Shopify-Triggered-At": f"2026-11-22T10:{minute:02d}:00Z",
+                "Content-Type": "application/json",
+            }
+            res = self.url_open(url, data=body, headers=headers)
+            self.assertEqual(res.status_code, 200, res.text)
+            self.run_jobs("_scs_job_apply_inbound")
+            event = self.env["sync.event"].search(
+                [("idempotency_key", "=", f"{topic}:{headers['X-Shopify-Event-Id']}")]
+            )
+            return event
+
+        def held():
+            moves = self.reservations(self.shopify, gid).move_ids.filtered(
+                lambda m: m.state != "cancel"
+            )
+            return sorted(
+                (m.product_id.default_code, m.product_uom_qty, m.quantity)
+                for m in moves
+            )
+
+        event = post("orders/updated", 0, [mug], order_id=4646)
+        self.assertEqual(event.state, "skipped")
+        self.assertFalse(self.reservations(self.shopify, "gid://shopify/Order/4646"))
+        post("orders/create", 1, [mug])
+        self.assertEqual(held(), [("SCS-MUG", 1, 1)])
+        # an order edit added two caps
+        event = post("orders/updated", 2, [mug, cap])
+        self.assertEqual(event.state, "applied")
+        self.assertEqual(held(), [("SCS-CAP", 2, 2), ("SCS-MUG", 1, 1)])
+        # refunded, as Shopify says of the order: refunds/create says what
+        # was restocked, this event releases nothing
+        post("orders/updated", 3, [mug, cap], financial_status="refunded")
+        self.assertEqual(held(), [("SCS-CAP", 2, 2), ("SCS-MUG", 1, 1)])
+        refund = {
+            "id": 41,
+            "order_id": 4545,
+            "created_at": "2026-11-22T10:04:00Z",
+            "refund_line_items": [
+                {
+                    "line_item_id": 2,
+                    "quantity": 1,
+                    "restock_type": "return",
+                    "line_item": cap,
+                }
+            ],
+        }
+        body = json.dumps(refund).encode()
+        headers = {
+            **signatures.sign_shopify("shpss_test_secret", body),
+            "X-Shopify-Topic": "refunds/create",
+            "X-Shopify-Event-Id": "evt-upd-refund",
+            "X-Shopify-Triggered-At": "2026-11-22T10:04:00Z",
+            "Content-Type": "application/json",
+        }
+        self.assertEqual(
+            self.url_open(url, data=body, headers=headers).status_code, 200
+        )
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(held(), [("SCS-CAP", 1, 1), ("SCS-MUG", 1, 1)])
+        # the next update keeps the quantities first ordered: still less the
+        # refunded cap
+        post("orders/updated", 5, [mug, cap])
+        self.assertEqual(held(), [("SCS-CAP", 1, 1), ("SCS-MUG", 1, 1)])
+        post("orders/updated", 6, [mug, cap], cancelled_at="2026-11-22T10:06:00Z")
+        self.assertEqual(held(), [])
+
     def test_woocommerce_ping_and_order(self):
         before = self.counts()
         url = URL + self.woo.webhook_token

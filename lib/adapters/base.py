@@ -148,7 +148,10 @@ class ChannelOrder:
 
     ``status`` is one of ``open`` (reserve), ``cancelled`` or ``refunded``
     (release what was reserved); ``restock`` tells whether a refund puts the
-    goods back on sale.
+    goods back on sale; ``follow_only``: a later state of the order, whose
+    lines an order already reserved follows, but which never reserves an
+    order of its own (Shopify's ``orders/updated`` fires for orders of any
+    age).
     """
 
     external_id: str
@@ -157,6 +160,7 @@ class ChannelOrder:
     updated_at: datetime | None = None
     restock: bool = True
     raw: dict = field(default_factory=dict)
+    follow_only: bool = False
 
 
 @dataclass

@@ -182,6 +182,9 @@ query ChannelSyncOrderLines($id: ID!, $first: Int!, $after: String) {
 SHOP_QUERY = "query ChannelSyncShop { shop { name } }"
 
 ORDER_TOPICS = ("orders/create", "orders/paid")
+#: a later state of an order: an order already reserved follows its lines
+#: (items added by an order edit), a cancelled one is released
+UPDATE_TOPIC = "orders/updated"
 
 
 class WebhookPayloadError(ValueError):
@@ -864,6 +867,8 @@ class ShopifyAdapter(ChannelAdapter):
             order = _order_from_webhook(topic, body)
             order.status = "cancelled"
             return [InboundEvent("cancel", key, event_time, order=order)]
+        if topic == UPDATE_TOPIC:
+            return [_update_event(body, key, event_time)]
         if topic == "refunds/create":
             order = _refund_from_webhook(body)
             return [InboundEvent("cancel", key, event_time, order=order)]
@@ -934,6 +939,26 @@ def _order_from_webhook(topic, body):
         updated_at=parse_time(body.get("updated_at")),
         raw=body,
     )
+
+
+def _update_event(body, key, event_time):
+    """``orders/updated``: the order as it is now.
+
+    Its line items keep the quantity first ordered: units that a refund or
+    an order edit removes are counted apart (``current_quantity``), and a
+    refund's own event (``refunds/create``) says what was restocked, and
+    releases it. An order edit that adds units adds line items, which the
+    order's reservation follows. So a refunded status is read as open here,
+    and this event releases nothing but a cancelled order: units an edit
+    removes without a refund stay reserved (an undersell, never an
+    oversell).
+    """
+    order = _order_from_webhook(UPDATE_TOPIC, body)
+    if order.status == "cancelled":
+        return InboundEvent("cancel", key, event_time, order=order)
+    order.status = "open"
+    order.follow_only = True
+    return InboundEvent("order", key, event_time, order=order)
 
 
 def _refund_from_webhook(body):

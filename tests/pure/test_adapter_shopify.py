@@ -587,6 +587,24 @@ def test_cancelled_topic(adapter):
     assert event.order.status == "cancelled"
 
 
+def test_updated_topic_follows_only(adapter):
+    """orders/updated never reserves an order of its own, never releases
+    for a refund (refunds/create does), and releases a cancelled order."""
+    [event] = adapter.parse_webhook("orders/updated", ORDER, HEADERS)
+    assert event.kind == "order" and event.order.follow_only
+    assert event.idempotency_key == "orders/updated:evt-1"
+    assert [(ln.sku, ln.quantity) for ln in event.order.lines] == [("A", 2.0)]
+    refunded = dict(ORDER, financial_status="refunded")
+    [event] = adapter.parse_webhook("orders/updated", json.dumps(refunded), HEADERS)
+    assert event.kind == "order" and event.order.status == "open"
+    cancelled = dict(ORDER, cancelled_at="2026-11-20T10:00:00Z")
+    [event] = adapter.parse_webhook("orders/updated", json.dumps(cancelled), HEADERS)
+    assert event.kind == "cancel" and event.order.status == "cancelled"
+    assert not event.order.follow_only
+    [event] = adapter.parse_webhook("orders/create", ORDER, HEADERS)
+    assert not event.order.follow_only
+
+
 def test_refund_restocks_only_restocked_lines(adapter):
     body = {
         "id": 9,
