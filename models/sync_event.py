@@ -906,9 +906,10 @@ class SyncEventInbound(models.Model):
             for line in order.get("lines") or []
         ]
 
-    def _scs_orders_applied(self, order_id):
+    def _scs_order_history(self, order_id):
         """``[(event, order data)]``: the other applied events of this
-        event's order, oldest first (one query for the checks below)."""
+        event's order, and its later states that found nothing to follow
+        (skipped), oldest first (one query for the checks below)."""
         events = self.search_fetch(
             [
                 ("id", "!=", self.id),
@@ -916,15 +917,31 @@ class SyncEventInbound(models.Model):
                 ("direction", "=", "in"),
                 ("kind", "in", ("order", "cancel")),
                 ("external_ref", "=", order_id),
-                ("state", "=", "applied"),
+                ("state", "in", ("applied", "skipped")),
             ],
-            ["data", "event_ts"],
+            ["data", "event_ts", "state", "idempotency_key"],
             order="event_ts, id",
         )
         return [
             (event, json.loads(event.data or "{}").get("order") or {})
             for event in events
         ]
+
+    def _scs_later_state(self, history):
+        """The newest later state of this order that came before it and
+        found no reservation to follow (Shopify's ``orders/updated`` delivered
+        before ``orders/create``): ``(event, order data)`` or ``None``."""
+        if not self.event_ts:
+            return None
+        later = [
+            (event, order)
+            for event, order in history
+            if event.state == "skipped"
+            and order.get("follow_only")
+            and event.event_ts
+            and event.event_ts > self.event_ts
+        ]
+        return later[-1] if later else None
 
     def _scs_newer_applied(self, applied):
         """Is an event of the same order in ``applied`` with a later time?
@@ -982,7 +999,8 @@ class SyncEventInbound(models.Model):
         # a refund of lines adds to what came before instead of replacing
         # it (each releases its own lines, once): never stale
         line_refund = _is_line_refund(order)
-        applied = [] if line_refund else self._scs_orders_applied(order_id)
+        history = [] if line_refund else self._scs_order_history(order_id)
+        applied = [(e, data) for e, data in history if e.state == "applied"]
         if self._scs_newer_applied(applied):
             self._scs_set_state(
                 "stale", reason=_("a newer event of this order was applied")
@@ -1014,6 +1032,13 @@ class SyncEventInbound(models.Model):
                 ),
             )
             return "not held"
+        as_of = ""
+        later = self._scs_later_state(history)
+        if later:
+            # the order is reserved as it is now, not as it was created
+            lines = self._scs_order_lines(later[1], bindings)
+            self.env["channel.binding"].union(*(b for _ln, b in lines))._scs_lock()
+            as_of = later[0].idempotency_key
         known = [(line, b) for line, b in lines if b]
         for line, binding in lines:
             if not binding:
@@ -1038,19 +1063,21 @@ class SyncEventInbound(models.Model):
                 reason=_("nothing to reserve: refunded before (%s)", refunded),
             )
             return "nothing to reserve"
-        if defer is not None and not refunded:
+        if defer is not None and not refunded and not as_of:
             # reserved together with the other orders of the run (one create,
             # one confirmation, one reservation for all of them)
             defer.append((self, order_id, known))
             return DEFERRED
         picking = self._scs_reserve(channel, order_id, known)
-        return self._scs_finish_order(picking, known, refunded)
+        return self._scs_finish_order(picking, known, refunded, as_of)
 
-    def _scs_finish_order(self, picking, known, refunded=""):
+    def _scs_finish_order(self, picking, known, refunded="", as_of=""):
         """After the reservation: oversell check, applied state."""
         self.write({"binding_id": known[0][1].id if len(known) == 1 else False})
         self._scs_check_oversell(picking, known)
         reason = _("reserved in %s", picking.name)
+        if as_of:
+            reason += _("; as of the order's later update %s", as_of)
         if refunded:
             reason += _("; less what was refunded before: %s", refunded)
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)

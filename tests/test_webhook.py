@@ -421,6 +421,22 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         event = post("orders/updated", 0, [mug], order_id=4646)
         self.assertEqual(event.state, "skipped")
         self.assertFalse(self.reservations(self.shopify, "gid://shopify/Order/4646"))
+        # an edit delivered (and applied) before its order's creation: the
+        # creation reserves the order as it is now; an update older than the
+        # creation does not count
+        post("orders/updated", 0, [dict(mug, quantity=5)], order_id=4747)
+        post("orders/updated", 3, [mug, cap], order_id=4747)
+        event = post("orders/create", 1, [mug], order_id=4747)
+        self.assertEqual(
+            self.held("gid://shopify/Order/4747", self.shopify),
+            {"SCS-MUG": (1, 1), "SCS-CAP": (2, 2)},
+        )
+        self.assertIn("as of the order's later update orders/updated:", event.reason)
+        post("orders/updated", 0, [dict(mug, quantity=5)], order_id=4848)
+        post("orders/create", 1, [mug], order_id=4848)
+        self.assertEqual(
+            self.held("gid://shopify/Order/4848", self.shopify), {"SCS-MUG": (1, 1)}
+        )
         post("orders/create", 1, [mug])
         self.assertEqual(held(), {"SCS-MUG": (1, 1)})
         # an order edit added two caps
