@@ -1069,7 +1069,16 @@ class SyncEventInbound(models.Model):
             defer.append((self, order_id, known))
             return DEFERRED
         picking = self._scs_reserve(channel, order_id, known)
-        return self._scs_finish_order(picking, known, refunded, as_of)
+        result = self._scs_finish_order(picking, known, refunded, as_of)
+        if later:
+            # applied now, through the creation: an update older than it and
+            # delivered after it is stale
+            later[0]._scs_set_state(
+                "applied",
+                ack_ts=time.time(),
+                reason=_("reserved with its order (%s)", picking.name),
+            )
+        return result
 
     def _scs_finish_order(self, picking, known, refunded="", as_of=""):
         """After the reservation: oversell check, applied state."""

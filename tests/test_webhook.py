@@ -480,6 +480,54 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         post("orders/updated", 6, [mug, cap], cancelled_at="2026-11-22T10:06:00Z")
         self.assertEqual(held(), {})
 
+    def test_shopify_updates_in_every_delivery_order(self):
+        """orders/create and two orders/updated, delivered in every order:
+        the transfer holds the newest update's lines."""
+        url = URL + self.shopify.webhook_token
+        self.bind(
+            self.shopify, self.product_b, external_id="gid://shopify/ProductVariant/333"
+        )
+        sent = itertools.count()
+        steps = (("orders/create", 1), ("orders/updated", 2), ("orders/updated", 3))
+
+        def item(line_id, sku, variant, qty):
+            return {"id": line_id, "sku": sku, "quantity": qty, "variant_id": variant}
+
+        # every state differs from the others, both ways
+        lines = {
+            1: [item(1, "SCS-MUG", 111, 1)],
+            2: [item(1, "SCS-MUG", 111, 2), item(2, "SCS-CAP", 333, 1)],
+            3: [item(1, "SCS-MUG", 111, 1), item(2, "SCS-CAP", 333, 2)],
+        }
+        for n, deliveries in enumerate(itertools.permutations(steps)):
+            order_id = 4900 + n
+            for topic, minute in deliveries:
+                body = json.dumps(
+                    {
+                        "id": order_id,
+                        "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+                        "updated_at": f"2026-11-22T10:{minute:02d}:00Z",
+                        "financial_status": "paid",
+                        "line_items": lines[minute],
+                    }
+                ).encode()
+                headers = {
+                    **signatures.sign_shopify("shpss_test_secret", body),
+                    "X-Shopify-Topic": topic,
+                    "X-Shopify-Event-Id": f"evt-prop-{next(sent)}",
+                    "X-Shopify-Triggered-At": f"2026-11-22T10:{minute:02d}:00Z",
+                    "Content-Type": "application/json",
+                }
+                res = self.url_open(url, data=body, headers=headers)
+                self.assertEqual(res.status_code, 200, res.text)
+                self.run_jobs("_scs_job_apply_inbound")
+            gid = f"gid://shopify/Order/{order_id}"
+            expected = {}
+            for line in lines[3]:
+                expected[line["sku"]] = (line["quantity"], line["quantity"])
+            self.assertEqual(self.held(gid, self.shopify), expected, list(deliveries))
+            self.reservations(self.shopify, gid).action_cancel()
+
     def test_woocommerce_ping_and_order(self):
         before = self.counts()
         url = URL + self.woo.webhook_token
