@@ -374,6 +374,37 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free - 2)
 
+    def post_shopify_order(self, topic, order_id, minute, line_items, **extra):
+        """A signed Shopify order webhook, triggered at 10:<minute>, applied:
+        its event."""
+        stamp = f"2026-11-22T10:{minute:02d}:00Z"
+        body = json.dumps(
+            {
+                "id": order_id,
+                "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+                "updated_at": stamp,
+                "financial_status": "paid",
+                "line_items": line_items,
+                **extra,
+            }
+        ).encode()
+        event_id = uuid.uuid4().hex
+        headers = {
+            **signatures.sign_shopify("shpss_test_secret", body),
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Event-Id": event_id,
+            "X-Shopify-Triggered-At": stamp,
+            "Content-Type": "application/json",
+        }
+        res = self.url_open(
+            URL + self.shopify.webhook_token, data=body, headers=headers
+        )
+        self.assertEqual(res.status_code, 200, res.text)
+        self.run_jobs("_scs_job_apply_inbound")
+        return self.env["sync.event"].search(
+            [("idempotency_key", "=", f"{topic}:{event_id}")]
+        )
+
     def test_shopify_order_updates_follow_a_reserved_order(self):
         """orders/updated: units an order edit adds are reserved; a refunded
         status releases nothing (refunds/create does); a cancelled one
@@ -387,33 +418,9 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         mug = {"id": 1, "sku": "SCS-MUG", "quantity": 1, "variant_id": 111}
         cap = {"id": 2, "sku": "SCS-CAP", "quantity": 2, "variant_id": 333}
         gid = "gid://shopify/Order/4545"
-        sent = itertools.count()
 
         def post(topic, minute, line_items, order_id=4545, **extra):
-            body = json.dumps(
-                {
-                    "id": order_id,
-                    "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
-                    "updated_at": f"2026-11-22T10:{minute:02d}:00Z",
-                    "financial_status": "paid",
-                    "line_items": line_items,
-                    **extra,
-                }
-            ).encode()
-            headers = {
-                **signatures.sign_shopify("shpss_test_secret", body),
-                "X-Shopify-Topic": topic,
-                "X-Shopify-Event-Id": f"evt-upd-{next(sent)}",
-                "X-Shopify-Triggered-At": f"2026-11-22T10:{minute:02d}:00Z",
-                "Content-Type": "application/json",
-            }
-            res = self.url_open(url, data=body, headers=headers)
-            self.assertEqual(res.status_code, 200, res.text)
-            self.run_jobs("_scs_job_apply_inbound")
-            event = self.env["sync.event"].search(
-                [("idempotency_key", "=", f"{topic}:{headers['X-Shopify-Event-Id']}")]
-            )
-            return event
+            return self.post_shopify_order(topic, order_id, minute, line_items, **extra)
 
         def held():
             return self.held(gid, self.shopify)
@@ -483,11 +490,9 @@ class TestWebhook(SyncCaseMixin, HttpCase):
     def test_shopify_updates_in_every_delivery_order(self):
         """orders/create and two orders/updated, delivered in every order:
         the transfer holds the newest update's lines."""
-        url = URL + self.shopify.webhook_token
         self.bind(
             self.shopify, self.product_b, external_id="gid://shopify/ProductVariant/333"
         )
-        sent = itertools.count()
         steps = (("orders/create", 1), ("orders/updated", 2), ("orders/updated", 3))
 
         def item(line_id, sku, variant, qty):
@@ -502,25 +507,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         for n, deliveries in enumerate(itertools.permutations(steps)):
             order_id = 4900 + n
             for topic, minute in deliveries:
-                body = json.dumps(
-                    {
-                        "id": order_id,
-                        "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
-                        "updated_at": f"2026-11-22T10:{minute:02d}:00Z",
-                        "financial_status": "paid",
-                        "line_items": lines[minute],
-                    }
-                ).encode()
-                headers = {
-                    **signatures.sign_shopify("shpss_test_secret", body),
-                    "X-Shopify-Topic": topic,
-                    "X-Shopify-Event-Id": f"evt-prop-{next(sent)}",
-                    "X-Shopify-Triggered-At": f"2026-11-22T10:{minute:02d}:00Z",
-                    "Content-Type": "application/json",
-                }
-                res = self.url_open(url, data=body, headers=headers)
-                self.assertEqual(res.status_code, 200, res.text)
-                self.run_jobs("_scs_job_apply_inbound")
+                self.post_shopify_order(topic, order_id, minute, lines[minute])
             gid = f"gid://shopify/Order/{order_id}"
             expected = {}
             for line in lines[3]:
