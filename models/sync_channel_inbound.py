@@ -323,15 +323,31 @@ class SyncChannel(models.Model):
         todo = events.browse([e.id for e in events if e not in superseded])
         bindings = self._scs_binding_index(todo)
         # an order whose only event in this run is its creation is reserved
-        # with the others, in one batch, after the groups
+        # with the others, in one batch, after the groups; a later state that
+        # can only follow a reservation (Shopify's orders/updated) does not
+        # count: it is applied after the batch (``after``)
+        follow_only = {
+            e.id
+            for e in todo
+            if e.kind == "order"
+            and (json.loads(e.data or "{}").get("order") or {}).get("follow_only")
+        }
         per_order = Counter(
-            e.external_ref for e in todo if e.kind in ("order", "cancel")
+            e.external_ref
+            for e in todo
+            if e.kind in ("order", "cancel") and e.id not in follow_only
         )
         batchable = {
             e.id
             for e in todo
-            if e.kind == "order" and e.external_ref and per_order[e.external_ref] == 1
+            if e.kind == "order"
+            and e.external_ref
+            and e.id not in follow_only
+            and per_order[e.external_ref] == 1
         }
+        batched = {e.external_ref for e in todo if e.id in batchable}
+        after = [e for e in todo if e.id in follow_only and e.external_ref in batched]
+        after_ids = {e.id for e in after}
         published = None
         if not per_order:
             published = RunQuantities(
@@ -341,7 +357,11 @@ class SyncChannel(models.Model):
             )
         run = ApplyRun(counts, bindings, batchable, published, time.monotonic())
         todo_groups = [
-            [event for event in group if event not in superseded]
+            [
+                event
+                for event in group
+                if event not in superseded and event.id not in after_ids
+            ]
             for group in groups.values()
         ]
         todo_groups = [group for group in todo_groups if group]
@@ -355,6 +375,10 @@ class SyncChannel(models.Model):
         # a short transaction: what was not reached, in the next run
         more = more or late_groups
         self._scs_reserve_deferred(run.deferred, counts)
+        for event in after:
+            # its order is reserved now, or its creation will take this later
+            # state when it is (``sync.event._scs_later_state``)
+            self._scs_apply_group([event], run)
         self._scs_push_corrections(run.corrections)
         if more or counts["waiting"]:
             # contention: a second later; a backlog: at once

@@ -2,6 +2,7 @@
 """Signed webhook intake over real HTTP: verify, record once, apply in order."""
 
 import base64
+import functools
 import hashlib
 import hmac
 import itertools
@@ -374,9 +375,11 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free - 2)
 
-    def post_shopify_order(self, topic, order_id, minute, line_items, **extra):
-        """A signed Shopify order webhook, triggered at 10:<minute>, applied:
-        its event."""
+    def post_shopify_order(
+        self, topic, order_id, minute, line_items, apply=True, **extra
+    ):
+        """A signed Shopify order webhook, triggered at 10:<minute>, applied
+        unless ``apply`` is false: its event."""
         stamp = f"2026-11-22T10:{minute:02d}:00Z"
         body = json.dumps(
             {
@@ -400,7 +403,8 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             URL + self.shopify.webhook_token, data=body, headers=headers
         )
         self.assertEqual(res.status_code, 200, res.text)
-        self.run_jobs("_scs_job_apply_inbound")
+        if apply:
+            self.run_jobs("_scs_job_apply_inbound")
         return self.env["sync.event"].search(
             [("idempotency_key", "=", f"{topic}:{event_id}")]
         )
@@ -514,6 +518,47 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                 expected[line["sku"]] = (line["quantity"], line["quantity"])
             self.assertEqual(self.held(gid, self.shopify), expected, list(deliveries))
             self.reservations(self.shopify, gid).action_cancel()
+
+    def test_shopify_updates_keep_the_run_s_batch(self):
+        """A burst in which each creation comes with its orders/updated (as
+        Shopify sends them): the creations are still reserved in one batch,
+        and each update is applied after it."""
+        self.bind(
+            self.shopify, self.product_b, external_id="gid://shopify/ProductVariant/333"
+        )
+        mug = {"id": 1, "sku": "SCS-MUG", "quantity": 1, "variant_id": 111}
+        cap = {"id": 2, "sku": "SCS-CAP", "quantity": 2, "variant_id": 333}
+        post = functools.partial(self.post_shopify_order, apply=False)
+        post("orders/create", 5001, 1, [mug])
+        post("orders/updated", 5001, 2, [mug, cap])  # an edit added 2 caps
+        post("orders/create", 5002, 1, [mug])
+        post("orders/updated", 5002, 1, [mug])  # the same state
+        post("orders/create", 5003, 2, [mug])
+        post("orders/updated", 5003, 1, [dict(mug, quantity=2)])  # older: stale
+        original = SyncEventInbound._scs_reserve_many
+        batches = []
+
+        def reserve_many(event, channel, orders):
+            batches.append(sorted(order_id for order_id, _known in orders))
+            return original(event, channel, orders)
+
+        with patch.object(SyncEventInbound, "_scs_reserve_many", reserve_many):
+            self.run_jobs("_scs_job_apply_inbound")
+        gids = [f"gid://shopify/Order/{n}" for n in (5001, 5002, 5003)]
+        self.assertEqual(batches, [gids])
+        self.assertEqual(
+            self.held(gids[0], self.shopify), {"SCS-MUG": (1, 1), "SCS-CAP": (2, 2)}
+        )
+        self.assertEqual(self.held(gids[1], self.shopify), {"SCS-MUG": (1, 1)})
+        self.assertEqual(self.held(gids[2], self.shopify), {"SCS-MUG": (1, 1)})
+        updates = self.env["sync.event"].search(
+            [
+                ("channel_id", "=", self.shopify.id),
+                ("idempotency_key", "like", "orders/updated:%"),
+            ],
+            order="external_ref",
+        )
+        self.assertEqual(updates.mapped("state"), ["applied", "applied", "stale"])
 
     def test_woocommerce_ping_and_order(self):
         before = self.counts()
