@@ -321,7 +321,8 @@ class SyncChannel(models.Model):
         self._scs_mark_superseded(superseded)
         counts["stale"] = len(superseded)
         todo = events.browse([e.id for e in events if e not in superseded])
-        bindings = self._scs_binding_index(todo)
+        datas = {e.id: json.loads(e.data or "{}") for e in todo}
+        bindings = self._scs_binding_index(datas.values())
         # an order whose only event in this run is its creation is reserved
         # with the others, in one batch, after the groups; a later state that
         # can only follow a reservation (Shopify's orders/updated) does not
@@ -329,8 +330,7 @@ class SyncChannel(models.Model):
         follow_only = {
             e.id
             for e in todo
-            if e.kind == "order"
-            and (json.loads(e.data or "{}").get("order") or {}).get("follow_only")
+            if e.kind == "order" and (datas[e.id].get("order") or {}).get("follow_only")
         }
         per_order = Counter(
             e.external_ref
@@ -433,15 +433,15 @@ class SyncChannel(models.Model):
                 },
             )
 
-    def _scs_binding_index(self, events):
-        """``{(field, value): binding id}`` for every item the events name.
+    def _scs_binding_index(self, datas):
+        """``{(field, value): binding id}`` for every item the events' parsed
+        ``data`` name.
 
         One query for the whole run instead of one or two per event; the
         apply code still searches an item this index does not know.
         """
         skus, refs = set(), set()
-        for event in events:
-            data = json.loads(event.data or "{}")
+        for data in datas:
             items = list(data.get("levels") or [])
             items += list((data.get("order") or {}).get("lines") or [])
             for item in items:

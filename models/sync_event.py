@@ -1183,36 +1183,37 @@ class SyncEventInbound(models.Model):
         return "changed"
 
     def _scs_reserve_more(self, pickings, more):
-        """Add ``{binding: qty}`` to the order's open transfer, reserved."""
+        """Add ``{binding: qty}`` to the order's open transfer, reserved: to
+        the product's open move, else in a new move (created together)."""
         picking = pickings.filtered(lambda p: p.state not in ("done", "cancel"))[:1]
         moves = self.env["stock.move"]
+        new_moves = []
         for binding, qty in more.items():
+            product = binding.product_id
             move = picking.move_ids.filtered(
-                lambda m, p=binding.product_id: (
+                lambda m, p=product: (
                     m.product_id == p and m.state not in ("done", "cancel")
                 )
             )[:1]
             if move:
                 move.write({"product_uom_qty": move.product_uom_qty + qty})
-            else:
-                product = binding.product_id
-                move = (
-                    self.env["stock.move"]
-                    .sudo()
-                    .create(
-                        {
-                            "picking_id": picking.id,
-                            "product_id": product.id,
-                            "product_uom_qty": qty,
-                            "product_uom": product.uom_id.id,
-                            "location_id": picking.location_id.id,
-                            "location_dest_id": picking.location_dest_id.id,
-                            "company_id": picking.company_id.id,
-                        }
-                    )
-                )
-                move._action_confirm()
-            moves |= move
+                moves |= move
+                continue
+            new_moves.append(
+                {
+                    "picking_id": picking.id,
+                    "product_id": product.id,
+                    "product_uom_qty": qty,
+                    "product_uom": product.uom_id.id,
+                    "location_id": picking.location_id.id,
+                    "location_dest_id": picking.location_dest_id.id,
+                    "company_id": picking.company_id.id,
+                }
+            )
+        if new_moves:
+            created = self.env["stock.move"].sudo().create(new_moves)
+            created._action_confirm()
+            moves |= created
         moves._action_assign()
 
     def _scs_reserve(self, channel, order_id, known):
@@ -1364,7 +1365,7 @@ class SyncEventInbound(models.Model):
         """Take ``[(binding, qty)]`` out of the open moves of ``pickings``:
         ``(released, unheld)``, each a list of labels."""
         released, unheld = [], []
-        to_assign = self.env["stock.move"]
+        to_assign = to_cancel = self.env["stock.move"]
         for binding, qty in quantities:
             moves = pickings.move_ids.filtered(
                 lambda m, p=binding.product_id: (
@@ -1378,7 +1379,7 @@ class SyncEventInbound(models.Model):
                 take = min(left, move.product_uom_qty)
                 left -= take
                 if move.product_uom.compare(move.product_uom_qty, take) <= 0:
-                    move._action_cancel()
+                    to_cancel |= move
                 else:
                     # below its reservation, Odoo unreserves the move: reserved
                     # again below, for what is still sold
@@ -1388,6 +1389,7 @@ class SyncEventInbound(models.Model):
             if binding.product_id.uom_id.compare(left, 0) > 0:
                 # more taken out than the order still holds: said, not hidden
                 unheld.append(_qty_label(binding, left))
+        to_cancel._action_cancel()
         to_assign._action_assign()
         return released, unheld
 
