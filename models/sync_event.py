@@ -1290,6 +1290,17 @@ class SyncEventInbound(models.Model):
             asked = added[binding] if added else qty
             if not short and (offered is None or asked <= offered):
                 continue
+            error = _(
+                "Order %(order)s asks %(qty)s of %(sku)s; the channel was offered "
+                "%(offered)s and %(reserved)s could be reserved.",
+                order=picking[:1].scs_external_order_id,
+                qty=qty,
+                sku=binding.sku,
+                offered=offered if offered is not None else "?",
+                reserved=reserved,
+            )
+            if added:
+                error += " " + _("An edit of the order added %s.", f"{asked:g}")
             self._scs_child(
                 "oversell",
                 f"oversell:{binding.sku}",
@@ -1298,15 +1309,7 @@ class SyncEventInbound(models.Model):
                 product_id=binding.product_id.id,
                 sku=binding.sku,
                 quantity=qty,
-                error=_(
-                    "Order %(order)s asks %(qty)s of %(sku)s; the channel was offered "
-                    "%(offered)s and %(reserved)s could be reserved.",
-                    order=picking[:1].scs_external_order_id,
-                    qty=qty,
-                    sku=binding.sku,
-                    offered=offered if offered is not None else "?",
-                    reserved=reserved,
-                ),
+                error=error,
             )
             self.channel_id._scs_notify(
                 _("Oversell on %s", binding.sku),

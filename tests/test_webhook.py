@@ -1278,6 +1278,8 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         oversell = self.env["sync.event"].search([("kind", "=", "oversell")])
         self.assertEqual(len(oversell), 1)
         self.assertEqual(oversell.sku, "SCS-MUG")
+        self.assertIn("was offered 1 ", oversell.error)
+        self.assertIn("An edit of the order added 2.", oversell.error)
 
     def test_edits_out_of_order_property(self):
         """An order edited twice, perhaps cancelled and re-opened, delivered
