@@ -15,6 +15,7 @@ import pytest
 
 from lib.adapters import ChannelConfig, get_adapter_class
 from lib.signatures import (
+    MAX_SIGNATURE_ENTRIES,
     InvalidSignature,
     MissingSignature,
     SignatureError,
@@ -231,6 +232,23 @@ def test_standard_several_signatures_in_one_header():
     ):
         headers = sw_headers(**{"webhook-signature": signature})
         assert verify_standard(headers, SW_BODY, [SW_SECRET], now=SW_TS) == SW_MSG_ID
+
+
+def test_standard_signature_entries_are_capped():
+    """A header of many ``v1a`` entries would cost an Ed25519 verification
+    each: past the cap the delivery is refused before any is checked."""
+    bogus = "v1a," + base64.b64encode(b"\x01" * 64).decode()
+    within = " ".join([bogus] * (MAX_SIGNATURE_ENTRIES - 1) + [SW_V1A])
+    headers = sw_headers(**{"webhook-signature": within})
+    assert verify_standard(headers, SW_BODY, public_keys=[SW_PUBLIC], now=SW_TS)
+    over = " ".join([bogus] * MAX_SIGNATURE_ENTRIES + [SW_V1A])
+    with pytest.raises(InvalidSignature, match="entries, more than"):
+        verify_standard(
+            sw_headers(**{"webhook-signature": over}),
+            SW_BODY,
+            public_keys=[SW_PUBLIC],
+            now=SW_TS,
+        )
 
 
 def test_standard_v1a_checked_only_against_public_keys():
