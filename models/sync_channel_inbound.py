@@ -61,11 +61,11 @@ from odoo.addons.queue_job.utils import must_run_without_delay
 from .job_store import lock_rows_or_retry, store_jobs
 from .sync_event import (
     DEFERRED,
-    DELIVERY_LOCK,
     _scs_log_line,
     buffered_log_lines,
     log_lines,
 )
+from .sync_event_inbound import DELIVERY_LOCK
 
 _logger = logging.getLogger(__name__)
 

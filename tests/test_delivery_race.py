@@ -18,7 +18,7 @@ from odoo.tools import SQL
 
 from ..lib import signatures
 from ..lib.adapters import InboundEvent, LiveLevel
-from ..models.sync_event import DELIVERY_LOCK
+from ..models.sync_event_inbound import DELIVERY_LOCK
 
 
 @tagged("post_install", "-at_install")

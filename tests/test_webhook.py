@@ -24,7 +24,8 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import Job
 
 from ..lib import signatures
-from ..models.sync_event import SyncEventInbound
+from ..models.sync_event_inbound import SyncEventInbound
+from ..models.sync_event_order import SyncEventOrder
 from .common import SyncCaseMixin
 
 try:
@@ -535,14 +536,14 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         post("orders/updated", 5002, 1, [mug])  # the same state
         post("orders/create", 5003, 2, [mug])
         post("orders/updated", 5003, 1, [dict(mug, quantity=2)])  # older: stale
-        original = SyncEventInbound._scs_reserve_many
+        original = SyncEventOrder._scs_reserve_many
         batches = []
 
         def reserve_many(event, channel, orders):
             batches.append(sorted(order_id for order_id, _known in orders))
             return original(event, channel, orders)
 
-        with patch.object(SyncEventInbound, "_scs_reserve_many", reserve_many):
+        with patch.object(SyncEventOrder, "_scs_reserve_many", reserve_many):
             self.run_jobs("_scs_job_apply_inbound")
         gids = [f"gid://shopify/Order/{n}" for n in (5001, 5002, 5003)]
         self.assertEqual(batches, [gids])
@@ -1606,7 +1607,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(len(applied_lines), 1, lines)
 
     def test_failing_event_is_handed_over_the_others_applied(self):
-        original = SyncEventInbound._scs_reserve_many
+        original = SyncEventOrder._scs_reserve_many
         batches = []
 
         def reserve_many(event, channel, orders):
@@ -1617,7 +1618,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
 
         for order_id in ("G-GOOD-1", "G-BAD", "G-GOOD-2"):
             self.post_generic(self.order_payload(order_id), msg_id=f"msg_{order_id}")
-        with patch.object(SyncEventInbound, "_scs_reserve_many", reserve_many):
+        with patch.object(SyncEventOrder, "_scs_reserve_many", reserve_many):
             self.run_jobs("_scs_job_apply_inbound")
         # the run's orders are reserved in one batch; when it fails, order by
         # order, and only the bad one is handed over

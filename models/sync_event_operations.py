@@ -1,0 +1,130 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Operations on the event log: dead letters, replay and retention."""
+
+import logging
+import time
+
+from odoo import _, api, fields, models
+from odoo.tools import SQL
+
+from .sync_event import APPLY_KINDS, FINAL_STATES
+
+_logger = logging.getLogger(__name__)
+
+
+class SyncEventOperations(models.Model):
+    """Dead letters, replay and retention."""
+
+    _inherit = "sync.event"
+
+    # -- actions --
+    def action_retry(self):
+        """Try dead or failed events again (one or many).
+
+        Outbound: the binding is pushed again with today's number (a retry
+        never resends a stale quantity). Inbound: the event is applied again
+        by a new job; applying is idempotent.
+        """
+        for event in self.sudo().filtered(lambda e: e.state in ("dead", "failed")):
+            if event.direction == "out":
+                binding = event.binding_id
+                if binding:
+                    binding.pending_event_id = event
+                    binding._scs_enqueue_retry()
+                event._scs_set_state("queued", error=False)
+            else:
+                event._scs_set_state("queued", error=False)
+                event.with_delay(
+                    identity_key=f"stock_channel_sync.in.{event.id}",
+                    description=f"Retry {event.kind} {event.external_ref or ''}",
+                )._scs_job_apply()
+        return True
+
+    def action_discard(self):
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Discard Events"),
+            "res_model": "sync.event.discard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"active_ids": self.ids, "active_model": "sync.event"},
+        }
+
+    def _scs_discard(self, reason):
+        for event in self.sudo().filtered(
+            lambda e: e.state in ("dead", "failed", "attention")
+        ):
+            event._scs_set_state("discarded", reason=reason)
+        return True
+
+    def action_replay(self):
+        """Apply inbound events again, as new attempts (history is kept).
+
+        Each replay is a new event (key ``<key>:replay:<n>``) pointing to the
+        original; applying is idempotent, so replaying an applied order
+        reserves nothing twice.
+        """
+        replays = self.browse()
+        for event in self.sudo().filtered(lambda e: e.direction == "in"):
+            if event.kind not in APPLY_KINDS:
+                continue
+            count = self.sudo().search_count([("replay_of_id", "=", event.id)])
+            replay = event.copy(
+                {
+                    "idempotency_key": f"{event.idempotency_key}:replay:{count + 1}",
+                    "replay_of_id": event.id,
+                    "state": "queued",
+                    "error": False,
+                    "reason": False,
+                    "attempts": 0,
+                    "enqueue_ts": time.time(),
+                    "change_ts": time.time(),
+                }
+            )
+            replay.with_delay(
+                identity_key=f"stock_channel_sync.in.{replay.id}",
+                description=f"Replay {event.kind} {event.external_ref or ''}",
+            )._scs_job_apply()
+            replays |= replay
+        return replays
+
+    # -- retention --
+    @api.autovacuum
+    def _gc_sync_events(self):
+        """Delete processed events past their retention; keep problems longer.
+
+        Deleted in chunks so that a first run over millions of rows never
+        holds one huge transaction; the server log keeps the full history
+        (one JSON line per event state).
+        """
+        params = self.env["ir.config_parameter"].sudo()
+        days = int(params.get_param("stock_channel_sync.event_retention_days", 30))
+        problem_days = int(
+            params.get_param("stock_channel_sync.problem_retention_days", 180)
+        )
+        deleted = 0
+        for states, age in (
+            (list(FINAL_STATES), days),
+            (["dead", "failed", "attention"], problem_days),
+        ):
+            limit = fields.Datetime.subtract(fields.Datetime.now(), days=age)
+            while True:
+                self.env.cr.execute(
+                    SQL(
+                        """
+                        DELETE FROM sync_event WHERE id IN (
+                            SELECT id FROM sync_event
+                             WHERE state = ANY(%s) AND create_date < %s
+                             LIMIT 10000)
+                        """,
+                        states,
+                        limit,
+                    )
+                )
+                deleted += self.env.cr.rowcount
+                if self.env.cr.rowcount < 10000:
+                    break
+        if deleted:
+            self.invalidate_model()
+            _logger.info("sync events: %s deleted by retention", deleted)
+        return deleted

@@ -1,0 +1,553 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""What an order event does to Odoo's stock.
+
+An order holds one outgoing transfer per channel and external order, from
+the channel's warehouse: reserved when the order arrives, brought to the
+newest event's lines when the order is edited, released when it is cancelled
+or refunded with restock. An order for more than the channel offered is an
+oversell incident.
+"""
+
+import json
+import time
+
+from odoo import _, api, fields, models
+
+from .sync_event import DEFERRED
+
+
+def _per_binding(known):
+    """An order's known lines summed per binding, in order of appearance.
+
+    A SKU on several lines of one order (a marketplace splits lines by
+    price, gift wrap or bundle) is one move to reserve, and one quantity to
+    hold against what the channel was offered: line by line, two lines of 3
+    would each pass an offer of 5.
+    """
+    totals = {}
+    for line, binding in known:
+        totals[binding] = totals.get(binding, 0.0) + float(line.get("quantity") or 0)
+    return list(totals.items())
+
+
+def _qty_label(binding, qty):
+    """``"2 SKU"``: a quantity of a binding, as reasons name it."""
+    return f"{qty:g} {binding.sku or binding.product_id.display_name}"
+
+
+def _is_line_refund(order):
+    """A refund that names the lines it restocks: it adds to the order's
+    other events (each releases its own lines, once) instead of replacing
+    them."""
+    return order.get("status") == "refunded" and bool(order.get("lines"))
+
+
+class SyncEventOrder(models.Model):
+    """Orders of the inbound event log: reserve, follow, release."""
+
+    _inherit = "sync.event"
+
+    def _scs_order_lines(self, order, bindings=None):
+        """``[(line, binding or an empty recordset)]`` for an order's lines."""
+        return [
+            (
+                line,
+                self._scs_find_binding(
+                    line.get("sku"),
+                    line.get("external_id"),
+                    line.get("external_variant_id"),
+                    bindings,
+                ),
+            )
+            for line in order.get("lines") or []
+        ]
+
+    def _scs_order_history(self, order_id):
+        """``[(event, order data)]``: the other applied events of this
+        event's order, and its later states that found nothing to follow
+        (skipped), oldest first (one query for the checks below)."""
+        events = self.search_fetch(
+            [
+                ("id", "!=", self.id),
+                ("channel_id", "=", self.channel_id.id),
+                ("direction", "=", "in"),
+                ("kind", "in", ("order", "cancel")),
+                ("external_ref", "=", order_id),
+                ("state", "in", ("applied", "skipped")),
+            ],
+            ["data", "event_ts", "state", "idempotency_key"],
+            order="event_ts, id",
+        )
+        return [
+            (event, json.loads(event.data or "{}").get("order") or {})
+            for event in events
+        ]
+
+    def _scs_later_state(self, history):
+        """The newest later state of this order that came before it and
+        found no reservation to follow (Shopify's ``orders/updated`` delivered
+        before ``orders/create``): ``(event, order data)`` or ``None``."""
+        if not self.event_ts:
+            return None
+        later = [
+            (event, order)
+            for event, order in history
+            if event.state == "skipped"
+            and order.get("follow_only")
+            and event.event_ts
+            and event.event_ts > self.event_ts
+        ]
+        return later[-1] if later else None
+
+    def _scs_newer_applied(self, applied):
+        """Is an event of the same order in ``applied`` with a later time?
+
+        A refund of lines does not count: it takes its lines out of the
+        order, whatever came before, so an order delivered after it is still
+        reserved (less those lines, see ``_scs_less_refunded``).
+        """
+        if not self.event_ts:
+            return False
+        return any(
+            event.event_ts > self.event_ts and not _is_line_refund(order)
+            for event, order in applied
+        )
+
+    def _scs_less_refunded(self, applied, known, bindings=None):
+        """``known`` less the lines that the restocking refunds in ``applied``
+        took out before anything was reserved: ``(lines, refunded)``.
+
+        Called only when the order holds no transfer. A refund delivered
+        before its order (or an order delivered late) found nothing to
+        release; reserving the whole order then would hold units that are
+        back in stock, and one that is never reserved would offer units that
+        are sold. A refund that did release from a transfer since cancelled
+        (every line refunded) is counted the same way, and leaves nothing to
+        reserve. ``refunded`` names what was taken out.
+        """
+        refund_lines = [
+            (line, binding)
+            for _event, order in applied
+            if _is_line_refund(order) and order.get("restock") is not False
+            for line, binding in self._scs_order_lines(order, bindings)
+            if binding
+        ]
+        if not refund_lines:
+            return known, ""
+        refunded = dict(_per_binding(refund_lines))
+        lines = []
+        for binding, qty in _per_binding(known):
+            rest = qty - refunded.get(binding, 0.0)
+            if binding.product_id.uom_id.compare(rest, 0) > 0:
+                lines.append(({"sku": binding.sku, "quantity": rest}, binding))
+        taken = ", ".join(_qty_label(binding, qty) for binding, qty in refunded.items())
+        return lines, taken
+
+    def _scs_apply_order(self, order, bindings=None, defer=None):
+        channel = self.channel_id
+        order_id = str(order.get("external_id") or self.external_ref or "")
+        if not order_id:
+            raise ValueError("order event without an external order id")
+        lines = self._scs_order_lines(order, bindings)
+        found = self.env["channel.binding"].union(*(b for _line, b in lines))
+        # serialise with every other job touching these SKUs
+        found._scs_lock()
+        # a refund of lines adds to what came before instead of replacing
+        # it (each releases its own lines, once): never stale
+        line_refund = _is_line_refund(order)
+        history = [] if line_refund else self._scs_order_history(order_id)
+        applied = [(e, data) for e, data in history if e.state == "applied"]
+        if self._scs_newer_applied(applied):
+            self._scs_set_state(
+                "stale", reason=_("a newer event of this order was applied")
+            )
+            return "stale"
+        Picking = self.env["stock.picking"].sudo()
+        existing = Picking.search(
+            [
+                ("scs_channel_id", "=", channel.id),
+                ("scs_external_order_id", "=", order_id),
+                ("state", "!=", "cancel"),
+            ]
+        )
+        if self.kind == "cancel" or order.get("status") in ("cancelled", "refunded"):
+            if order.get("restock") is False:
+                self._scs_set_state(
+                    "applied", reason=_("refund without restock: nothing released")
+                )
+                return "no restock"
+            return self._scs_release(existing, order, [(ln, b) for ln, b in lines if b])
+        if existing:
+            return self._scs_follow_order(existing, lines, applied, bindings)
+        if order.get("follow_only"):
+            self._scs_set_state(
+                "skipped",
+                reason=_(
+                    "a later state of an order that holds no reservation here:"
+                    " only its creation or payment reserves it"
+                ),
+            )
+            return "not held"
+        as_of = ""
+        later = self._scs_later_state(history)
+        if later:
+            # the order is reserved as it is now, not as it was created
+            lines = self._scs_order_lines(later[1], bindings)
+            self.env["channel.binding"].union(*(b for _ln, b in lines))._scs_lock()
+            as_of = later[0].idempotency_key
+        known = [(line, b) for line, b in lines if b]
+        for line, binding in lines:
+            if not binding:
+                self._scs_child(
+                    "unknown_sku",
+                    f"unknown:{line.get('sku') or line.get('external_id')}",
+                    "attention",
+                    sku=line.get("sku"),
+                    quantity=float(line.get("quantity") or 0),
+                    error=_(
+                        "No binding for this SKU on the channel: line not reserved."
+                    ),
+                )
+        if not known:
+            self._scs_set_state("attention", reason=_("no line of the order is bound"))
+            return "no known line"
+        known, refunded = self._scs_less_refunded(applied, known, bindings)
+        if refunded and not known:
+            self._scs_set_state(
+                "applied",
+                ack_ts=time.time(),
+                reason=_("nothing to reserve: refunded before (%s)", refunded),
+            )
+            return "nothing to reserve"
+        if defer is not None and not refunded and not as_of:
+            # reserved together with the other orders of the run (one create,
+            # one confirmation, one reservation for all of them)
+            defer.append((self, order_id, known))
+            return DEFERRED
+        picking = self._scs_reserve(channel, order_id, known)
+        result = self._scs_finish_order(picking, known, refunded, as_of)
+        if later:
+            # applied now, through the creation: an update older than it and
+            # delivered after it is stale
+            later[0]._scs_set_state(
+                "applied",
+                ack_ts=time.time(),
+                reason=_("reserved with its order (%s)", picking.name),
+            )
+        return result
+
+    def _scs_finish_order(self, picking, known, refunded="", as_of=""):
+        """After the reservation: oversell check, applied state."""
+        self.write({"binding_id": known[0][1].id if len(known) == 1 else False})
+        self._scs_check_oversell(picking, known)
+        reason = _("reserved in %s", picking.name)
+        if as_of:
+            reason += _("; as of the order's later update %s", as_of)
+        if refunded:
+            reason += _("; less what was refunded before: %s", refunded)
+        self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
+        return f"reserved {picking.name}"
+
+    def _scs_follow_order(self, pickings, lines, applied, bindings=None):
+        """An order already reserved: its reservation follows its newest lines.
+
+        WooCommerce and generic shops send the whole order again when it is
+        edited (a line added or removed, a quantity changed), and a later
+        event may name a SKU bound since the order was reserved. The open
+        transfer is brought to what this event sells, less what restocking
+        refunds took out (as for a first reservation): units added are
+        reserved (and checked against what the channel was offered), units
+        taken out are released, so that the other channels neither sell units
+        that are gone nor miss units that are back. An event that names no
+        line, or a line whose SKU has no binding, releases nothing: it cannot
+        say what the order no longer holds. Once part of the order has
+        shipped, the transfer is left as it is: Odoo's shipment is not undone.
+        """
+        names = ", ".join(pickings.mapped("name"))
+        unchanged = _("order already reserved (%s)", pickings[0].name)
+        if any(picking.state == "done" for picking in pickings):
+            self._scs_set_state(
+                "applied",
+                reason=_(
+                    "order already shipped (%s): its lines are not followed", names
+                ),
+            )
+            return "already shipped"
+        known = [(line, binding) for line, binding in lines if binding]
+        if not lines:
+            self._scs_set_state("applied", reason=unchanged)
+            return "already reserved"
+        wanted, _refunded = self._scs_less_refunded(applied, known, bindings)
+        want = {
+            binding.product_id: (binding, qty) for binding, qty in _per_binding(wanted)
+        }
+        moves = pickings.move_ids.filtered(lambda m: m.state != "cancel")
+        held = {}
+        for move in moves:
+            held[move.product_id] = (
+                held.get(move.product_id, 0.0) + move.product_uom_qty
+            )
+        Binding = self.env["channel.binding"].sudo()
+        gone = Binding
+        if len(known) == len(lines):
+            # a product the order holds but no longer names, and that a
+            # binding of this channel sells (one the channel did not put
+            # there is left as it is)
+            removed = [product.id for product in held if product not in want]
+            if removed:
+                gone = Binding.search(
+                    [
+                        ("channel_id", "=", self.channel_id.id),
+                        ("product_id", "in", removed),
+                    ]
+                )
+        gone._scs_lock()
+        less, more = [], {}
+        for product, (binding, qty) in want.items():
+            delta = qty - held.get(product, 0.0)
+            if product.uom_id.compare(delta, 0) > 0:
+                more[binding] = delta
+            elif product.uom_id.compare(delta, 0) < 0:
+                less.append((binding, -delta))
+        less += [(binding, held[binding.product_id]) for binding in gone]
+        unbound = [
+            str(line.get("sku") or line.get("external_id") or "?")
+            for line, binding in lines
+            if not binding
+        ]
+        if unbound:
+            unchanged += _("; no binding for %s: nothing released", ", ".join(unbound))
+        if not more and not less:
+            self._scs_set_state("applied", reason=unchanged)
+            return "already reserved"
+        released, _unheld = self._scs_take_out(pickings, less)
+        if more:
+            self._scs_reserve_more(pickings, more)
+            totals = [({"quantity": want[b.product_id][1]}, b) for b in more]
+            self._scs_check_oversell(pickings, totals, more)
+        added = [_qty_label(binding, qty) for binding, qty in more.items()]
+        reason = _(
+            "order changed (%(pickings)s): reserved %(added)s more,"
+            " released %(released)s",
+            pickings=names,
+            added=", ".join(added) or _("nothing"),
+            released=", ".join(released) or _("nothing"),
+        )
+        if unbound:
+            reason += _("; no binding for %s: nothing released", ", ".join(unbound))
+        self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
+        return "changed"
+
+    def _scs_reserve_more(self, pickings, more):
+        """Add ``{binding: qty}`` to the order's open transfer, reserved: to
+        the product's open move, else in a new move (created together)."""
+        picking = pickings.filtered(lambda p: p.state not in ("done", "cancel"))[:1]
+        moves = self.env["stock.move"]
+        new_moves = []
+        for binding, qty in more.items():
+            product = binding.product_id
+            move = picking.move_ids.filtered(
+                lambda m, p=product: (
+                    m.product_id == p and m.state not in ("done", "cancel")
+                )
+            )[:1]
+            if move:
+                move.write({"product_uom_qty": move.product_uom_qty + qty})
+                moves |= move
+                continue
+            new_moves.append(
+                {
+                    "picking_id": picking.id,
+                    "product_id": product.id,
+                    "product_uom_qty": qty,
+                    "product_uom": product.uom_id.id,
+                    "location_id": picking.location_id.id,
+                    "location_dest_id": picking.location_dest_id.id,
+                    "company_id": picking.company_id.id,
+                }
+            )
+        if new_moves:
+            created = self.env["stock.move"].sudo().create(new_moves)
+            created._action_confirm()
+            moves |= created
+        moves._action_assign()
+
+    def _scs_reserve(self, channel, order_id, known):
+        return self._scs_reserve_many(channel, [(order_id, known)])
+
+    @api.model
+    def _scs_reserve_many(self, channel, orders):
+        """One reserved outgoing transfer per ``(order_id, known lines)``.
+
+        Created, confirmed and reserved together: Odoo's stock operations
+        cost much less per transfer on a batch than one by one.
+        """
+        warehouse = channel.warehouse_ids[:1] or self.env[
+            "stock.warehouse"
+        ].sudo().search([("company_id", "=", channel.company_id.id)], limit=1)
+        picking_type = warehouse.out_type_id
+        src = picking_type.default_location_src_id or warehouse.lot_stock_id
+        dest = picking_type.default_location_dest_id or self.env.ref(
+            "stock.stock_location_customers"
+        )
+        vals_list = []
+        for order_id, known in orders:
+            moves = []
+            for binding, qty in _per_binding(known):
+                product = binding.product_id
+                moves.append(
+                    fields.Command.create(
+                        {
+                            "product_id": product.id,
+                            "product_uom_qty": qty,
+                            "product_uom": product.uom_id.id,
+                            "location_id": src.id,
+                            "location_dest_id": dest.id,
+                        }
+                    )
+                )
+            vals_list.append(
+                {
+                    "picking_type_id": picking_type.id,
+                    "location_id": src.id,
+                    "location_dest_id": dest.id,
+                    "origin": f"{channel.name} {order_id}",
+                    "scs_channel_id": channel.id,
+                    "scs_external_order_id": order_id,
+                    "move_ids": moves,
+                }
+            )
+        pickings = (
+            self.env["stock.picking"]
+            .sudo()
+            .with_company(channel.company_id)
+            .create(vals_list)
+        )
+        pickings.action_confirm()
+        pickings.action_assign()
+        return pickings
+
+    def _scs_check_oversell(self, picking, known, added=None):
+        """An order beyond what the channel was offered is an incident.
+
+        ``added``: ``{binding: qty}`` an edited order added to its lines,
+        the part of them that the channel's last offer must cover (the rest
+        was checked when it was reserved).
+        """
+        for binding, qty in _per_binding(known):
+            move = picking.move_ids.filtered(
+                lambda m, b=binding: (
+                    m.product_id == b.product_id and m.state != "cancel"
+                )
+            )
+            reserved = sum(move.mapped("quantity"))
+            offered = binding.last_pushed_qty if binding.last_pushed_at else None
+            short = reserved < qty - 1e-6
+            asked = added[binding] if added else qty
+            if not short and (offered is None or asked <= offered):
+                continue
+            error = _(
+                "Order %(order)s asks %(qty)s of %(sku)s; the channel was offered "
+                "%(offered)s and %(reserved)s could be reserved.",
+                order=picking[:1].scs_external_order_id,
+                qty=qty,
+                sku=binding.sku,
+                offered=offered if offered is not None else "?",
+                reserved=reserved,
+            )
+            if added:
+                error += " " + _("An edit of the order added %s.", f"{asked:g}")
+            self._scs_child(
+                "oversell",
+                f"oversell:{binding.sku}",
+                "attention",
+                binding_id=binding.id,
+                product_id=binding.product_id.id,
+                sku=binding.sku,
+                quantity=qty,
+                error=error,
+            )
+            self.channel_id._scs_notify(
+                _("Oversell on %s", binding.sku),
+                _(
+                    "Order %(order)s sold %(qty)s of %(sku)s beyond what was "
+                    "available. "
+                    "Every channel is being pushed the new quantity.",
+                    order=picking[:1].scs_external_order_id,
+                    qty=qty,
+                    sku=binding.sku,
+                ),
+            )
+            binding.product_id._scs_push_at_commit(force=True)
+
+    def _scs_release(self, pickings, order, known=()):
+        """Release what a cancelled or refunded order holds.
+
+        A cancellation releases the whole order. A refund that names its
+        lines (Shopify's restocked refund lines, a generic refund's lines)
+        releases only their quantities: the rest of the order is still sold,
+        and releasing it would offer those units again on every channel.
+        """
+        open_pickings = pickings.filtered(lambda p: p.state not in ("done", "cancel"))
+        if open_pickings and _is_line_refund(order):
+            reason = self._scs_release_lines(open_pickings, known)
+        elif open_pickings:
+            open_pickings.action_cancel()
+            reason = _(
+                "reservation released (%s)", ", ".join(open_pickings.mapped("name"))
+            )
+        elif pickings:
+            reason = _("order already shipped: nothing reserved to release")
+        elif _is_line_refund(order):
+            reason = _(
+                "no reservation for this order yet: these lines are left out"
+                " when it is reserved"
+            )
+        else:
+            reason = _("no reservation for this order")
+        self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
+        return reason
+
+    def _scs_release_lines(self, pickings, known):
+        """Take the refunded quantities out of the order's open moves."""
+        released, unheld = self._scs_take_out(pickings, _per_binding(known))
+        reason = _(
+            "refund: released %(lines)s (%(pickings)s)",
+            lines=", ".join(released) or _("nothing"),
+            pickings=", ".join(pickings.mapped("name")),
+        )
+        if unheld:
+            reason += _("; not held by this order: %s", ", ".join(unheld))
+        return reason
+
+    def _scs_take_out(self, pickings, quantities):
+        """Take ``[(binding, qty)]`` out of the open moves of ``pickings``:
+        ``(released, unheld)``, each a list of labels."""
+        released, unheld = [], []
+        to_assign = to_cancel = self.env["stock.move"]
+        for binding, qty in quantities:
+            moves = pickings.move_ids.filtered(
+                lambda m, p=binding.product_id: (
+                    m.product_id == p and m.state not in ("done", "cancel")
+                )
+            )
+            left = qty
+            for move in moves:
+                if move.product_uom.compare(left, 0) <= 0:
+                    break
+                take = min(left, move.product_uom_qty)
+                left -= take
+                if move.product_uom.compare(move.product_uom_qty, take) <= 0:
+                    to_cancel |= move
+                else:
+                    # below its reservation, Odoo unreserves the move: reserved
+                    # again below, for what is still sold
+                    move.write({"product_uom_qty": move.product_uom_qty - take})
+                    to_assign |= move
+                released.append(_qty_label(binding, take))
+            if binding.product_id.uom_id.compare(left, 0) > 0:
+                # more taken out than the order still holds: said, not hidden
+                unheld.append(_qty_label(binding, left))
+        to_cancel._action_cancel()
+        to_assign._action_assign()
+        return released, unheld
