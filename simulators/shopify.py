@@ -44,6 +44,8 @@ STALE_NEW = "CHANGE_FROM_QUANTITY_STALE"
 STALE_OLD = "COMPARE_QUANTITY_STALE"
 _KEY_RE = re.compile(r'@idempotent\(\s*key:\s*"([^"]*)"\s*\)')
 _LINES_FIRST_RE = re.compile(r"lineItems\(first:\s*(\d+)")
+_REFUNDS_FIRST_RE = re.compile(r"refunds\(first:\s*(\d+)")
+_REFUND_LINES_FIRST_RE = re.compile(r"refundLineItems\(first:\s*(\d+)")
 _SINCE_RE = re.compile(r"updated_at:>=?'?\"?([0-9T:\-.+Z]+)")
 
 
@@ -183,6 +185,7 @@ class ShopifySimulator(Simulator):
                         "id": f"gid://shopify/LineItem/{number}{pos:03d}",
                         "sku": sku,
                         "quantity": qty,
+                        "currentQuantity": qty,
                         "variant": (
                             {"id": self.items[self._item_by_sku[sku]]["variant"]}
                             if sku in self._item_by_sku
@@ -191,8 +194,41 @@ class ShopifySimulator(Simulator):
                     }
                     for pos, (sku, qty) in enumerate(lines)
                 ],
+                "_refunds": [],
             }
             return gid
+
+    def edit_order(self, gid, sku, removed, updated_at=None):
+        """Remove ``removed`` units of ``sku``'s line, as an order edit does:
+        the line keeps its quantity, its ``currentQuantity`` drops."""
+        with self.lock:
+            order = self.orders[gid]
+            line = next(ln for ln in order["lines"] if ln["sku"] == sku)
+            if removed > line["currentQuantity"]:
+                raise ValueError("an edit cannot remove more than the line holds")
+            line["currentQuantity"] -= removed
+            self._touch(order, updated_at)
+
+    def refund_order(self, gid, lines, updated_at=None):
+        """A refund of ``lines`` (``[(sku, quantity)]``): each line's
+        ``currentQuantity`` drops, and the order lists the refund."""
+        with self.lock:
+            order = self.orders[gid]
+            refund_lines = []
+            for sku, qty in lines:
+                line = next(ln for ln in order["lines"] if ln["sku"] == sku)
+                if qty > line["currentQuantity"]:
+                    raise ValueError("a refund cannot take more than the line holds")
+                line["currentQuantity"] -= qty
+                refund_lines.append({"quantity": qty, "lineItem": {"id": line["id"]}})
+            order["_refunds"].append(refund_lines)
+            self._touch(order, updated_at)
+
+    @staticmethod
+    def _touch(order, updated_at):
+        when = updated_at or datetime.now(timezone.utc)
+        order["_updated"] = when
+        order["updatedAt"] = _iso(when)
 
     def drain_bucket(self, available=0.0):
         """Empty the cost bucket, as another app of the same shop would."""
@@ -268,6 +304,10 @@ class ShopifySimulator(Simulator):
         if re.search(r"\borders\(", query):
             lines = int((_LINES_FIRST_RE.search(query) or [0, 0])[1])
             return self._orders, 2 + int(variables.get("first") or 0) * (2 + 2 * lines)
+        if re.search(r"\border\(id:", query) and "refunds(" in query:
+            refunds = int((_REFUNDS_FIRST_RE.search(query) or [0, 0])[1])
+            lines = int((_REFUND_LINES_FIRST_RE.search(query) or [0, 0])[1])
+            return self._order_refunds, 1 + refunds * (3 + 2 * lines)
         if re.search(r"\border\(id:", query):
             return self._order_lines, 2 + 2 * int(variables.get("first") or 0)
         if re.search(r"\bshop\s*\{", query):
@@ -546,6 +586,28 @@ class ShopifySimulator(Simulator):
         page, info = self._page(order["lines"], variables)
         data = {"order": {"lineItems": {"pageInfo": info, "nodes": page}}}
         return data, 2 + 2 * len(page)
+
+    def _order_refunds(self, version, query, variables):
+        """``order.refunds`` is a list (its ``first`` caps it, no cursor);
+        each refund's ``refundLineItems`` is a connection."""
+        order = self.orders.get(variables.get("id"))
+        if order is None:
+            return {"order": None}, 1
+        refunds_first = int((_REFUNDS_FIRST_RE.search(query) or [0, 0])[1])
+        lines_first = int((_REFUND_LINES_FIRST_RE.search(query) or [0, 0])[1])
+        refunds, cost = [], 1
+        for refund_lines in order["_refunds"][:refunds_first]:
+            page = refund_lines[:lines_first]
+            cost += 3 + 2 * len(page)
+            refunds.append(
+                {
+                    "refundLineItems": {
+                        "pageInfo": {"hasNextPage": len(refund_lines) > lines_first},
+                        "nodes": page,
+                    }
+                }
+            )
+        return {"order": {"refunds": refunds}}, cost
 
     # -- benchmark --------------------------------------------------------------
     def benchmark_fixture(self, count):

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 from unittest.mock import patch
 
 import requests
@@ -26,6 +27,7 @@ from odoo.addons.queue_job.job import Job
 from ..lib import signatures
 from ..models.sync_event_inbound import SyncEventInbound
 from ..models.sync_event_order import SyncEventOrder
+from ..simulators.shopify import ShopifySimulator
 from .common import SyncCaseMixin
 
 try:
@@ -34,6 +36,11 @@ except ImportError:  # the interop test says it is skipped
     standardwebhooks = None
 
 URL = "/stock_channel_sync/webhook/"
+
+
+def at_ten(minute):
+    """10:<minute> on the day the test webhooks are stamped, in UTC."""
+    return datetime(2026, 11, 22, 10, minute, tzinfo=timezone.utc)
 
 
 @tagged("post_install", "-at_install")
@@ -231,8 +238,6 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         wh = standardwebhooks.Webhook(self.secret)
         msg_id = "msg_reference_lib"
         now = time.time()
-        from datetime import datetime, timezone
-
         signature = wh.sign(msg_id, datetime.fromtimestamp(now, tz=timezone.utc), body)
         headers = {
             "webhook-id": msg_id,
@@ -491,6 +496,161 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(held(), {"SCS-CAP": (1, 1), "SCS-MUG": (1, 1)})
         post("orders/updated", 6, [mug, cap], cancelled_at="2026-11-22T10:06:00Z")
         self.assertEqual(held(), {})
+
+    def test_shopify_update_releases_what_an_edit_removed(self):
+        """orders/updated: units an order edit removes (``current_quantity``
+        plus what the order's refunds took, below the quantity ordered) are
+        released at once; a refund releases its restocked units once, also
+        when later updates carry it; a stale update changes nothing."""
+        url = URL + self.shopify.webhook_token
+        self.bind(
+            self.shopify,
+            self.product_b,
+            external_id="gid://shopify/ProductVariant/333",
+        )
+        gid = "gid://shopify/Order/5151"
+        free_mug = self.product_a.free_qty
+
+        def lines(mug_now, cap_now):
+            return [
+                {
+                    "id": 1,
+                    "sku": "SCS-MUG",
+                    "quantity": 3,
+                    "current_quantity": mug_now,
+                    "variant_id": 111,
+                },
+                {
+                    "id": 2,
+                    "sku": "SCS-CAP",
+                    "quantity": 2,
+                    "current_quantity": cap_now,
+                    "variant_id": 333,
+                },
+            ]
+
+        def post(topic, minute, line_items, refunds=()):
+            return self.post_shopify_order(
+                topic, 5151, minute, line_items, refunds=list(refunds)
+            )
+
+        def mug_taken():
+            self.env.invalidate_all()
+            return free_mug - self.product_a.free_qty
+
+        post("orders/create", 1, lines(3, 2))
+        self.assertEqual(
+            self.held(gid, self.shopify), {"SCS-MUG": (3, 3), "SCS-CAP": (2, 2)}
+        )
+        self.assertEqual(mug_taken(), 3)
+        # an edit removed two mugs: released at once
+        event = post("orders/updated", 2, lines(1, 2))
+        self.assertEqual(event.state, "applied", event.reason)
+        self.assertIn("released 2 SCS-MUG", event.reason)
+        self.assertEqual(
+            self.held(gid, self.shopify), {"SCS-MUG": (1, 1), "SCS-CAP": (2, 2)}
+        )
+        self.assertEqual(mug_taken(), 1)
+        # a cap refunded and restocked: its own event releases it
+        refund_line = {
+            "line_item_id": 2,
+            "quantity": 1,
+            "restock_type": "return",
+            "line_item": {"id": 2, "sku": "SCS-CAP", "variant_id": 333},
+        }
+        body = json.dumps(
+            {
+                "id": 61,
+                "order_id": 5151,
+                "created_at": "2026-11-22T10:03:00Z",
+                "refund_line_items": [refund_line],
+            }
+        ).encode()
+        headers = {
+            **signatures.sign_shopify("shpss_test_secret", body),
+            "X-Shopify-Topic": "refunds/create",
+            "X-Shopify-Event-Id": "evt-edit-refund",
+            "X-Shopify-Triggered-At": "2026-11-22T10:03:00Z",
+            "Content-Type": "application/json",
+        }
+        self.assertEqual(
+            self.url_open(url, data=body, headers=headers).status_code, 200
+        )
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(
+            self.held(gid, self.shopify), {"SCS-MUG": (1, 1), "SCS-CAP": (1, 1)}
+        )
+        # the update the refund fired carries it: the cap is not released twice
+        refunds = [{"id": 61, "refund_line_items": [refund_line]}]
+        post("orders/updated", 4, lines(1, 1), refunds)
+        self.assertEqual(
+            self.held(gid, self.shopify), {"SCS-MUG": (1, 1), "SCS-CAP": (1, 1)}
+        )
+        # an older update, delivered late, is stale
+        event = post("orders/updated", 2, lines(3, 2))
+        self.assertEqual(event.state, "stale")
+        self.assertEqual(
+            self.held(gid, self.shopify), {"SCS-MUG": (1, 1), "SCS-CAP": (1, 1)}
+        )
+        # the last mug removed too; a new edit adds one back later
+        post("orders/updated", 5, lines(0, 1), refunds)
+        self.assertEqual(self.held(gid, self.shopify), {"SCS-CAP": (1, 1)})
+        self.assertEqual(mug_taken(), 0)
+        post(
+            "orders/updated",
+            6,
+            lines(0, 1)
+            + [
+                {
+                    "id": 3,
+                    "sku": "SCS-MUG",
+                    "quantity": 1,
+                    "current_quantity": 1,
+                    "variant_id": 111,
+                }
+            ],
+            refunds,
+        )
+        self.assertEqual(
+            self.held(gid, self.shopify), {"SCS-MUG": (1, 1), "SCS-CAP": (1, 1)}
+        )
+        self.assertEqual(mug_taken(), 1)
+
+    def test_shopify_fetched_order_agrees_with_its_update(self):
+        """The reconciliation pass reads an edited order as its update did:
+        the units the edit removed stay released."""
+        sim = ShopifySimulator().start()
+        self.addCleanup(sim.stop)
+        sim.add_item("SCS-MUG")
+        self.shopify.sudo().write(
+            {
+                "base_url": sim.url,
+                "access_token": sim.access_token,
+                "external_location_id": sim.location_id,
+                "fetch_orders": True,
+                "last_order_fetch_at": "2026-11-22 09:00:00",
+                "order_fetch_overlap": 0,
+            }
+        )
+        gid = "gid://shopify/Order/5252"
+        line = {"id": 1, "sku": "SCS-MUG", "quantity": 3, "variant_id": 111}
+        self.post_shopify_order("orders/create", 5252, 1, [line])
+        self.post_shopify_order(
+            "orders/updated", 5252, 2, [dict(line, current_quantity=1)], refunds=[]
+        )
+        self.assertEqual(self.held(gid, self.shopify), {"SCS-MUG": (1, 1)})
+        # the same order on the shop, as the reconciliation pass reads it
+        sim.add_order([("SCS-MUG", 3)], updated_at=at_ten(1), order_id=5252)
+        sim.edit_order(gid, "SCS-MUG", 2, updated_at=at_ten(2))
+        self.assertEqual(self.shopify._scs_fetch_orders(), 1)
+        fetched = self.env["sync.event"].search(
+            [
+                ("channel_id", "=", self.shopify.id),
+                ("idempotency_key", "=like", "poll:%"),
+            ]
+        )
+        self.assertEqual(fetched.state, "applied", fetched.reason)
+        self.assertEqual(self.held(gid, self.shopify), {"SCS-MUG": (1, 1)})
 
     def test_shopify_updates_in_every_delivery_order(self):
         """orders/create and two orders/updated, delivered in every order:

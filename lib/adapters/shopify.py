@@ -96,6 +96,10 @@ ORDERS_PAGE_SIZE = 10
 ORDER_LINES_PAGE_SIZE = 40
 #: line items per follow-up page for orders with more lines than that
 MORE_LINES_PAGE_SIZE = 100
+#: refunds, and lines of each, read of an order that lost units; an order with
+#: more is read as first ordered
+REFUNDS_PAGE_SIZE = 10
+REFUND_LINES_PAGE_SIZE = 40
 #: cost assumed for an operation never sent yet (a mutation costs 10)
 DEFAULT_COST = 10.0
 #: seconds to wait on a throttle when Shopify gave no figures to compute it
@@ -161,7 +165,7 @@ query ChannelSyncOrders($first: Int!, $after: String, $query: String!) {
       displayFinancialStatus
       lineItems(first: %(lines)d) {
         pageInfo { hasNextPage endCursor }
-        nodes { id sku quantity variant { id } }
+        nodes { id sku quantity currentQuantity variant { id } }
       }
     }
   }
@@ -173,7 +177,22 @@ query ChannelSyncOrderLines($id: ID!, $first: Int!, $after: String) {
   order(id: $id) {
     lineItems(first: $first, after: $after) {
       pageInfo { hasNextPage endCursor }
-      nodes { id sku quantity variant { id } }
+      nodes { id sku quantity currentQuantity variant { id } }
+    }
+  }
+}
+"""
+
+#: what an order's refunds took from each line item, read only for an order
+#: whose lines lost units (see ``_order_from_node``)
+ORDER_REFUNDS_QUERY = """
+query ChannelSyncOrderRefunds($id: ID!) {
+  order(id: $id) {
+    refunds(first: %(refunds)d) {
+      refundLineItems(first: %(lines)d) {
+        pageInfo { hasNextPage }
+        nodes { quantity lineItem { id } }
+      }
     }
   }
 }
@@ -302,6 +321,7 @@ class ShopifyAdapter(ChannelAdapter):
             "nodes": 1 + 3 * self.nodes_page_size,
             "orders": 2 + self.orders_page_size * (2 + 2 * ORDER_LINES_PAGE_SIZE),
             "orderLineItems": 2 + 2 * MORE_LINES_PAGE_SIZE,
+            "orderRefunds": 1 + REFUNDS_PAGE_SIZE * (3 + 2 * REFUND_LINES_PAGE_SIZE),
             "shop": 1,
         }
         return float(estimates.get(operation, DEFAULT_COST))
@@ -812,13 +832,19 @@ class ShopifyAdapter(ChannelAdapter):
             status = "refunded"
         else:
             status = "open"
+        refunded = self._fetch_refunded(node["id"], line_nodes)
         return ChannelOrder(
             external_id=node["id"],
             status=status,
             lines=[
                 OrderLine(
                     sku=line.get("sku") or "",
-                    quantity=float(line.get("quantity") or 0),
+                    quantity=_sold(
+                        float(line.get("quantity") or 0),
+                        line.get("currentQuantity"),
+                        refunded,
+                        line.get("id"),
+                    ),
                     external_id=line.get("id") or "",
                     external_variant_id=((line.get("variant") or {}).get("id") or ""),
                 )
@@ -827,6 +853,41 @@ class ShopifyAdapter(ChannelAdapter):
             updated_at=parse_time(node.get("updatedAt")),
             raw=node,
         )
+
+    def _fetch_refunded(self, order_id, line_nodes):
+        """What the order's refunds took from each line item, by line item id
+        (see ``_webhook_lines``); ``None`` when that cannot be told.
+
+        Only an order whose lines lost units (``currentQuantity`` below
+        ``quantity``) costs this call. An order with more refunds, or refund
+        lines, than one call reads is read as first ordered.
+        """
+        if not any(
+            line.get("currentQuantity") is not None
+            and float(line["currentQuantity"]) < float(line.get("quantity") or 0)
+            for line in line_nodes
+        ):
+            return {}
+        data = self.graphql(
+            "orderRefunds",
+            ORDER_REFUNDS_QUERY
+            % {"refunds": REFUNDS_PAGE_SIZE, "lines": REFUND_LINES_PAGE_SIZE},
+            {"id": order_id},
+        )
+        refunds = (data.get("order") or {}).get("refunds")
+        if not isinstance(refunds, list) or len(refunds) >= REFUNDS_PAGE_SIZE:
+            return None
+        refunded = {}
+        for refund in refunds:
+            connection = (refund or {}).get("refundLineItems") or {}
+            if (connection.get("pageInfo") or {}).get("hasNextPage"):
+                return None
+            for entry in connection.get("nodes") or []:
+                item = (entry.get("lineItem") or {}).get("id") or ""
+                refunded[item] = refunded.get(item, 0.0) + float(
+                    entry.get("quantity") or 0
+                )
+        return refunded
 
     # -- misc -----------------------------------------------------------------
     def test_connection(self):
@@ -900,18 +961,91 @@ def _require(body, topic, *names):
             )
 
 
-def _webhook_lines(items, topic):
+def _refunded_units(body, topic):
+    """Units each line item has refunded, by line item id, as the order's own
+    ``refunds`` say; ``None`` when the payload carries no ``refunds`` (a
+    subscription may leave fields out)."""
+    refunds = body.get("refunds")
+    if refunds is None:
+        return None
+    if not isinstance(refunds, list):
+        raise WebhookPayloadError(f"{topic} payload: refunds are not a list")
+    refunded = {}
+    for refund in refunds:
+        entries = refund.get("refund_line_items") if isinstance(refund, dict) else None
+        if not isinstance(entries, list):
+            raise WebhookPayloadError(
+                f"{topic} payload: a refund has no list of refund_line_items"
+            )
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise WebhookPayloadError(
+                    f"{topic} payload: a refund line is not an object"
+                )
+            item = entry.get("line_item_id")
+            if item is None:
+                item = (entry.get("line_item") or {}).get("id")
+            key = str(item if item is not None else "")
+            refunded[key] = refunded.get(key, 0.0) + _number(
+                entry.get("quantity"), topic, "a refund line's quantity"
+            )
+    return refunded
+
+
+def _number(value, topic, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise WebhookPayloadError(f"{topic} payload: {what} is not a number")
+    try:
+        return float(value)
+    except ValueError as err:
+        raise WebhookPayloadError(f"{topic} payload: {what} is not a number") from err
+
+
+def _sold(quantity, current, refunded, item_id):
+    """Units a line still sells: the quantity ordered less what order edits
+    removed, which is its current quantity (after removals and refunds) plus
+    what its refunds took; the quantity ordered when ``current`` or
+    ``refunded`` is unknown (``None``)."""
+    if current is None or refunded is None:
+        return quantity
+    return min(quantity, max(float(current) + refunded.get(item_id, 0.0), 0.0))
+
+
+def _webhook_lines(items, topic, refunded=None):
+    """The order's lines, each with the units the order still sells.
+
+    A line item keeps the quantity first ordered; ``current_quantity`` (Admin
+    API 2024-01 and later) is what is left after an order edit removed units
+    and after refunds. Refunds are released by their own events
+    (``refunds/create``, restocked lines only), so a line sells its current
+    quantity plus what its refunds took, which is the quantity ordered less
+    what order edits removed. That needs the order's ``refunds`` next to
+    ``current_quantity``: without them (``refunded`` is ``None``) the line
+    sells what was first ordered, and an edit's removals stay reserved (an
+    undersell, never an oversell).
+    """
     if not isinstance(items, list):
         raise WebhookPayloadError(f"{topic} payload: line items are not a list")
     lines = []
     for item in items:
         if not isinstance(item, dict) or item.get("quantity") is None:
             raise WebhookPayloadError(f"{topic} payload: a line item has no quantity")
+        quantity = _number(item["quantity"], topic, "a line item's quantity")
+        current = item.get("current_quantity")
+        if current is not None:
+            current = _number(current, topic, "a line item's current_quantity")
+        item_id = item.get("id")
+        quantity = _sold(
+            quantity,
+            current,
+            refunded,
+            str(item_id if item_id is not None else ""),
+        )
         variant = item.get("variant_id")
         lines.append(
             OrderLine(
                 sku=item.get("sku") or "",
-                quantity=float(item["quantity"]),
+                quantity=quantity,
                 external_id=item.get("admin_graphql_api_id")
                 or to_gid("LineItem", item.get("id")),
                 external_variant_id=to_gid("ProductVariant", variant)
@@ -935,7 +1069,7 @@ def _order_from_webhook(topic, body):
     return ChannelOrder(
         external_id=body.get("admin_graphql_api_id") or to_gid("Order", body["id"]),
         status=status,
-        lines=_webhook_lines(body["line_items"], topic),
+        lines=_webhook_lines(body["line_items"], topic, _refunded_units(body, topic)),
         updated_at=parse_time(body.get("updated_at")),
         raw=body,
     )
@@ -944,14 +1078,12 @@ def _order_from_webhook(topic, body):
 def _update_event(body, key, event_time):
     """``orders/updated``: the order as it is now.
 
-    Its line items keep the quantity first ordered: units that a refund or
-    an order edit removes are counted apart (``current_quantity``), and a
-    refund's own event (``refunds/create``) says what was restocked, and
-    releases it. An order edit that adds units adds line items, which the
-    order's reservation follows. So a refunded status is read as open here,
-    and this event releases nothing but a cancelled order: units an edit
-    removes without a refund stay reserved (an undersell, never an
-    oversell).
+    An order edit that adds units adds line items; one that removes units
+    lowers their ``current_quantity`` (see ``_webhook_lines``): the order's
+    reservation follows both. Refunds lower it too, but a refund's own event
+    (``refunds/create``) says what was restocked and releases that, so a
+    refunded status is read as open here, and this event releases nothing
+    that a refund took. A cancelled order is released.
     """
     order = _order_from_webhook(UPDATE_TOPIC, body)
     if order.status == "cancelled":

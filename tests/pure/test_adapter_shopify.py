@@ -21,7 +21,12 @@ from lib.adapters.base import (
     StaleQuantityError,
     StockUpdate,
 )
-from lib.adapters.shopify import ShopifyAdapter, WebhookPayloadError, to_gid
+from lib.adapters.shopify import (
+    REFUNDS_PAGE_SIZE,
+    ShopifyAdapter,
+    WebhookPayloadError,
+    to_gid,
+)
 from simulators.base import Response
 from simulators.shopify import ShopifySimulator
 
@@ -547,6 +552,35 @@ def test_fetch_orders_since_with_pages_and_long_orders(sim):
     assert adapter.calls == 3  # two order pages and one follow-up of lines
 
 
+def test_fetched_orders_less_what_edits_removed(sim):
+    """A fetched order's lines sell their quantity less what order edits
+    removed: refunds are read (one more call) only for an order whose lines
+    lost units, and added back, as the webhook's lines do."""
+    for sku in ("A", "B"):
+        sim.add_item(sku)
+    now = datetime.now(timezone.utc)
+    plain = sim.add_order([("A", 2)], updated_at=now - timedelta(minutes=9))
+    edited = sim.add_order([("A", 5), ("B", 2)], updated_at=now - timedelta(minutes=8))
+    sim.edit_order(edited, "A", 1, updated_at=now - timedelta(minutes=7))
+    sim.refund_order(
+        edited, [("A", 2), ("B", 1)], updated_at=now - timedelta(minutes=6)
+    )
+    sim.refund_order(edited, [("A", 1)], updated_at=now - timedelta(minutes=5))
+    adapter = make_adapter(sim)
+    orders = {o.external_id: o for o in adapter.fetch_orders(now - timedelta(hours=1))}
+    assert [(ln.sku, ln.quantity) for ln in orders[plain].lines] == [("A", 2.0)]
+    assert [(ln.sku, ln.quantity) for ln in orders[edited].lines] == [
+        ("A", 4.0),
+        ("B", 2.0),
+    ]
+    assert adapter.calls == 2  # the page, and the edited order's refunds
+    # more refunds than one call reads: the lines as first ordered
+    for _n in range(REFUNDS_PAGE_SIZE):
+        sim.refund_order(edited, [], updated_at=now - timedelta(minutes=4))
+    orders = {o.external_id: o for o in adapter.fetch_orders(now - timedelta(hours=1))}
+    assert [ln.quantity for ln in orders[edited].lines] == [5.0, 2.0]
+
+
 # -- webhooks ------------------------------------------------------------------
 HEADERS = {
     "X-Shopify-Event-Id": "evt-1",
@@ -603,6 +637,78 @@ def test_updated_topic_follows_only(adapter):
     assert not event.order.follow_only
     [event] = adapter.parse_webhook("orders/create", ORDER, HEADERS)
     assert not event.order.follow_only
+
+
+def test_order_lines_less_what_edits_removed(adapter):
+    """A line sells its quantity less what order edits removed: its
+    ``current_quantity`` plus what its refunds took (refunds release by
+    their own events). Without the order's refunds the payload cannot tell
+    a removal from a refund: the line sells what was first ordered."""
+    body = dict(
+        ORDER,
+        line_items=[
+            # 5 ordered, 1 removed by an edit, 2 refunded: 2 left
+            {"id": 1, "sku": "A", "quantity": 5, "current_quantity": 2},
+            # removed entirely
+            {"id": 2, "sku": "B", "quantity": 3, "current_quantity": 0},
+            # refunded only: nothing removed
+            {"id": 3, "sku": "C", "quantity": 2, "current_quantity": 1},
+            # a payload of an API version before current_quantity
+            {"id": 4, "sku": "D", "quantity": 4},
+        ],
+        refunds=[
+            {
+                "id": 7,
+                "refund_line_items": [
+                    {"line_item_id": 1, "quantity": 1, "restock_type": "cancel"},
+                    {"line_item_id": 3, "quantity": 1, "restock_type": "no_restock"},
+                ],
+            },
+            {
+                "id": 8,
+                "refund_line_items": [
+                    {"quantity": 1, "restock_type": "return", "line_item": {"id": 1}}
+                ],
+            },
+        ],
+    )
+    for topic in ("orders/updated", "orders/create", "orders/paid"):
+        [event] = adapter.parse_webhook(topic, json.dumps(body), HEADERS)
+        assert [(ln.sku, ln.quantity) for ln in event.order.lines] == [
+            ("A", 4.0),
+            ("B", 0.0),
+            ("C", 2.0),
+            ("D", 4.0),
+        ]
+    without_refunds = {k: v for k, v in body.items() if k != "refunds"}
+    [event] = adapter.parse_webhook("orders/updated", without_refunds, HEADERS)
+    assert [ln.quantity for ln in event.order.lines] == [5.0, 3.0, 2.0, 4.0]
+    # a line never sells more than was ordered, whatever current_quantity says
+    grown = dict(
+        body, line_items=[{"id": 1, "sku": "A", "quantity": 1, "current_quantity": 3}]
+    )
+    [event] = adapter.parse_webhook("orders/updated", grown, HEADERS)
+    assert [ln.quantity for ln in event.order.lines] == [1.0]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"refunds": {"id": 1}},
+        {"refunds": [{"id": 1}]},
+        {"refunds": [{"refund_line_items": ["x"]}]},
+        {"refunds": [{"refund_line_items": [{"line_item_id": 1, "quantity": "x"}]}]},
+        {
+            "line_items": [
+                {"id": 1, "sku": "A", "quantity": 2, "current_quantity": {}}
+            ],
+            "refunds": [],
+        },
+    ],
+)
+def test_order_refunds_malformed(adapter, change):
+    with pytest.raises(ValueError, match="orders/updated payload"):
+        adapter.parse_webhook("orders/updated", dict(ORDER, **change), HEADERS)
 
 
 def test_refund_restocks_only_restocked_lines(adapter):
