@@ -550,6 +550,18 @@ class SyncEventInbound(models.Model):
             )
         return Binding.browse()
 
+    def _scs_unknown_sku(self, item, ref, error):
+        """Log ``item`` (an order line or a level) that no binding sells as an
+        event needing attention, once: ``ref`` names it when it has no SKU."""
+        return self._scs_child(
+            "unknown_sku",
+            f"unknown:{item.get('sku') or ref}",
+            "attention",
+            sku=item.get("sku"),
+            quantity=float(item.get("quantity") or 0),
+            error=error,
+        )
+
     def _scs_child(self, kind, suffix, state, **vals):
         """A follow-up event (unknown SKU, oversell) with a derived key."""
         self.ensure_one()
@@ -592,13 +604,10 @@ class SyncEventInbound(models.Model):
                 bindings,
             )
             if not binding:
-                self._scs_child(
-                    "unknown_sku",
-                    f"unknown:{level.get('sku') or level.get('external_variant_id')}",
-                    "attention",
-                    sku=level.get("sku"),
-                    quantity=float(level.get("quantity") or 0),
-                    error=_("No binding for this SKU on the channel."),
+                self._scs_unknown_sku(
+                    level,
+                    level.get("external_variant_id"),
+                    _("No binding for this SKU on the channel."),
                 )
                 worst = "attention"
                 continue

@@ -198,15 +198,10 @@ class SyncEventOrder(models.Model):
         known = [(line, b) for line, b in lines if b]
         for line, binding in lines:
             if not binding:
-                self._scs_child(
-                    "unknown_sku",
-                    f"unknown:{line.get('sku') or line.get('external_id')}",
-                    "attention",
-                    sku=line.get("sku"),
-                    quantity=float(line.get("quantity") or 0),
-                    error=_(
-                        "No binding for this SKU on the channel: line not reserved."
-                    ),
+                self._scs_unknown_sku(
+                    line,
+                    line.get("external_id"),
+                    _("No binding for this SKU on the channel: line not reserved."),
                 )
         if not known:
             self._scs_set_state("attention", reason=_("no line of the order is bound"))
