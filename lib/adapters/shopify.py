@@ -57,6 +57,7 @@ Config fields: ``base_url`` (``https://<shop>.myshopify.com``),
 import hashlib
 import json
 import logging
+import math
 import time
 import uuid
 
@@ -996,9 +997,12 @@ def _number(value, topic, what):
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise WebhookPayloadError(f"{topic} payload: {what} is not a number")
     try:
-        return float(value)
+        number = float(value)
     except ValueError as err:
         raise WebhookPayloadError(f"{topic} payload: {what} is not a number") from err
+    if not math.isfinite(number):
+        raise WebhookPayloadError(f"{topic} payload: {what} is not a finite number")
+    return number
 
 
 def _sold(quantity, current, refunded, item_id):

@@ -698,6 +698,13 @@ def test_order_lines_less_what_edits_removed(adapter):
         {"refunds": [{"id": 1}]},
         {"refunds": [{"refund_line_items": ["x"]}]},
         {"refunds": [{"refund_line_items": [{"line_item_id": 1, "quantity": "x"}]}]},
+        {"refunds": [{"refund_line_items": [{"line_item_id": 1, "quantity": True}]}]},
+        {
+            "line_items": [
+                {"id": 1, "sku": "A", "quantity": 2, "current_quantity": "-Infinity"}
+            ],
+            "refunds": [],
+        },
         {
             "line_items": [
                 {"id": 1, "sku": "A", "quantity": 2, "current_quantity": {}}
