@@ -143,6 +143,30 @@ class SyncEventOrder(models.Model):
         taken = ", ".join(_qty_label(binding, qty) for binding, qty in refunded.items())
         return lines, taken
 
+    def _scs_emptied(self, applied, bindings=None):
+        """Did the newest applied state of this order leave nothing to hold?
+
+        An edit that takes every unit out of a reserved order (a Shopify
+        order keeps its line items, at a current quantity of 0) cancels its
+        transfer, but the order is still open: its next state, which only
+        follows a reservation, reserves what it adds back. An order
+        cancelled or refunded as a whole, or one whose transfer was cancelled
+        in Odoo while it still held units, is not reserved again that way.
+        """
+        states = [order for _event, order in applied if not _is_line_refund(order)]
+        if not states or states[-1].get("status") in ("cancelled", "refunded"):
+            return False
+        known = [
+            (line, b) for line, b in self._scs_order_lines(states[-1], bindings) if b
+        ]
+        if not known:
+            return False
+        rest, _refunded = self._scs_less_refunded(applied, known, bindings)
+        return not any(
+            binding.product_id.uom_id.compare(qty, 0) > 0
+            for binding, qty in _per_binding(rest)
+        )
+
     def _scs_apply_order(self, order, bindings=None, defer=None):
         channel = self.channel_id
         order_id = str(order.get("external_id") or self.external_ref or "")
@@ -179,7 +203,7 @@ class SyncEventOrder(models.Model):
             return self._scs_release(existing, order, [(ln, b) for ln, b in lines if b])
         if existing:
             return self._scs_follow_order(existing, lines, applied, bindings)
-        if order.get("follow_only"):
+        if order.get("follow_only") and not self._scs_emptied(applied, bindings):
             self._scs_set_state(
                 "skipped",
                 reason=_(

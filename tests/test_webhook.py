@@ -616,6 +616,45 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertEqual(mug_taken(), 1)
 
+    def test_shopify_emptied_order_reserves_what_an_edit_adds_back(self):
+        """An edit that removes every unit cancels the order's transfer; the
+        order is still open, and its next edit reserves what it adds back.
+        An order cancelled as a whole is not reserved again by an update."""
+        gid = "gid://shopify/Order/5353"
+        mug = {"id": 1, "sku": "SCS-MUG", "quantity": 1, "variant_id": 111}
+        again = {"id": 3, "sku": "SCS-MUG", "quantity": 2, "variant_id": 111}
+
+        def post(minute, line_items, topic="orders/updated", **extra):
+            return self.post_shopify_order(
+                topic, 5353, minute, line_items, refunds=[], **extra
+            )
+
+        post(1, [mug], topic="orders/create")
+        post(2, [dict(mug, current_quantity=0)])
+        self.assertEqual(self.held(gid, self.shopify), {})
+        event = post(3, [dict(mug, current_quantity=0), again])
+        self.assertEqual(event.state, "applied", event.reason)
+        self.assertEqual(self.held(gid, self.shopify), {"SCS-MUG": (2, 2)})
+        post(
+            4,
+            [dict(mug, current_quantity=0), again],
+            cancelled_at="2026-11-22T10:04:00Z",
+        )
+        self.assertEqual(self.held(gid, self.shopify), {})
+        event = post(5, [dict(mug, current_quantity=0), again])
+        self.assertEqual(event.state, "skipped", event.reason)
+        self.assertEqual(self.held(gid, self.shopify), {})
+        # a transfer cancelled in Odoo while its order held units: an edit
+        # does not reserve the order again
+        self.post_shopify_order("orders/create", 5454, 1, [mug], refunds=[])
+        other = "gid://shopify/Order/5454"
+        self.reservations(self.shopify, other).action_cancel()
+        event = self.post_shopify_order(
+            "orders/updated", 5454, 2, [mug, again], refunds=[]
+        )
+        self.assertEqual(event.state, "skipped", event.reason)
+        self.assertEqual(self.held(other, self.shopify), {})
+
     def test_shopify_fetched_order_agrees_with_its_update(self):
         """The reconciliation pass reads an edited order as its update did:
         the units the edit removed stay released."""
