@@ -880,10 +880,14 @@ class ShopifyAdapter(ChannelAdapter):
             return None
         refunded = {}
         for refund in refunds:
-            connection = (refund or {}).get("refundLineItems") or {}
+            connection = (refund or {}).get("refundLineItems")
+            if not isinstance(connection, dict) or not isinstance(
+                connection.get("nodes"), list
+            ):
+                return None  # a refund whose lines were not read
             if (connection.get("pageInfo") or {}).get("hasNextPage"):
                 return None
-            for entry in connection.get("nodes") or []:
+            for entry in connection["nodes"]:
                 item = (entry.get("lineItem") or {}).get("id") or ""
                 refunded[item] = refunded.get(item, 0.0) + float(
                     entry.get("quantity") or 0
@@ -964,8 +968,8 @@ def _require(body, topic, *names):
 
 def _refunded_units(body, topic):
     """Units each line item has refunded, by line item id, as the order's own
-    ``refunds`` say; ``None`` when the payload carries no ``refunds`` (a
-    subscription may leave fields out)."""
+    ``refunds`` say; ``None`` when the payload does not say (a subscription
+    may leave ``refunds``, or their lines, out)."""
     refunds = body.get("refunds")
     if refunds is None:
         return None
@@ -973,10 +977,14 @@ def _refunded_units(body, topic):
         raise WebhookPayloadError(f"{topic} payload: refunds are not a list")
     refunded = {}
     for refund in refunds:
-        entries = refund.get("refund_line_items") if isinstance(refund, dict) else None
+        if not isinstance(refund, dict):
+            raise WebhookPayloadError(f"{topic} payload: a refund is not an object")
+        entries = refund.get("refund_line_items")
+        if entries is None:
+            return None  # a refund whose lines the payload leaves out
         if not isinstance(entries, list):
             raise WebhookPayloadError(
-                f"{topic} payload: a refund has no list of refund_line_items"
+                f"{topic} payload: a refund's refund_line_items are not a list"
             )
         for entry in entries:
             if not isinstance(entry, dict):

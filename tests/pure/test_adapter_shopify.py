@@ -581,6 +581,29 @@ def test_fetched_orders_less_what_edits_removed(sim):
     assert [ln.quantity for ln in orders[edited].lines] == [5.0, 2.0]
 
 
+def test_fetched_refunds_without_their_lines(sim, monkeypatch):
+    """A refund whose lines the answer leaves out: the order is read as first
+    ordered (counting only the refunds read would release too much)."""
+    sim.add_item("A")
+    now = datetime.now(timezone.utc)
+    gid = sim.add_order([("A", 3)], updated_at=now - timedelta(minutes=9))
+    sim.refund_order(gid, [("A", 1)], updated_at=now - timedelta(minutes=8))
+    sim.edit_order(gid, "A", 1, updated_at=now - timedelta(minutes=7))
+    adapter = make_adapter(sim)
+    [order] = adapter.fetch_orders(now - timedelta(hours=1))
+    assert [ln.quantity for ln in order.lines] == [2.0]
+    monkeypatch.setattr(
+        sim,
+        "_order_refunds",
+        lambda version, query, variables: (
+            {"order": {"refunds": [{"refundLineItems": None}]}},
+            1,
+        ),
+    )
+    [order] = adapter.fetch_orders(now - timedelta(hours=1))
+    assert [ln.quantity for ln in order.lines] == [3.0]
+
+
 # -- webhooks ------------------------------------------------------------------
 HEADERS = {
     "X-Shopify-Event-Id": "evt-1",
@@ -683,6 +706,10 @@ def test_order_lines_less_what_edits_removed(adapter):
     without_refunds = {k: v for k, v in body.items() if k != "refunds"}
     [event] = adapter.parse_webhook("orders/updated", without_refunds, HEADERS)
     assert [ln.quantity for ln in event.order.lines] == [5.0, 3.0, 2.0, 4.0]
+    # a refund whose lines the subscription leaves out: the same
+    unlined = dict(body, refunds=[*body["refunds"], {"id": 9}])
+    [event] = adapter.parse_webhook("orders/updated", unlined, HEADERS)
+    assert [ln.quantity for ln in event.order.lines] == [5.0, 3.0, 2.0, 4.0]
     # a line never sells more than was ordered, whatever current_quantity says
     grown = dict(
         body, line_items=[{"id": 1, "sku": "A", "quantity": 1, "current_quantity": 3}]
@@ -695,7 +722,8 @@ def test_order_lines_less_what_edits_removed(adapter):
     "change",
     [
         {"refunds": {"id": 1}},
-        {"refunds": [{"id": 1}]},
+        {"refunds": ["x"]},
+        {"refunds": [{"id": 1, "refund_line_items": {"id": 2}}]},
         {"refunds": [{"refund_line_items": ["x"]}]},
         {"refunds": [{"refund_line_items": [{"line_item_id": 1, "quantity": "x"}]}]},
         {"refunds": [{"refund_line_items": [{"line_item_id": 1, "quantity": True}]}]},
