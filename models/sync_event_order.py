@@ -143,28 +143,50 @@ class SyncEventOrder(models.Model):
         taken = ", ".join(_qty_label(binding, qty) for binding, qty in refunded.items())
         return lines, taken
 
-    def _scs_emptied(self, applied, bindings=None):
-        """Did the newest applied state of this order leave nothing to hold?
+    def _scs_open_and_empty(self, order_id, applied, bindings=None):
+        """Is this order open here, holding nothing to follow?
 
-        An edit that takes every unit out of a reserved order (a Shopify
-        order keeps its line items, at a current quantity of 0) cancels its
-        transfer, but the order is still open: its next state, which only
-        follows a reservation, reserves what it adds back. An order
-        cancelled or refunded as a whole, or one whose transfer was cancelled
-        in Odoo while it still held units, is not reserved again that way.
+        A state that only follows a reservation (Shopify's ``orders/updated``)
+        reserves what it adds to such an order:
+
+        - an order an edit emptied: an edit that takes every unit out (a
+          Shopify order keeps its line items, at a current quantity of 0)
+          cancels its transfer, but the order is still open;
+        - an order whose creation named no SKU bound here (recorded as
+          needing attention), to which an edit adds one.
+
+        An order cancelled or refunded as a whole, or one whose transfer was
+        cancelled in Odoo while it still held units, is not reserved again
+        that way, nor one never recorded here.
         """
         states = [order for _event, order in applied if not _is_line_refund(order)]
-        if not states or states[-1].get("status") in ("cancelled", "refunded"):
-            return False
-        known = [
-            (line, b) for line, b in self._scs_order_lines(states[-1], bindings) if b
-        ]
-        if not known:
-            return False
-        rest, _refunded = self._scs_less_refunded(applied, known, bindings)
-        return not any(
-            binding.product_id.uom_id.compare(qty, 0) > 0
-            for binding, qty in _per_binding(rest)
+        if states:
+            if states[-1].get("status") in ("cancelled", "refunded"):
+                return False
+            known = [
+                (line, b)
+                for line, b in self._scs_order_lines(states[-1], bindings)
+                if b
+            ]
+            if not known:
+                return False
+            rest, _refunded = self._scs_less_refunded(applied, known, bindings)
+            return not any(
+                binding.product_id.uom_id.compare(qty, 0) > 0
+                for binding, qty in _per_binding(rest)
+            )
+        return bool(
+            self.search_count(
+                [
+                    ("id", "!=", self.id),
+                    ("channel_id", "=", self.channel_id.id),
+                    ("direction", "=", "in"),
+                    ("kind", "=", "order"),
+                    ("external_ref", "=", order_id),
+                    ("state", "=", "attention"),
+                ],
+                limit=1,
+            )
         )
 
     def _scs_apply_order(self, order, bindings=None, defer=None):
@@ -203,7 +225,9 @@ class SyncEventOrder(models.Model):
             return self._scs_release(existing, order, [(ln, b) for ln, b in lines if b])
         if existing:
             return self._scs_follow_order(existing, lines, applied, bindings)
-        if order.get("follow_only") and not self._scs_emptied(applied, bindings):
+        if order.get("follow_only") and not self._scs_open_and_empty(
+            order_id, applied, bindings
+        ):
             self._scs_set_state(
                 "skipped",
                 reason=_(

@@ -618,8 +618,10 @@ class TestWebhook(SyncCaseMixin, HttpCase):
 
     def test_shopify_emptied_order_reserves_what_an_edit_adds_back(self):
         """An edit that removes every unit cancels the order's transfer; the
-        order is still open, and its next edit reserves what it adds back.
-        An order cancelled as a whole is not reserved again by an update."""
+        order is still open, and its next edit reserves what it adds back, as
+        it does for an order that named no bound SKU. An order cancelled as a
+        whole, or whose transfer was cancelled in Odoo, is not reserved again
+        by an update."""
         gid = "gid://shopify/Order/5353"
         mug = {"id": 1, "sku": "SCS-MUG", "quantity": 1, "variant_id": 111}
         again = {"id": 3, "sku": "SCS-MUG", "quantity": 2, "variant_id": 111}
@@ -654,6 +656,20 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertEqual(event.state, "skipped", event.reason)
         self.assertEqual(self.held(other, self.shopify), {})
+        # an order that named no bound SKU, to which an edit adds one
+        unbound = {"id": 7, "sku": "SCS-GIFT-CARD", "quantity": 1}
+        event = self.post_shopify_order("orders/create", 5555, 1, [unbound])
+        self.assertEqual(event.state, "attention", event.reason)
+        event = self.post_shopify_order(
+            "orders/updated", 5555, 2, [unbound, mug], refunds=[]
+        )
+        self.assertEqual(event.state, "applied", event.reason)
+        self.assertEqual(
+            self.held("gid://shopify/Order/5555", self.shopify), {"SCS-MUG": (1, 1)}
+        )
+        # an update of an order never recorded here still reserves nothing
+        event = self.post_shopify_order("orders/updated", 5656, 2, [mug], refunds=[])
+        self.assertEqual(event.state, "skipped", event.reason)
 
     def test_shopify_fetched_order_agrees_with_its_update(self):
         """The reconciliation pass reads an edited order as its update did:
