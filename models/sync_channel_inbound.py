@@ -51,7 +51,7 @@ from datetime import datetime, timezone
 
 import psycopg2
 
-from odoo import _, api, models, tools
+from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
 
 from odoo.addons.queue_job.controllers.main import PG_CONCURRENCY_ERRORS_TO_RETRY
@@ -135,6 +135,15 @@ class ApplyRun:
 
 class SyncChannel(models.Model):
     _inherit = "sync.channel"
+
+    order_cutoff = fields.Datetime(
+        "Ignore Orders Placed Before",
+        help="Orders placed on the channel before this moment are never "
+        "reserved: set it when connecting a shop that already has orders, "
+        "whose later updates (a note, a status, a refund) would otherwise "
+        "reserve goods long shipped. Orders the channel gives no placing "
+        "date for are reserved as usual. Empty: every order counts.",
+    )
 
     # -- the webhook route's lookup --
     @api.model

@@ -10,6 +10,7 @@ oversell incident.
 
 import json
 import time
+from datetime import datetime, timezone
 
 from odoo import _, api, fields, models
 
@@ -189,6 +190,18 @@ class SyncEventOrder(models.Model):
             )
         )
 
+    def _scs_placed_before_cutoff(self, order):
+        """When the order was placed (naive UTC), if before the channel's
+        order cutoff; else ``None`` (no cutoff, or no placing date)."""
+        cutoff = self.channel_id.order_cutoff
+        placed = order.get("created_at")
+        if not cutoff or not placed:
+            return None
+        placed = datetime.fromisoformat(placed)
+        if placed.tzinfo is not None:
+            placed = placed.astimezone(timezone.utc).replace(tzinfo=None)
+        return placed if placed < cutoff else None
+
     def _scs_apply_order(self, order, bindings=None, defer=None):
         channel = self.channel_id
         order_id = str(order.get("external_id") or self.external_ref or "")
@@ -225,6 +238,18 @@ class SyncEventOrder(models.Model):
             return self._scs_release(existing, order, [(ln, b) for ln, b in lines if b])
         if existing:
             return self._scs_follow_order(existing, lines, applied, bindings)
+        placed = self._scs_placed_before_cutoff(order)
+        if placed:
+            self._scs_set_state(
+                "skipped",
+                reason=_(
+                    "order placed %(placed)s, before the channel's order cutoff"
+                    " (%(cutoff)s): not reserved",
+                    placed=placed,
+                    cutoff=self.channel_id.order_cutoff,
+                ),
+            )
+            return "before cutoff"
         if order.get("follow_only") and not self._scs_open_and_empty(
             order_id, applied, bindings
         ):

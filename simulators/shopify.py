@@ -167,8 +167,10 @@ class ShopifySimulator(Simulator):
         cancelled=False,
         financial_status="PAID",
         order_id=None,
+        created_at=None,
     ):
-        """Add an order; ``lines`` is a list of (sku, quantity)."""
+        """Add an order; ``lines`` is a list of (sku, quantity); placed at
+        ``created_at``, else when it was last updated."""
         with self.lock:
             number = order_id or self._new_id()
             gid = f"gid://shopify/Order/{number}"
@@ -176,6 +178,7 @@ class ShopifySimulator(Simulator):
             self.orders[gid] = {
                 "id": gid,
                 "name": f"#{number}",
+                "createdAt": _iso(created_at or when),
                 "updatedAt": _iso(when),
                 "cancelledAt": _iso(when) if cancelled else None,
                 "displayFinancialStatus": financial_status,
@@ -565,6 +568,7 @@ class ShopifySimulator(Simulator):
                 {
                     "id": order["id"],
                     "name": order["name"],
+                    "createdAt": order["createdAt"],
                     "updatedAt": order["updatedAt"],
                     "cancelledAt": order["cancelledAt"],
                     "displayFinancialStatus": order["displayFinancialStatus"],

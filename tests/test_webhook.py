@@ -1534,6 +1534,68 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             self.post_edit(order_id, [], 9, event="order.cancelled")
             self.assertFalse(self.reservations(self.generic, order_id))
 
+    def test_order_cutoff(self):
+        """An order placed before the channel's order cutoff is never
+        reserved (WooCommerce sends an old order again as ``order.updated``
+        when it is completed or annotated); one placed after it, or whose
+        placing date the channel does not give, is."""
+        secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
+        self.woo.sudo().order_cutoff = "2026-11-01 00:00:00"
+        free = self.product_a.free_qty
+
+        def post(order_id, status, created):
+            payload = {
+                "id": order_id,
+                "status": status,
+                "date_modified_gmt": "2026-11-22T10:00:00",
+                "line_items": [
+                    {"id": 5, "product_id": 55, "sku": "SCS-MUG", "quantity": 1}
+                ],
+            }
+            if created:
+                payload["date_created_gmt"] = created
+            body = json.dumps(payload).encode()
+            digest = hmac.new(secret, body, hashlib.sha256).digest()
+            headers = {
+                "X-WC-Webhook-Signature": base64.b64encode(digest).decode(),
+                "X-WC-Webhook-Topic": "order.updated",
+                "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex,
+                "Content-Type": "application/json",
+            }
+            res = self.url_open(
+                URL + self.woo.webhook_token, data=body, headers=headers
+            )
+            self.assertEqual(res.status_code, 200, res.text)
+            self.run_jobs("_scs_job_apply_inbound")
+            return self.env["sync.event"].search(
+                [("channel_id", "=", self.woo.id), ("external_ref", "=", str(order_id))]
+            )
+
+        old = post(911, "completed", "2026-10-02T09:00:00")
+        self.assertEqual(old.state, "skipped")
+        self.assertIn("before the channel's order cutoff", old.reason)
+        self.assertFalse(self.reservations(self.woo, "911"))
+        self.assertEqual(
+            post(912, "processing", "2026-11-22T09:00:00").state, "applied"
+        )
+        self.assertEqual(post(913, "processing", None).state, "applied")
+        self.env.invalidate_all()
+        self.assertEqual(free - self.product_a.free_qty, 2)
+        # Shopify gives the placing date as created_at
+        self.shopify.sudo().order_cutoff = "2026-11-01 00:00:00"
+        mug = {"id": 1, "sku": "SCS-MUG", "quantity": 1, "variant_id": 111}
+        event = self.post_shopify_order(
+            "orders/create", 5757, 1, [mug], created_at="2026-10-31T23:59:00-00:00"
+        )
+        self.assertEqual(event.state, "skipped", event.reason)
+        event = self.post_shopify_order(
+            "orders/create", 5858, 1, [mug], created_at="2026-11-01T00:01:00Z"
+        )
+        self.assertEqual(event.state, "applied", event.reason)
+        # without a cutoff, the old order is reserved
+        self.woo.sudo().order_cutoff = False
+        self.assertEqual(post(914, "completed", "2026-10-02T09:00:00").state, "applied")
+
     def test_woocommerce_edited_order(self):
         """WooCommerce sends the edited order as ``order.updated``."""
         secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()

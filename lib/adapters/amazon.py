@@ -704,6 +704,7 @@ class AmazonAdapter(RefreshTokenAdapter):
             status=status,
             lines=lines,
             updated_at=parse_time(order.get("LastUpdateDate")),
+            created_at=parse_time(order.get("PurchaseDate")),
             raw=order,
         )
 

@@ -151,13 +151,15 @@ class ChannelOrder:
     goods back on sale; ``follow_only``: a later state of the order, whose
     lines an order already reserved follows, but which never reserves an
     order of its own (Shopify's ``orders/updated`` fires for orders of any
-    age).
+    age); ``created_at``: when the order was placed on the channel, where
+    the channel says (a channel's order cutoff compares it).
     """
 
     external_id: str
     status: str
     lines: list = field(default_factory=list)
     updated_at: datetime | None = None
+    created_at: datetime | None = None
     restock: bool = True
     raw: dict = field(default_factory=dict)
     follow_only: bool = False

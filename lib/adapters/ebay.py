@@ -541,6 +541,7 @@ def _channel_order(order):
         status=status,
         lines=lines,
         updated_at=parse_time(order.get("lastModifiedDate")),
+        created_at=parse_time(order.get("creationDate")),
         restock=restock,
         raw=order,
     )

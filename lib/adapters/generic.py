@@ -462,6 +462,7 @@ class GenericAdapter(ChannelAdapter):
             status=status,
             lines=lines,
             updated_at=parse_datetime(data.get("updated_at")) or event_time,
+            created_at=parse_datetime(data.get("created_at")),
             restock=bool(data.get("restock", True)),
             raw=data,
         )

@@ -161,6 +161,7 @@ query ChannelSyncOrders($first: Int!, $after: String, $query: String!) {
     nodes {
       id
       name
+      createdAt
       updatedAt
       cancelledAt
       displayFinancialStatus
@@ -852,6 +853,7 @@ class ShopifyAdapter(ChannelAdapter):
                 for line in line_nodes
             ],
             updated_at=parse_time(node.get("updatedAt")),
+            created_at=parse_time(node.get("createdAt")),
             raw=node,
         )
 
@@ -1083,6 +1085,7 @@ def _order_from_webhook(topic, body):
         status=status,
         lines=_webhook_lines(body["line_items"], topic, _refunded_units(body, topic)),
         updated_at=parse_time(body.get("updated_at")),
+        created_at=parse_time(body.get("created_at")),
         raw=body,
     )
 

@@ -519,6 +519,7 @@ def order_from_payload(body, topic="order"):
         status=normalised,
         lines=lines,
         updated_at=parse_gmt(body.get("date_modified_gmt")),
+        created_at=parse_gmt(body.get("date_created_gmt")),
         raw=body,
     )
     return kind, order

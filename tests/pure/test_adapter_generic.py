@@ -468,6 +468,10 @@ def test_webhook_order(adapter, event_type):
     assert event.order.external_id == "1001" and event.order.status == "open"
     assert [(ln.sku, ln.quantity) for ln in event.order.lines] == [("A", 2), ("B", 1)]
     assert event.order.updated_at == datetime(2025, 3, 1, 10)
+    assert event.order.created_at is None
+    data["created_at"] = "2025-02-28T23:30:00Z"
+    (event,) = adapter.parse_webhook(None, envelope(event_type, data), HEADERS)
+    assert event.order.created_at == datetime(2025, 2, 28, 23, 30)
 
 
 def test_webhook_cancel_and_refund(adapter):

@@ -569,6 +569,10 @@ def test_fetched_orders_less_what_edits_removed(sim):
     adapter = make_adapter(sim)
     orders = {o.external_id: o for o in adapter.fetch_orders(now - timedelta(hours=1))}
     assert [(ln.sku, ln.quantity) for ln in orders[plain].lines] == [("A", 2.0)]
+    # placed when created, whatever came after
+    placed = orders[edited].created_at - (now - timedelta(minutes=8))
+    assert abs(placed.total_seconds()) < 1
+    assert orders[edited].updated_at > orders[edited].created_at
     assert [(ln.sku, ln.quantity) for ln in orders[edited].lines] == [
         ("A", 4.0),
         ("B", 2.0),
@@ -635,6 +639,10 @@ def test_order_topics(adapter, topic):
     [line] = event.order.lines
     assert (line.sku, line.quantity) == ("A", 2.0)
     assert line.external_variant_id == "gid://shopify/ProductVariant/55"
+    assert event.order.created_at is None
+    placed = dict(ORDER, created_at="2026-11-20T09:58:00-05:00")
+    [event] = adapter.parse_webhook(topic, placed, HEADERS)
+    assert event.order.created_at == datetime(2026, 11, 20, 14, 58, tzinfo=timezone.utc)
 
 
 def test_cancelled_topic(adapter):

@@ -313,6 +313,11 @@ def test_order_created_and_key_follows_modification(adapter):
     assert first.kind == "order"
     assert first.idempotency_key == again.idempotency_key
     assert changed.idempotency_key != first.idempotency_key
+    # when the order was placed, for the channel's order cutoff
+    assert first.order.created_at is None
+    placed = dict(ORDER, date_created_gmt="2026-10-02T09:00:00")
+    [event] = adapter.parse_webhook("order.updated", placed, {})
+    assert event.order.created_at == datetime(2026, 10, 2, 9, tzinfo=timezone.utc)
 
 
 def test_draft_orders_and_unknown_topics_are_ignored(adapter):
