@@ -415,6 +415,21 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             [("idempotency_key", "=", f"{topic}:{event_id}")]
         )
 
+    def post_woo(self, topic, payload):
+        """A signed WooCommerce delivery of ``payload``, applied."""
+        body = json.dumps(payload).encode()
+        secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
+        digest = hmac.new(secret, body, hashlib.sha256).digest()
+        headers = {
+            "X-WC-Webhook-Signature": base64.b64encode(digest).decode(),
+            "X-WC-Webhook-Topic": topic,
+            "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex,
+            "Content-Type": "application/json",
+        }
+        res = self.url_open(URL + self.woo.webhook_token, data=body, headers=headers)
+        self.assertEqual(res.status_code, 200, res.text)
+        self.run_jobs("_scs_job_apply_inbound")
+
     def test_shopify_order_updates_follow_a_reserved_order(self):
         """orders/updated: units an order edit adds are reserved; a refunded
         status releases nothing (refunds/create does); a cancelled one
@@ -1539,7 +1554,6 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         reserved (WooCommerce sends an old order again as ``order.updated``
         when it is completed or annotated); one placed after it, or whose
         placing date the channel does not give, is."""
-        secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
         self.woo.sudo().order_cutoff = "2026-11-01 00:00:00"
         free = self.product_a.free_qty
 
@@ -1554,19 +1568,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             }
             if created:
                 payload["date_created_gmt"] = created
-            body = json.dumps(payload).encode()
-            digest = hmac.new(secret, body, hashlib.sha256).digest()
-            headers = {
-                "X-WC-Webhook-Signature": base64.b64encode(digest).decode(),
-                "X-WC-Webhook-Topic": "order.updated",
-                "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex,
-                "Content-Type": "application/json",
-            }
-            res = self.url_open(
-                URL + self.woo.webhook_token, data=body, headers=headers
-            )
-            self.assertEqual(res.status_code, 200, res.text)
-            self.run_jobs("_scs_job_apply_inbound")
+            self.post_woo("order.updated", payload)
             return self.env["sync.event"].search(
                 [("channel_id", "=", self.woo.id), ("external_ref", "=", str(order_id))]
             )
@@ -1598,10 +1600,10 @@ class TestWebhook(SyncCaseMixin, HttpCase):
 
     def test_woocommerce_edited_order(self):
         """WooCommerce sends the edited order as ``order.updated``."""
-        secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
 
         def post(topic, qty, modified):
-            body = json.dumps(
+            self.post_woo(
+                topic,
                 {
                     "id": 903,
                     "status": "processing",
@@ -1609,20 +1611,8 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                     "line_items": [
                         {"id": 5, "product_id": 55, "sku": "SCS-MUG", "quantity": qty}
                     ],
-                }
-            ).encode()
-            digest = hmac.new(secret, body, hashlib.sha256).digest()
-            headers = {
-                "X-WC-Webhook-Signature": base64.b64encode(digest).decode(),
-                "X-WC-Webhook-Topic": topic,
-                "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex,
-                "Content-Type": "application/json",
-            }
-            res = self.url_open(
-                URL + self.woo.webhook_token, data=body, headers=headers
+                },
             )
-            self.assertEqual(res.status_code, 200, res.text)
-            self.run_jobs("_scs_job_apply_inbound")
             moves = self.reservations(self.woo, "903").move_ids.filtered(
                 lambda m: m.state != "cancel"
             )
