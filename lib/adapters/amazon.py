@@ -746,6 +746,7 @@ class AmazonAdapter(RefreshTokenAdapter):
             status="cancelled" if cancelled else "open",
             lines=lines,
             updated_at=when,
+            created_at=parse_time(summary.get("PurchaseDate")),
             raw=note,
         )
         return InboundEvent(

@@ -521,6 +521,7 @@ def test_fetch_orders_since_follows_next_token_and_reads_items(sim):
     assert len(by_id[big].lines) == 25
     first = orders[0]
     assert first.status == "open" and first.updated_at >= since
+    assert first.created_at is not None  # PurchaseDate
     assert (first.lines[0].sku, first.lines[0].quantity) == (row["sku"], 2.0)
     pages = sim.requests_for("GET", "/orders/v0/orders")
     listing = [p for p in pages if not p.path.endswith("/orderItems")]
@@ -553,6 +554,7 @@ def test_order_change_notifications_become_orders_and_cancellations(sim):
     assert event.idempotency_key == body["NotificationMetadata"]["NotificationId"]
     assert event.order.external_id == "111-1"
     assert [(line.sku, line.quantity) for line in event.order.lines] == [("A", 2.0)]
+    assert event.order.created_at == when - timedelta(minutes=5)  # PurchaseDate
 
     cancel = order_change_notification("111-1", "Canceled", [("A", 2)], sim.seller_id)
     sqs_message = {"MessageId": "m-1", "ReceiptHandle": "r", "Body": json.dumps(cancel)}

@@ -393,6 +393,7 @@ def test_fetch_orders_since_pages_and_maps_cancel_and_refund(sim):
         False,
     )
     assert by_id[refunded_unshipped].restock is True
+    assert all(o.created_at is not None for o in orders)  # creationDate
     line = orders[0].lines[0]
     assert (line.sku, line.quantity, line.external_id) == (
         row["sku"],
