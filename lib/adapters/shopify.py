@@ -810,7 +810,15 @@ class ShopifyAdapter(ChannelAdapter):
             )
             connection = data.get("orders") or {}
             for node in connection.get("nodes") or []:
-                yield self._order_from_node(node)
+                try:
+                    order = self._order_from_node(node)
+                except (ValueError, TypeError, KeyError, AttributeError) as err:
+                    # a pass that reads this says so and goes on comparing
+                    raise PermanentChannelError(
+                        f"Shopify order {(node or {}).get('id')!r}: "
+                        f"unreadable answer: {err}"
+                    ) from err
+                yield order
             after = self._next_cursor(connection)
             if after is None:
                 return

@@ -585,6 +585,17 @@ def test_fetched_orders_less_what_edits_removed(sim):
     assert [ln.quantity for ln in orders[edited].lines] == [5.0, 2.0]
 
 
+def test_unreadable_fetched_order_is_a_permanent_error(sim):
+    """An answer the adapter cannot read is a channel error the pass shows,
+    not a crash of its job."""
+    sim.add_item("A")
+    now = datetime.now(timezone.utc)
+    gid = sim.add_order([("A", 3)], updated_at=now - timedelta(minutes=9))
+    sim.orders[gid]["lines"][0]["currentQuantity"] = "many"
+    with pytest.raises(PermanentChannelError, match="unreadable answer"):
+        list(make_adapter(sim).fetch_orders(now - timedelta(hours=1)))
+
+
 def test_fetched_refunds_without_their_lines(sim, monkeypatch):
     """A refund whose lines the answer leaves out: the order is read as first
     ordered (counting only the refunds read would release too much)."""
