@@ -388,7 +388,10 @@ class SyncChannel(models.Model):
 
         Reads the quants of the channel's locations and their children; the
         per-product ORM compute would cost one query per product, which the
-        reconciliation pass over 100,000 bindings cannot afford.
+        reconciliation pass over 100,000 bindings cannot afford. A quant
+        can hold a reservation and no quantity (NULL): Odoo creates one when
+        the quant it would reserve on is locked by a concurrent transaction;
+        its reservation counts.
         """
         self.ensure_one()
         product_ids = list(product_ids)
@@ -404,7 +407,8 @@ class SyncChannel(models.Model):
         self.env.cr.execute(
             SQL(
                 """
-                SELECT q.product_id, SUM(q.quantity - q.reserved_quantity)
+                SELECT q.product_id,
+                       SUM(COALESCE(q.quantity, 0) - COALESCE(q.reserved_quantity, 0))
                   FROM stock_quant q
                   JOIN stock_location l ON l.id = q.location_id
                  WHERE q.product_id = ANY(%s)
