@@ -450,11 +450,23 @@ class SyncEventOrder(models.Model):
         Created, confirmed and reserved together: Odoo's stock operations
         cost much less per transfer on a batch than one by one.
         """
-        warehouse = channel.warehouse_ids[:1] or self.env[
-            "stock.warehouse"
-        ].sudo().search([("company_id", "=", channel.company_id.id)], limit=1)
+        locations = channel.sudo()._scs_stock_locations()
+        warehouse = (
+            channel.warehouse_ids[:1]
+            or locations.warehouse_id[:1]
+            or self.env["stock.warehouse"]
+            .sudo()
+            .search([("company_id", "=", channel.company_id.id)], limit=1)
+        )
         picking_type = warehouse.out_type_id
-        src = picking_type.default_location_src_id or warehouse.lot_stock_id
+        # reserved from the stock the channel sells, not from the delivery
+        # type's source: in two- and three-step delivery that is the output
+        # location, which holds nothing until a pick brings it there
+        src = (
+            locations.filtered(lambda loc: loc.warehouse_id == warehouse)[:1]
+            or locations[:1]
+            or warehouse.lot_stock_id
+        )
         dest = picking_type.default_location_dest_id or self.env.ref(
             "stock.stock_location_customers"
         )
