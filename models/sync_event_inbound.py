@@ -513,41 +513,43 @@ class SyncEventInbound(models.Model):
     def _scs_find_binding(
         self, sku=None, external_id=None, external_variant_id=None, bindings=None
     ):
-        """The channel's binding for a line or level: external ids, then SKU.
+        """The channel's binding for a line or level: variant id, SKU, then
+        product id.
 
         Marketplaces name an item in several ways (Shopify: variant id in
         orders, inventory item id in levels), so an external reference
-        matches either external id of a binding. ``bindings`` is an index
-        built for many events at once; what it does not know is searched.
+        matches either external id of a binding. A line that names a variant
+        is that variant or nothing: its product id is the parent's
+        (WooCommerce), shared by every variant, so a variant not bound here
+        would otherwise reserve a sibling. The SKU comes before the product
+        id, which some shops fill with ids of their own (a line's id).
+        ``bindings`` is an index built for many events at once; what it does
+        not know is searched.
         """
         Binding = self.env["channel.binding"].sudo()
-        if bindings:
-            for key in (
-                ("ref", str(external_variant_id or "")),
-                ("ref", str(external_id or "")),
-                ("sku", str(sku or "")),
-            ):
-                if key[1] and key in bindings:
-                    return Binding.browse(bindings[key])
+        refs = [str(external_variant_id or "")]
+        if not refs[0]:
+            refs = ["", str(external_id or "")]
+        keys = (("ref", refs[0]), ("sku", str(sku or "")), ("ref", refs[-1]))
         channel = self.channel_id
-        for ref in (external_variant_id, external_id):
-            if not ref:
+        for field, value in keys:
+            if not value:
                 continue
-            binding = Binding.search(
-                [
-                    ("channel_id", "=", channel.id),
+            if bindings and (field, value) in bindings:
+                return Binding.browse(bindings[(field, value)])
+            if field == "sku":
+                domain = [("sku", "=", value)]
+            else:
+                domain = [
                     "|",
-                    ("external_variant_id", "=", str(ref)),
-                    ("external_id", "=", str(ref)),
-                ],
-                limit=1,
+                    ("external_variant_id", "=", value),
+                    ("external_id", "=", value),
+                ]
+            binding = Binding.search(
+                [("channel_id", "=", channel.id), *domain], limit=1
             )
             if binding:
                 return binding
-        if sku:
-            return Binding.search(
-                [("channel_id", "=", channel.id), ("sku", "=", str(sku))], limit=1
-            )
         return Binding.browse()
 
     def _scs_unknown_sku(self, item, ref, error):

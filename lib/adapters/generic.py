@@ -454,7 +454,7 @@ class GenericAdapter(ChannelAdapter):
                 OrderLine(
                     sku=_identifier(line["sku"], "order line sku"),
                     quantity=quantity,
-                    external_id=str(line.get("id") or line.get("external_id") or ""),
+                    external_id=str(line.get("external_id") or ""),
                 )
             )
         return ChannelOrder(
@@ -483,7 +483,12 @@ class GenericAdapter(ChannelAdapter):
         _require(
             isinstance(payload, dict), "generic webhook: body must be a JSON object"
         )
-        key = signatures.standard_header(headers, signatures.STANDARD_ID_HEADER)
+        # the id as signed: the signature check strips blanks around it, so
+        # must the key, or a blank added to a captured delivery would make it
+        # a new event
+        key = str(
+            signatures.standard_header(headers, signatures.STANDARD_ID_HEADER) or ""
+        ).strip()
         if not key:
             raise ValueError("generic webhook: missing webhook-id header")
         event_type = payload.get("type") or topic or ""

@@ -357,7 +357,7 @@ def test_fetch_orders_since(sim):
     sim.add_order("O2", [("A", 2)], status="paid", updated_at=datetime(2025, 3, 2, 9))
     sim.add_order(
         "O3",
-        [{"sku": "B", "quantity": 1, "id": "L7"}],
+        [{"sku": "B", "quantity": 1, "id": "L7", "external_id": "P7"}],
         status="cancelled",
         updated_at=datetime(2025, 3, 3, 9),
     )
@@ -376,7 +376,8 @@ def test_fetch_orders_since(sim):
     assert [o.status for o in orders] == ["open", "cancelled", "refunded", "open"]
     assert orders[0].updated_at == datetime(2025, 3, 2, 9)
     assert orders[0].lines[0].sku == "A" and orders[0].lines[0].quantity == 2
-    assert orders[1].lines[0].external_id == "L7"
+    # a line's own id is not a product's: only external_id names one
+    assert orders[1].lines[0].external_id == "P7"
     assert orders[2].restock is False and orders[0].restock is True
     requests = gets(sim)
     assert [r.path for r in requests] == ["/orders", "/orders"]
@@ -551,3 +552,23 @@ def test_webhook_payload_missing_what_the_type_needs(adapter, payload, message):
 def test_webhook_without_id_header(adapter):
     with pytest.raises(ValueError, match="webhook-id"):
         adapter.parse_webhook(None, envelope("order.created", {}), {})
+
+
+@pytest.mark.parametrize("blank", [" ", "  ", "\t", " \t "])
+def test_webhook_id_is_the_key_as_signed(adapter, blank):
+    """The signature check strips blanks around webhook-id, so the key does
+    too: a captured delivery with a blank added is the same event."""
+    body = envelope("order.created", {"id": "1", "lines": []})
+    [plain] = adapter.parse_webhook(None, body, HEADERS)
+    padded = dict(HEADERS, **{"Webhook-Id": f"{blank}msg_abc{blank}"})
+    [event] = adapter.parse_webhook(None, body, padded)
+    assert plain.idempotency_key == event.idempotency_key == "msg_abc"
+
+
+def test_order_line_id_is_not_a_product_id(adapter):
+    body = envelope(
+        "order.created",
+        {"id": "1", "lines": [{"id": 1, "sku": "A", "quantity": 2}]},
+    )
+    [event] = adapter.parse_webhook(None, body, HEADERS)
+    assert event.order.lines[0].external_id == ""
