@@ -919,8 +919,9 @@ class ShopifyAdapter(ChannelAdapter):
         The idempotency key is ``<topic>:<X-Shopify-Event-Id>`` (the event id
         is stable across retries; the webhook id is the fallback), prefixed
         with the topic so one event fanned out to two subscriptions stays two
-        events. Topics this adapter does not handle give an ``ignored`` event
-        rather than an error, so Shopify does not keep retrying them.
+        events; a refund is keyed by its own id (``refunds/create:refund:<id>``).
+        Topics this adapter does not handle give an ``ignored`` event rather
+        than an error, so Shopify does not keep retrying them.
         """
         body = _as_object(payload)
         lowered = {str(k).lower(): v for k, v in (headers or {}).items()}
@@ -940,6 +941,13 @@ class ShopifyAdapter(ChannelAdapter):
             order = _order_from_webhook(topic, body)
             return [InboundEvent("order", key, event_time, order=order)]
         if topic == "orders/cancelled":
+            # the topic header is not signed: the signed body must say so too,
+            # or a captured order body could be replayed as its cancel
+            if not body.get("cancelled_at"):
+                raise WebhookPayloadError(
+                    "Shopify orders/cancelled without cancelled_at: the order"
+                    " is not cancelled"
+                )
             order = _order_from_webhook(topic, body)
             order.status = "cancelled"
             return [InboundEvent("cancel", key, event_time, order=order)]
@@ -947,6 +955,12 @@ class ShopifyAdapter(ChannelAdapter):
             return [_update_event(body, key, event_time)]
         if topic == "refunds/create":
             order = _refund_from_webhook(body)
+            refund_id = body.get("id")
+            if isinstance(refund_id, (int, str)) and not isinstance(refund_id, bool):
+                # refunds add up, so a refund must release once: keyed by the
+                # refund's own id (signed, in the body), not only by the
+                # unsigned event id, which a replay could change
+                key = f"{topic}:refund:{str(refund_id)[:200]}"
             return [InboundEvent("cancel", key, event_time, order=order)]
         if topic == "inventory_levels/update":
             return [_inventory_event(body, key, event_time)]

@@ -444,6 +444,14 @@ class WooCommerceAdapter(ChannelAdapter):
         if topic in ("order.created", "order.updated"):
             return [_order_event(topic, body)]
         if topic == "order.deleted":
+            # WooCommerce sends only the id of a deleted order; the topic
+            # header is not signed, so a whole order's body under this topic
+            # is a captured delivery replayed, not a deletion
+            if "line_items" in body:
+                raise WebhookPayloadError(
+                    "WooCommerce order.deleted carries only the order id, not"
+                    " a whole order"
+                )
             order_id = _resource_id(topic, body)
             order = ChannelOrder(external_id=order_id, status="cancelled")
             return [InboundEvent("cancel", f"{topic}:{order_id}", order=order)]

@@ -870,3 +870,32 @@ def test_malformed_webhooks_raise_value_error(
     with pytest.raises(ValueError, match=fragment) as err:
         adapter.parse_webhook(topic, payload, headers)
     assert isinstance(err.value, WebhookPayloadError)
+
+
+def test_refund_is_keyed_by_its_own_id(adapter):
+    """Refunds add up: the same refund under another (unsigned) event id
+    must be the same event, or a replay would release its units again."""
+    body = {
+        "id": 9,
+        "order_id": 77,
+        "refund_line_items": [
+            {"quantity": 1, "restock_type": "return", "line_item": {"sku": "A"}}
+        ],
+    }
+    [first] = adapter.parse_webhook("refunds/create", body, HEADERS)
+    other = dict(HEADERS, **{"X-Shopify-Event-Id": "evt-2"})
+    [again] = adapter.parse_webhook("refunds/create", body, other)
+    assert first.idempotency_key == again.idempotency_key == "refunds/create:refund:9"
+    [second] = adapter.parse_webhook("refunds/create", dict(body, id=10), HEADERS)
+    assert second.idempotency_key != first.idempotency_key
+
+
+@pytest.mark.parametrize("cancelled_at", [None, "", False])
+def test_cancel_topic_needs_a_cancelled_body(adapter, cancelled_at):
+    """The topic header is not signed: an order body that is not cancelled,
+    sent under orders/cancelled, is refused rather than releasing it."""
+    body = dict(ORDER, cancelled_at=cancelled_at)
+    with pytest.raises(ValueError, match="cancelled_at"):
+        adapter.parse_webhook("orders/cancelled", body, HEADERS)
+    with pytest.raises(ValueError, match="cancelled_at"):
+        adapter.parse_webhook("orders/cancelled", ORDER, HEADERS)
