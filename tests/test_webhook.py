@@ -2073,3 +2073,143 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             [("kind", "=", "correction"), ("channel_id", "=", self.generic.id)]
         )
         self.assertEqual(sorted(corrections.mapped("state")), ["applied", "applied"])
+
+    def test_two_step_delivery_reserves_from_stock(self):
+        """A warehouse that ships in two steps keeps its stock in WH/Stock,
+        not in the delivery type's source (WH/Output): a channel's order is
+        reserved from the stock the channel sells."""
+        self.warehouse.delivery_steps = "pick_ship"
+        self.assertNotEqual(
+            self.warehouse.out_type_id.default_location_src_id, self.stock
+        )
+        free = self.product_a.free_qty
+        res = self.post_generic(self.order_payload("G-2STEP", qty=3))
+        self.assertEqual(res.status_code, 200, res.text)
+        self.run_jobs("_scs_job_apply_inbound")
+        picking = self.reservations(self.generic, "G-2STEP")
+        self.assertEqual(picking.location_id, self.stock)
+        self.assertEqual(picking.state, "assigned")
+        self.assertEqual(picking.move_ids.quantity, 3.0)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 3)
+        self.assertFalse(
+            self.env["sync.event"].search([("kind", "=", "oversell")]),
+            "stock that is there is no oversell",
+        )
+
+    def test_free_quantity_counts_a_reservation_without_quantity(self):
+        """Odoo reserves on a new quant with no quantity (NULL) when the one
+        it would use is locked by a concurrent transaction: that reservation
+        still lowers what every channel is offered."""
+        free = self.generic._scs_free_quantities([self.product_a.id])
+        self.assertEqual(free[self.product_a.id], self.product_a.free_qty)
+        self.env.flush_all()
+        self.env.cr.execute(
+            "INSERT INTO stock_quant (product_id, location_id, company_id,"
+            " reserved_quantity, in_date) VALUES (%s, %s, %s, 3, now())",
+            (self.product_a.id, self.stock.id, self.stock.company_id.id),
+        )
+        self.env.invalidate_all()
+        self.assertEqual(self.product_a.free_qty, free[self.product_a.id] - 3)
+        after = self.generic._scs_free_quantities([self.product_a.id])
+        self.assertEqual(after[self.product_a.id], free[self.product_a.id] - 3)
+
+    def test_unbound_variant_does_not_reserve_its_sibling(self):
+        """A WooCommerce line names its variation and the parent product: a
+        variation bound nowhere is an unknown SKU needing attention, not the
+        sibling bound under the same parent; a generic line's own id is not
+        a product id."""
+        self.b_woo.write({"external_id": "300", "external_variant_id": "301"})
+        free_a, free_b = self.product_a.free_qty, self.product_b.free_qty
+        line = {"id": 7, "product_id": 300, "variation_id": 399, "quantity": 2}
+        self.post_woo(
+            "order.created",
+            {
+                "id": 950,
+                "status": "processing",
+                "date_modified_gmt": "2026-11-22T10:00:00",
+                "line_items": [dict(line, sku="SCS-OTHER-VARIANT")],
+            },
+        )
+        self.assertFalse(self.reservations(self.woo, "950"))
+        unknown = self.env["sync.event"].search(
+            [("channel_id", "=", self.woo.id), ("kind", "=", "unknown_sku")]
+        )
+        self.assertEqual(unknown.mapped("sku"), ["SCS-OTHER-VARIANT"])
+        # the bound variation itself still reserves, by its id
+        self.post_woo(
+            "order.created",
+            {
+                "id": 951,
+                "status": "processing",
+                "date_modified_gmt": "2026-11-22T10:00:00",
+                "line_items": [dict(line, variation_id=301, sku="")],
+            },
+        )
+        self.assertEqual(self.reservations(self.woo, "951").move_ids.quantity, 2.0)
+        # generic: line id 1 and a binding whose external id is "1"
+        self.bind(self.generic, self.product_b, external_id="1")
+        payload = self.order_payload("G-LINEID", qty=1)
+        payload["data"]["lines"][0]["id"] = 1
+        self.post_generic(payload)
+        self.run_jobs("_scs_job_apply_inbound")
+        moves = self.reservations(self.generic, "G-LINEID").move_ids
+        self.assertEqual(moves.product_id, self.product_a)
+        self.env.invalidate_all()
+        self.assertEqual(self.product_a.free_qty, free_a - 2 - 1)
+        self.assertEqual(self.product_b.free_qty, free_b)
+
+    def test_shopify_refund_replayed_under_a_new_event_id_releases_once(self):
+        """A refund is keyed by its own id: the same signed refund body under
+        a new X-Shopify-Event-Id is a duplicate; an order body replayed under
+        orders/cancelled (the topic is not signed) is refused, writes nothing."""
+        url = URL + self.shopify.webhook_token
+        line = {
+            "id": 71,
+            "variant_id": 111,
+            "sku": "SCS-MUG",
+            "quantity": 4,
+            "admin_graphql_api_id": "gid://shopify/LineItem/71",
+        }
+        self.post_shopify_order("orders/create", 7100, 1, [line])
+        order = "gid://shopify/Order/7100"
+        self.assertEqual(self.reservations(self.shopify, order).move_ids.quantity, 4)
+        refund = json.dumps(
+            {
+                "id": 880,
+                "order_id": 7100,
+                "created_at": "2026-11-22T10:05:00Z",
+                "refund_line_items": [
+                    {"quantity": 1, "restock_type": "return", "line_item": line}
+                ],
+            }
+        ).encode()
+        answers = []
+        for _round in range(3):
+            headers = {
+                **signatures.sign_shopify("shpss_test_secret", refund),
+                "X-Shopify-Topic": "refunds/create",
+                "X-Shopify-Event-Id": uuid.uuid4().hex,
+                "X-Shopify-Triggered-At": "2026-11-22T10:05:00Z",
+                "Content-Type": "application/json",
+            }
+            res = self.url_open(url, data=refund, headers=headers)
+            self.assertEqual(res.status_code, 200, res.text)
+            answers.append(res.json()["status"])
+            self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(answers, ["accepted", "duplicate", "duplicate"])
+        self.assertEqual(self.reservations(self.shopify, order).move_ids.quantity, 3)
+        before = self.counts()
+        body = json.dumps(
+            {"id": 7100, "updated_at": "2026-11-22T10:06:00Z", "line_items": [line]}
+        ).encode()
+        headers = {
+            **signatures.sign_shopify("shpss_test_secret", body),
+            "X-Shopify-Topic": "orders/cancelled",
+            "X-Shopify-Event-Id": uuid.uuid4().hex,
+            "Content-Type": "application/json",
+        }
+        res = self.url_open(url, data=body, headers=headers)
+        self.assertEqual(res.status_code, 400, res.text)
+        self.assertEqual(self.counts(), before)
+        self.assertEqual(self.reservations(self.shopify, order).move_ids.quantity, 3)
