@@ -13,7 +13,9 @@ import time
 from datetime import datetime, timezone
 
 from odoo import _, api, fields, models
+from odoo.tools import SQL
 
+from .job_store import lock_rows_or_retry
 from .sync_event import DEFERRED
 
 
@@ -406,10 +408,50 @@ class SyncEventOrder(models.Model):
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
         return "changed"
 
+    @api.model
+    def _scs_lock_stock(self, products, location):
+        """Lock the quants a reservation of ``products`` may take from
+        ``location`` (and its children), or retry the job.
+
+        Channels are applied by jobs of their own, so two channels selling
+        the same product reserve it at the same moment. Each job reads the
+        stock on its own snapshot: without this lock both reserve what only
+        one can have (Odoo then puts the second reservation on a new quant
+        without quantity), and neither sees an oversell. With it, the second
+        job finds the quants locked, or changed since its snapshot, and its
+        events wait for a run a second later, on the stock the first left.
+        """
+        if not products or not location:
+            return
+        self.env["stock.quant"].flush_model(["product_id", "location_id"])
+        self.env["stock.location"].flush_model(["parent_path"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT q.id FROM stock_quant q"
+                " JOIN stock_location l ON l.id = q.location_id"
+                " WHERE q.product_id = ANY(%s) AND l.parent_path LIKE %s",
+                sorted(products.ids),
+                f"{location.parent_path}%",
+            )
+        )
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        if ids:
+            lock_rows_or_retry(
+                self.env,
+                "stock_quant",
+                ids,
+                "the stock of these products is being reserved by another job",
+                nowait=True,
+            )
+
     def _scs_reserve_more(self, pickings, more):
         """Add ``{binding: qty}`` to the order's open transfer, reserved: to
         the product's open move, else in a new move (created together)."""
         picking = pickings.filtered(lambda p: p.state not in ("done", "cancel"))[:1]
+        self._scs_lock_stock(
+            self.env["product.product"].union(*(b.product_id for b in more)),
+            picking.location_id,
+        )
         moves = self.env["stock.move"]
         new_moves = []
         for binding, qty in more.items():
@@ -469,6 +511,12 @@ class SyncEventOrder(models.Model):
         )
         dest = picking_type.default_location_dest_id or self.env.ref(
             "stock.stock_location_customers"
+        )
+        self._scs_lock_stock(
+            self.env["product.product"].union(
+                *(binding.product_id for _o, known in orders for _l, binding in known)
+            ),
+            src,
         )
         vals_list = []
         for order_id, known in orders:

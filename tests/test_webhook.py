@@ -2213,3 +2213,40 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(res.status_code, 400, res.text)
         self.assertEqual(self.counts(), before)
         self.assertEqual(self.reservations(self.shopify, order).move_ids.quantity, 3)
+
+    def test_stock_being_reserved_by_another_job_waits(self):
+        """Two channels' jobs reserving one product at once: the quants the
+        reservation takes are locked first; while another job holds them (or
+        changed them since this job's snapshot), the order waits for a run a
+        second later instead of reserving stock the other one took."""
+        module = "odoo.addons.stock_channel_sync.models.sync_event_order"
+        calls = []
+
+        def held(env, table, ids, reason, **kw):
+            calls.append((table, sorted(ids)))
+            raise RetryableJobError(reason, seconds=1, ignore_retry=True)
+
+        self.post_generic(self.order_payload("G-RACE", qty=2), msg_id="msg_race")
+        free = self.product_a.free_qty
+        with patch(f"{module}.lock_rows_or_retry", held):
+            self.run_jobs("_scs_job_apply_inbound", rounds=1)
+        quants = self.env["stock.quant"].search(
+            [
+                ("product_id", "=", self.product_a.id),
+                ("location_id", "child_of", self.stock.id),
+            ]
+        )
+        self.assertIn(("stock_quant", sorted(quants.ids)), calls)
+        event = self.env["sync.event"].search([("idempotency_key", "=", "msg_race")])
+        self.assertEqual(event.state, "queued")
+        self.assertFalse(self.reservations(self.generic, "G-RACE"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+        follow_up = self.apply_jobs()
+        self.assertEqual(len(follow_up), 1)
+        self.assertTrue(follow_up.eta, "a second later")
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertEqual(self.reservations(self.generic, "G-RACE").move_ids.quantity, 2)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
