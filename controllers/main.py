@@ -247,6 +247,11 @@ class WebhookController(http.Controller):
     )
     def webhook(self, token, **_kw):
         started = time.time()
+        if request.httprequest.method != "POST":
+            # werkzeug adds OPTIONS to every route: a webhook is only a POST
+            response = _answer(405, error="method not allowed: POST only")
+            response.headers["Allow"] = "POST"
+            return response
         if request.env is None or request.env.registry is None:
             return _answer(404, error="unknown channel")
         request.update_env(user=SUPERUSER_ID)

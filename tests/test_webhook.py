@@ -2250,3 +2250,23 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(self.reservations(self.generic, "G-RACE").move_ids.quantity, 2)
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free - 2)
+
+    def test_only_post_is_a_delivery(self):
+        """werkzeug answers every route's OPTIONS: a signed delivery sent as
+        OPTIONS (or any method but POST) is 405 and writes nothing."""
+        body = json.dumps(self.order_payload("G-OPTIONS")).encode()
+        headers = signatures.sign_standard(
+            self.secret, "msg_options", int(time.time()), body
+        )
+        headers["Content-Type"] = "application/json"
+        before = self.counts()
+        url = self.base_url() + URL + self.generic.webhook_token
+        for method in ("OPTIONS", "GET", "PUT"):
+            res = self.opener.request(
+                method, url, data=body, headers=headers, timeout=30
+            )
+            self.assertEqual(res.status_code, 405, (method, res.text))
+        self.assertEqual(self.counts(), before)
+        self.assertEqual(
+            self.post_generic(self.order_payload("G-OPTIONS")).status_code, 200
+        )
