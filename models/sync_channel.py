@@ -218,6 +218,23 @@ class SyncChannel(models.Model):
             },
         }
 
+    #: channel fields the published quantity depends on
+    RULE_FIELDS = frozenset(
+        {"buffer_qty", "warehouse_ids", "location_ids", "sync_enabled", "active"}
+    )
+
+    def write(self, vals):
+        """A change of what the channel sells, or of its buffer, is pushed at
+        once, as a binding's is: left to the next stock change or the hourly
+        pass, the channel would offer the old figure meanwhile (turning
+        Push Stock back on after a sale would leave the sale on offer)."""
+        res = super().write(vals)
+        if not self.RULE_FIELDS.isdisjoint(vals):
+            channels = self.filtered(lambda c: c.active and c.sync_enabled)
+            if channels:
+                channels.sudo().action_push_all()
+        return res
+
     def action_push_all(self):
         """Enqueue a push of every binding of these channels (one job per SKU)."""
         bindings = self.env["channel.binding"].search([("channel_id", "in", self.ids)])

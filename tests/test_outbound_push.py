@@ -257,6 +257,41 @@ class TestOutboundPush(SyncCase):
             self.assertGreaterEqual(event.sent_ts, event.change_ts)
             self.assertGreater(event.latency_ms, 0)
 
+    def test_channel_rule_changes_are_pushed(self):
+        """The channel's buffer, what it sells and Push Stock are part of the
+        figure it is offered: a change is pushed at commit, as a binding's."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        self.bind(channel, self.product_a)
+        self.bind(channel, self.product_b)
+        self.product_a._scs_job_push_sku()
+        self.product_b._scs_job_push_sku()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        channel.buffer_qty = 3
+        self.commit_point()
+        self.assertEqual(len(self.sync_jobs(PUSH_SKU)), 2, "one job per SKU")
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 7)
+        self.assertEqual(sim.quantity("SCS-CAP"), 2)
+        # off, a sale, back on: the sale is pushed when the channel is on again
+        channel.sync_enabled = False
+        self.commit_point()
+        self.assertFalse(self.sync_jobs(PUSH_SKU), "nothing to push to a channel off")
+        self.move_stock(self.product_a, -4)
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 7)
+        channel.sync_enabled = True
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 3)
+        # a warehouse that holds nothing of it: nothing left to sell
+        other = self.env["stock.warehouse"].create({"name": "Empty", "code": "EMP"})
+        channel.warehouse_ids = other
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 0)
+
     def test_delivery_return_scrap_adjustment(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim)
