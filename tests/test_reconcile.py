@@ -77,6 +77,37 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.channel.last_reconcile_corrections, 0)
         self.assertEqual(len(self.corrections()), 3)
 
+    def test_sale_awaiting_its_apply_job_is_not_overwritten(self):
+        """The shop sold 2 and lowered its figure; the order's webhook is
+        recorded but its apply job has not run yet. The pass leaves that SKU
+        alone (pushing Odoo's number would offer the sold units again) and
+        corrects the rest; the apply job then reserves and pushes."""
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.set_stock("SCS-MUG", 8)
+        self.sim.set_stock("SCS-CAP", 1)
+        order = ChannelOrder("W-1", "open", [OrderLine("SCS-MUG", 2)])
+        self.env["sync.event"]._scs_record_inbound(
+            self.channel,
+            [InboundEvent("order", "msg_awaiting", order=order)],
+            b"{}",
+            "order.created",
+            enqueue=False,
+        )
+        event = self.env["sync.event"].search(
+            [("idempotency_key", "=", "msg_awaiting")]
+        )
+        self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 8, "the sale stays off sale")
+        self.assertEqual(self.sim.quantity("SCS-CAP"), 5)
+        self.assertEqual(self.corrections().mapped("sku"), ["SCS-CAP"])
+        self.assertEqual(event.state, "queued")
+        self.channel._scs_enqueue_inbound()
+        self.run_jobs()
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 8)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, 8)
+
     def test_dry_run_changes_nothing(self):
         (self.b_a | self.b_b)._scs_push()
         self.sim.set_stock("SCS-MUG", 99)
