@@ -430,13 +430,25 @@ class ChannelBinding(models.Model):
                 "pending_event_id": False,
             }
         )
+        reason = event.reason or (
+            _("the channel kept %s", confirmed) if confirmed != qty else False
+        )
+        if event.error:
+            # an earlier attempt's error is history once the push went
+            # through: kept in the reason, not shown as the event's error
+            retried = _(
+                "delivered on attempt %(n)s, after: %(error)s",
+                n=event.attempts + 1,
+                error=event.error,
+            )
+            reason = f"{reason}; {retried}" if reason else retried
         event._scs_set_state(
             "applied",
             ack_ts=now,
             response=(result.response if result else "") or "",
             attempts=event.attempts + 1,
-            reason=event.reason
-            or (_("the channel kept %s", confirmed) if confirmed != qty else False),
+            reason=reason,
+            error=False,
         )
 
     def _scs_record_failure(self, event, error):

@@ -466,6 +466,9 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(len(ok_sim.requests), ok_requests)
         self.assertEqual(event.state, "applied")
         self.assertEqual(event.attempts, 2)
+        self.assertFalse(event.error, "a delivered push shows no error")
+        self.assertIn("delivered on attempt 2", event.reason)
+        self.assertIn("503", event.reason)
         self.assertEqual(binding.push_state, "ok")
         # the redelivery reused the same idempotency key: same event, same quantity
         ids = [r.headers.get("webhook-id") for r in sim.requests]
