@@ -292,7 +292,9 @@ class SyncChannel(models.Model):
         limited = len(bindings) >= SAFETY_MIN_BINDINGS and 100.0 * len(
             unexplained
         ) / len(bindings) > (self.reconcile_max_share or 100.0)
-        correct = bool(drift) and not dry_run and not limited
+        # a channel with Push Stock off is compared, never corrected
+        off = not self.sync_enabled
+        correct = bool(drift) and not dry_run and not limited and not off
         # the pass figures are written before any HTTP call: a conflict on
         # the channel row retries the batch before anything was sent
         self._scs_finish_batch(
@@ -312,14 +314,19 @@ class SyncChannel(models.Model):
                     limit=self.reconcile_max_share,
                 ),
             )
-        if drift and (dry_run or limited):
-            self._scs_record_drift(drift, "dry run" if dry_run else "safety limit")
+        if drift and (dry_run or limited or off):
+            why = "dry run" if dry_run else "safety limit" if limited else "push off"
+            self._scs_record_drift(drift, why)
         if correct:
             reasons = {b.id: reason for b, (_s, _p, reason) in drift.items()}
             self.env["channel.binding"].union(*drift)._scs_push(
                 force=True, kind="correction", reasons=reasons
             )
-        notes = [n for n, on in (("dry run", dry_run), ("held", limited)) if on]
+        notes = [
+            n
+            for n, on in (("dry run", dry_run), ("held", limited), ("push off", off))
+            if on
+        ]
         return f"checked {len(bindings)}, drift {len(drift)} {' '.join(notes)}"
 
     def _scs_bindings_awaiting_inbound(self, bindings):

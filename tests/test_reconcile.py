@@ -125,6 +125,25 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.channel.last_reconcile_corrections, 0)
         self.assertTrue(self.channel.last_reconcile_dry_run)
 
+    def test_channel_with_push_off_is_compared_not_corrected(self):
+        """Push Stock off: the pass reports the drift and counts no
+        correction, since none is sent."""
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.set_stock("SCS-MUG", 99)
+        self.channel.sync_enabled = False
+        self.discard_jobs()
+        sent = len([r for r in self.sim.requests if r.method == "POST"])
+        self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 99)
+        self.assertEqual(
+            len([r for r in self.sim.requests if r.method == "POST"]), sent
+        )
+        report = self.corrections()
+        self.assertEqual(report.state, "skipped")
+        self.assertIn("push off", report.reason)
+        self.assertEqual(self.channel.last_reconcile_drift, 1)
+        self.assertEqual(self.channel.last_reconcile_corrections, 0)
+
     def test_safety_limit_holds(self):
         products = self.env["product.product"].create(
             [
