@@ -33,6 +33,7 @@ Identifiers
     (consumer secret ``cs_…``).
 """
 
+import hashlib
 import json
 import re
 import time
@@ -533,8 +534,33 @@ def order_from_payload(body, topic="order"):
     return kind, order
 
 
+def _order_key(topic, body):
+    """``<topic>:<id>:<date_modified_gmt>:<status>:<lines digest>``.
+
+    ``date_modified_gmt`` is to the second: two changes of an order in one
+    second (paid, then cancelled by a plugin) would share a key and the
+    second would be taken for a redelivery. The status and a digest of the
+    lines tell them apart; a redelivery of the same state keeps its key.
+    """
+    lines = body.get("line_items")
+    digest = hashlib.sha256(
+        json.dumps(
+            [
+                [
+                    str(line.get("id")),
+                    str(line.get("variation_id") or line.get("product_id")),
+                    str(line.get("quantity")),
+                ]
+                for line in (lines if isinstance(lines, list) else [])
+                if isinstance(line, dict)
+            ]
+        ).encode()
+    ).hexdigest()[:12]
+    return f"{_key(topic, body)}:{str(body.get('status') or '')[:40]}:{digest}"
+
+
 def _order_event(topic, body):
-    key = _key(topic, body)
+    key = _order_key(topic, body)
     event_time = parse_gmt(body["date_modified_gmt"])
     normalised = order_from_payload(body, topic)
     if normalised is None:

@@ -297,7 +297,9 @@ def test_order_statuses(adapter, status, kind, normalised):
     [event] = adapter.parse_webhook("order.updated", body, {})
     assert event.kind == kind
     assert event.order.status == normalised
-    assert event.idempotency_key == "order.updated:727:2026-11-20T10:00:00"
+    assert event.idempotency_key.startswith(
+        f"order.updated:727:2026-11-20T10:00:00:{status}:"
+    )
     assert event.event_time == datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
     assert [(ln.sku, ln.external_variant_id) for ln in event.order.lines] == [
         ("A", ""),
@@ -408,3 +410,25 @@ def test_malformed_webhooks_raise_value_error(adapter, topic, payload, fragment)
     with pytest.raises(ValueError, match=fragment) as err:
         adapter.parse_webhook(topic, payload, {})
     assert isinstance(err.value, WebhookPayloadError)
+
+
+def test_two_states_of_one_second_are_two_events(adapter):
+    """date_modified_gmt is to the second: an order paid then cancelled in
+    the same second is two events; its redelivery is the same event; an
+    edit of the lines in that second is another one."""
+    [paid] = adapter.parse_webhook(
+        "order.updated", dict(ORDER, status="processing"), {}
+    )
+    [again] = adapter.parse_webhook(
+        "order.updated", dict(ORDER, status="processing"), {}
+    )
+    [cancelled] = adapter.parse_webhook(
+        "order.updated", dict(ORDER, status="cancelled"), {}
+    )
+    edited_lines = [dict(line, quantity=9) for line in ORDER["line_items"]]
+    [edited] = adapter.parse_webhook(
+        "order.updated", dict(ORDER, status="processing", line_items=edited_lines), {}
+    )
+    assert paid.idempotency_key == again.idempotency_key
+    keys = {paid.idempotency_key, cancelled.idempotency_key, edited.idempotency_key}
+    assert len(keys) == 3
