@@ -288,8 +288,16 @@ class SyncEventInbound(models.Model):
                     "levels": _jsonable(levels),
                 }
             ),
-            "event_ts": bounded_event_ts(to_timestamp(item.event_time), received_ts)
-            or 0.0,
+            # an order state without a time of its own (WooCommerce's
+            # order.deleted, a generic event without "timestamp") is ordered
+            # by its arrival, or it could never be newer than anything
+            # to the millisecond, as the field stores it: a copy (a replay)
+            # written by the ORM must not come out older than its original
+            "event_ts": round(
+                bounded_event_ts(to_timestamp(item.event_time), received_ts)
+                or (received_ts if kind in ("order", "cancel") else 0.0),
+                3,
+            ),
             "change_ts": received_ts,
             "enqueue_ts": time.time(),
             "state": "queued" if kind in APPLY_KINDS else "skipped",

@@ -102,17 +102,29 @@ class SyncEventOrder(models.Model):
         ]
         return later[-1] if later else None
 
-    def _scs_newer_applied(self, applied):
+    def _scs_newer_applied(self, applied, own=None):
         """Is an event of the same order in ``applied`` with a later time?
 
         A refund of lines does not count: it takes its lines out of the
         order, whatever came before, so an order delivered after it is still
-        reserved (less those lines, see ``_scs_less_refunded``).
+        reserved (less those lines, see ``_scs_less_refunded``). A cancel of
+        the whole order wins a tie: an order cannot be placed after it was
+        cancelled in the same instant (channels stamp to the second), so a
+        state of the order stamped the same as an applied cancel is older.
         """
         if not self.event_ts:
             return False
+        cancels = (own or {}).get("status") == "cancelled"
         return any(
-            event.event_ts > self.event_ts and not _is_line_refund(order)
+            not _is_line_refund(order)
+            and (
+                event.event_ts > self.event_ts
+                or (
+                    event.event_ts == self.event_ts
+                    and order.get("status") == "cancelled"
+                    and not cancels
+                )
+            )
             for event, order in applied
         )
 
@@ -218,7 +230,7 @@ class SyncEventOrder(models.Model):
         line_refund = _is_line_refund(order)
         history = [] if line_refund else self._scs_order_history(order_id)
         applied = [(e, data) for e, data in history if e.state == "applied"]
-        if self._scs_newer_applied(applied):
+        if self._scs_newer_applied(applied, order):
             self._scs_set_state(
                 "stale", reason=_("a newer event of this order was applied")
             )

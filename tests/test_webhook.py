@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from unittest.mock import patch
 
 import requests
@@ -2270,3 +2270,48 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(
             self.post_generic(self.order_payload("G-OPTIONS")).status_code, 200
         )
+
+    def test_cancel_wins_a_tie_and_an_untimed_delete_is_ordered_by_arrival(self):
+        """A cancel and an order stamped in the same second, the cancel
+        delivered first: the order is not reserved. WooCommerce's
+        order.deleted carries no time: it is ordered by its arrival, so a
+        late update of the order modified before it reserves nothing."""
+        stamp = fields.Datetime.now().replace(microsecond=0)
+        cancel = self.order_payload("G-TIE", event="order.cancelled", ts=stamp)
+        self.assertEqual(self.post_generic(cancel).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        created = self.order_payload("G-TIE", qty=2, ts=stamp)
+        self.assertEqual(self.post_generic(created).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.reservations(self.generic, "G-TIE"))
+        # the other way round, the cancel releases as before
+        self.post_generic(self.order_payload("G-TIE2", qty=2, ts=stamp))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertTrue(self.reservations(self.generic, "G-TIE2"))
+        self.post_generic(
+            self.order_payload("G-TIE2", event="order.cancelled", ts=stamp)
+        )
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.reservations(self.generic, "G-TIE2"))
+        # WooCommerce: created, deleted, then an update modified before the
+        # deletion arrives late
+        free = self.product_a.free_qty
+        modified = (stamp - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+        order = {
+            "id": 960,
+            "status": "processing",
+            "date_modified_gmt": modified,
+            "line_items": [
+                {"id": 1, "product_id": 55, "sku": "SCS-MUG", "quantity": 2}
+            ],
+        }
+        self.post_woo("order.created", order)
+        self.assertTrue(self.reservations(self.woo, "960"))
+        self.post_woo("order.deleted", {"id": 960})
+        self.assertFalse(self.reservations(self.woo, "960"))
+        late = dict(order, date_modified_gmt=modified.replace(modified[-2:], "59"))
+        late["line_items"] = [dict(order["line_items"][0], quantity=3)]
+        self.post_woo("order.updated", late)
+        self.assertFalse(self.reservations(self.woo, "960"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
