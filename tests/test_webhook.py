@@ -2315,3 +2315,19 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertFalse(self.reservations(self.woo, "960"))
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
+
+    def test_generic_update_that_says_cancelled_releases(self):
+        free = self.product_a.free_qty
+        self.post_generic(self.order_payload("G-UPD-CANCEL", qty=2))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertTrue(self.reservations(self.generic, "G-UPD-CANCEL"))
+        update = self.order_payload("G-UPD-CANCEL", qty=2, event="order.updated")
+        update["timestamp"] = fields.Datetime.to_string(
+            fields.Datetime.add(fields.Datetime.now(), seconds=5)
+        )
+        update["data"]["status"] = "cancelled"
+        self.assertEqual(self.post_generic(update).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.reservations(self.generic, "G-UPD-CANCEL"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)

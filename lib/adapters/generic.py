@@ -57,11 +57,12 @@ MAX_PAGES = 10000
 
 #: webhook ``type`` -> (InboundEvent kind, ChannelOrder status); an
 #: ``order.updated`` carries the whole order as edited (its lines replace the
-#: reservation's, see ``sync.event._scs_follow_order``)
+#: reservation's, see ``sync.event._scs_follow_order``), and its status: one
+#: that says cancelled or refunded releases, as ``order.cancelled`` does
 ORDER_EVENTS = {
     "order.created": ("order", "open"),
     "order.paid": ("order", "open"),
-    "order.updated": ("order", "open"),
+    "order.updated": ("order", None),
     "order.cancelled": ("cancel", "cancelled"),
     "order.refunded": ("cancel", "refunded"),
 }
@@ -511,6 +512,8 @@ class GenericAdapter(ChannelAdapter):
                 order = self._order(data, status, event_time)
             except ValueError as err:
                 raise ValueError(f"generic webhook {event_type}: {err}") from err
+            if order.status != "open":
+                kind = "cancel"
             return [InboundEvent(kind, key, event_time=event_time, order=order)]
         if event_type == INVENTORY_EVENT:
             levels = self._inventory_levels(data, event_type, event_time)

@@ -572,3 +572,23 @@ def test_order_line_id_is_not_a_product_id(adapter):
     )
     [event] = adapter.parse_webhook(None, body, HEADERS)
     assert event.order.lines[0].external_id == ""
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "normalised"),
+    [
+        (None, "order", "open"),
+        ("processing", "order", "open"),
+        ("cancelled", "cancel", "cancelled"),
+        ("canceled", "cancel", "cancelled"),
+        ("refunded", "cancel", "refunded"),
+    ],
+)
+def test_order_updated_reads_its_status(adapter, status, kind, normalised):
+    """An update that says the order is cancelled releases it, as
+    order.cancelled does; any other status keeps following the order."""
+    data = {"id": "1", "lines": [{"sku": "A", "quantity": 2}]}
+    if status:
+        data["status"] = status
+    [event] = adapter.parse_webhook(None, envelope("order.updated", data), HEADERS)
+    assert (event.kind, event.order.status) == (kind, normalised)
