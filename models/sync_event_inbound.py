@@ -622,11 +622,20 @@ class SyncEventInbound(models.Model):
                 worst = "attention"
                 continue
             binding._scs_lock()
+            seen = int(float(level.get("quantity") or 0))
             if is_stale(self.event_ts or None, binding.last_event_ts or None):
                 results.append(f"{binding.sku}: stale")
                 worst = "stale" if worst == "applied" else worst
+                if binding.push_state == "ok" and seen != binding.last_pushed_qty:
+                    # an older level is not applied, but one that disagrees
+                    # with our last push may be the channel's number (a
+                    # clock that ran ahead made the newer ones "older"):
+                    # Odoo's number is pushed again, which is right either way
+                    if corrections is None:
+                        binding._scs_push(force=True, kind="correction")
+                    else:
+                        corrections.append(binding.id)
                 continue
-            seen = int(float(level.get("quantity") or 0))
             binding.write(
                 {
                     "last_seen_qty": seen,

@@ -1667,6 +1667,26 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             limit=1,
         )
         self.assertIn("edit on the channel", applied.reason)
+        # a level older than the newest applied is stale; one that disagrees
+        # with our last push still gets Odoo's number pushed back (the newer
+        # one may carry a clock that ran ahead); one that agrees pushes nothing
+        for seconds, qty, corrected in ((2, 10, False), (1, 4, True)):
+            sim.set_stock("SCS-MUG", qty)
+            late = dict(
+                echo,
+                timestamp=fields.Datetime.to_string(
+                    fields.Datetime.add(fields.Datetime.now(), seconds=seconds)
+                ),
+                data={"sku": "SCS-MUG", "quantity": qty},
+            )
+            self.post_generic(late)
+            self.run_jobs("_scs_job_apply_inbound")
+            event = self.env["sync.event"].search(
+                [("kind", "=", "inventory")], order="id desc", limit=1
+            )
+            self.assertEqual(event.state, "stale")
+            self.run_jobs("_scs_job_push_corrections")
+            self.assertEqual(sim.quantity("SCS-MUG"), 10 if corrected else qty)
 
     # -- one apply job per channel and subject ---------------------------------
     def apply_jobs(self):
@@ -2309,7 +2329,8 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertTrue(self.reservations(self.woo, "960"))
         self.post_woo("order.deleted", {"id": 960})
         self.assertFalse(self.reservations(self.woo, "960"))
-        late = dict(order, date_modified_gmt=modified.replace(modified[-2:], "59"))
+        late_stamp = stamp - timedelta(minutes=4)
+        late = dict(order, date_modified_gmt=late_stamp.strftime("%Y-%m-%dT%H:%M:%S"))
         late["line_items"] = [dict(order["line_items"][0], quantity=3)]
         self.post_woo("order.updated", late)
         self.assertFalse(self.reservations(self.woo, "960"))
