@@ -393,8 +393,21 @@ def verify_standard(
     msg_id = _required_header(headers, STANDARD_ID_HEADER)
     stamp = _required_header(headers, STANDARD_TIMESTAMP_HEADER)
     signature = _required_header(headers, STANDARD_SIGNATURE_HEADER)
-    hmac_keys = [decode_standard_secret(s) for s in secrets]
-    verify_keys = [load_ed25519_public_key(k) for k in public_keys]
+    # a malformed key is skipped, not fatal: a channel whose public key was
+    # pasted wrong still takes what its valid secret signs (and the reverse);
+    # with no usable key at all, the ValueError says why
+    hmac_keys, verify_keys, broken = [], [], []
+    for load, keys, into in (
+        (decode_standard_secret, secrets, hmac_keys),
+        (load_ed25519_public_key, public_keys, verify_keys),
+    ):
+        for key in keys:
+            try:
+                into.append(load(key))
+            except ValueError as err:
+                broken.append(str(err))
+    if not hmac_keys and not verify_keys:
+        raise ValueError("; ".join(broken))
 
     check_timestamp(stamp, now=now, tolerance=tolerance)
     count = len(signature.split())

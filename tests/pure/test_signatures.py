@@ -548,3 +548,32 @@ def test_woocommerce_rotation_previous_secret_accepted():
 def test_every_rejection_is_a_signature_error():
     for cls in (MissingSignature, InvalidSignature, StaleTimestamp):
         assert issubclass(cls, SignatureError)
+
+
+def test_standard_malformed_key_does_not_hide_a_valid_one():
+    """A public key pasted wrong does not refuse what the valid secret signs,
+    nor a malformed secret what the valid key signs; with no usable key at
+    all, verification cannot start (ValueError, a 401 at the route)."""
+    headers = sw_headers()
+    broken_key, broken_secret = "whpk_not-base64!!", "whsec_%%%"
+    assert (
+        verify_standard(
+            headers, SW_BODY, [SW_SECRET], public_keys=[broken_key], now=SW_TS
+        )
+        == SW_MSG_ID
+    )
+    signed = sign_standard(None, SW_MSG_ID, SW_TS, SW_BODY, private_key=SW_PRIVATE)
+    assert (
+        verify_standard(
+            signed, SW_BODY, [broken_secret], public_keys=[SW_PUBLIC], now=SW_TS
+        )
+        == SW_MSG_ID
+    )
+    with pytest.raises(ValueError, match="whpk_"):
+        verify_standard(
+            headers, SW_BODY, [broken_secret], public_keys=[broken_key], now=SW_TS
+        )
+    with pytest.raises(InvalidSignature):
+        verify_standard(
+            headers, SW_BODY, [OTHER_SECRET], public_keys=[broken_key], now=SW_TS
+        )
