@@ -400,12 +400,14 @@ class SyncChannel(models.Model):
             lambda loc: loc.usage == "internal"
         )
 
-    def _scs_free_quantities(self, product_ids):
+    def _scs_free_quantities(self, product_ids, locations=None):
         """Free quantity (on hand minus reserved) per product, in one query.
 
         Reads the quants of the channel's locations and their children; the
         per-product ORM compute would cost one query per product, which the
-        reconciliation pass over 100,000 bindings cannot afford. A quant
+        reconciliation pass over 100,000 bindings cannot afford.
+        ``locations``: these instead of the channel's (one of them, to choose
+        where an order is reserved). A quant
         can hold a reservation and no quantity (NULL): Odoo creates one when
         the quant it would reserve on is locked by a concurrent transaction;
         its reservation counts.
@@ -413,7 +415,8 @@ class SyncChannel(models.Model):
         self.ensure_one()
         product_ids = list(product_ids)
         result = dict.fromkeys(product_ids, 0.0)
-        locations = self._scs_stock_locations()
+        if locations is None:
+            locations = self._scs_stock_locations()
         if not product_ids or not locations:
             return result
         self.env["stock.quant"].flush_model(

@@ -498,42 +498,81 @@ class SyncEventOrder(models.Model):
         return self._scs_reserve_many(channel, [(order_id, known)])
 
     @api.model
+    def _scs_reserve_sources(self, channel):
+        """Where the channel's orders are reserved from, in order of
+        preference: the stock location of each of its warehouses, then its
+        other locations. Never the delivery type's source: in two- and
+        three-step delivery that is the output location, which holds nothing
+        until a pick brings stock there."""
+        channel = channel.sudo()
+        locations = channel._scs_stock_locations()
+        first = channel.warehouse_ids.lot_stock_id.filtered(
+            lambda loc: loc in locations
+        )
+        sources = first | (locations - first)
+        if not sources:
+            warehouse = (
+                self.env["stock.warehouse"]
+                .sudo()
+                .search([("company_id", "=", channel.company_id.id)], limit=1)
+            )
+            sources = warehouse.lot_stock_id
+        return sources
+
+    @staticmethod
+    def _scs_pick_source(sources, free, wanted):
+        """The first source whose free stock covers the whole order, else
+        the one that covers most of it; its free stock is taken down by the
+        order, for the next orders of the batch. A channel selling from
+        several warehouses so reserves where the goods are, instead of
+        calling a sale of stock it has an oversell."""
+        best, best_cover = sources[:1], -1.0
+        for source in sources:
+            cover = sum(
+                min(qty, max(0.0, free[source].get(binding.product_id.id, 0.0)))
+                for binding, qty in wanted
+            )
+            if cover > best_cover + 1e-9:
+                best, best_cover = source, cover
+            if all(
+                free[source].get(binding.product_id.id, 0.0) >= qty - 1e-9
+                for binding, qty in wanted
+            ):
+                best = source
+                break
+        for binding, qty in wanted:
+            product_id = binding.product_id.id
+            free[best][product_id] = free[best].get(product_id, 0.0) - qty
+        return best
+
+    @api.model
     def _scs_reserve_many(self, channel, orders):
         """One reserved outgoing transfer per ``(order_id, known lines)``.
 
         Created, confirmed and reserved together: Odoo's stock operations
         cost much less per transfer on a batch than one by one.
         """
-        locations = channel.sudo()._scs_stock_locations()
-        warehouse = (
-            channel.warehouse_ids[:1]
-            or locations.warehouse_id[:1]
-            or self.env["stock.warehouse"]
-            .sudo()
-            .search([("company_id", "=", channel.company_id.id)], limit=1)
+        sources = self._scs_reserve_sources(channel)
+        products = self.env["product.product"].union(
+            *(binding.product_id for _o, known in orders for _l, binding in known)
         )
-        picking_type = warehouse.out_type_id
-        # reserved from the stock the channel sells, not from the delivery
-        # type's source: in two- and three-step delivery that is the output
-        # location, which holds nothing until a pick brings it there
-        src = (
-            locations.filtered(lambda loc: loc.warehouse_id == warehouse)[:1]
-            or locations[:1]
-            or warehouse.lot_stock_id
-        )
-        dest = picking_type.default_location_dest_id or self.env.ref(
-            "stock.stock_location_customers"
-        )
-        self._scs_lock_stock(
-            self.env["product.product"].union(
-                *(binding.product_id for _o, known in orders for _l, binding in known)
-            ),
-            src,
-        )
+        for source in sources:
+            self._scs_lock_stock(products, source)
+        free = {
+            source: channel._scs_free_quantities(products.ids, source)
+            for source in sources
+        }
+        customers = self.env.ref("stock.stock_location_customers")
         vals_list = []
         for order_id, known in orders:
+            wanted = _per_binding(known)
+            src = self._scs_pick_source(sources, free, wanted)
+            picking_type = (
+                src.warehouse_id.out_type_id or sources.warehouse_id[:1].out_type_id
+            )
+            dest = picking_type.default_location_dest_id or customers
             moves = []
-            for binding, qty in _per_binding(known):
+            for binding, qty in wanted:
                 product = binding.product_id
                 moves.append(
                     fields.Command.create(

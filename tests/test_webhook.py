@@ -2352,3 +2352,31 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertFalse(self.reservations(self.generic, "G-UPD-CANCEL"))
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
+
+    def test_channel_of_two_warehouses_reserves_where_the_goods_are(self):
+        """A channel selling two warehouses' stock: an order the first cannot
+        cover is reserved from the second, whole, with no oversell."""
+        second = self.env["stock.warehouse"].create({"name": "Second", "code": "SCD"})
+        self.env["stock.quant"]._update_available_quantity(
+            self.product_a, second.lot_stock_id, 20
+        )
+        self.generic.warehouse_ids = self.warehouse | second
+        self.discard_jobs()
+        self.product_a.invalidate_recordset()
+        free_first = self.product_a.with_context(
+            warehouse_id=self.warehouse.id
+        ).free_qty
+        self.assertLess(free_first, 12)
+        self.post_generic(self.order_payload("G-2WH", qty=12))
+        self.run_jobs("_scs_job_apply_inbound")
+        picking = self.reservations(self.generic, "G-2WH")
+        self.assertEqual(picking.location_id, second.lot_stock_id)
+        self.assertEqual(picking.picking_type_id, second.out_type_id)
+        self.assertEqual(picking.move_ids.quantity, 12)
+        self.assertFalse(self.env["sync.event"].search([("kind", "=", "oversell")]))
+        # one the first covers stays there
+        self.post_generic(self.order_payload("G-1WH", qty=1))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(
+            self.reservations(self.generic, "G-1WH").location_id, self.stock
+        )
