@@ -93,6 +93,12 @@ def _insert_args(vals):
     )
 
 
+def _location_key(value):
+    """A location id as text, gid or number alike (``gid://shopify/Location/7``
+    and ``7`` name the same location)."""
+    return str(value).strip().rsplit("/", 1)[-1]
+
+
 def _jsonable(value):
     """Dataclasses from the adapters -> JSON-ready dicts (datetimes as ISO)."""
     if hasattr(value, "__dataclass_fields__"):
@@ -620,6 +626,13 @@ class SyncEventInbound(models.Model):
                     _("No binding for this SKU on the channel."),
                 )
                 worst = "attention"
+                continue
+            ours = binding.external_location_id or self.channel_id.external_location_id
+            theirs = level.get("external_location_id")
+            if ours and theirs and _location_key(ours) != _location_key(theirs):
+                # a shop keeps a level per location; the channel is offered
+                # (and compared with) its own location's only
+                results.append(f"{binding.sku}: level of another location ({theirs})")
                 continue
             binding._scs_lock()
             seen = int(float(level.get("quantity") or 0))

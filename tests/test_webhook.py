@@ -2380,3 +2380,43 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(
             self.reservations(self.generic, "G-1WH").location_id, self.stock
         )
+
+    def test_shopify_level_of_another_location_is_not_an_edit(self):
+        """Shopify keeps a level per location: a level of a location the
+        channel does not sell from is not its number, nor an edit to correct."""
+        self.shopify.external_location_id = "gid://shopify/Location/7"
+        self.b_shopify.write({"push_state": "ok", "last_pushed_qty": 10})
+        url = URL + self.shopify.webhook_token
+
+        def level(location, available, minute):
+            body = json.dumps(
+                {
+                    "inventory_item_id": 222,
+                    "location_id": location,
+                    "available": available,
+                    "updated_at": f"2026-11-22T10:{minute:02d}:00Z",
+                }
+            ).encode()
+            headers = {
+                **signatures.sign_shopify("shpss_test_secret", body),
+                "X-Shopify-Topic": "inventory_levels/update",
+                "X-Shopify-Event-Id": uuid.uuid4().hex,
+                "Content-Type": "application/json",
+            }
+            res = self.url_open(url, data=body, headers=headers)
+            self.assertEqual(res.status_code, 200, res.text)
+            self.run_jobs("_scs_job_apply_inbound")
+            return self.env["sync.event"].search(
+                [("channel_id", "=", self.shopify.id), ("kind", "=", "inventory")],
+                order="id desc",
+                limit=1,
+            )
+
+        other = level(99, 3, 1)
+        self.assertIn("another location", other.reason)
+        self.b_shopify.invalidate_recordset()
+        self.assertNotEqual(self.b_shopify.last_seen_qty, 3)
+        own = level(7, 4, 2)
+        self.assertIn("edit on the channel", own.reason)
+        self.b_shopify.invalidate_recordset()
+        self.assertEqual(self.b_shopify.last_seen_qty, 4)
