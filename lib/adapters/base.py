@@ -224,6 +224,24 @@ def check_inbound(events):
             _check_quantity(level.quantity, f"sku {level.sku!r} quantity")
 
 
+def as_quantity(value, what, whole=False):
+    """A webhook's quantity as a float; ``TypeError`` or ``ValueError`` for
+    what no channel sends: a boolean (``true`` is not 1 unit), an object,
+    text that is no number, an infinite one, or, with ``whole``, a fraction
+    (a stock level counts units)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"{what} is not a number: {value!r}")
+    try:
+        number = float(value)
+    except ValueError as err:
+        raise ValueError(f"{what} is not a number: {value!r}") from err
+    if not math.isfinite(number):
+        raise ValueError(f"{what} is not a finite number")
+    if whole and number != int(number):
+        raise ValueError(f"{what} is not a whole number: {value!r}")
+    return number
+
+
 def is_identifier(value):
     """Whether a parsed JSON value can be an id or a SKU: a string or an
     integer (an object or a list would turn into text that matches nothing,

@@ -74,6 +74,7 @@ from .base import (
     RateLimitedError,
     RetryableChannelError,
     StaleQuantityError,
+    as_quantity,
     is_identifier,
     parse_retry_after,
     push_coalesced,
@@ -1155,7 +1156,7 @@ def _refund_from_webhook(body):
         variant = line_item.get("variant_id")
         line = OrderLine(
             sku=line_item.get("sku") or "",
-            quantity=float(entry["quantity"]),
+            quantity=as_quantity(entry["quantity"], f"{topic} refund line quantity"),
             external_id=to_gid("LineItem", entry.get("line_item_id") or ""),
             external_variant_id=to_gid("ProductVariant", variant) if variant else "",
         )
@@ -1185,11 +1186,9 @@ def _inventory_event(body, key, event_time):
         # untracked item: Shopify holds no number to compare with
         return InboundEvent("ignored", key, event_time)
     try:
-        quantity = int(body["available"])
+        quantity = int(as_quantity(body["available"], "available", whole=True))
     except (TypeError, ValueError) as err:
-        raise WebhookPayloadError(
-            f"{topic} payload: available is not a number"
-        ) from err
+        raise WebhookPayloadError(f"{topic} payload: {err}") from err
     level = LiveLevel(
         sku=body.get("sku") or "",
         quantity=quantity,

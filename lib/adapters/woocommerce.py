@@ -50,6 +50,7 @@ from .base import (
     PermanentChannelError,
     PushResult,
     RetryableChannelError,
+    as_quantity,
     is_identifier,
     json_answer,
     push_coalesced,
@@ -517,7 +518,7 @@ def order_from_payload(body, topic="order"):
         lines.append(
             OrderLine(
                 sku=item.get("sku") or "",
-                quantity=float(item["quantity"]),
+                quantity=as_quantity(item["quantity"], f"{topic} line quantity"),
                 external_id=str(item.get("product_id") or ""),
                 external_variant_id=str(variation) if variation else "",
             )
@@ -578,10 +579,8 @@ def _product_event(topic, body):
         # stock not managed on this object: no level to report
         return InboundEvent("ignored", key, event_time)
     try:
-        int(body["stock_quantity"])
+        as_quantity(body["stock_quantity"], "stock_quantity", whole=True)
     except (TypeError, ValueError) as err:
-        raise WebhookPayloadError(
-            f"{topic} payload: stock_quantity is not a number"
-        ) from err
+        raise WebhookPayloadError(f"{topic} payload: {err}") from err
     level = WooCommerceAdapter._level(body)
     return InboundEvent("inventory", key, event_time, levels=[level])

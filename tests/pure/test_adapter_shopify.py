@@ -899,3 +899,22 @@ def test_cancel_topic_needs_a_cancelled_body(adapter, cancelled_at):
         adapter.parse_webhook("orders/cancelled", body, HEADERS)
     with pytest.raises(ValueError, match="cancelled_at"):
         adapter.parse_webhook("orders/cancelled", ORDER, HEADERS)
+
+
+@pytest.mark.parametrize("available", [True, 2.7, "2.7", {"a": 1}])
+def test_level_must_be_a_whole_number(adapter, available):
+    body = {"inventory_item_id": 808950810, "location_id": 7, "available": available}
+    with pytest.raises(ValueError, match="available"):
+        adapter.parse_webhook("inventory_levels/update", body, HEADERS)
+
+
+def test_refund_quantity_true_is_refused(adapter):
+    body = {
+        "id": 9,
+        "order_id": 77,
+        "refund_line_items": [
+            {"quantity": True, "restock_type": "return", "line_item": {"sku": "A"}}
+        ],
+    }
+    with pytest.raises(TypeError, match="not a number"):
+        adapter.parse_webhook("refunds/create", body, HEADERS)

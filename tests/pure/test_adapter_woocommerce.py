@@ -432,3 +432,37 @@ def test_two_states_of_one_second_are_two_events(adapter):
     assert paid.idempotency_key == again.idempotency_key
     keys = {paid.idempotency_key, cancelled.idempotency_key, edited.idempotency_key}
     assert len(keys) == 3
+
+
+@pytest.mark.parametrize(
+    ("topic", "body", "message"),
+    [
+        (
+            "order.created",
+            dict(ORDER, line_items=[{"sku": "A", "product_id": 5, "quantity": True}]),
+            "not a number",
+        ),
+        (
+            "order.created",
+            dict(ORDER, line_items=[{"sku": "A", "product_id": 5, "quantity": {}}]),
+            "not a number",
+        ),
+    ],
+)
+def test_quantities_no_channel_sends_are_refused(adapter, topic, body, message):
+    """A boolean is not 1 unit: refused (400), not read as a quantity."""
+    with pytest.raises((TypeError, ValueError), match=message):
+        adapter.parse_webhook(topic, body, {})
+
+
+@pytest.mark.parametrize("stock", [True, 2.9, "2.9", {"a": 1}])
+def test_product_level_must_be_a_whole_number(adapter, stock):
+    body = {
+        "id": 9,
+        "sku": "A",
+        "date_modified_gmt": "2026-11-20T10:00:00",
+        "manage_stock": True,
+        "stock_quantity": stock,
+    }
+    with pytest.raises(ValueError, match="stock_quantity"):
+        adapter.parse_webhook("product.updated", body, {})
