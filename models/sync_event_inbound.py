@@ -606,6 +606,18 @@ class SyncEventInbound(models.Model):
             }
         )
 
+    def _scs_correct(self, binding, corrections=None):
+        """Have Odoo's number pushed back to a channel that shows another.
+
+        Into the run's ``corrections`` (pushed in one round at its end), or,
+        for an event applied alone (a replay), by a job enqueued now: never
+        an HTTP call here, under the binding's lock, inside the transaction.
+        """
+        if corrections is None:
+            self.channel_id._scs_push_corrections([binding.id])
+        else:
+            corrections.append(binding.id)
+
     def _scs_apply_inventory(
         self, levels, bindings=None, corrections=None, published=None
     ):
@@ -644,10 +656,7 @@ class SyncEventInbound(models.Model):
                     # with our last push may be the channel's number (a
                     # clock that ran ahead made the newer ones "older"):
                     # Odoo's number is pushed again, which is right either way
-                    if corrections is None:
-                        binding._scs_push(force=True, kind="correction")
-                    else:
-                        corrections.append(binding.id)
+                    self._scs_correct(binding, corrections)
                 continue
             binding.write(
                 {
@@ -672,10 +681,7 @@ class SyncEventInbound(models.Model):
                 f"{binding.sku}: edit on the channel ({seen}), "
                 f"Odoo publishes {published_qty}"
             )
-            if corrections is None:
-                binding._scs_push(force=True, kind="correction")
-            else:
-                corrections.append(binding.id)
+            self._scs_correct(binding, corrections)
         reason = "; ".join(results) or _("nothing to apply")
         if worst == "stale":
             self._scs_set_state("stale", reason=reason)

@@ -1667,6 +1667,16 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             limit=1,
         )
         self.assertIn("edit on the channel", applied.reason)
+        # replayed alone, the edit is corrected by a job, not by a call made
+        # while the replay holds the binding's lock
+        sim.set_stock("SCS-MUG", 3)
+        sent = len(sim.requests)
+        applied.action_replay()
+        self.run_jobs("_scs_job_apply")
+        self.assertEqual(len(sim.requests), sent, "no call inside the replay")
+        self.assertEqual(len(self.sync_jobs("_scs_job_push_corrections")), 1)
+        self.run_jobs("_scs_job_push_corrections")
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
         # a level older than the newest applied is stale; one that disagrees
         # with our last push still gets Odoo's number pushed back (the newer
         # one may carry a clock that ran ahead); one that agrees pushes nothing
