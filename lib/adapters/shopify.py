@@ -57,7 +57,6 @@ Config fields: ``base_url`` (``https://<shop>.myshopify.com``),
 import hashlib
 import json
 import logging
-import math
 import time
 import uuid
 
@@ -1027,15 +1026,10 @@ def _refunded_units(body, topic):
 
 
 def _number(value, topic, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise WebhookPayloadError(f"{topic} payload: {what} is not a number")
     try:
-        number = float(value)
-    except ValueError as err:
-        raise WebhookPayloadError(f"{topic} payload: {what} is not a number") from err
-    if not math.isfinite(number):
-        raise WebhookPayloadError(f"{topic} payload: {what} is not a finite number")
-    return number
+        return as_quantity(value, what)
+    except (TypeError, ValueError) as err:
+        raise WebhookPayloadError(f"{topic} payload: {err}") from err
 
 
 def _sold(quantity, current, refunded, item_id):
@@ -1156,7 +1150,7 @@ def _refund_from_webhook(body):
         variant = line_item.get("variant_id")
         line = OrderLine(
             sku=line_item.get("sku") or "",
-            quantity=as_quantity(entry["quantity"], f"{topic} refund line quantity"),
+            quantity=_number(entry["quantity"], topic, "a refund line's quantity"),
             external_id=to_gid("LineItem", entry.get("line_item_id") or ""),
             external_variant_id=to_gid("ProductVariant", variant) if variant else "",
         )

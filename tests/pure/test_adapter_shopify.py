@@ -916,5 +916,5 @@ def test_refund_quantity_true_is_refused(adapter):
             {"quantity": True, "restock_type": "return", "line_item": {"sku": "A"}}
         ],
     }
-    with pytest.raises(TypeError, match="not a number"):
+    with pytest.raises(ValueError, match="not a number"):
         adapter.parse_webhook("refunds/create", body, HEADERS)
