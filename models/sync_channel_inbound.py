@@ -95,6 +95,19 @@ WEBHOOK_FIELDS = (
 )
 
 
+def named_items(data):
+    """``(field, value)`` for every name an inbound event's parsed ``data``
+    gives its items (levels and order lines): ``sku``, ``external_id``,
+    ``external_variant_id``, as text."""
+    items = list(data.get("levels") or [])
+    items += list((data.get("order") or {}).get("lines") or [])
+    for item in items:
+        if isinstance(item, dict):
+            for field in ("sku", "external_id", "external_variant_id"):
+                if item.get(field):
+                    yield field, str(item[field])
+
+
 class RunQuantities:
     """The quantities Odoo publishes for a run's bindings, read once.
 
@@ -451,16 +464,8 @@ class SyncChannel(models.Model):
         """
         skus, refs = set(), set()
         for data in datas:
-            items = list(data.get("levels") or [])
-            items += list((data.get("order") or {}).get("lines") or [])
-            for item in items:
-                if not isinstance(item, dict):
-                    continue
-                if item.get("sku"):
-                    skus.add(str(item["sku"]))
-                for key in ("external_id", "external_variant_id"):
-                    if item.get(key):
-                        refs.add(str(item[key]))
+            for field, value in named_items(data):
+                (skus if field == "sku" else refs).add(value)
         if not skus and not refs:
             return {}
         bindings = (

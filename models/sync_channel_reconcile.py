@@ -32,6 +32,7 @@ from odoo.tools import SQL
 
 from ..lib.adapters import ChannelError, InboundEvent, check_inbound
 from .job_store import retry_later
+from .sync_channel_inbound import named_items
 
 _logger = logging.getLogger(__name__)
 
@@ -349,13 +350,7 @@ class SyncChannel(models.Model):
                 data = json.loads(data or "{}")
             except ValueError:
                 continue
-            items = list(data.get("levels") or [])
-            items += list((data.get("order") or {}).get("lines") or [])
-            for item in items:
-                if isinstance(item, dict):
-                    for key in ("sku", "external_id", "external_variant_id"):
-                        if item.get(key):
-                            names.add(str(item[key]))
+            names.update(value for _field, value in named_items(data))
         return [
             binding
             for binding in bindings
