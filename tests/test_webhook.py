@@ -415,6 +415,19 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             [("idempotency_key", "=", f"{topic}:{event_id}")]
         )
 
+    def post_shopify(self, topic, body):
+        """A signed Shopify delivery of ``body`` (bytes) under a fresh event
+        id: the answer (nothing applied yet)."""
+        headers = {
+            **signatures.sign_shopify("shpss_test_secret", body),
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Event-Id": uuid.uuid4().hex,
+            "Content-Type": "application/json",
+        }
+        return self.url_open(
+            URL + self.shopify.webhook_token, data=body, headers=headers
+        )
+
     def post_woo(self, topic, payload):
         """A signed WooCommerce delivery of ``payload``, applied."""
         body = json.dumps(payload).encode()
@@ -2193,7 +2206,6 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         """A refund is keyed by its own id: the same signed refund body under
         a new X-Shopify-Event-Id is a duplicate; an order body replayed under
         orders/cancelled (the topic is not signed) is refused, writes nothing."""
-        url = URL + self.shopify.webhook_token
         line = {
             "id": 71,
             "variant_id": 111,
@@ -2216,14 +2228,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         ).encode()
         answers = []
         for _round in range(3):
-            headers = {
-                **signatures.sign_shopify("shpss_test_secret", refund),
-                "X-Shopify-Topic": "refunds/create",
-                "X-Shopify-Event-Id": uuid.uuid4().hex,
-                "X-Shopify-Triggered-At": "2026-11-22T10:05:00Z",
-                "Content-Type": "application/json",
-            }
-            res = self.url_open(url, data=refund, headers=headers)
+            res = self.post_shopify("refunds/create", refund)
             self.assertEqual(res.status_code, 200, res.text)
             answers.append(res.json()["status"])
             self.run_jobs("_scs_job_apply_inbound")
@@ -2233,13 +2238,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         body = json.dumps(
             {"id": 7100, "updated_at": "2026-11-22T10:06:00Z", "line_items": [line]}
         ).encode()
-        headers = {
-            **signatures.sign_shopify("shpss_test_secret", body),
-            "X-Shopify-Topic": "orders/cancelled",
-            "X-Shopify-Event-Id": uuid.uuid4().hex,
-            "Content-Type": "application/json",
-        }
-        res = self.url_open(url, data=body, headers=headers)
+        res = self.post_shopify("orders/cancelled", body)
         self.assertEqual(res.status_code, 400, res.text)
         self.assertEqual(self.counts(), before)
         self.assertEqual(self.reservations(self.shopify, order).move_ids.quantity, 3)
@@ -2396,7 +2395,6 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         channel does not sell from is not its number, nor an edit to correct."""
         self.shopify.external_location_id = "gid://shopify/Location/7"
         self.b_shopify.write({"push_state": "ok", "last_pushed_qty": 10})
-        url = URL + self.shopify.webhook_token
 
         def level(location, available, minute):
             body = json.dumps(
@@ -2407,13 +2405,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                     "updated_at": f"2026-11-22T10:{minute:02d}:00Z",
                 }
             ).encode()
-            headers = {
-                **signatures.sign_shopify("shpss_test_secret", body),
-                "X-Shopify-Topic": "inventory_levels/update",
-                "X-Shopify-Event-Id": uuid.uuid4().hex,
-                "Content-Type": "application/json",
-            }
-            res = self.url_open(url, data=body, headers=headers)
+            res = self.post_shopify("inventory_levels/update", body)
             self.assertEqual(res.status_code, 200, res.text)
             self.run_jobs("_scs_job_apply_inbound")
             return self.env["sync.event"].search(
