@@ -623,7 +623,10 @@ class SyncEventOrder(models.Model):
             offered = binding.last_pushed_qty if binding.last_pushed_at else None
             short = reserved < qty - 1e-6
             asked = added[binding] if added else qty
-            if not short and (offered is None or asked <= offered):
+            sold = 0.0
+            if not short and offered is not None and asked <= offered:
+                sold = self._scs_sold_since_push(binding, picking[:1])
+            if not short and (offered is None or asked <= offered - sold):
                 continue
             error = _(
                 "Order %(order)s asks %(qty)s of %(sku)s; the channel was offered "
@@ -634,6 +637,13 @@ class SyncEventOrder(models.Model):
                 offered=offered if offered is not None else "?",
                 reserved=reserved,
             )
+            if sold:
+                error += " " + _(
+                    "Earlier orders of the channel took %(sold)s of that offer"
+                    " since it was pushed, leaving %(left)s.",
+                    sold=f"{sold:g}",
+                    left=f"{max(offered - sold, 0):g}",
+                )
             if added:
                 error += " " + _("An edit of the order added %s.", f"{asked:g}")
             self._scs_child(
@@ -658,6 +668,53 @@ class SyncEventOrder(models.Model):
                 ),
             )
             binding.product_id._scs_push_at_commit(force=True)
+
+    def _scs_sold_since_push(self, binding, picking):
+        """Units of the binding's product that the channel's orders took from
+        its last offer before ``picking``'s order: the offer is what the
+        channel could sell in all, not per order.
+
+        Counted: orders of the channel whose transfer was created after the
+        offer was delivered (and before this one: orders of one run share
+        their creation time), less what orders older than the offer gave
+        back since (their cancelled moves), as the channel puts a cancelled
+        order's units back on sale. An order whose transaction began before
+        the offer was delivered is not counted: the offer may already have
+        left it out, and a missed incident is better than a false one.
+        """
+        # both are written when an offer is delivered: the exact time, and
+        # the field the form shows (to the second)
+        pushed = binding.last_pushed_at
+        if binding.last_push_ts:
+            exact = datetime.fromtimestamp(binding.last_push_ts, timezone.utc)
+            pushed = max(pushed, exact.replace(tzinfo=None))
+        self.env["stock.move"].flush_model(
+            ["product_id", "picking_id", "product_uom_qty", "state"]
+        )
+        self.env["stock.picking"].flush_model(["scs_channel_id"])
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT COALESCE(SUM(CASE WHEN p.create_date > %(pushed)s
+                                         AND m.state != 'cancel'
+                                    THEN m.product_uom_qty ELSE 0 END), 0)
+                     - COALESCE(SUM(CASE WHEN p.create_date <= %(pushed)s
+                                         AND m.state = 'cancel'
+                                         AND m.write_date > %(pushed)s
+                                    THEN m.product_uom_qty ELSE 0 END), 0)
+                  FROM stock_move m
+                  JOIN stock_picking p ON p.id = m.picking_id
+                 WHERE p.scs_channel_id = %(channel)s
+                   AND m.product_id = %(product)s
+                   AND p.id < %(picking)s
+                """,
+                pushed=pushed,
+                channel=binding.channel_id.id,
+                product=binding.product_id.id,
+                picking=picking.id,
+            )
+        )
+        return max(self.env.cr.fetchone()[0] or 0.0, 0.0)
 
     def _scs_release(self, pickings, order, known=()):
         """Release what a cancelled or refunded order holds.

@@ -1313,6 +1313,81 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(len(oversell), 1)
         self.assertEqual(oversell.quantity, 6)
 
+    def offer(self, qty, pushed):
+        """The channel was offered ``qty`` of SCS-MUG, delivered at ``pushed``."""
+        self.b_generic.write(
+            {
+                "push_state": "ok",
+                "last_pushed_qty": qty,
+                "last_pushed_at": pushed.replace(microsecond=0),
+                "last_push_ts": pushed.replace(tzinfo=timezone.utc).timestamp(),
+            }
+        )
+
+    def oversells(self):
+        return self.env["sync.event"].search(
+            [("kind", "=", "oversell"), ("channel_id", "=", self.generic.id)]
+        )
+
+    def test_offer_is_shared_by_the_orders_that_follow_it(self):
+        """An offer of 7, then two orders of 5 before the next push (one run):
+        the second sells beyond what the offer left. Stock is there, so both
+        are reserved whole."""
+        self.move_stock(self.product_a, 20)
+        self.offer(7, fields.Datetime.now() - timedelta(hours=1))
+        for order_id in ("G-SH1", "G-SH2"):
+            self.assertEqual(
+                self.post_generic(self.order_payload(order_id, qty=5)).status_code,
+                200,
+            )
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(self.held("G-SH1"), {"SCS-MUG": (5, 5)})
+        self.assertEqual(self.held("G-SH2"), {"SCS-MUG": (5, 5)})
+        oversell = self.oversells()
+        self.assertEqual(len(oversell), 1)
+        self.assertIn("G-SH2", oversell.error)
+        self.assertIn(
+            "took 5 of that offer since it was pushed, leaving 2.", oversell.error
+        )
+        # an order of 2 after them: the offer is spent (5 + 5 > 7)
+        self.post_generic(self.order_payload("G-SH3", qty=2))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(len(self.oversells()), 2)
+
+    def test_orders_before_the_offer_are_not_counted_against_it(self):
+        """Orders reserved before the offer was pushed (it already left them
+        out) do not use it up; an order given back since puts its units back
+        on the offer, as the channel puts them back on sale."""
+        self.move_stock(self.product_a, 30)
+        self.post_generic(self.order_payload("G-OLD1", qty=5))
+        self.post_generic(self.order_payload("G-OLD2", qty=5))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.oversells())
+        # both were reserved an hour before the offer of 7 went out
+        old = self.reservations(self.generic, "G-OLD1") | self.reservations(
+            self.generic, "G-OLD2"
+        )
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE stock_picking SET create_date = create_date - interval '2 hours'"
+            " WHERE id = ANY(%s)",
+            [old.ids],
+        )
+        old.invalidate_recordset(["create_date"])
+        self.offer(7, fields.Datetime.now() - timedelta(hours=1))
+        self.post_generic(self.order_payload("G-NEW1", qty=5))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.oversells(), "5 of an offer of 7")
+        # G-OLD1 is cancelled after the offer: its 5 units are on sale again
+        self.post_generic(self.order_payload("G-OLD1", event="order.cancelled"))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.post_generic(self.order_payload("G-NEW2", qty=5))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.oversells(), "7 - 5 sold + 5 given back")
+        self.post_generic(self.order_payload("G-NEW3", qty=3))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(len(self.oversells()), 1, "7 - 10 sold + 5 given back")
+
     def test_refund_releases_only_its_lines(self):
         """A refund restocking 1 of 3 units releases 1: the other 2 are still
         sold. A later refund of the rest releases the whole reservation."""
