@@ -624,8 +624,11 @@ class SyncEventOrder(models.Model):
             short = reserved < qty - 1e-6
             asked = added[binding] if added else qty
             sold = 0.0
-            if not short and offered is not None and asked <= offered:
-                sold = self._scs_sold_since_push(binding, picking[:1])
+            if not short and offered is not None:
+                sold = self._scs_sold_since_push(binding, picking[:1], bool(added))
+                if sold is None:
+                    # the offer the order was placed against is not known
+                    continue
             if not short and (offered is None or asked <= offered - sold):
                 continue
             error = _(
@@ -669,18 +672,28 @@ class SyncEventOrder(models.Model):
             )
             binding.product_id._scs_push_at_commit(force=True)
 
-    def _scs_sold_since_push(self, binding, picking):
-        """Units of the binding's product that the channel's orders took from
-        its last offer before ``picking``'s order: the offer is what the
-        channel could sell in all, not per order.
+    def _scs_sold_since_push(self, binding, picking, edit=False):
+        """What the channel's earlier orders took from the offer this order
+        was placed against: ``None`` when that offer is not known.
 
-        Counted: orders of the channel whose transfer was created after the
-        offer was delivered (and before this one: orders of one run share
-        their creation time), less what orders older than the offer gave
-        back since (their cancelled moves), as the channel puts a cancelled
-        order's units back on sale. An order whose transaction began before
-        the offer was delivered is not counted: the offer may already have
-        left it out, and a missed incident is better than a false one.
+        The offer (the last quantity pushed) is what the channel could sell
+        in all until the next push, not per order. An order is placed when
+        the channel stamps it, at the latest when it reaches Odoo (its first
+        delivery): orders placed after the offer and before this one share
+        it. Their transfers may be created later (the apply job runs after
+        the deliveries), so orders are placed by their first delivery, not
+        by their transfer.
+
+        ``None`` (the order is checked against nothing but the stock), when:
+
+        - the offer was pushed after this order was placed: the offer the
+          order saw was an earlier one;
+        - an order placed before the offer gave units back since (cancelled,
+          refunded, edited down): the channel may have put them back on
+          sale, and by how much is not known.
+
+        A missed incident is better than a false one: the stock figures are
+        right either way, and every channel is pushed after each order.
         """
         # both are written when an offer is delivered: the exact time, and
         # the field the form shows (to the second)
@@ -688,33 +701,71 @@ class SyncEventOrder(models.Model):
         if binding.last_push_ts:
             exact = datetime.fromtimestamp(binding.last_push_ts, timezone.utc)
             pushed = max(pushed, exact.replace(tzinfo=None))
+        pushed_ts = pushed.replace(tzinfo=timezone.utc).timestamp()
         self.env["stock.move"].flush_model(
             ["product_id", "picking_id", "product_uom_qty", "state"]
         )
-        self.env["stock.picking"].flush_model(["scs_channel_id"])
+        self.env["stock.picking"].flush_model(
+            ["scs_channel_id", "scs_external_order_id"]
+        )
+        self.flush_model(
+            ["channel_id", "direction", "kind", "external_ref", "event_ts", "change_ts"]
+        )
+
+        def placed(alias_channel, alias_order):
+            # when an order was placed: its channel's stamp, at the latest
+            # its first delivery
+            return SQL(
+                """(SELECT MIN(LEAST(e.change_ts,
+                                     COALESCE(NULLIF(e.event_ts, 0), e.change_ts)))
+                      FROM sync_event e
+                     WHERE e.channel_id = %s AND e.direction = 'in'
+                       AND e.kind = 'order' AND e.external_ref = %s)""",
+                alias_channel,
+                alias_order,
+            )
+
+        channel = binding.channel_id.id
+        # this order: placed at the latest when this event came (for an
+        # edit, the units it adds were sold then)
+        mine = min(self.change_ts or time.time(), self.event_ts or time.time())
+        if not edit:
+            self.env.cr.execute(
+                SQL("SELECT %s", placed(channel, picking.scs_external_order_id or ""))
+            )
+            mine = min(mine, self.env.cr.fetchone()[0] or mine)
+        if mine <= pushed_ts:
+            return None
         self.env.cr.execute(
             SQL(
                 """
-                SELECT COALESCE(SUM(CASE WHEN p.create_date > %(pushed)s
-                                         AND m.state != 'cancel'
-                                    THEN m.product_uom_qty ELSE 0 END), 0)
-                     - COALESCE(SUM(CASE WHEN p.create_date <= %(pushed)s
-                                         AND m.state = 'cancel'
-                                         AND m.write_date > %(pushed)s
-                                    THEN m.product_uom_qty ELSE 0 END), 0)
+                SELECT COALESCE(SUM(CASE
+                           WHEN pl.placed > %(pushed_ts)s
+                            AND (pl.placed < %(mine)s
+                                 OR (pl.placed = %(mine)s AND p.id < %(picking)s))
+                            AND m.state != 'cancel'
+                           THEN m.product_uom_qty ELSE 0 END), 0),
+                       BOOL_OR(p.create_date <= %(pushed)s
+                               AND m.write_date > %(pushed)s)
                   FROM stock_move m
                   JOIN stock_picking p ON p.id = m.picking_id
+                 CROSS JOIN LATERAL (SELECT %(placed)s AS placed) pl
                  WHERE p.scs_channel_id = %(channel)s
                    AND m.product_id = %(product)s
-                   AND p.id < %(picking)s
+                   AND p.id != %(picking)s
+                   AND (p.create_date > %(pushed)s OR m.write_date > %(pushed)s)
                 """,
+                placed=placed(SQL("p.scs_channel_id"), SQL("p.scs_external_order_id")),
+                mine=mine,
                 pushed=pushed,
-                channel=binding.channel_id.id,
+                pushed_ts=pushed_ts,
+                channel=channel,
                 product=binding.product_id.id,
                 picking=picking.id,
             )
         )
-        return max(self.env.cr.fetchone()[0] or 0.0, 0.0)
+        sold, given_back = self.env.cr.fetchone()
+        return None if given_back else sold
 
     def _scs_release(self, pickings, order, known=()):
         """Release what a cancelled or refunded order holds.

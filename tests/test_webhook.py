@@ -1262,13 +1262,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(unknown.sku, "NOT-BOUND")
         self.assertEqual(unknown.state, "attention")
         # oversell: the channel was offered 2, a buyer takes 5
-        self.b_generic.write(
-            {
-                "push_state": "ok",
-                "last_pushed_qty": 2,
-                "last_pushed_at": fields.Datetime.now(),
-            }
-        )
+        self.offer(2, fields.Datetime.now() - timedelta(minutes=1))
         self.generic.sync_enabled = True
         self.assertEqual(
             self.post_generic(self.order_payload("G-OVER", qty=5)).status_code, 200
@@ -1293,13 +1287,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
     def test_sku_on_several_lines_is_one_move_and_one_oversell_check(self):
         """Two lines of 3 for a channel offered 5: one move of 6, and an
         oversell (each line alone is within the offer)."""
-        self.b_generic.write(
-            {
-                "push_state": "ok",
-                "last_pushed_qty": 5,
-                "last_pushed_at": fields.Datetime.now(),
-            }
-        )
+        self.offer(5, fields.Datetime.now() - timedelta(minutes=1))
         payload = self.order_payload("G-SPLIT", qty=3)
         payload["data"]["lines"].append({"sku": "SCS-MUG", "quantity": 3})
         self.assertEqual(self.post_generic(payload).status_code, 200)
@@ -1355,15 +1343,17 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(len(self.oversells()), 2)
 
     def test_orders_before_the_offer_are_not_counted_against_it(self):
-        """Orders reserved before the offer was pushed (it already left them
-        out) do not use it up; an order given back since puts its units back
-        on the offer, as the channel puts them back on sale."""
+        """Orders placed before the offer was pushed (it already left them
+        out) do not use it up. Once one of them gives units back, the offer
+        is no longer known (the channel may have put them back on sale):
+        only a shortfall of stock is an incident then."""
         self.move_stock(self.product_a, 30)
         self.post_generic(self.order_payload("G-OLD1", qty=5))
         self.post_generic(self.order_payload("G-OLD2", qty=5))
         self.run_jobs("_scs_job_apply_inbound")
         self.assertFalse(self.oversells())
-        # both were reserved an hour before the offer of 7 went out
+        # both were placed and reserved two hours ago, an hour before the
+        # offer of 7 went out
         old = self.reservations(self.generic, "G-OLD1") | self.reservations(
             self.generic, "G-OLD2"
         )
@@ -1373,20 +1363,48 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             " WHERE id = ANY(%s)",
             [old.ids],
         )
-        old.invalidate_recordset(["create_date"])
+        self.env.cr.execute(
+            "UPDATE stock_move SET write_date = write_date - interval '2 hours'"
+            " WHERE picking_id = ANY(%s)",
+            [old.ids],
+        )
+        self.env.cr.execute(
+            "UPDATE sync_event SET change_ts = change_ts - 7200,"
+            " event_ts = event_ts - 7200 WHERE external_ref IN ('G-OLD1', 'G-OLD2')"
+        )
+        self.env.invalidate_all()
         self.offer(7, fields.Datetime.now() - timedelta(hours=1))
         self.post_generic(self.order_payload("G-NEW1", qty=5))
         self.run_jobs("_scs_job_apply_inbound")
         self.assertFalse(self.oversells(), "5 of an offer of 7")
-        # G-OLD1 is cancelled after the offer: its 5 units are on sale again
+        self.post_generic(self.order_payload("G-NEW2", qty=3))
+        self.run_jobs("_scs_job_apply_inbound")
+        oversell = self.oversells()
+        self.assertEqual(len(oversell), 1, "5 + 3 of an offer of 7")
+        self.assertIn("G-NEW2", oversell.error)
+        # G-OLD1 is cancelled after the offer: what the channel offers now
+        # is not known; stock covers the next order, so no incident
         self.post_generic(self.order_payload("G-OLD1", event="order.cancelled"))
         self.run_jobs("_scs_job_apply_inbound")
-        self.post_generic(self.order_payload("G-NEW2", qty=5))
+        self.post_generic(self.order_payload("G-NEW3", qty=5))
         self.run_jobs("_scs_job_apply_inbound")
-        self.assertFalse(self.oversells(), "7 - 5 sold + 5 given back")
-        self.post_generic(self.order_payload("G-NEW3", qty=3))
+        self.assertEqual(self.held("G-NEW3"), {"SCS-MUG": (5, 5)})
+        self.assertEqual(self.oversells(), oversell)
+
+    def test_offer_pushed_after_the_order_came_is_not_its_offer(self):
+        """An order that reached Odoo before the last push was placed against
+        an earlier offer: the newer, smaller one does not make it an
+        incident. A shortfall of stock still does."""
+        self.move_stock(self.product_a, 10)
+        self.post_generic(self.order_payload("G-LATE", qty=5))
+        self.offer(1, fields.Datetime.now() + timedelta(seconds=5))
         self.run_jobs("_scs_job_apply_inbound")
-        self.assertEqual(len(self.oversells()), 1, "7 - 10 sold + 5 given back")
+        self.assertEqual(self.held("G-LATE"), {"SCS-MUG": (5, 5)})
+        self.assertFalse(self.oversells())
+        free = self.product_a.with_context(location=self.stock.id).free_qty
+        self.post_generic(self.order_payload("G-SHORT", qty=int(free) + 2))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(len(self.oversells()), 1, "more than the stock")
 
     def test_refund_releases_only_its_lines(self):
         """A refund restocking 1 of 3 units releases 1: the other 2 are still
