@@ -505,7 +505,9 @@ def verify_shopify(headers, body, secrets):
     ``secrets`` holds the current client secret and, after a rotation, the
     previous one: Shopify may take up to an hour to sign with the new one.
     Shopify signs no timestamp, so replays are stopped by deduplicating on
-    ``X-Shopify-Event-Id``, not here.
+    ``X-Shopify-Event-Id`` (and a refund by its own id), not here; and the
+    trigger time, not signed either, is bounded by the body's own time
+    (see ``adapters.shopify._event_time``).
     """
     keys = [_secret_bytes(s) for s in _as_sequence(secrets)]
     _verify_body_hmac(headers, body, keys, SHOPIFY_HMAC_HEADER)

@@ -428,6 +428,49 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             URL + self.shopify.webhook_token, data=body, headers=headers
         )
 
+    def test_shopify_replay_with_a_later_trigger_time_cannot_reopen_an_order(self):
+        """A captured orders/create replayed under a new event id with a
+        forged, later X-Shopify-Triggered-At (neither is signed) is older
+        than the order's cancellation: stale, nothing reserved again, and
+        the order stays released."""
+        mug = {"id": 1, "sku": "SCS-MUG", "quantity": 2}
+        gid = "gid://shopify/Order/6161"
+        self.post_shopify_order("orders/create", 6161, 1, [mug])
+        self.assertEqual(len(self.reservations(self.shopify, gid)), 1)
+        self.post_shopify_order(
+            "orders/cancelled", 6161, 2, [mug], cancelled_at="2026-11-22T10:02:00Z"
+        )
+        self.assertFalse(self.reservations(self.shopify, gid))
+        free = self.product_a.free_qty
+        body = json.dumps(
+            {
+                "id": 6161,
+                "admin_graphql_api_id": gid,
+                "updated_at": "2026-11-22T10:01:00Z",
+                "financial_status": "paid",
+                "line_items": [mug],
+            }
+        ).encode()
+        headers = {
+            **signatures.sign_shopify("shpss_test_secret", body),
+            "X-Shopify-Topic": "orders/create",
+            "X-Shopify-Event-Id": uuid.uuid4().hex,
+            "X-Shopify-Triggered-At": "2026-11-22T11:00:00Z",
+            "Content-Type": "application/json",
+        }
+        res = self.url_open(
+            URL + self.shopify.webhook_token, data=body, headers=headers
+        )
+        self.assertEqual(res.status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        replay = self.env["sync.event"].search(
+            [("idempotency_key", "=", f"orders/create:{headers['X-Shopify-Event-Id']}")]
+        )
+        self.assertEqual(replay.state, "stale")
+        self.assertFalse(self.reservations(self.shopify, gid))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+
     def post_woo(self, topic, payload):
         """A signed WooCommerce delivery of ``payload``, applied."""
         body = json.dumps(payload).encode()

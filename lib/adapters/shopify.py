@@ -59,6 +59,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import timedelta
 
 from .base import (
     AuthenticationError,
@@ -934,9 +935,7 @@ class ShopifyAdapter(ChannelAdapter):
                 " it cannot be deduplicated"
             )
         key = f"{topic}:{delivery}"
-        event_time = parse_time(lowered.get("x-shopify-triggered-at")) or parse_time(
-            body.get("updated_at") or body.get("created_at")
-        )
+        event_time = _event_time(body, lowered.get("x-shopify-triggered-at"))
         if topic in ORDER_TOPICS:
             order = _order_from_webhook(topic, body)
             return [InboundEvent("order", key, event_time, order=order)]
@@ -965,6 +964,37 @@ class ShopifyAdapter(ChannelAdapter):
         if topic == "inventory_levels/update":
             return [_inventory_event(body, key, event_time)]
         return [InboundEvent("ignored", key, event_time)]
+
+
+#: how far ``X-Shopify-Triggered-At`` may place an event after the time its
+#: signed body gives (the body's times are to the second)
+TRIGGER_SLACK = timedelta(seconds=1)
+
+
+def _event_time(body, triggered_at):
+    """When the event happened, for last-write-wins.
+
+    ``X-Shopify-Triggered-At`` is precise, but not signed: a captured order
+    body replayed under a new event id with a triggered-at in the future
+    would come out newer than the order's cancellation, reserve the order
+    again and make the real cancel stale. The signed body's own time
+    (``updated_at``, else ``created_at``) bounds it: the header only orders
+    events within the second after that time. An unreadable header is a
+    400 only when the body gives no time of its own.
+    """
+    signed = body.get("updated_at") or body.get("created_at")
+    signed = parse_time(signed) if signed else None
+    try:
+        header = parse_time(triggered_at) if triggered_at else None
+    except ValueError:
+        if signed is None:
+            raise
+        header = None
+    if signed is None:
+        return header
+    if header is None:
+        return signed
+    return min(header, signed + TRIGGER_SLACK)
 
 
 def _as_object(payload):

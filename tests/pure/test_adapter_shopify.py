@@ -656,6 +656,35 @@ def test_order_topics(adapter, topic):
     assert event.order.created_at == datetime(2026, 11, 20, 14, 58, tzinfo=timezone.utc)
 
 
+def test_triggered_at_cannot_move_an_event_past_its_signed_time(adapter):
+    """The header is not signed: a captured body replayed with a later
+    triggered-at stays at the body's own time (plus the second it rounds)."""
+    body = dict(ORDER, updated_at="2026-11-20T10:00:00Z")
+    forged = dict(HEADERS, **{"X-Shopify-Triggered-At": "2026-11-20T11:00:00Z"})
+    [event] = adapter.parse_webhook("orders/create", body, forged)
+    assert event.event_time == datetime(2026, 11, 20, 10, 0, 1, tzinfo=timezone.utc)
+    # within that second the header orders events, to the microsecond
+    precise = dict(HEADERS, **{"X-Shopify-Triggered-At": "2026-11-20T10:00:00.5Z"})
+    [event] = adapter.parse_webhook("orders/create", body, precise)
+    assert event.event_time == datetime(2026, 11, 20, 10, 0, 0, 500000, timezone.utc)
+    # no header: the body's time
+    bare = {"X-Shopify-Event-Id": "evt-2"}
+    [event] = adapter.parse_webhook("orders/create", body, bare)
+    assert event.event_time == datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+
+
+def test_unreadable_triggered_at(adapter):
+    """An unreadable header does not spoil a body that has a time of its own;
+    without one, the event cannot be ordered: an error."""
+    broken = dict(HEADERS, **{"X-Shopify-Triggered-At": "99999-01-01T00:00:00Z"})
+    body = dict(ORDER, updated_at="2026-11-20T10:00:00Z")
+    [event] = adapter.parse_webhook("orders/create", body, broken)
+    assert event.event_time == datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+    timeless = {k: v for k, v in ORDER.items() if k != "updated_at"}
+    with pytest.raises(ValueError):
+        adapter.parse_webhook("orders/create", timeless, broken)
+
+
 def test_cancelled_topic(adapter):
     body = dict(ORDER, cancelled_at="2026-11-20T10:00:00Z")
     [event] = adapter.parse_webhook("orders/cancelled", json.dumps(body), HEADERS)
