@@ -690,7 +690,8 @@ class SyncEventOrder(models.Model):
           order saw was an earlier one;
         - an order placed before the offer gave units back since (cancelled,
           refunded, edited down): the channel may have put them back on
-          sale, and by how much is not known.
+          sale, and by how much is not known. (Shipping such an order gives
+          nothing back.)
 
         A missed incident is better than a false one: the stock figures are
         right either way, and every channel is pushed after each order.
@@ -746,7 +747,8 @@ class SyncEventOrder(models.Model):
                             AND m.state != 'cancel'
                            THEN m.product_uom_qty ELSE 0 END), 0),
                        BOOL_OR(p.create_date <= %(pushed)s
-                               AND m.write_date > %(pushed)s)
+                               AND m.write_date > %(pushed)s
+                               AND m.state != 'done')
                   FROM stock_move m
                   JOIN stock_picking p ON p.id = m.picking_id
                  CROSS JOIN LATERAL (SELECT %(placed)s AS placed) pl

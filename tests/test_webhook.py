@@ -1425,6 +1425,16 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         oversell = self.oversells()
         self.assertEqual(len(oversell), 1, "5 + 3 of an offer of 7")
         self.assertIn("G-NEW2", oversell.error)
+        # G-OLD2 ships after the offer: that gives nothing back, the offer
+        # is still spent
+        shipped = self.reservations(self.generic, "G-OLD2")
+        shipped.move_ids.picked = True
+        shipped._action_done()
+        self.assertEqual(shipped.state, "done")
+        self.post_generic(self.order_payload("G-NEW4", qty=1))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(len(self.oversells()), 2, "5 + 3 + 1 of an offer of 7")
+        oversell = self.oversells()
         # G-OLD1 is cancelled after the offer: what the channel offers now
         # is not known; stock covers the next order, so no incident
         self.post_generic(self.order_payload("G-OLD1", event="order.cancelled"))
