@@ -184,8 +184,9 @@ def _route_max_bytes(_controller):
     declares a length over the limit is refused here, in JSON like the
     handler's answers, before anything reads it (werkzeug would read a form
     to its declared end, only to discard it, then answer 413 in HTML). A
-    chunked body of any type gets its cap here, before that parsing. Other
-    bodies are left to the handler.
+    chunked body of any type gets its cap here, before that parsing. A form
+    body is read here, whole and within the limit, so that the handler still
+    has its raw bytes to verify. Other bodies are left to the handler.
     """
     httprequest = request.httprequest
     limit = _max_bytes(request.env)
@@ -193,6 +194,11 @@ def _route_max_bytes(_controller):
         raise _json_error(RequestEntityTooLarge, f"body larger than {limit} bytes")
     _cap_chunked_body(httprequest, limit)
     if httprequest.mimetype in FORM_TYPES:
+        # the raw bytes first, within the limit: the signature is made over
+        # them, and a sender may label a JSON body as a form; Odoo's form
+        # parsing then reads this copy (werkzeug parses cached data)
+        httprequest.max_content_length = limit
+        httprequest.get_data(cache=True)
         return limit
     return httprequest.max_content_length
 

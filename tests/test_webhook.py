@@ -854,6 +854,36 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertEqual(updates.mapped("state"), ["applied", "applied", "stale"])
 
+    def test_signed_json_labelled_as_a_form_is_accepted(self):
+        """A sender that labels its JSON body as a form: Odoo parses forms
+        before the handler, which still verifies the raw bytes and reserves
+        the order once. A multipart label without boundary is no 500."""
+        free = self.product_a.free_qty
+        body = json.dumps(self.order_payload("G-FORM", qty=2)).encode()
+        url = URL + self.generic.webhook_token
+        for content_type, status in (
+            ("application/x-www-form-urlencoded", 200),
+            ("application/x-www-form-urlencoded; charset=utf-8", 200),
+            ("multipart/form-data", None),
+        ):
+            headers = signatures.sign_standard(
+                self.secret, "msg_form", int(time.time()), body
+            )
+            headers["Content-Type"] = content_type
+            res = self.url_open(url, data=body, headers=headers)
+            if status:
+                self.assertEqual(res.status_code, status, (content_type, res.text))
+            else:
+                self.assertIn(res.status_code, (200, 400), res.text)
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(
+            self.env["sync.event"].search_count([("idempotency_key", "=", "msg_form")]),
+            1,
+        )
+        self.assertEqual(len(self.reservations(self.generic, "G-FORM")), 1)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+
     def test_woocommerce_ping_and_order(self):
         before = self.counts()
         url = URL + self.woo.webhook_token
