@@ -688,10 +688,10 @@ class SyncEventOrder(models.Model):
 
         - the offer was pushed after this order was placed: the offer the
           order saw was an earlier one;
-        - an order placed before the offer gave units back since (cancelled,
-          refunded, edited down): the channel may have put them back on
-          sale, and by how much is not known. (Shipping such an order gives
-          nothing back.)
+        - an order placed before the offer gave units back since, through
+          one of the channel's events (cancelled, refunded, edited down):
+          the channel may have put them back on sale, and by how much is not
+          known. (Shipping such an order gives nothing back.)
 
         A missed incident is better than a false one: the stock figures are
         right either way, and every channel is pushed after each order.
@@ -710,7 +710,15 @@ class SyncEventOrder(models.Model):
             ["scs_channel_id", "scs_external_order_id"]
         )
         self.flush_model(
-            ["channel_id", "direction", "kind", "external_ref", "event_ts", "change_ts"]
+            [
+                "channel_id",
+                "direction",
+                "kind",
+                "external_ref",
+                "event_ts",
+                "change_ts",
+                "create_date",
+            ]
         )
 
         def placed(alias_channel, alias_order):
@@ -737,25 +745,37 @@ class SyncEventOrder(models.Model):
             mine = min(mine, self.env.cr.fetchone()[0] or mine)
         if mine <= pushed_ts:
             return None
+        # only orders with a delivery since the offer can have taken from it
+        # or given back to it: the channel's recent events (an index on
+        # channel and date) bound the query, whatever the product's history
         self.env.cr.execute(
             SQL(
                 """
+                WITH recent AS (
+                    SELECT DISTINCT e.external_ref
+                      FROM sync_event e
+                     WHERE e.channel_id = %(channel)s AND e.direction = 'in'
+                       AND e.create_date > %(pushed)s
+                       AND e.kind IN ('order', 'cancel')
+                       AND e.external_ref IS NOT NULL
+                )
                 SELECT COALESCE(SUM(CASE
                            WHEN pl.placed > %(pushed_ts)s
                             AND (pl.placed < %(mine)s
                                  OR (pl.placed = %(mine)s AND p.id < %(picking)s))
                             AND m.state != 'cancel'
                            THEN m.product_uom_qty ELSE 0 END), 0),
-                       BOOL_OR(p.create_date <= %(pushed)s
+                       BOOL_OR(pl.placed <= %(pushed_ts)s
                                AND m.write_date > %(pushed)s
                                AND m.state != 'done')
-                  FROM stock_move m
-                  JOIN stock_picking p ON p.id = m.picking_id
+                  FROM recent r
+                  JOIN stock_picking p
+                    ON p.scs_channel_id = %(channel)s
+                   AND p.scs_external_order_id = r.external_ref
+                  JOIN stock_move m
+                    ON m.picking_id = p.id AND m.product_id = %(product)s
                  CROSS JOIN LATERAL (SELECT %(placed)s AS placed) pl
-                 WHERE p.scs_channel_id = %(channel)s
-                   AND m.product_id = %(product)s
-                   AND p.id != %(picking)s
-                   AND (p.create_date > %(pushed)s OR m.write_date > %(pushed)s)
+                 WHERE p.id != %(picking)s
                 """,
                 placed=placed(SQL("p.scs_channel_id"), SQL("p.scs_external_order_id")),
                 mine=mine,
