@@ -1638,14 +1638,9 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.post_edit("G-ED", [("SCS-MUG", 2)], 0, event="order.created")
         self.assertEqual(self.held("G-ED"), {"SCS-MUG": (2, 2)})
         # the channel offered 1 more: the unit added is within it, although
-        # the order's total is not (no incident)
-        self.b_generic.write(
-            {
-                "push_state": "ok",
-                "last_pushed_qty": 1,
-                "last_pushed_at": fields.Datetime.now(),
-            }
-        )
+        # the order's total is not (no incident); the offer came between the
+        # order and its edit, whatever second the test reaches meanwhile
+        self.offer(1, self.t0)
         event = self.post_edit("G-ED", [("SCS-MUG", 3), ("SCS-CAP", 1)], 1)
         self.assertEqual(event.state, "applied", event.error)
         self.assertIn("reserved 1 SCS-MUG, 1 SCS-CAP more", event.reason)
@@ -1693,13 +1688,10 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         """Units an edit adds beyond what the channel was offered."""
         self.t0 = fields.Datetime.now()
         self.post_edit("G-EDO", [("SCS-MUG", 1)], 0, event="order.created")
-        self.b_generic.write(
-            {
-                "push_state": "ok",
-                "last_pushed_qty": 1,
-                "last_pushed_at": fields.Datetime.now(),
-            }
-        )
+        # pushed between the order (stamped t0) and its edit (t0 + 1 s), even
+        # when the clock passes a second meanwhile (an offer pushed in the
+        # edit's second is not known to have been seen by it)
+        self.offer(1, self.t0)
         self.post_edit("G-EDO", [("SCS-MUG", 3)], 1)
         self.assertEqual(self.held("G-EDO"), {"SCS-MUG": (3, 3)})
         oversell = self.env["sync.event"].search([("kind", "=", "oversell")])
