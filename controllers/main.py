@@ -199,8 +199,8 @@ def _route_max_bytes(_controller):
         # parsing then reads this copy (werkzeug parses cached data)
         httprequest.max_content_length = limit
         httprequest.get_data(cache=True)
-        return limit
-    return httprequest.max_content_length
+    # Odoo sets it as the request's limit: the handler reads it there
+    return limit
 
 
 def _file_size(upload):
@@ -262,10 +262,11 @@ class WebhookController(http.Controller):
             return _answer(404, error="unknown channel")
         request.update_env(user=SUPERUSER_ID)
         env = request.env
-        # a declared length over the limit was refused before the handler
-        # (_route_max_bytes); the limit still bounds what is read here
-        limit = _max_bytes(env)
         httprequest = request.httprequest
+        # a declared length over the limit was refused before the handler,
+        # by _route_max_bytes, which made it the request's limit; it still
+        # bounds what is read here
+        limit = httprequest.max_content_length or _max_bytes(env)
         # the channels' webhook settings are cached per worker: no query
         conf = env["sync.channel"]._scs_webhook_channels().get(token)
         if not conf or conf["channel_type"] not in WEBHOOK_TYPES:
@@ -276,7 +277,7 @@ class WebhookController(http.Controller):
             return _answer(400, error=err.description)
         if body is None:
             return _answer(413, error=f"body larger than {limit} bytes")
-        headers = dict(httprequest.headers)
+        headers = signatures.Headers(httprequest.headers)
 
         if conf["channel_type"] == "woocommerce" and self._is_woocommerce_ping(
             httprequest, headers
@@ -333,8 +334,7 @@ class WebhookController(http.Controller):
     # -- helpers ----------------------------------------------------------------
     @staticmethod
     def _is_woocommerce_ping(httprequest, headers):
-        lowered = {k.lower() for k in headers}
-        if "x-wc-webhook-signature" in lowered:
+        if signatures.get_header(headers, "x-wc-webhook-signature") is not None:
             return False
         form = httprequest.form
         return bool(form) and set(form.keys()) == {"webhook_id"}
@@ -385,11 +385,10 @@ class WebhookController(http.Controller):
 
     @staticmethod
     def _topic(channel_type, headers, payload):
-        lowered = {k.lower(): v for k, v in headers.items()}
         if channel_type == "shopify":
-            return lowered.get("x-shopify-topic", "")
+            return signatures.get_header(headers, "x-shopify-topic") or ""
         if channel_type == "woocommerce":
-            return lowered.get("x-wc-webhook-topic", "")
+            return signatures.get_header(headers, "x-wc-webhook-topic") or ""
         if isinstance(payload, dict):
             return str(payload.get("type") or "")
         return ""

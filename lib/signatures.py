@@ -74,16 +74,39 @@ class StaleTimestamp(SignatureError):
 
 
 # -- helpers -----------------------------------------------------------------
+class Headers(dict):
+    """Request headers by lowercased name, the first of a repeated one.
+
+    ``get_header`` looks a name up in one step here instead of walking every
+    header (a webhook is verified and parsed with a dozen lookups). A
+    repeated header keeps its first value, as the walk would find it.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, headers=()):
+        super().__init__()
+        items = headers.items() if hasattr(headers, "items") else headers
+        for key, value in items:
+            if isinstance(key, bytes):
+                key = key.decode("latin-1")
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            self.setdefault(key.lower(), value)
+
+
 def get_header(headers, name):
     """Return one header value looked up case-insensitively, or ``None``.
 
     HTTP header names are case-insensitive, but the mappings frameworks hand
     over are not always (a plain dict built by hand, a list of pairs), so the
-    lookup never relies on the container doing it.
+    lookup never relies on the container doing it, unless it is ``Headers``.
     """
     if headers is None:
         return None
     wanted = name.lower()
+    if isinstance(headers, Headers):
+        return headers.get(wanted)
     items = headers.items() if hasattr(headers, "items") else headers
     for key, value in items:
         if isinstance(key, bytes):

@@ -275,6 +275,10 @@ def log_lines(lines):
 
 
 def _scs_log_line(dbname, event_id, vals):
+    if not _event_logger.isEnabledFor(logging.INFO):
+        # the webhook route writes one per delivery: no line to build when
+        # the log level drops it
+        return
     line = json.dumps(
         {
             "db": dbname,

@@ -12,6 +12,7 @@ import json
 import time
 
 import psycopg2.errors
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from odoo import _, api, fields, models, sql_db
 from odoo.tools import SQL
@@ -65,7 +66,7 @@ DELIVER_AT_ONCE = (
     " SELECT pg_advisory_xact_lock_shared(%s, %s);"
     " WITH ins AS (INSERT INTO sync_event ("
     + ", ".join(INSERT_COLUMNS)
-    + ", create_uid, write_uid, create_date, write_date) VALUES %s"
+    + ", create_uid, write_uid, create_date, write_date) VALUES {rows}"
     " ON CONFLICT (channel_id, direction, idempotency_key) DO NOTHING"
     " RETURNING id, idempotency_key)"
     " SELECT (SELECT json_object_agg(idempotency_key, id) FROM ins)::text,"
@@ -196,8 +197,8 @@ class SyncEventInbound(models.Model):
         )
         at_once = own_transaction and isinstance(self.env.cr, sql_db.Cursor)
         if not at_once:
-            # a delivery at once starts with a rollback (the caller's
-            # transaction holds nothing): there is nothing to flush then
+            # a delivery at once is a transaction of its own, and the
+            # caller's holds nothing: there is nothing to flush then
             self.flush_model()
         hold = job_found = None
         if own_transaction:
@@ -423,19 +424,18 @@ class SyncEventInbound(models.Model):
             first.setdefault(vals["idempotency_key"], vals)
         # rows in key order: two deliveries that share keys wait for each
         # other's keys in the same order, so they cannot deadlock
-        values = [
-            SQL(DELIVER_ROW, *_insert_args(vals), self.env.uid, self.env.uid)
-            for _key, vals in sorted(first.items())
-        ]
-        query = SQL(
-            DELIVER_AT_ONCE,
-            DELIVERY_LOCK,
-            channel.id,
-            SQL(", ").join(values),
-            job_key or "",
-        )
-        cr.rollback()
+        # a plain query and its parameters: composed once per delivery, the
+        # SQL wrapper would cost more than the rest of this method
+        params = [DELIVERY_LOCK, channel.id]
+        for _key, vals in sorted(first.items()):
+            params.extend(_insert_args(vals))
+            params.extend((self.env.uid, self.env.uid))
+        params.append(job_key or "")
+        query = DELIVER_AT_ONCE.replace("{rows}", ", ".join([DELIVER_ROW] * len(first)))
         cnx = cr._cnx
+        if cnx.info.transaction_status != TRANSACTION_STATUS_IDLE:
+            # whatever the request read so far is not part of the delivery
+            cr.rollback()
         # Odoo's connection keeps its isolation level and read/write mode as
         # session characteristics, and psycopg2 answers a switch back from
         # autocommit with a SET ... TO DEFAULT for each: two more round trips
@@ -447,7 +447,7 @@ class SyncEventInbound(models.Model):
             cnx.set_session(isolation_level="DEFAULT", readonly="DEFAULT")
         try:
             cnx.autocommit = True
-            cr.execute(query, log_exceptions=False)
+            cr.execute(query, params, log_exceptions=False)
             new_ids, job_found = cr.fetchone()
         finally:
             if not cnx.closed:

@@ -16,6 +16,7 @@ import pytest
 from lib.adapters import ChannelConfig, get_adapter_class
 from lib.signatures import (
     MAX_SIGNATURE_ENTRIES,
+    Headers,
     InvalidSignature,
     MissingSignature,
     SignatureError,
@@ -295,6 +296,26 @@ def test_standard_header_lookup_is_case_insensitive():
     assert verify_standard(pairs, SW_BODY, [SW_SECRET], now=SW_TS) == SW_MSG_ID
     assert get_header({"Webhook-Id": "x"}, "WEBHOOK-ID") == "x"
     assert get_header({"other": "x"}, "webhook-id") is None
+
+
+def test_headers_lowered_once_keep_the_first_of_a_repeated_name():
+    """The webhook route hands ``Headers`` over: one lookup each, and the
+    value the walk over the raw headers would find."""
+    raw = [
+        ("Webhook-Id", "first"),
+        ("WEBHOOK-ID", "second"),
+        (b"X-Raw", b"bytes"),
+        ("Webhook-Signature", ""),
+    ]
+    headers = Headers(raw)
+    for name in ("webhook-id", "X-Raw", "webhook-signature", "absent"):
+        assert get_header(headers, name) == get_header(raw, name)
+    assert get_header(headers, "WEBHOOK-ID") == "first"
+    assert get_header(headers, "x-raw") == "bytes"
+    assert get_header(headers, "Webhook-Signature") == ""
+    assert get_header(headers, "absent") is None
+    upper = Headers({k.upper(): v for k, v in sw_headers().items()})
+    assert verify_standard(upper, SW_BODY, [SW_SECRET], now=SW_TS) == SW_MSG_ID
 
 
 def test_standard_body_as_text_is_encoded_utf8():
