@@ -1883,6 +1883,80 @@ class TestWebhook(SyncCaseMixin, HttpCase):
     def apply_jobs(self):
         return self.sync_jobs("_scs_job_apply_inbound")
 
+    def test_states_of_an_order_queued_together_reserve_the_newest(self):
+        """Several states of each order, in any order, before one run: only
+        the newest of an order is applied (its lines are held, once), the
+        older ones are superseded; an order cancelled in the run keeps each
+        of its states and ends released."""
+        self.move_stock(self.product_a, 50)
+        self.bind(self.generic, self.product_b)
+        self.move_stock(self.product_b, 50)
+        rng = random.Random(20261124)
+        base = fields.Datetime.now()
+        newest, keys = {}, {}
+        for n in range(6):
+            order_id = f"G-RUN-{n}"
+            steps = [
+                ("order.created", 1, [("SCS-MUG", rng.randint(1, 3))]),
+                ("order.updated", 2, [("SCS-MUG", rng.randint(1, 3))]),
+                (
+                    "order.paid",
+                    3,
+                    [("SCS-MUG", rng.randint(1, 3)), ("SCS-CAP", rng.randint(1, 2))],
+                ),
+            ]
+            rng.shuffle(steps)
+            for event, sec, lines in steps:
+                payload = self.order_payload(
+                    order_id, event=event, ts=fields.Datetime.add(base, seconds=sec)
+                )
+                payload["data"]["lines"] = [
+                    {"sku": sku, "quantity": qty} for sku, qty in lines
+                ]
+                keys[(order_id, sec)] = f"msg_run_{n}_{sec}"
+                res = self.post_generic(payload, msg_id=keys[(order_id, sec)])
+                self.assertEqual(res.status_code, 200, res.text)
+            newest[order_id] = {
+                sku: (qty, qty) for sku, qty in max(steps, key=lambda s: s[1])[2]
+            }
+        for event, sec in (("order.cancelled", 2), ("order.created", 1)):
+            payload = self.order_payload(
+                "G-RUN-C", qty=2, event=event, ts=fields.Datetime.add(base, seconds=sec)
+            )
+            keys[("G-RUN-C", sec)] = f"msg_run_c_{sec}"
+            self.post_generic(payload, msg_id=keys[("G-RUN-C", sec)])
+        self.run_jobs("_scs_job_apply_inbound")
+        Event = self.env["sync.event"]
+        for order_id, lines in newest.items():
+            self.assertEqual(self.held(order_id), lines, order_id)
+            self.assertEqual(len(self.reservations(self.generic, order_id)), 1)
+            states = {
+                sec: Event.search([("idempotency_key", "=", keys[(order_id, sec)])])
+                for sec in (1, 2, 3)
+            }
+            self.assertEqual(states[3].state, "applied", states[3].reason)
+            for sec in (1, 2):
+                self.assertEqual(states[sec].state, "stale", order_id)
+                self.assertIn("newer state of the same order", states[sec].reason)
+        self.assertEqual(self.held("G-RUN-C"), {})
+        self.assertEqual(
+            Event.search(
+                [
+                    (
+                        "idempotency_key",
+                        "in",
+                        [keys[("G-RUN-C", 1)], keys[("G-RUN-C", 2)]],
+                    )
+                ]
+            ).mapped("state"),
+            ["applied", "applied"],
+        )
+        self.assertFalse(
+            Event.search_count(
+                [("channel_id", "=", self.generic.id), ("state", "=", "queued")]
+            )
+        )
+
     def test_events_of_a_channel_share_one_job(self):
         """A burst of webhooks costs one job; the newest level of an item wins
         and every order is reserved."""
