@@ -670,10 +670,16 @@ class SyncChannel(models.Model):
                 pickings = self.env["sync.event"]._scs_reserve_many(
                     self, [(order_id, known) for _e, order_id, known in deferred]
                 )
+                # the batch's transfers all exist now: what the channel sold
+                # since its offers is bounded once for the batch, not asked
+                # order by order (see ``sync.event._scs_sold_bounds``)
+                bounds = self.env["sync.event"]._scs_sold_bounds(
+                    [binding for _e, _o, known in deferred for _line, binding in known]
+                )
                 for (event, _order_id, known), picking in zip(
                     deferred, pickings, strict=True
                 ):
-                    event._scs_finish_order(picking, known)
+                    event._scs_finish_order(picking, known, sold_bounds=bounds)
             counts["applied"] += len(deferred)
             return
         except RetryableJobError:

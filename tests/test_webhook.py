@@ -1415,6 +1415,54 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.run_jobs("_scs_job_apply_inbound")
         self.assertEqual(len(self.oversells()), 2)
 
+    def test_a_burst_well_within_the_offer_is_checked_once(self):
+        """Orders reserved in one batch are checked against their offer with
+        one bound for the batch: those the offer covers whatever the others
+        took need no count of their own; near the end of the offer each
+        order is counted, and the one beyond it is an incident."""
+        self.move_stock(self.product_a, 40)
+        self.move_stock(self.product_b, 40)
+        cap = self.bind(self.generic, self.product_b)
+        original = SyncEventOrder._scs_sold_since_push
+        counted = []
+
+        def sold_since_push(event, binding, picking, edit=False):
+            counted.append(picking.scs_external_order_id)
+            return original(event, binding, picking, edit)
+
+        self.offer(20, fields.Datetime.now() - timedelta(hours=1))
+        with patch.object(SyncEventOrder, "_scs_sold_since_push", sold_since_push):
+            for n in range(4):
+                self.post_generic(self.order_payload(f"G-WIN-{n}", qty=2))
+            self.run_jobs("_scs_job_apply_inbound")
+            self.assertEqual(counted, [], "8 sold of an offer of 20: no count")
+            self.assertFalse(self.oversells())
+            # another SKU, whose offer is nearly spent by the batch
+            pushed = fields.Datetime.now() - timedelta(hours=1)
+            cap.write(
+                {
+                    "push_state": "ok",
+                    "last_pushed_qty": 5,
+                    "last_pushed_at": pushed,
+                    "last_push_ts": pushed.replace(tzinfo=timezone.utc).timestamp(),
+                }
+            )
+            for n in range(3):
+                self.post_generic(
+                    self.order_payload(f"G-END-{n}", qty=2, sku="SCS-CAP")
+                )
+            self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(sorted(counted), [f"G-END-{n}" for n in range(3)])
+        for n in range(3):
+            self.assertEqual(self.held(f"G-END-{n}"), {"SCS-CAP": (2, 2)})
+        oversell = self.oversells()
+        self.assertEqual(len(oversell), 1)
+        self.assertEqual(oversell.sku, "SCS-CAP")
+        self.assertIn("G-END-2", oversell.error)
+        self.assertIn(
+            "took 4 of that offer since it was pushed, leaving 1.", oversell.error
+        )
+
     def test_orders_before_the_offer_are_not_counted_against_it(self):
         """Orders placed before the offer was pushed (it already left them
         out) do not use it up. Once one of them gives units back, the offer
