@@ -31,7 +31,8 @@ Within one run, an inventory level that a newer level of the same item
 supersedes is recorded as stale without being applied (last write wins, as
 it would be if they came one by one), and so is an order state that a newer
 state of the same order supersedes (each carries the whole order), unless
-the order is cancelled or refunded in the run. A run applies its events in one
+the order is cancelled or refunded in the run, or has a state there that can
+only follow a reservation (Shopify's orders/updated). A run applies its events in one
 savepoint, and event by event only when that fails (``_scs_apply_at_once``).
 Orders are checked one by one, in order; the new ones (an order with no
 other event in the run) are then reserved together, one create,

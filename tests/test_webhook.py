@@ -1433,10 +1433,13 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.offer(20, fields.Datetime.now() - timedelta(hours=1))
         with patch.object(SyncEventOrder, "_scs_sold_since_push", sold_since_push):
             for n in range(4):
-                self.post_generic(self.order_payload(f"G-WIN-{n}", qty=2))
+                res = self.post_generic(self.order_payload(f"G-WIN-{n}", qty=2))
+                self.assertEqual(res.status_code, 200, res.text)
             self.run_jobs("_scs_job_apply_inbound")
             self.assertEqual(counted, [], "8 sold of an offer of 20: no count")
             self.assertFalse(self.oversells())
+            for n in range(4):
+                self.assertEqual(self.held(f"G-WIN-{n}"), {"SCS-MUG": (2, 2)})
             # another SKU, whose offer is nearly spent by the batch
             pushed = fields.Datetime.now() - timedelta(hours=1)
             cap.write(
@@ -1972,9 +1975,30 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                 "G-RUN-C", qty=2, event=event, ts=fields.Datetime.add(base, seconds=sec)
             )
             keys[("G-RUN-C", sec)] = f"msg_run_c_{sec}"
-            self.post_generic(payload, msg_id=keys[("G-RUN-C", sec)])
+            res = self.post_generic(payload, msg_id=keys[("G-RUN-C", sec)])
+            self.assertEqual(res.status_code, 200, res.text)
+        # created, cancelled, paid again: each state is applied, in order
+        for event, sec, qty in (
+            ("order.paid", 3, 1),
+            ("order.created", 1, 2),
+            ("order.cancelled", 2, 2),
+        ):
+            payload = self.order_payload(
+                "G-RUN-R",
+                qty=qty,
+                event=event,
+                ts=fields.Datetime.add(base, seconds=sec),
+            )
+            keys[("G-RUN-R", sec)] = f"msg_run_r_{sec}"
+            res = self.post_generic(payload, msg_id=keys[("G-RUN-R", sec)])
+            self.assertEqual(res.status_code, 200, res.text)
         self.run_jobs("_scs_job_apply_inbound")
         Event = self.env["sync.event"]
+        self.assertEqual(self.held("G-RUN-R"), {"SCS-MUG": (1, 1)})
+        reopened = Event.search(
+            [("idempotency_key", "in", [keys[("G-RUN-R", sec)] for sec in (1, 2, 3)])]
+        )
+        self.assertNotIn("stale", reopened.mapped("state"), reopened.mapped("reason"))
         for order_id, lines in newest.items():
             self.assertEqual(self.held(order_id), lines, order_id)
             self.assertEqual(len(self.reservations(self.generic, order_id)), 1)
