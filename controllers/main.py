@@ -85,12 +85,29 @@ def _max_bytes(env):
         return DEFAULT_MAX_BYTES
 
 
+def _json_response(body, http_status):
+    """``body`` as an ASCII JSON answer.
+
+    An error message may quote what the sender sent: Odoo's
+    ``make_json_response`` writes it as UTF-8, which a lone surrogate cannot
+    be (the answer would be a 500). Escaped to ASCII, any text can be.
+    """
+    data = json.dumps(body)
+    return request.make_response(
+        data,
+        headers=[
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+        ],
+        status=http_status,
+    )
+
+
 def _json_error(exc_class, message):
     """An HTTP error that answers in JSON, as the handler does, also when
     Odoo's form parsing raises it before the handler runs."""
     return exc_class(
-        message,
-        response=request.make_json_response({"error": message}, status=exc_class.code),
+        message, response=_json_response({"error": message}, exc_class.code)
     )
 
 
@@ -237,7 +254,7 @@ def _read_body(httprequest, limit):
 
 
 def _answer(http_status, **body):
-    return request.make_json_response(body, status=http_status)
+    return _json_response(body, http_status)
 
 
 class WebhookController(http.Controller):

@@ -986,6 +986,11 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         nul["data"]["lines"][0]["sku"] = "SCS-\x00MUG"
         cases.append((self.post_generic(nul), 400))
         cases.append((self.post_generic(None, raw=b"[" * 50000 + b"]" * 50000), 400))
+        # an error that quotes the sender's text: a lone surrogate (which UTF-8
+        # cannot encode; this was a 500) and accented text
+        for event_type in ("\\ud800", "commande.cr\\u00e9\\u00e9e"):
+            raw = b'{"type": "' + event_type.encode() + b'", "timestamp": "x"}'
+            cases.append((self.post_generic(None, raw=raw), 400))
         # unknown token and disabled channel: same 404
         unknown = self.url_open(
             URL + "nope" + self.generic.webhook_token[4:], data=body, headers=headers
