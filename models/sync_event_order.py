@@ -404,9 +404,12 @@ class SyncEventOrder(models.Model):
         if not more and not less:
             self._scs_set_state("applied", reason=unchanged)
             return "already reserved"
+        if more:
+            # added before anything is taken out: an edit that replaces every
+            # line would otherwise cancel the transfer the new lines go to
+            self._scs_reserve_more(pickings, more)
         released, _unheld = self._scs_take_out(pickings, less)
         if more:
-            self._scs_reserve_more(pickings, more)
             totals = [({"quantity": want[b.product_id][1]}, b) for b in more]
             self._scs_check_oversell(pickings, totals, more)
         added = [_qty_label(binding, qty) for binding, qty in more.items()]

@@ -1740,6 +1740,36 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             1,
         )
 
+    def test_edit_replacing_every_line_keeps_one_transfer(self):
+        """An edit that takes out every line the order held and names
+        others: the open transfer holds the new lines, the old ones are
+        released (taking them out first would cancel the transfer the new
+        lines go to)."""
+        self.t0 = fields.Datetime.now()
+        self.bind(self.generic, self.product_b)
+        free_a, free_b = self.product_a.free_qty, self.product_b.free_qty
+
+        def taken():
+            self.env.invalidate_all()
+            return (
+                free_a - self.product_a.free_qty,
+                free_b - self.product_b.free_qty,
+            )
+
+        self.post_edit("G-SWAP", [("SCS-MUG", 2)], 0, event="order.created")
+        event = self.post_edit("G-SWAP", [("SCS-CAP", 1)], 1)
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertIn("reserved 1 SCS-CAP more, released 2 SCS-MUG", event.reason)
+        self.assertEqual(self.held("G-SWAP"), {"SCS-CAP": (1, 1)})
+        self.assertEqual(len(self.reservations(self.generic, "G-SWAP")), 1)
+        self.assertEqual(taken(), (0, 1))
+        # and back again, on the same transfer
+        event = self.post_edit("G-SWAP", [("SCS-MUG", 1)], 2)
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertEqual(self.held("G-SWAP"), {"SCS-MUG": (1, 1)})
+        self.assertEqual(len(self.reservations(self.generic, "G-SWAP")), 1)
+        self.assertEqual(taken(), (1, 0))
+
     def test_edit_beyond_the_offer_is_an_oversell(self):
         """Units an edit adds beyond what the channel was offered."""
         self.t0 = fields.Datetime.now()
