@@ -1348,6 +1348,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.run_jobs("_scs_job_apply_inbound")
         oversell = self.env["sync.event"].search([("kind", "=", "oversell")])
         self.assertEqual(len(oversell), 1)
+        self.assertIn("was offered 2 and 5 could be reserved", oversell.error)
         self.generic.invalidate_recordset()
         self.assertEqual(self.generic.oversell_count, 1)
         action = self.generic.action_view_oversells()
@@ -1361,6 +1362,20 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             lambda j: j.identity_key.endswith(".force")
         )
         self.assertEqual(len(forced), 1, "every channel is pushed at once")
+
+    def test_order_beyond_the_stock_before_any_push_is_an_oversell(self):
+        """No quantity was pushed to the channel yet: an order the stock
+        cannot cover is still an incident, and says what is not known."""
+        free = self.product_a.free_qty
+        self.post_generic(self.order_payload("G-NOPUSH", qty=free + 2))
+        self.run_jobs("_scs_job_apply_inbound")
+        oversell = self.oversells()
+        self.assertEqual(len(oversell), 1)
+        self.assertIn(
+            "could be reserved (no quantity was pushed to the channel yet)",
+            oversell.error,
+        )
+        self.assertIn(f"asks {free + 2:g} of SCS-MUG; {free:g}", oversell.error)
 
     def test_sku_on_several_lines_is_one_move_and_one_oversell_check(self):
         """Two lines of 3 for a channel offered 5: one move of 6, and an
