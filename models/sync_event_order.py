@@ -461,6 +461,23 @@ class SyncEventOrder(models.Model):
                 nowait=True,
             )
 
+    def _scs_lock_held_stock(self, pickings, products):
+        """Lock the quants that the open transfers ``pickings`` may have
+        reserved of ``products``, before giving any of it back, or retry.
+
+        Releasing is a write to the same quants as reserving: Odoo takes the
+        first quant it can lock without waiting, and when another channel's
+        job holds it, books the release on a new quant of its own, which a
+        later reservation or release clamps at zero. Each job's figures
+        stay right, the quants' total does not: units no move holds stay
+        reserved, and every channel is offered less than is there (seen
+        under concurrent orders and cancellations of three channels).
+        """
+        for location in pickings.filtered(
+            lambda p: p.state not in ("done", "cancel")
+        ).location_id:
+            self._scs_lock_stock(products, location)
+
     def _scs_reserve_more(self, pickings, more):
         """Add ``{binding: qty}`` to the order's open transfer, reserved: to
         the product's open move, else in a new move (created together)."""
@@ -889,6 +906,7 @@ class SyncEventOrder(models.Model):
         if open_pickings and _is_line_refund(order):
             reason = self._scs_release_lines(open_pickings, known)
         elif open_pickings:
+            self._scs_lock_held_stock(open_pickings, open_pickings.move_ids.product_id)
             open_pickings.action_cancel()
             reason = _(
                 "reservation released (%s)", ", ".join(open_pickings.mapped("name"))
@@ -922,6 +940,10 @@ class SyncEventOrder(models.Model):
         ``(released, unheld)``, each a list of labels."""
         released, unheld = [], []
         to_assign = to_cancel = self.env["stock.move"]
+        self._scs_lock_held_stock(
+            pickings,
+            self.env["product.product"].union(*(b.product_id for b, _q in quantities)),
+        )
         for binding, qty in quantities:
             moves = pickings.move_ids.filtered(
                 lambda m, p=binding.product_id: (

@@ -2644,6 +2644,50 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free - 2)
 
+    def test_stock_being_reserved_by_another_job_waits_for_a_release(self):
+        """A cancellation or an edit that gives units back writes to the same
+        quants as a reservation: while another job holds them, it waits for
+        a run a second later (Odoo would book the release on a quant of its
+        own, and the quants' reservation would drift from the moves')."""
+        module = "odoo.addons.stock_channel_sync.models.sync_event_order"
+        calls = []
+
+        def held(env, table, ids, reason, **kw):
+            calls.append((table, sorted(ids)))
+            raise RetryableJobError(reason, seconds=1, ignore_retry=True)
+
+        self.t0 = fields.Datetime.now()
+        free = self.product_a.free_qty
+        self.post_edit("G-RACE-R", [("SCS-MUG", 3)], 0, event="order.created")
+        quants = self.env["stock.quant"].search(
+            [
+                ("product_id", "=", self.product_a.id),
+                ("location_id", "child_of", self.stock.id),
+            ]
+        )
+        for sec, event, lines, left in (
+            (1, "order.updated", [("SCS-MUG", 1)], 1),
+            (2, "order.cancelled", [], 0),
+        ):
+            payload = self.order_payload(
+                "G-RACE-R", event=event, ts=fields.Datetime.add(self.t0, seconds=sec)
+            )
+            payload["data"]["lines"] = [{"sku": k, "quantity": q} for k, q in lines]
+            self.assertEqual(self.post_generic(payload).status_code, 200)
+            event_rec = self.env["sync.event"].search([], order="id desc", limit=1)
+            calls.clear()
+            with patch(f"{module}.lock_rows_or_retry", held):
+                self.run_jobs("_scs_job_apply_inbound", rounds=1)
+            self.assertIn(("stock_quant", sorted(quants.ids)), calls)
+            self.assertEqual(event_rec.state, "queued", event_rec.reason)
+            self.env.invalidate_all()
+            self.assertEqual(free - self.product_a.free_qty, 3 if sec == 1 else 1)
+            self.run_jobs("_scs_job_apply_inbound")
+            self.assertEqual(event_rec.state, "applied", event_rec.error)
+            self.env.invalidate_all()
+            self.assertEqual(free - self.product_a.free_qty, left)
+        self.assertFalse(self.reservations(self.generic, "G-RACE-R"))
+
     def test_only_post_is_a_delivery(self):
         """werkzeug answers every route's OPTIONS: a signed delivery sent as
         OPTIONS (or any method but POST) is 405 and writes nothing."""
