@@ -30,7 +30,7 @@ from datetime import timedelta
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
-from ..lib.adapters import ChannelError, InboundEvent, check_inbound
+from ..lib.adapters import ChannelError, InboundEvent, check_inbound, woocommerce
 from .job_store import retry_later
 from .sync_channel_inbound import named_items
 
@@ -150,6 +150,77 @@ class SyncChannel(models.Model):
             identity_key=f"stock_channel_sync.reconcile.{self.id}",
             description=f"Reconcile {self.name}",
         )._scs_job_reconcile_start(dry_run=dry_run)
+
+    # -- refunds that only the channel's API tells --
+    def _scs_follow_refunds(self, order_id, order):
+        """Fetch the refunds a WooCommerce order lists and no event holds yet.
+
+        A WooCommerce order, in a webhook or fetched, lists its refunds by id
+        and total and keeps its lines at the quantities first ordered: a
+        partial refund changes nothing an order event can see. Its lines are
+        read in a job of their own (an outbound call has no place in the
+        apply run), once per refund: each becomes an inbound event keyed by
+        the refund's id, applied as a line refund.
+        """
+        self.ensure_one()
+        raw = order.get("raw") or {}
+        ids = woocommerce.refund_ids(raw)
+        if self.channel_type != "woocommerce" or not ids:
+            return False
+        keys = [f"refund:{order_id}:{refund_id}" for refund_id in ids]
+        known = self.env["sync.event"].search_count(
+            [
+                ("channel_id", "=", self.id),
+                ("direction", "=", "in"),
+                ("idempotency_key", "in", keys),
+            ]
+        )
+        if known >= len(keys):
+            return False
+        self.with_delay(
+            identity_key=f"stock_channel_sync.refunds.{self.id}.{order_id}",
+            description=f"Read the refunds of order {order_id} on {self.name}",
+        )._scs_job_fetch_refunds(order_id)
+        return True
+
+    def _scs_job_fetch_refunds(self, order_id):
+        """Record the line refunds of one WooCommerce order as inbound events
+        (a refund already recorded is a duplicate, as a redelivery is)."""
+        self.ensure_one()
+        try:
+            refunds = list(self._scs_adapter().fetch_refunds(order_id))
+        except ChannelError as err:
+            if err.retryable:
+                raise retry_later(err) from err
+            self._scs_notify(
+                _("Refunds of order %s not read", order_id),
+                _(
+                    "The channel refused to give the refunds of order %(order)s:"
+                    " %(error)s. Units they took back stay reserved until the"
+                    " order is cancelled or the refunds can be read.",
+                    order=order_id,
+                    error=err,
+                ),
+                key=f"refunds:{order_id}",
+            )
+            return f"not read: {err}"
+        events = [
+            # a refund of an amount only is recorded too (skipped), so that
+            # the order's next state does not read it again
+            InboundEvent(
+                kind="cancel" if refund.lines else "ignored",
+                idempotency_key=f"refund:{order_id}:{refund.raw['id']}",
+                event_time=refund.updated_at,
+                order=refund if refund.lines else None,
+            )
+            for refund in refunds
+        ]
+        check_inbound(events)
+        recorded = self.env["sync.event"]._scs_record_inbound(
+            self, events, b"", "refunds"
+        )
+        new = sum(1 for item in recorded if item["new"])
+        return f"{len(events)} line refund(s), {new} new"
 
     # -- jobs --
     def _scs_job_reconcile_start(self, dry_run=False):

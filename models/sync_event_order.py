@@ -221,6 +221,9 @@ class SyncEventOrder(models.Model):
         order_id = str(order.get("external_id") or self.external_ref or "")
         if not order_id:
             raise ValueError("order event without an external order id")
+        if order.get("status") not in ("cancelled", "refunded"):
+            # a WooCommerce order's partial refunds are read from its API
+            channel._scs_follow_refunds(order_id, order)
         lines = self._scs_order_lines(order, bindings)
         found = self.env["channel.binding"].union(*(b for _line, b in lines))
         # serialise with every other job touching these SKUs

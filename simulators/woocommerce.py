@@ -16,6 +16,12 @@ What it reproduces (read from WooCommerce's REST controllers):
   ``include`` lists, and for orders ``modified_after`` (exclusive, GMT with
   ``dates_are_gmt``).
 - ``GET /system_status`` for connection checks.
+- ``GET /orders/{id}/refunds``: an order's refunds, each with its line items
+  at negative quantities (``_refunded_item_id`` in their meta data); the
+  order lists them by id and total only, as WooCommerce's order does. A
+  restocking refund puts its units back in the shop's stock. Whether a
+  refund restocked is not in what the API answers (``api_restock`` is
+  write-only), so the simulator does not say it either.
 
 There is no compare-and-set and no idempotency key in WooCommerce, so the
 simulator has none either. Quantities live in ``self.quantities[sku]``.
@@ -66,6 +72,8 @@ class WooCommerceSimulator(Simulator):
         self.variations = {}
         #: order id -> order payload
         self.orders = {}
+        #: order id -> [refund payload], oldest first
+        self.refunds = {}
         #: answers to send instead of handling, oldest first; None handles the
         #: request normally, so a test can fail the second call only
         self.scripted = deque()
@@ -144,7 +152,47 @@ class WooCommerceSimulator(Simulator):
                 "status": status,
                 "date_modified_gmt": _gmt(when),
                 "line_items": line_items,
+                "refunds": [],
             }
+            return number
+
+    def add_refund(self, order_id, lines, restock=True, amount="0.00", when=None):
+        """Refund ``[(line item id, quantity)]`` of an order (no lines: an
+        amount only), as the shop's refund screen does: the refund gets its
+        own id, the order lists it and is modified, and a restocking refund
+        puts the units back in stock. Returns the refund's id."""
+        with self.lock:
+            order = self.orders[order_id]
+            when = when or datetime.now(timezone.utc)
+            by_id = {item["id"]: item for item in order["line_items"]}
+            number = self._new_id()
+            refund_lines = []
+            for pos, (item_id, qty) in enumerate(lines):
+                item = by_id[item_id]
+                refund_lines.append(
+                    {
+                        "id": number * 1000 + pos,
+                        "product_id": item["product_id"],
+                        "variation_id": item["variation_id"],
+                        "quantity": -qty,
+                        "sku": item["sku"],
+                        "meta_data": [{"key": "_refunded_item_id", "value": item_id}],
+                    }
+                )
+                if restock and item["sku"] in self.quantities:
+                    self.quantities[item["sku"]] += qty
+            self.refunds.setdefault(order_id, []).append(
+                {
+                    "id": number,
+                    "date_created_gmt": _gmt(when),
+                    "amount": amount,
+                    "reason": "",
+                    "refunded_payment": False,
+                    "line_items": refund_lines,
+                }
+            )
+            order["refunds"].append({"id": number, "reason": "", "total": f"-{amount}"})
+            order["date_modified_gmt"] = _gmt(when)
             return number
 
     # -- HTTP -------------------------------------------------------------------
@@ -207,6 +255,15 @@ class WooCommerceSimulator(Simulator):
                     return self._collection(req, rows, self._product_json)
             if path == "/orders" and req.method == "GET":
                 return self._collection(req, self._orders(req), dict)
+            match = re.fullmatch(r"/orders/(\d+)/refunds", path)
+            if match and req.method == "GET":
+                order_id = int(match.group(1))
+                if order_id not in self.orders:
+                    return _error(
+                        404, "woocommerce_rest_order_invalid_id", "Invalid order ID."
+                    )
+                rows = self.refunds.get(order_id, [])
+                return self._collection(req, rows, dict)
         return _error(404, "rest_no_route", "No route was found.")
 
     def _collection(self, req, rows, render):

@@ -28,6 +28,7 @@ from ..lib import signatures
 from ..models.sync_event_inbound import SyncEventInbound
 from ..models.sync_event_order import SyncEventOrder
 from ..simulators.shopify import ShopifySimulator
+from ..simulators.woocommerce import WooCommerceSimulator
 from .common import SyncCaseMixin
 
 try:
@@ -1879,6 +1880,88 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         # without a cutoff, the old order is reserved
         self.woo.sudo().order_cutoff = False
         self.assertEqual(post(914, "completed", "2026-10-02T09:00:00").state, "applied")
+
+    def test_woocommerce_partial_refunds_are_read_and_released(self):
+        """A WooCommerce order lists a partial refund by id only and keeps
+        its lines: the refund's lines are read from the shop in a job, once,
+        and released from the order's reservation; a refund of an amount
+        only releases nothing; later states of the order keep them out."""
+        sim = WooCommerceSimulator().start()
+        self.addCleanup(sim.stop)
+        mug = sim.add_product("SCS-MUG", 0)
+        self.woo.sudo().write(
+            {
+                "base_url": sim.url,
+                "api_key": sim.consumer_key,
+                "api_secret": sim.consumer_secret,
+            }
+        )
+        self.b_woo.external_id = str(mug)
+        start = datetime.now(timezone.utc) - timedelta(minutes=10)
+        sim.add_order("processing", [(mug, 3)], modified=start, order_id=950)
+        line = sim.orders[950]["line_items"][0]["id"]
+        free = self.product_a.free_qty
+
+        def deliver(minutes=None):
+            order = json.loads(json.dumps(sim.orders[950]))
+            if minutes is not None:
+                order["date_modified_gmt"] = (
+                    start + timedelta(minutes=minutes)
+                ).strftime("%Y-%m-%dT%H:%M:%S")
+            self.post_woo("order.updated", order)
+
+        def taken():
+            self.env.invalidate_all()
+            return free - self.product_a.free_qty
+
+        self.post_woo("order.created", json.loads(json.dumps(sim.orders[950])))
+        self.assertEqual(self.held("950", self.woo), {"SCS-MUG": (3, 3)})
+        self.assertFalse(self.sync_jobs("_scs_job_fetch_refunds"))
+        first = sim.add_refund(950, [(line, 1)], when=start + timedelta(minutes=1))
+        sim.add_refund(950, [], amount="2.00", when=start + timedelta(minutes=1))
+        deliver()
+        # the order alone says nothing of the units: still held
+        self.assertEqual(taken(), 3)
+        self.assertEqual(len(self.sync_jobs("_scs_job_fetch_refunds")), 1)
+        self.assertEqual(self.run_jobs("_scs_job_fetch_refunds"), 1)
+        self.run_jobs("_scs_job_apply_inbound")
+        refund, amount_only = self.env["sync.event"].search(
+            [("channel_id", "=", self.woo.id), ("idempotency_key", "like", "refund:")],
+            order="idempotency_key",
+        )
+        self.assertEqual(refund.idempotency_key, f"refund:950:{first}")
+        self.assertEqual(amount_only.idempotency_key, f"refund:950:{first + 1}")
+        self.assertEqual(amount_only.state, "skipped")
+        self.assertEqual(refund.state, "applied", refund.error)
+        self.assertIn("refund: released 1 SCS-MUG", refund.reason)
+        self.assertEqual(self.held("950", self.woo), {"SCS-MUG": (2, 2)})
+        self.assertEqual(taken(), 2)
+        # the same refunds listed again: no read; a later edit of the order
+        # (same lines) keeps the refunded unit out
+        deliver(minutes=2)
+        self.assertFalse(self.sync_jobs("_scs_job_fetch_refunds"))
+        self.assertEqual(self.held("950", self.woo), {"SCS-MUG": (2, 2)})
+        # a second refund, read when the order lists it
+        sim.add_refund(950, [(line, 2)], when=start + timedelta(minutes=3))
+        deliver()
+        self.run_jobs("_scs_job_fetch_refunds")
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.reservations(self.woo, "950"))
+        self.assertEqual(taken(), 0)
+        # a shop that refuses the read: the channel's user is told, the
+        # units stay reserved
+        sim.add_order("processing", [(mug, 1)], modified=start, order_id=951)
+        self.post_woo("order.created", json.loads(json.dumps(sim.orders[951])))
+        line = sim.orders[951]["line_items"][0]["id"]
+        sim.add_refund(951, [(line, 1)], when=start + timedelta(minutes=4))
+        self.woo.sudo().api_secret = "wrong"
+        self.post_woo("order.updated", json.loads(json.dumps(sim.orders[951])))
+        self.run_jobs("_scs_job_fetch_refunds")
+        activity = self.env["mail.activity"].search(
+            [("res_model", "=", "sync.channel"), ("res_id", "=", self.woo.id)]
+        )
+        self.assertIn("Refunds of order 951 not read", activity.mapped("summary"))
+        self.assertEqual(self.held("951", self.woo), {"SCS-MUG": (1, 1)})
 
     def test_woocommerce_edited_order(self):
         """WooCommerce sends the edited order as ``order.updated``."""

@@ -423,6 +423,22 @@ class WooCommerceAdapter(ChannelAdapter):
             if normalised is not None:
                 yield normalised[1]
 
+    def fetch_refunds(self, order_id):
+        """Yield the line refunds of one order (``GET /orders/<id>/refunds``).
+
+        An order (webhook or REST) lists its refunds by id and total only,
+        and keeps each line at the quantity first ordered: which units a
+        refund took back is only in the refund itself. A refund of an amount
+        only (no line) takes no unit: its lines are empty.
+        """
+        order_id = str(order_id).strip()
+        if not order_id.isdigit():
+            raise PermanentChannelError(
+                f"WooCommerce order id {order_id!r} is not a number"
+            )
+        for refund in self.pages(f"/orders/{order_id}/refunds", {}):
+            yield refund_from_payload(order_id, refund)
+
     # -- misc -----------------------------------------------------------------
     def test_connection(self):
         response = self.call(
@@ -535,28 +551,86 @@ def order_from_payload(body, topic="order"):
     return kind, order
 
 
+def refund_ids(body):
+    """The ids of the refunds an order payload lists, as text."""
+    refunds = body.get("refunds") if isinstance(body, dict) else None
+    if not isinstance(refunds, list):
+        return []
+    return [
+        str(refund["id"])
+        for refund in refunds
+        if isinstance(refund, dict) and str(refund.get("id", "")).isdigit()
+    ]
+
+
+def refund_from_payload(order_id, refund):
+    """A ChannelOrder for the lines of one refund (``status`` "refunded",
+    quantities taken back, positive; none for a refund of an amount only).
+
+    WooCommerce answers refund lines at negative quantities. Whether the
+    refund restocked them is not in the answer (``api_restock`` is
+    write-only): the lines are released from the order's reservation, as
+    units that will not ship (once the order shipped, nothing is held).
+    """
+    if not isinstance(refund, dict) or not str(refund.get("id", "")).isdigit():
+        raise RetryableChannelError(
+            f"WooCommerce answered a refund of order {order_id} without an id"
+        )
+    items = refund.get("line_items")
+    lines = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or item.get("quantity") in (None, 0):
+            continue
+        try:
+            quantity = abs(as_quantity(item["quantity"], "a refund line's quantity"))
+        except (TypeError, ValueError) as err:
+            raise PermanentChannelError(
+                f"WooCommerce refund {refund['id']} of order {order_id}: {err}"
+            ) from err
+        variation = item.get("variation_id") or 0
+        lines.append(
+            OrderLine(
+                sku=item.get("sku") or "",
+                quantity=quantity,
+                external_id=str(item.get("product_id") or ""),
+                external_variant_id=str(variation) if variation else "",
+            )
+        )
+    return ChannelOrder(
+        external_id=str(order_id),
+        status="refunded",
+        lines=lines,
+        updated_at=parse_gmt(refund.get("date_created_gmt")),
+        restock=True,
+        raw=refund,
+    )
+
+
 def _order_key(topic, body):
     """``<topic>:<id>:<date_modified_gmt>:<status>:<lines digest>``.
 
     ``date_modified_gmt`` is to the second: two changes of an order in one
     second (paid, then cancelled by a plugin) would share a key and the
     second would be taken for a redelivery. The status and a digest of the
-    lines tell them apart; a redelivery of the same state keeps its key.
+    lines (and of the refunds listed, when there are any) tell them apart; a
+    redelivery of the same state keeps its key.
     """
     lines = body.get("line_items")
-    digest = hashlib.sha256(
-        json.dumps(
-            [
-                [
-                    str(line.get("id")),
-                    str(line.get("variation_id") or line.get("product_id")),
-                    str(line.get("quantity")),
-                ]
-                for line in (lines if isinstance(lines, list) else [])
-                if isinstance(line, dict)
-            ]
-        ).encode()
-    ).hexdigest()[:12]
+    state = [
+        [
+            str(line.get("id")),
+            str(line.get("variation_id") or line.get("product_id")),
+            str(line.get("quantity")),
+        ]
+        for line in (lines if isinstance(lines, list) else [])
+        if isinstance(line, dict)
+    ]
+    refunds = refund_ids(body)
+    if refunds:
+        # a refund leaves the lines as they were: two refunds in one second
+        # are two states of the order
+        state.append(refunds)
+    digest = hashlib.sha256(json.dumps(state).encode()).hexdigest()[:12]
     return f"{_key(topic, body)}:{str(body.get('status') or '')[:40]}:{digest}"
 
 

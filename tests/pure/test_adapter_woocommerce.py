@@ -262,6 +262,50 @@ def test_fetch_orders_since_uses_modified_after_and_pages(sim):
     assert adapter.calls == 3
 
 
+def test_fetch_refunds_reads_each_refunds_lines_over_pages(sim):
+    """An order lists its refunds by id and total; their lines come from
+    ``/orders/<id>/refunds``, at positive quantities, page after page. A
+    refund of an amount only has no line."""
+    a = sim.add_product("A", 10)
+    parent, (small,) = sim.add_variable_product("T", [("T-S", 5)])
+    order = sim.add_order("processing", [(a, 3), (small, 2)])
+    line_a, line_s = (item["id"] for item in sim.orders[order]["line_items"])
+    first = sim.add_refund(order, [(line_a, 1)])
+    sim.add_refund(order, [], amount="5.00")
+    third = sim.add_refund(order, [(line_a, 1), (line_s, 2)], restock=False)
+    assert sim.quantities == {"A": 11, "T-S": 5}, "only a restock gives units back"
+    assert [r["id"] for r in sim.orders[order]["refunds"]] == [
+        first,
+        first + 1,
+        third,
+    ]
+    adapter = make_adapter(sim)
+    adapter.page_size = 2
+    refunds = list(adapter.fetch_refunds(str(order)))
+    assert [r.raw["id"] for r in refunds] == [first, first + 1, third]
+    assert {r.external_id for r in refunds} == {str(order)}
+    assert {r.status for r in refunds} == {"refunded"}
+    assert [(ln.sku, ln.quantity) for ln in refunds[0].lines] == [("A", 1.0)]
+    assert refunds[1].lines == []
+    assert [(ln.sku, ln.quantity) for ln in refunds[2].lines] == [
+        ("A", 1.0),
+        ("T-S", 2.0),
+    ]
+    line = refunds[2].lines[1]
+    assert (line.external_id, line.external_variant_id) == (str(parent), str(small))
+    assert adapter.calls == 2
+    assert sim.requests[-1].path.endswith(f"/orders/{order}/refunds")
+
+
+def test_fetch_refunds_of_an_unknown_or_odd_order_is_refused(sim):
+    adapter = make_adapter(sim)
+    with pytest.raises(PermanentChannelError):
+        list(adapter.fetch_refunds("999999"))
+    with pytest.raises(PermanentChannelError, match="not a number"):
+        list(adapter.fetch_refunds("12/../products"))
+    assert adapter.calls == 1
+
+
 # -- webhooks ------------------------------------------------------------------
 ORDER = {
     "id": 727,
@@ -410,6 +454,25 @@ def test_malformed_webhooks_raise_value_error(adapter, topic, payload, fragment)
     with pytest.raises(ValueError, match=fragment) as err:
         adapter.parse_webhook(topic, payload, {})
     assert isinstance(err.value, WebhookPayloadError)
+
+
+def test_a_refund_in_the_same_second_is_another_state(adapter):
+    """A refund keeps the order's lines; listed, it makes a new key."""
+    created = adapter.parse_webhook("order.updated", dict(ORDER), {})[0]
+    refunded = dict(ORDER, refunds=[{"id": 801, "total": "-2.00"}])
+    again = dict(ORDER, refunds=[{"id": 801, "total": "-2.00"}, {"id": 802}])
+    keys = [
+        adapter.parse_webhook("order.updated", body, {})[0].idempotency_key
+        for body in (refunded, again, dict(refunded))
+    ]
+    assert created.idempotency_key not in keys
+    assert keys[0] != keys[1] and keys[0] == keys[2]
+    assert (
+        created.idempotency_key
+        == (
+            adapter.parse_webhook("order.updated", dict(ORDER, refunds=[]), {})[0]
+        ).idempotency_key
+    )
 
 
 def test_two_states_of_one_second_are_two_events(adapter):
