@@ -211,7 +211,7 @@ class SyncChannel(models.Model):
                 kind="cancel" if refund.lines else "ignored",
                 idempotency_key=f"refund:{order_id}:{refund.raw['id']}",
                 event_time=refund.updated_at,
-                order=refund if refund.lines else None,
+                order=refund,
             )
             for refund in refunds
         ]

@@ -1932,6 +1932,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(refund.idempotency_key, f"refund:950:{first}")
         self.assertEqual(amount_only.idempotency_key, f"refund:950:{first + 1}")
         self.assertEqual(amount_only.state, "skipped")
+        self.assertEqual(amount_only.external_ref, "950")
         self.assertEqual(refund.state, "applied", refund.error)
         self.assertIn("refund: released 1 SCS-MUG", refund.reason)
         self.assertEqual(self.held("950", self.woo), {"SCS-MUG": (2, 2)})
