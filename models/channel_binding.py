@@ -489,6 +489,16 @@ class ChannelBinding(models.Model):
         result = self.exists()._scs_push(force=True, kind="correction")
         return f"corrections: {result}"
 
+    def _scs_job_push_batch(self):
+        """Push a batch of one channel's bindings (``sync.channel.action_push_all``).
+
+        One concurrent round under the locks of these bindings: per-SKU jobs
+        of the same bindings wait for it, so no push of a SKU overtakes
+        another. Bindings already showing their number are skipped.
+        """
+        summary = self.exists()._scs_push()
+        return "pushed {pushed}, unchanged {skipped}, failed {failed}".format(**summary)
+
     def _scs_job_push_binding(self):
         """Retry job of one failed binding: push today's number again.
 

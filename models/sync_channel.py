@@ -236,9 +236,26 @@ class SyncChannel(models.Model):
         return res
 
     def action_push_all(self):
-        """Enqueue a push of every binding of these channels (one job per SKU)."""
-        bindings = self.env["channel.binding"].search([("channel_id", "in", self.ids)])
-        bindings.product_id._scs_push_at_commit()
+        """Enqueue a push of every binding of these channels, in batches.
+
+        A change of a channel's settings moves that channel's numbers only:
+        its bindings are pushed by jobs of up to ``reconcile_batch_size``
+        (500) bindings each, one round of the adapter's batch calls per job
+        (250 quantities per Shopify call, 100 per WooCommerce call), not one
+        job per SKU fanned out to every channel: with 10,000 SKUs that was
+        10,000 jobs and, on Shopify, 10,000 calls against its throttle. A
+        binding already showing its number is skipped; a failing channel
+        gets its retry jobs, as any push.
+        """
+        Binding = self.env["channel.binding"]
+        for channel in self:
+            bindings = Binding.search([("channel_id", "=", channel.id)], order="id")
+            size = max(1, channel.reconcile_batch_size or 500)
+            batches = [bindings[i : i + size] for i in range(0, len(bindings), size)]
+            for index, batch in enumerate(batches, 1):
+                batch.with_delay(
+                    description=f"Push {channel.name}: batch {index}/{len(batches)}"
+                )._scs_job_push_batch()
         return True
 
     def action_match_listings(self):

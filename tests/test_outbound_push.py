@@ -267,16 +267,30 @@ class TestOutboundPush(SyncCase):
         self.product_a._scs_job_push_sku()
         self.product_b._scs_job_push_sku()
         self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        # another channel selling the same products: its numbers did not move
+        other_sim = self.start_simulator()
+        other = self.make_channel(other_sim)
+        self.bind(other, self.product_a)
+        self.product_a._scs_job_push_sku(force=True)
+        other_pushes = len(other_sim.history)
+        channel.reconcile_batch_size = 1
         channel.buffer_qty = 3
         self.commit_point()
-        self.assertEqual(len(self.sync_jobs(PUSH_SKU)), 2, "one job per SKU")
+        self.assertFalse(self.sync_jobs(PUSH_SKU), "not one job per SKU")
+        self.assertEqual(
+            len(self.sync_jobs("_scs_job_push_batch")), 2, "one job per batch"
+        )
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 7)
         self.assertEqual(sim.quantity("SCS-CAP"), 2)
+        self.assertEqual(len(other_sim.history), other_pushes)
         # off, a sale, back on: the sale is pushed when the channel is on again
         channel.sync_enabled = False
         self.commit_point()
-        self.assertFalse(self.sync_jobs(PUSH_SKU), "nothing to push to a channel off")
+        self.assertFalse(
+            self.sync_jobs(PUSH_SKU) | self.sync_jobs("_scs_job_push_batch"),
+            "nothing to push to a channel off",
+        )
         self.move_stock(self.product_a, -4)
         self.commit_point()
         self.run_jobs()
