@@ -494,10 +494,37 @@ class ChannelBinding(models.Model):
 
         One concurrent round under the locks of these bindings: per-SKU jobs
         of the same bindings wait for it, so no push of a SKU overtakes
-        another. Bindings already showing their number are skipped.
+        another. Bindings already showing their number are skipped. A
+        binding another job holds (a sale being pushed) is left to a batch
+        of its own a second later: waiting for all of them to be free at
+        once could take as long as a flash sale lasts.
         """
-        summary = self.exists()._scs_push()
-        return "pushed {pushed}, unchanged {skipped}, failed {failed}".format(**summary)
+        bindings = self.exists()
+        free = self.browse(
+            lock_rows_or_retry(
+                self.env,
+                "channel_binding",
+                bindings.ids,
+                "SKU busy",
+                seconds=LOCK_RETRY_SECONDS,
+                skip_locked=True,
+            )
+        )
+        busy = bindings - free
+        if busy:
+            busy.with_delay(
+                eta=LOCK_RETRY_SECONDS,
+                description=f"Push {len(busy)} busy binding(s) again",
+            )._scs_job_push_batch()
+        summary = free.with_context(
+            scs_locked_binding_ids=frozenset(free.ids)
+        )._scs_push()
+        summary["busy"] = len(busy)
+        return (
+            "pushed {pushed}, unchanged {skipped}, failed {failed}, busy {busy}".format(
+                **summary
+            )
+        )
 
     def _scs_job_push_binding(self):
         """Retry job of one failed binding: push today's number again.

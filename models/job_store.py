@@ -169,15 +169,23 @@ def insert_jobs(env, jobs):
     )
 
 
-def lock_rows_or_retry(env, table, ids, reason, nowait=False, seconds=1):
+def lock_rows_or_retry(
+    env, table, ids, reason, nowait=False, seconds=1, skip_locked=False
+):
     """Lock rows of ``table`` (``FOR NO KEY UPDATE``), or retry the job.
 
     A serialization failure (the rows changed since this transaction's
     snapshot, so what it read may be old) or, with ``nowait``, a row that
     another transaction holds, raises ``RetryableJobError``: the job runs
     again ``seconds`` later on a fresh snapshot, without spending a retry.
-    Expected contention, so not logged as a bad query.
+    Expected contention, so not logged as a bad query. With
+    ``skip_locked``, rows another transaction holds are left out instead:
+    returns the ids locked.
     """
+    if skip_locked:
+        mode = SQL(" SKIP LOCKED")
+    else:
+        mode = SQL(" NOWAIT") if nowait else SQL()
     try:
         with env.cr.savepoint(flush=False):
             env.cr.execute(
@@ -186,10 +194,11 @@ def lock_rows_or_retry(env, table, ids, reason, nowait=False, seconds=1):
                     " ORDER BY id FOR NO KEY UPDATE%s",
                     SQL.identifier(table),
                     list(ids),
-                    SQL(" NOWAIT") if nowait else SQL(),
+                    mode,
                 ),
                 log_exceptions=False,
             )
+            return [row[0] for row in env.cr.fetchall()]
     except (
         psycopg2.errors.LockNotAvailable,
         psycopg2.errors.SerializationFailure,

@@ -2,6 +2,7 @@
 """Outbound push: every stock change reaches every bound channel, once, async."""
 
 import time
+from unittest.mock import patch
 
 from odoo import Command, api
 from odoo.tests import tagged
@@ -10,6 +11,7 @@ from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.tests.common import trap_jobs
 
+from ..models import channel_binding
 from ..models.job_store import store_jobs
 from .common import SyncCase
 
@@ -305,6 +307,36 @@ class TestOutboundPush(SyncCase):
         self.commit_point()
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 0)
+
+    def test_batch_push_leaves_a_busy_binding_to_a_batch_of_its_own(self):
+        """A binding another job holds is not waited for: the rest of the
+        batch is pushed, the busy one gets a batch of its own a second
+        later."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        mug = self.bind(channel, self.product_a)
+        self.bind(channel, self.product_b)
+        module = "odoo.addons.stock_channel_sync.models.channel_binding"
+        real = channel_binding.lock_rows_or_retry
+
+        def mug_held(env, table, ids, reason, **kw):
+            locked = real(env, table, ids, reason, **kw)
+            return (
+                [i for i in locked if i != mug.id] if kw.get("skip_locked") else locked
+            )
+
+        channel.buffer_qty = 1
+        self.commit_point()
+        with patch(f"{module}.lock_rows_or_retry", mug_held):
+            self.run_jobs("_scs_job_push_batch", rounds=1)
+        self.assertEqual(sim.quantity("SCS-CAP"), 4)
+        self.assertIsNone(sim.quantity("SCS-MUG"))
+        again = self.sync_jobs("_scs_job_push_batch")
+        self.assertEqual(len(again), 1)
+        self.assertTrue(again.eta, "a second later")
+        self.assertEqual(again.records, mug)
+        self.run_jobs("_scs_job_push_batch")
+        self.assertEqual(sim.quantity("SCS-MUG"), 9)
 
     def test_delivery_return_scrap_adjustment(self):
         sim = self.start_simulator()
