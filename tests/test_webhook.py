@@ -1364,6 +1364,32 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertEqual(len(forced), 1, "every channel is pushed at once")
 
+    def test_archived_binding_is_neither_pushed_nor_reserved(self):
+        """An archived binding: a stock change pushes nothing to it, and an
+        order for its SKU is logged as an unknown SKU, not reserved."""
+        self.generic.sync_enabled = True
+        self.b_generic.active = False
+        self.commit_point()
+        self.discard_jobs()
+        self.move_stock(self.product_a, 1)
+        self.commit_point()
+        self.run_jobs("_scs_job_push_sku")
+        self.assertFalse(
+            self.env["sync.event"].search(
+                [("channel_id", "=", self.generic.id), ("direction", "=", "out")]
+            )
+        )
+        free = self.product_a.free_qty
+        self.post_generic(self.order_payload("G-ARCH"))
+        self.run_jobs("_scs_job_apply_inbound")
+        unknown = self.env["sync.event"].search(
+            [("channel_id", "=", self.generic.id), ("kind", "=", "unknown_sku")]
+        )
+        self.assertEqual(unknown.sku, "SCS-MUG")
+        self.assertFalse(self.reservations(self.generic, "G-ARCH"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+
     def test_order_beyond_the_stock_before_any_push_is_an_oversell(self):
         """No quantity was pushed to the channel yet: an order the stock
         cannot cover is still an incident, and says what is not known."""
