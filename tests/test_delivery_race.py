@@ -273,6 +273,75 @@ class TestDeliveryRace(TransactionCase):
             self._deliver(cr, "race-crash")
         self.assertEqual(self._jobs(), ["pending"])
 
+    def test_duplicate_while_a_run_applies_its_event_never_deadlocks(self):
+        """A run applies an event (its row updated, not committed) and then
+        ends, taking the delivery lock exclusively; a duplicate of that
+        event arrives in between and waits for the run's row. Holding the
+        shared lock meanwhile, it would deadlock with the run's end (one of
+        them failed by PostgreSQL after a second); a duplicate takes no
+        lock, so the run ends at once and the duplicate inserts nothing."""
+        with self.registry.cursor() as cr:
+            self._deliver(cr, "race-dup", enqueue=False)
+        seen = {}
+        with self.registry.cursor() as run, self.registry.cursor() as cr:
+            run.execute(
+                "UPDATE sync_event SET state = 'applied'"
+                " WHERE channel_id = %s AND idempotency_key = 'race-dup'",
+                [self.channel_id],
+            )
+
+            # made here: a thread making one would wait for the registry,
+            # which the test runner holds
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            event = InboundEvent(
+                kind="inventory",
+                idempotency_key="race-dup",
+                levels=[LiveLevel(sku="RACE-1", quantity=3)],
+            )
+
+            def duplicate():
+                try:
+                    seen["out"] = env["sync.event"]._scs_record_inbound(
+                        env["sync.channel"].browse(self.channel_id),
+                        [event],
+                        b"{}",
+                        "inventory.updated",
+                        enqueue=False,
+                        own_transaction=True,
+                        company_id=1,
+                    )
+                except psycopg2.Error as err:
+                    seen["error"] = type(err).__name__
+
+            thread = threading.Thread(target=duplicate)
+            thread.start()
+            # the duplicate waits for the run's row
+            for _n in range(100):
+                with self.registry.cursor() as probe:
+                    probe.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type"
+                        " = 'Lock' AND query LIKE '%%INSERT INTO sync_event%%'"
+                    )
+                    if probe.fetchone()[0]:
+                        seen["waited"] = True
+                        break
+                time.sleep(0.05)
+            try:
+                run.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)",
+                    [DELIVERY_LOCK, self.channel_id],
+                )
+                run.commit()
+            except psycopg2.Error as err:
+                seen["run_error"] = type(err).__name__
+                run.rollback()
+            thread.join(30)
+        self.assertNotIn("run_error", seen)
+        self.assertNotIn("error", seen)
+        self.assertTrue(seen["waited"], "the duplicate waited for the run's row")
+        self.assertFalse(seen["out"][0]["new"])
+        self.assertEqual(self._states("race-dup"), ["applied"])
+
     def test_one_delivery_with_a_key_twice_records_one_event(self):
         with self.registry.cursor() as cr:
             out = self._deliver(cr, None, keys=["race-twice", "race-twice", "race-b"])
