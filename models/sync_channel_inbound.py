@@ -72,6 +72,9 @@ from .sync_event_inbound import DELIVERY_LOCK
 
 _logger = logging.getLogger(__name__)
 
+#: how long a run's end waits for the deliveries in flight (see
+#: ``_scs_follow_late_deliveries``); a delivery's message takes a few ms
+LATE_LOCK_WAIT_MS = 200
 #: advisory lock class of "a run applies this channel's inbound events"
 INBOUND_LOCK = 0x5C5
 #: advisory lock class of "a delivery starts the channel's apply job"
@@ -291,11 +294,34 @@ class SyncChannel(models.Model):
         fresh snapshot, for queued events that its own snapshot did not
         hold. Finding one, it enqueues the channel's next run (at the next
         second, the burst window). Returns whether it found one.
+
+        The wait is bounded (``LATE_LOCK_WAIT_MS``): a redelivery of an event
+        this run applied holds the lock while it waits for the run's update
+        of that row, a deadlock that PostgreSQL would break only after a
+        second, by failing one of the two. Past the bound the run gives up
+        looking and enqueues the next run: no event is left behind, and the
+        delivery goes on as soon as this run commits.
         """
         self.ensure_one()
-        self.env.cr.execute(
-            SQL("SELECT pg_advisory_xact_lock(%s, %s)", DELIVERY_LOCK, self.id)
-        )
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(
+                    SQL("SET LOCAL lock_timeout = %s", f"{LATE_LOCK_WAIT_MS}ms")
+                )
+                self.env.cr.execute(
+                    SQL("SELECT pg_advisory_xact_lock(%s, %s)", DELIVERY_LOCK, self.id),
+                    log_exceptions=False,
+                )
+                self.env.cr.execute("SET LOCAL lock_timeout TO DEFAULT")
+        except psycopg2.errors.LockNotAvailable:
+            _logger.info(
+                "channel %s: deliveries still in flight after %s ms at the end of"
+                " a run: next run enqueued",
+                self.id,
+                LATE_LOCK_WAIT_MS,
+            )
+            self._scs_enqueue_inbound()
+            return True
         # another cursor: a snapshot taken now, not at the start of the run
         # (never a read-only one, which may read a replica that lags)
         with self.env.registry.cursor() as cr:

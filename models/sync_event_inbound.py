@@ -63,12 +63,7 @@ INSERT_AND_CHECK = (
 #: whether the channel's apply job is waiting or running
 DELIVER_AT_ONCE = (
     "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;"
-    # the lock only for a delivery with a key not recorded yet: a duplicate
-    # inserts nothing, and may wait for a run that is applying its event;
-    # holding the lock meanwhile would deadlock with that run's end
-    " SELECT pg_advisory_xact_lock_shared(%s, %s) WHERE (SELECT count(*)"
-    " FROM sync_event WHERE channel_id = %s AND direction = 'in'"
-    " AND idempotency_key = ANY(%s)) < %s;"
+    " SELECT pg_advisory_xact_lock_shared(%s, %s);"
     " WITH ins AS (INSERT INTO sync_event ("
     + ", ".join(INSERT_COLUMNS)
     + ", create_uid, write_uid, create_date, write_date) VALUES {rows}"
@@ -359,11 +354,7 @@ class SyncEventInbound(models.Model):
         ``sync.channel._scs_follow_late_deliveries``). A share lock on the
         job's row (``job_store``) would do too, but costs a write of the row
         per delivery and makes the job runner wait: measured, about a tenth
-        of the route's throughput under load. On a server, a delivery whose
-        keys are all recorded (a duplicate) takes no lock: it inserts
-        nothing, and may have to wait for a run that is applying its event,
-        whose end would wait for the lock in turn (a deadlock, which
-        PostgreSQL breaks after a second by failing one of them).
+        of the route's throughput under load.
 
         On a server's cursor the delivery is its own read committed
         transaction, sent and committed in one message
@@ -435,7 +426,7 @@ class SyncEventInbound(models.Model):
         # other's keys in the same order, so they cannot deadlock
         # a plain query and its parameters: composed once per delivery, the
         # SQL wrapper would cost more than the rest of this method
-        params = [DELIVERY_LOCK, channel.id, channel.id, list(first), len(first)]
+        params = [DELIVERY_LOCK, channel.id]
         for _key, vals in sorted(first.items()):
             params.extend(_insert_args(vals))
             params.extend((self.env.uid, self.env.uid))

@@ -274,12 +274,12 @@ class TestDeliveryRace(TransactionCase):
         self.assertEqual(self._jobs(), ["pending"])
 
     def test_duplicate_while_a_run_applies_its_event_never_deadlocks(self):
-        """A run applies an event (its row updated, not committed) and then
-        ends, taking the delivery lock exclusively; a duplicate of that
-        event arrives in between and waits for the run's row. Holding the
-        shared lock meanwhile, it would deadlock with the run's end (one of
-        them failed by PostgreSQL after a second); a duplicate takes no
-        lock, so the run ends at once and the duplicate inserts nothing."""
+        """A run applies an event (its row updated, not committed), then
+        ends, taking the delivery lock exclusively; a redelivery of that
+        event, arrived in between, holds the lock shared and waits for the
+        run's row: a deadlock, which PostgreSQL would break after a second
+        by failing one of them. The run's end waits a bounded time instead,
+        then enqueues the next run; the redelivery then inserts nothing."""
         with self.registry.cursor() as cr:
             self._deliver(cr, "race-dup", enqueue=False)
         seen = {}
@@ -289,10 +289,10 @@ class TestDeliveryRace(TransactionCase):
                 " WHERE channel_id = %s AND idempotency_key = 'race-dup'",
                 [self.channel_id],
             )
-
             # made here: a thread making one would wait for the registry,
             # which the test runner holds
             env = api.Environment(cr, SUPERUSER_ID, {})
+            run_env = api.Environment(run, SUPERUSER_ID, {})
             event = InboundEvent(
                 kind="inventory",
                 idempotency_key="race-dup",
@@ -315,7 +315,7 @@ class TestDeliveryRace(TransactionCase):
 
             thread = threading.Thread(target=duplicate)
             thread.start()
-            # the duplicate waits for the run's row
+            # the redelivery waits for the run's row
             for _n in range(100):
                 with self.registry.cursor() as probe:
                     probe.execute(
@@ -327,18 +327,19 @@ class TestDeliveryRace(TransactionCase):
                         break
                 time.sleep(0.05)
             try:
-                run.execute(
-                    "SELECT pg_advisory_xact_lock(%s, %s)",
-                    [DELIVERY_LOCK, self.channel_id],
-                )
+                channel = run_env["sync.channel"].browse(self.channel_id)
+                seen["late"] = channel._scs_follow_late_deliveries([])
+                run_env.flush_all()
                 run.commit()
             except psycopg2.Error as err:
                 seen["run_error"] = type(err).__name__
                 run.rollback()
             thread.join(30)
+        self.assertTrue(seen.get("waited"), "the redelivery waited for the run's row")
         self.assertNotIn("run_error", seen)
         self.assertNotIn("error", seen)
-        self.assertTrue(seen["waited"], "the duplicate waited for the run's row")
+        self.assertTrue(seen["late"], "the run gave the channel its next run")
+        self.assertEqual(self._jobs(), ["pending"])
         self.assertFalse(seen["out"][0]["new"])
         self.assertEqual(self._states("race-dup"), ["applied"])
 
