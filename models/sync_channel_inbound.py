@@ -295,12 +295,13 @@ class SyncChannel(models.Model):
         hold. Finding one, it enqueues the channel's next run (at the next
         second, the burst window). Returns whether it found one.
 
-        The wait is bounded (``LATE_LOCK_WAIT_MS``): a redelivery of an event
-        this run applied holds the lock while it waits for the run's update
-        of that row, a deadlock that PostgreSQL would break only after a
-        second, by failing one of the two. Past the bound the run gives up
-        looking and enqueues the next run: no event is left behind, and the
-        delivery goes on as soon as this run commits.
+        The wait is bounded (``LATE_LOCK_WAIT_MS``). A delivery takes the
+        lock after its insert, so a redelivery of an event this run applied,
+        which waits for the run's row, does not hold it meanwhile; should a
+        delivery ever hold it while waiting for this run, the two would
+        deadlock (PostgreSQL fails one after a second). Past the bound the
+        run gives up looking and enqueues the next run: no event is left
+        behind, and the delivery goes on once this run commits.
         """
         self.ensure_one()
         try:

@@ -59,17 +59,24 @@ INSERT_AND_CHECK = (
 #: autocommit mode (``_scs_deliver_at_once``). The statements of one message
 #: run as one transaction of their own, committed when the last one is done
 #: and before the message is answered (PostgreSQL's implicit transaction
-#: block); the answer is the last statement's result: the new ids by key and
-#: whether the channel's apply job is waiting or running
+#: block); the answer is the last statement's result: the new ids by key
+#: (kept for it in a setting local to the transaction) and whether the
+#: channel's apply job is waiting or running. The insert comes before the
+#: delivery lock: a redelivery of an event that a run is applying waits for
+#: that run's row, and must not hold the lock meanwhile, which the run's
+#: end takes exclusively (a deadlock)
 DELIVER_AT_ONCE = (
     "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;"
-    " SELECT pg_advisory_xact_lock_shared(%s, %s);"
     " WITH ins AS (INSERT INTO sync_event ("
     + ", ".join(INSERT_COLUMNS)
     + ", create_uid, write_uid, create_date, write_date) VALUES {rows}"
     " ON CONFLICT (channel_id, direction, idempotency_key) DO NOTHING"
     " RETURNING id, idempotency_key)"
-    " SELECT (SELECT json_object_agg(idempotency_key, id) FROM ins)::text,"
+    " SELECT set_config('stock_channel_sync.delivered',"
+    " COALESCE((SELECT json_object_agg(idempotency_key, id) FROM ins)::text, ''),"
+    " true);"
+    " SELECT pg_advisory_xact_lock_shared(%s, %s);"
+    " SELECT current_setting('stock_channel_sync.delivered'),"
     " EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s"
     " AND state IN ('pending', 'enqueued', 'started'))"
 )
@@ -414,8 +421,11 @@ class SyncEventInbound(models.Model):
         before has finished, so the apply job is looked for after the
         delivery lock is granted (see ``_scs_insert_delivered``), and a
         concurrent delivery of the same key waits for the first to commit,
-        then inserts nothing. When the message returns, the events are
-        committed.
+        then inserts nothing. The lock comes after the insert: a run ending
+        between the two finds the new rows uncommitted, so it does not
+        count them, and this delivery, granted the lock once the run has
+        committed, finds its job done and starts the next one. When the
+        message returns, the events are committed.
         """
         cr = self.env.cr
         first = {}
@@ -426,11 +436,11 @@ class SyncEventInbound(models.Model):
         # other's keys in the same order, so they cannot deadlock
         # a plain query and its parameters: composed once per delivery, the
         # SQL wrapper would cost more than the rest of this method
-        params = [DELIVERY_LOCK, channel.id]
+        params = []
         for _key, vals in sorted(first.items()):
             params.extend(_insert_args(vals))
             params.extend((self.env.uid, self.env.uid))
-        params.append(job_key or "")
+        params.extend((DELIVERY_LOCK, channel.id, job_key or ""))
         query = DELIVER_AT_ONCE.replace("{rows}", ", ".join([DELIVER_ROW] * len(first)))
         cnx = cr._cnx
         if cnx.info.transaction_status != TRANSACTION_STATUS_IDLE:

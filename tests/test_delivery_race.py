@@ -276,10 +276,10 @@ class TestDeliveryRace(TransactionCase):
     def test_duplicate_while_a_run_applies_its_event_never_deadlocks(self):
         """A run applies an event (its row updated, not committed), then
         ends, taking the delivery lock exclusively; a redelivery of that
-        event, arrived in between, holds the lock shared and waits for the
-        run's row: a deadlock, which PostgreSQL would break after a second
-        by failing one of them. The run's end waits a bounded time instead,
-        then enqueues the next run; the redelivery then inserts nothing."""
+        event, arrived in between, waits for the run's row. Were it holding
+        the lock shared meanwhile, the two would deadlock (PostgreSQL fails
+        one after a second): it takes the lock after its insert, so the run
+        ends at once, and the redelivery then inserts nothing."""
         with self.registry.cursor() as cr:
             self._deliver(cr, "race-dup", enqueue=False)
         seen = {}
@@ -324,11 +324,24 @@ class TestDeliveryRace(TransactionCase):
                     )
                     if probe.fetchone()[0]:
                         seen["waited"] = True
+                        probe.execute(
+                            "SELECT count(*) FROM pg_locks WHERE locktype ="
+                            " 'advisory' AND classid = %s AND objid = %s",
+                            [DELIVERY_LOCK, self.channel_id],
+                        )
+                        seen["held"] = probe.fetchone()[0]
                         break
                 time.sleep(0.05)
             try:
                 channel = run_env["sync.channel"].browse(self.channel_id)
-                seen["late"] = channel._scs_follow_late_deliveries([])
+                run.execute(
+                    "SELECT id FROM sync_event WHERE channel_id = %s"
+                    " AND idempotency_key = 'race-dup'",
+                    [self.channel_id],
+                )
+                seen["late"] = channel._scs_follow_late_deliveries(
+                    [row[0] for row in run.fetchall()]
+                )
                 run_env.flush_all()
                 run.commit()
             except psycopg2.Error as err:
@@ -338,8 +351,9 @@ class TestDeliveryRace(TransactionCase):
         self.assertTrue(seen.get("waited"), "the redelivery waited for the run's row")
         self.assertNotIn("run_error", seen)
         self.assertNotIn("error", seen)
-        self.assertTrue(seen["late"], "the run gave the channel its next run")
-        self.assertEqual(self._jobs(), ["pending"])
+        self.assertEqual(seen["held"], 0, "no delivery lock while waiting")
+        self.assertFalse(seen["late"], "the event was applied: nothing late")
+        self.assertEqual(self._jobs(), [])
         self.assertFalse(seen["out"][0]["new"])
         self.assertEqual(self._states("race-dup"), ["applied"])
 
