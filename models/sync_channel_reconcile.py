@@ -222,6 +222,23 @@ class SyncChannel(models.Model):
         new = sum(1 for item in recorded if item["new"])
         return f"{len(events)} line refund(s), {new} new"
 
+    def _scs_on_refunds_failed(self, exc_name=None, exc_message=None, **kw):
+        """queue_job ``on_fail`` hook: an order's refunds were not read, the
+        retries are spent. Never a silent failure: the channel's user is
+        told; the order's next event reads them again."""
+        for channel in self:
+            channel._scs_notify(
+                _("Refunds not read"),
+                _(
+                    "The refunds of a WooCommerce order could not be read after"
+                    " several tries (%s). Units they took back stay reserved"
+                    " until the order is cancelled, or its next update reads"
+                    " them again.",
+                    exc_message or exc_name or _("failed"),
+                ),
+                key="refunds",
+            )
+
     # -- jobs --
     def _scs_job_reconcile_start(self, dry_run=False):
         """Fetch and apply missed orders, then enqueue the comparison batches."""

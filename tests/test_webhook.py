@@ -1989,6 +1989,16 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertIn("Refunds of order 951 not read", activity.mapped("summary"))
         self.assertEqual(self.held("951", self.woo), {"SCS-MUG": (1, 1)})
+        # a shop down until the retries are spent: queue_job's on_fail hook
+        # tells the channel's user too
+        function = self.env.ref("stock_channel_sync.job_function_fetch_refunds")
+        self.assertEqual(function.on_fail_method, "_scs_on_refunds_failed")
+        self.woo._scs_on_refunds_failed(exc_message="connection refused")
+        activity = self.env["mail.activity"].search(
+            [("res_model", "=", "sync.channel"), ("res_id", "=", self.woo.id)]
+        )
+        note = activity.filtered(lambda a: a.summary == "Refunds not read").note
+        self.assertIn("connection refused", str(note))
 
     def test_woocommerce_edited_order(self):
         """WooCommerce sends the edited order as ``order.updated``."""
