@@ -663,24 +663,24 @@ class SyncEventOrder(models.Model):
                     continue
             if not short and (offered is None or asked <= offered - sold):
                 continue
+            figures = {
+                "order": picking[:1].scs_external_order_id,
+                "qty": f"{qty:g}",
+                "sku": binding.sku,
+                "reserved": f"{reserved:g}",
+            }
             if offered is None:
                 error = _(
                     "Order %(order)s asks %(qty)s of %(sku)s; %(reserved)s could"
                     " be reserved (no quantity was pushed to the channel yet).",
-                    order=picking[:1].scs_external_order_id,
-                    qty=f"{qty:g}",
-                    sku=binding.sku,
-                    reserved=f"{reserved:g}",
+                    **figures,
                 )
             else:
                 error = _(
                     "Order %(order)s asks %(qty)s of %(sku)s; the channel was"
                     " offered %(offered)s and %(reserved)s could be reserved.",
-                    order=picking[:1].scs_external_order_id,
-                    qty=f"{qty:g}",
-                    sku=binding.sku,
                     offered=f"{offered:g}",
-                    reserved=f"{reserved:g}",
+                    **figures,
                 )
             if sold:
                 error += " " + _(
