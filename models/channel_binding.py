@@ -243,6 +243,12 @@ class ChannelBinding(models.Model):
     # -- CRUD --
     @api.model_create_multi
     def create(self, vals_list):
+        # the channel's company rules first: a unique constraint checked
+        # before them would tell another company which products the channel
+        # lists ("bound only once per channel")
+        self.env["sync.channel"].browse(
+            {vals["channel_id"] for vals in vals_list if vals.get("channel_id")}
+        ).check_access("write")
         bindings = super().create(vals_list)
         bindings.product_id._scs_push_at_commit()
         return bindings
@@ -281,7 +287,12 @@ class ChannelBinding(models.Model):
         }
 
     def action_push_now(self):
-        """Enqueue a push of these SKUs now, even if unchanged."""
+        """Enqueue a push of these SKUs now, even if unchanged.
+
+        The push runs as the superuser: only a user who may configure the
+        bindings may ask for it (a public method is callable over RPC).
+        """
+        self.check_access("write")
         self.product_id._scs_push_at_commit(force=True)
         return True
 

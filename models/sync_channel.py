@@ -201,8 +201,20 @@ class SyncChannel(models.Model):
             channel.oversell_count = oversells.get(channel, 0)
 
     # -- actions --
+    def _scs_check_configure(self):
+        """Raise AccessError unless the user may configure these channels.
+
+        The actions below read credentials or change them as the superuser
+        (a sync user may not read them): the buttons are shown to sync
+        managers only, but any logged-in user can call a public method over
+        RPC, so each checks the caller's write access first, which the
+        company rules also limit to the channel's company.
+        """
+        self.check_access("write")
+
     def action_test_connection(self):
         self.ensure_one()
+        self._scs_check_configure()
         try:
             message = self._scs_adapter().test_connection()
         except (ChannelError, KeyError, ValueError) as err:
@@ -247,6 +259,7 @@ class SyncChannel(models.Model):
         binding already showing its number is skipped; a failing channel
         gets its retry jobs, as any push.
         """
+        self._scs_check_configure()
         Binding = self.env["channel.binding"]
         for channel in self:
             bindings = Binding.search([("channel_id", "=", channel.id)], order="id")
@@ -265,6 +278,7 @@ class SyncChannel(models.Model):
         creates a binding, with the listing's external ids, for every listing
         whose SKU equals a variant's internal reference and is not bound yet.
         """
+        self._scs_check_configure()
         created = self.env["channel.binding"]
         for channel in self:
             try:
@@ -310,6 +324,7 @@ class SyncChannel(models.Model):
         }
 
     def action_generate_signing_secret(self):
+        self._scs_check_configure()
         for channel in self:
             channel.sudo().signing_secret = generate_standard_secret()
         return True
@@ -321,6 +336,7 @@ class SyncChannel(models.Model):
         hour), so deliveries signed with the previous secret are accepted
         until the expiry instead of being refused.
         """
+        self._scs_check_configure()
         grace = int(
             self.env["ir.config_parameter"]
             .sudo()
@@ -339,6 +355,7 @@ class SyncChannel(models.Model):
         return True
 
     def action_regenerate_webhook_token(self):
+        self._scs_check_configure()
         for channel in self.sudo():
             channel.webhook_token = _new_token()
         return True

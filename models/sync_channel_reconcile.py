@@ -121,11 +121,13 @@ class SyncChannel(models.Model):
         return True
 
     def action_reconcile_now(self):
+        self._scs_check_configure()
         for channel in self:
             channel._scs_start_reconcile()
         return True
 
     def action_reconcile_dry_run(self):
+        self._scs_check_configure()
         for channel in self:
             channel._scs_start_reconcile(dry_run=True)
         return True

@@ -63,6 +63,22 @@ class SyncDashboard(models.TransientModel):
     target_correction_rate = fields.Float(compute="_compute_figures")
     target_oversell_rate = fields.Float(compute="_compute_figures")
 
+    def _scs_check_channels(self, vals_list):
+        """A dashboard of a channel the user may not read is refused (its
+        figures are counted in SQL; constraints would run as the superuser)."""
+        self.env["sync.channel"].browse(
+            {vals["channel_id"] for vals in vals_list if vals.get("channel_id")}
+        ).check_access("read")
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        self._scs_check_channels(vals_list)
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._scs_check_channels([vals])
+        return super().write(vals)
+
     @api.depends("channel_id")
     def _compute_display_name(self):
         for board in self:
@@ -79,10 +95,15 @@ class SyncDashboard(models.TransientModel):
             date_from = fields.Datetime.subtract(
                 fields.Datetime.now(), days=int(board.period or 1)
             )
-            # every channel the user may see (record rules apply)
-            channels = board.channel_id or self.env["sync.channel"].search(
-                [("active", "in", (True, False))]
-            )
+            # every channel the user may see (record rules apply); a channel
+            # given by id counts only when the user may read it: the figures
+            # are counted in SQL, which applies no rule
+            if board.channel_id:
+                channels = board.channel_id._filtered_access("read")
+            else:
+                channels = self.env["sync.channel"].search(
+                    [("active", "in", (True, False))]
+                )
             figures = self._scs_figures(channels.ids, date_from)
             board.date_from = date_from
             board.update(figures)

@@ -24,7 +24,11 @@ class SyncEventOperations(models.Model):
         Outbound: the binding is pushed again with today's number (a retry
         never resends a stale quantity). Inbound: the event is applied again
         by a new job; applying is idempotent.
+
+        The work is done as the superuser, so the caller's right to change
+        these events (sync managers of their company) is checked first.
         """
+        self.check_access("write")
         for event in self.sudo().filtered(lambda e: e.state in ("dead", "failed")):
             if event.direction == "out":
                 binding = event.binding_id
@@ -62,8 +66,10 @@ class SyncEventOperations(models.Model):
 
         Each replay is a new event (key ``<key>:replay:<n>``) pointing to the
         original; applying is idempotent, so replaying an applied order
-        reserves nothing twice.
+        reserves nothing twice. Sync managers only (checked: the replays are
+        written as the superuser).
         """
+        self.check_access("write")
         replays = self.browse()
         for event in self.sudo().filtered(lambda e: e.direction == "in"):
             if event.kind not in APPLY_KINDS:

@@ -154,3 +154,121 @@ class TestSecurity(SyncCase):
         )
         self.assertFalse(env["sync.channel"].search([("id", "=", self.channel.id)]))
         self.assertFalse(env["channel.binding"].search([("id", "=", self.binding.id)]))
+
+    def _channel_secrets(self):
+        return self.channel.read(
+            ["webhook_secret", "webhook_token", "signing_secret", "api_secret"]
+        )[0]
+
+    def test_channel_actions_need_a_manager_of_its_company(self):
+        """The actions work as the superuser; called over RPC by anyone else
+        than a manager of the channel's company, each is refused and changes
+        nothing."""
+        dead = self.env["sync.event"].create(
+            {
+                "direction": "in",
+                "channel_id": self.channel.id,
+                "kind": "order",
+                "idempotency_key": "sec-dead-1",
+                "external_ref": "SEC-1",
+                "state": "dead",
+            }
+        )
+        internal = new_test_user(
+            self.env, login="scs_internal", groups="base.group_user"
+        )
+        before = self._channel_secrets()
+        calls = {
+            "rotate": lambda env: (
+                env["sync.channel"]
+                .browse(self.channel.id)
+                .action_rotate_webhook_secret()
+            ),
+            "token": lambda env: (
+                env["sync.channel"]
+                .browse(self.channel.id)
+                .action_regenerate_webhook_token()
+            ),
+            "signing": lambda env: (
+                env["sync.channel"]
+                .browse(self.channel.id)
+                .action_generate_signing_secret()
+            ),
+            "test": lambda env: (
+                env["sync.channel"].browse(self.channel.id).action_test_connection()
+            ),
+            "match": lambda env: (
+                env["sync.channel"].browse(self.channel.id).action_match_listings()
+            ),
+            "push all": lambda env: (
+                env["sync.channel"].browse(self.channel.id).action_push_all()
+            ),
+            "reconcile": lambda env: (
+                env["sync.channel"].browse(self.channel.id).action_reconcile_now()
+            ),
+            "push now": lambda env: (
+                env["channel.binding"].browse(self.binding.id).action_push_now()
+            ),
+            "retry": lambda env: env["sync.event"].browse(dead.id).action_retry(),
+            "replay": lambda env: env["sync.event"].browse(dead.id).action_replay(),
+            "discard": lambda env: (
+                env["sync.event.discard"]
+                .sudo()
+                .create({"reason": "not mine"})
+                .with_env(env)
+                .with_context(active_ids=[dead.id])
+                .action_discard()
+            ),
+        }
+        jobs = self.env["queue.job"].search_count([])
+        for user in (self.user, self.portal, internal, self.other):
+            env = self.env(
+                user=user, context={"allowed_company_ids": user.company_ids.ids}
+            )
+            for name, call in calls.items():
+                with (
+                    self.subTest(user=user.login, action=name),
+                    self.assertRaises(AccessError),
+                ):
+                    call(env)
+        self.env.invalidate_all()
+        self.assertEqual(self._channel_secrets(), before)
+        self.assertEqual(dead.state, "dead")
+        self.assertFalse(
+            self.env["sync.event"].search([("replay_of_id", "=", dead.id)])
+        )
+        self.assertEqual(self.env["queue.job"].search_count([]), jobs)
+        # a manager of the channel's company may
+        self.channel.with_user(self.manager).action_rotate_webhook_secret()
+        self.assertNotEqual(self.channel.webhook_secret, before["webhook_secret"])
+        self.assertEqual(self.channel.webhook_secret_previous, before["webhook_secret"])
+        self.env["sync.event"].browse(dead.id).with_user(self.manager).action_retry()
+        self.assertEqual(dead.state, "queued")
+
+    def test_other_company_learns_nothing_from_dashboards_or_bindings(self):
+        self.env["sync.event"].create(
+            {
+                "direction": "in",
+                "channel_id": self.channel.id,
+                "kind": "order",
+                "idempotency_key": "sec-order-1",
+                "state": "applied",
+                "change_ts": time.time(),
+            }
+        )
+        mine = self.env["sync.dashboard"].create({"channel_id": self.channel.id})
+        self.assertEqual(mine.orders, 1)
+        env = self.env(
+            user=self.other, context={"allowed_company_ids": self.other_company.ids}
+        )
+        with self.assertRaises(AccessError):
+            env["sync.dashboard"].create({"channel_id": self.channel.id})
+        # a dashboard form being filled in (onchange) counts nothing of it
+        self.assertEqual(
+            env["sync.dashboard"].new({"channel_id": self.channel.id}).orders, 0
+        )
+        # the binding exists: the answer must not say so
+        with self.assertRaises(AccessError):
+            env["channel.binding"].create(
+                {"channel_id": self.channel.id, "product_id": self.product_a.id}
+            )

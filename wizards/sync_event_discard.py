@@ -12,5 +12,8 @@ class SyncEventDiscard(models.TransientModel):
 
     def action_discard(self):
         events = self.env["sync.event"].browse(self.env.context.get("active_ids", []))
+        # the ids come from the caller: the events are discarded as the
+        # superuser, so the caller must be allowed to change each of them
+        events.check_access("write")
         events._scs_discard(self.reason)
         return {"type": "ir.actions.act_window_close"}
