@@ -7,8 +7,11 @@ whose *free* quantity is published), the default buffer, and the inbound
 webhook endpoint (an unguessable token in the URL plus signing secrets).
 """
 
+import logging
 import secrets
 import threading
+
+import psycopg2.errors
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
@@ -16,6 +19,8 @@ from odoo.tools import SQL
 
 from ..lib.adapters import ChannelConfig, ChannelError, get_adapter_class
 from ..lib.signatures import generate_standard_secret
+
+_logger = logging.getLogger(__name__)
 
 MANAGER = "stock_channel_sync.group_sync_manager"
 
@@ -479,29 +484,58 @@ class SyncChannel(models.Model):
         return result
 
     def _scs_notify(self, summary, note, key=None):
-        """Raise an activity for the responsible user (once per open key)."""
+        """Raise an activity for the responsible user (once per open key).
+
+        Scheduling it makes the user a follower of the channel when they are
+        not one yet. Two jobs alerting on one channel at the same moment (two
+        SKUs dead on a channel that is down) would both add that follower,
+        and the second insert fails on the followers' unique key once the
+        first job commits: the alert must neither fail its job nor be lost.
+        It is then raised in a transaction of its own, which sees the
+        committed follower (and, for a keyed alert, the other job's
+        activity), and stays raised even if the job rolls back later.
+        """
         activity_type = self.env.ref(
             "mail.mail_activity_data_todo", raise_if_not_found=False
         )
         for channel in self:
             user = channel.user_id or self.env.ref("base.user_admin")
-            if key:
-                open_activity = self.env["mail.activity"].search_count(
-                    [
-                        ("res_model", "=", "sync.channel"),
-                        ("res_id", "=", channel.id),
-                        ("summary", "=", summary),
-                    ],
-                    limit=1,
+            values = {
+                "activity_type_id": activity_type.id if activity_type else False,
+                "summary": summary,
+                "note": note,
+                "user_id": user.id,
+            }
+            if key and channel._scs_has_activity(summary):
+                continue
+            try:
+                with self.env.cr.savepoint():
+                    channel.sudo().activity_schedule(**values)
+            except psycopg2.errors.UniqueViolation:
+                _logger.info(
+                    "channel %s: user %s was made a follower by another transaction;"
+                    " the activity %r is raised on its own",
+                    channel.id,
+                    user.id,
+                    summary,
                 )
-                if open_activity:
-                    continue
-            channel.sudo().activity_schedule(
-                activity_type_id=activity_type.id if activity_type else False,
-                summary=summary,
-                note=note,
-                user_id=user.id,
+                with self.env.registry.cursor() as cr:
+                    apart = channel.with_env(channel.env(cr=cr))
+                    if not (key and apart._scs_has_activity(summary)):
+                        apart.sudo().activity_schedule(**values)
+
+    def _scs_has_activity(self, summary):
+        """Whether the channel has an open activity with this summary."""
+        return bool(
+            self.env["mail.activity"].search_count(
+                [
+                    ("res_model", "=", "sync.channel"),
+                    ("res_id", "=", self.id),
+                    ("summary", "=", summary),
+                ],
+                limit=1,
             )
+        )
 
     def _scs_notify_dead_letter(self, event):
         """The first open dead letter of a channel alerts its responsible user."""
