@@ -253,8 +253,41 @@ class ChannelBinding(models.Model):
         bindings.product_id._scs_push_at_commit()
         return bindings
 
+    #: what says which listing of which channel the binding is: a change
+    #: makes it a listing that was never pushed
+    LISTING_FIELDS = (
+        "channel_id",
+        "product_id",
+        "sku",
+        "external_id",
+        "external_variant_id",
+        "external_location_id",
+    )
+
     def write(self, vals):
+        """A change of the figure's rule is pushed at once; so is a change of
+        the listing (another channel, product, SKU or external id): what was
+        pushed and offered before went to the old one, so the binding starts
+        as never pushed (its push is not skipped as "already in sync", and
+        no order is checked against the old listing's offer)."""
+        listing = [name for name in self.LISTING_FIELDS if name in vals]
+        before = {b.id: [b[name] for name in listing] for b in self} if listing else {}
         res = super().write(vals)
+        moved = self.filtered(
+            lambda b: listing and [b[name] for name in listing] != before[b.id]
+        )
+        if moved:
+            reset = {
+                "push_state": "new",
+                "last_pushed_qty": 0,
+                "last_pushed_at": False,
+                "last_push_ts": 0.0,
+            }
+            if "channel_id" in listing:
+                # events are ordered per channel: another channel's clock
+                reset["last_event_ts"] = 0.0
+            moved.write(reset)
+            moved.product_id._scs_push_at_commit()
         rule_fields = {
             "buffer_override",
             "buffer_qty",

@@ -77,7 +77,8 @@ class SyncChannel(models.Model):
         string="Warehouses",
         check_company=True,
         help="Warehouses whose free stock (stock location and its children) "
-        "this channel sells. Empty: every warehouse of the company.",
+        "this channel sells. Empty: every warehouse of the company (unless "
+        "the locations below are set); archived ones sell nothing.",
     )
     location_ids = fields.Many2many(
         "stock.location",
@@ -432,6 +433,11 @@ class SyncChannel(models.Model):
         locations = self.location_ids
         warehouses = self.warehouse_ids
         if not warehouses and not locations:
+            configured = self.with_context(active_test=False)
+            if configured.warehouse_ids or configured.location_ids:
+                # what the channel sells is archived: it sells nothing, not
+                # every warehouse of the company (which "none chosen" means)
+                return self.env["stock.location"]
             warehouses = self.env["stock.warehouse"].search(
                 [("company_id", "=", self.company_id.id)]
             )

@@ -307,6 +307,44 @@ class TestOutboundPush(SyncCase):
         self.commit_point()
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 0)
+        # that warehouse archived: still nothing, not every warehouse of the
+        # company (which a channel that chose none sells)
+        other.active = False
+        self.move_stock(self.product_a, 5)
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 0)
+        self.assertFalse(channel._scs_stock_locations())
+
+    def test_a_binding_moved_to_another_listing_is_pushed_its_number(self):
+        """Another channel, or another SKU on the same one, is a listing that
+        was never pushed: the figure goes out even though it did not change."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        self.product_a._scs_job_push_sku()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        self.assertEqual(binding.push_state, "ok")
+        other_sim = self.start_simulator()
+        other = self.make_channel(other_sim, name="Other")
+        binding.channel_id = other
+        self.assertEqual(binding.push_state, "new")
+        self.assertFalse(binding.last_pushed_at)
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(other_sim.quantity("SCS-MUG"), 10)
+        self.assertEqual(binding.push_state, "ok")
+        # renamed on that channel: the new SKU gets the number too
+        binding.sku = "SCS-MUG-2"
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(other_sim.quantity("SCS-MUG-2"), 10)
+        # a write that changes nothing of the listing pushes nothing
+        pushes = len(other_sim.history)
+        binding.write({"sku": "SCS-MUG-2", "channel_id": other.id})
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(len(other_sim.history), pushes)
 
     def test_batch_push_leaves_a_busy_binding_to_a_batch_of_its_own(self):
         """A binding another job holds is not waited for: the rest of the
