@@ -249,6 +249,9 @@ class SyncEvent(models.Model):
                     "attempts": event.attempts,
                     "latency_ms": event.latency_ms,
                     "error": event.error,
+                    "reason": event.reason,
+                    "binding_id": event.binding_id.id,
+                    "external_ref": event.external_ref,
                 },
             )
 
@@ -295,6 +298,9 @@ def _scs_log_line(dbname, event_id, vals):
             if vals.get("latency_ms")
             else None,
             "error": (vals.get("error") or "")[:200] or None,
+            "reason": (vals.get("reason") or "")[:200] or None,
+            "binding": vals.get("binding_id") or None,
+            "ref": vals.get("external_ref") or None,
             "ts": round(time.time(), 3),
         },
         sort_keys=True,

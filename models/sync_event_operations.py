@@ -99,15 +99,21 @@ class SyncEventOperations(models.Model):
     def _gc_sync_events(self):
         """Delete processed events past their retention; keep problems longer.
 
-        Deleted in chunks so that a first run over millions of rows never
-        holds one huge transaction; the server log keeps the full history
-        (one JSON line per event state).
+        An event's age counts from its last change, not its creation: a dead
+        letter retried or discarded today is today's news. An event still
+        pointed to is kept: the original of a replay (the replay says what
+        it replays) and the failed push a binding still waits on. Deleted in
+        chunks so that a first run over millions of rows never holds one
+        huge transaction; the server log keeps the full history (one JSON
+        line per event state, with its reason).
         """
         params = self.env["ir.config_parameter"].sudo()
         days = int(params.get_param("stock_channel_sync.event_retention_days", 30))
         problem_days = int(
             params.get_param("stock_channel_sync.problem_retention_days", 180)
         )
+        self.flush_model()
+        self.env["channel.binding"].flush_model(["pending_event_id"])
         deleted = 0
         for states, age in (
             (list(FINAL_STATES), days),
@@ -119,8 +125,15 @@ class SyncEventOperations(models.Model):
                     SQL(
                         """
                         DELETE FROM sync_event WHERE id IN (
-                            SELECT id FROM sync_event
-                             WHERE state = ANY(%s) AND create_date < %s
+                            SELECT e.id FROM sync_event e
+                             WHERE e.state = ANY(%s)
+                               AND COALESCE(e.write_date, e.create_date) < %s
+                               AND NOT EXISTS (
+                                   SELECT 1 FROM sync_event r
+                                    WHERE r.replay_of_id = e.id)
+                               AND NOT EXISTS (
+                                   SELECT 1 FROM channel_binding b
+                                    WHERE b.pending_event_id = e.id)
                              LIMIT 10000)
                         """,
                         states,
@@ -128,7 +141,9 @@ class SyncEventOperations(models.Model):
                     )
                 )
                 deleted += self.env.cr.rowcount
-                if self.env.cr.rowcount < 10000:
+                # until nothing is left: an original goes once its replays
+                # have gone, in the next round
+                if not self.env.cr.rowcount:
                     break
         if deleted:
             self.invalidate_model()

@@ -204,6 +204,26 @@ class SyncEventOrder(models.Model):
             )
         )
 
+    def _scs_refund_released(self):
+        """Whether another event of this refund (its original, or another
+        replay of it) was applied: a line refund is never stale, since
+        refunds add up, so a replay of one would release its lines again."""
+        base = self.idempotency_key.split(":replay:", 1)[0]
+        return bool(
+            self.search_count(
+                [
+                    ("channel_id", "=", self.channel_id.id),
+                    ("direction", "=", "in"),
+                    ("state", "=", "applied"),
+                    ("id", "!=", self.id),
+                    "|",
+                    ("idempotency_key", "=", base),
+                    ("idempotency_key", "=like", f"{base}:replay:%"),
+                ],
+                limit=1,
+            )
+        )
+
     def _scs_placed_before_cutoff(self, order):
         """When the order was placed (naive UTC), if before the channel's
         order cutoff; else ``None`` (no cutoff, or no placing date)."""
@@ -905,6 +925,12 @@ class SyncEventOrder(models.Model):
         releases only their quantities: the rest of the order is still sold,
         and releasing it would offer those units again on every channel.
         """
+        if _is_line_refund(order) and self._scs_refund_released():
+            # skipped, not applied: the refund's lines count once where an
+            # order is reserved after its refunds (_scs_less_refunded)
+            reason = _("this refund was already applied: nothing released again")
+            self._scs_set_state("skipped", reason=reason)
+            return reason
         open_pickings = pickings.filtered(lambda p: p.state not in ("done", "cancel"))
         if open_pickings and _is_line_refund(order):
             reason = self._scs_release_lines(open_pickings, known)

@@ -360,78 +360,83 @@ class TestReconcile(SyncCase):
         self.assertEqual(dead.state, "discarded")
         self.assertEqual(dead.reason, "listing removed")
 
+    def _aged_event(self, key, state, age_days, changed_days=None, **vals):
+        """An outbound event created ``age_days`` ago, last changed
+        ``changed_days`` ago (the same by default)."""
+        event = self.env["sync.event"].create(
+            {
+                "direction": "out",
+                "channel_id": self.channel.id,
+                "kind": "push",
+                "idempotency_key": key,
+                "state": state,
+                "change_ts": time.time(),
+                **vals,
+            }
+        )
+        self.env.flush_all()
+        self.env.cr.execute(
+            SQL(
+                "UPDATE sync_event"
+                " SET create_date = now() - make_interval(days => %s),"
+                " write_date = now() - make_interval(days => %s)"
+                " WHERE id = %s",
+                age_days,
+                age_days if changed_days is None else changed_days,
+                event.id,
+            )
+        )
+        event.invalidate_recordset()
+        return event
+
     def test_retention_removes_only_what_it_should(self):
         Event = self.env["sync.event"]
-        stamp = time.time()
-
-        def make(key, state, age_days):
-            event = Event.create(
-                {
-                    "direction": "out",
-                    "channel_id": self.channel.id,
-                    "kind": "push",
-                    "idempotency_key": key,
-                    "state": state,
-                    "change_ts": stamp,
-                }
-            )
-            self.env.flush_all()
-            self.env.cr.execute(
-                SQL(
-                    "UPDATE sync_event"
-                    " SET create_date = now() - make_interval(days => %s)"
-                    " WHERE id = %s",
-                    age_days,
-                    event.id,
-                )
-            )
-            return event.id
-
+        make = self._aged_event
         old_applied = make("old-applied", "applied", 40)
         new_applied = make("new-applied", "applied", 5)
         old_dead = make("old-dead", "dead", 40)
         ancient_dead = make("ancient-dead", "dead", 400)
         old_failed = make("old-failed", "failed", 40)
+        # a dead letter of long ago, retried (or discarded) this week: its
+        # age counts from then
+        retried = make("retried", "applied", 400, changed_days=2)
+        discarded = make("discarded", "discarded", 400, changed_days=2)
+        # still pointed to: by a replay of it, by a binding waiting on it
+        replayed = make("replayed", "applied", 40)
+        replay = make("replayed:replay:1", "applied", 5, replay_of_id=replayed.id)
+        waited = make("waited", "failed", 400)
+        binding = self.env["channel.binding"].search(
+            [("channel_id", "=", self.channel.id)], limit=1
+        )
+        binding.pending_event_id = waited
+        self.env.flush_all()
+        kept = new_applied | old_dead | old_failed | retried | discarded
+        kept |= replayed | replay | waited
         deleted = Event._gc_sync_events()
         self.assertEqual(deleted, 2)
-        left = set(
-            Event.search(
-                [
-                    (
-                        "id",
-                        "in",
-                        [old_applied, new_applied, old_dead, ancient_dead, old_failed],
-                    )
-                ]
-            ).ids
-        )
-        self.assertEqual(left, {new_applied, old_dead, old_failed})
+        events = old_applied | ancient_dead | kept
+        self.assertEqual(Event.search([("id", "in", events.ids)]), kept)
+        self.assertEqual(replay.replay_of_id, replayed)
+        self.assertEqual(binding.pending_event_id, waited)
 
     def test_retention_unlinks_replays_through_an_index(self):
-        """Deleting an event clears ``replay_of_id`` on its replays: without
-        an index PostgreSQL scans the whole log once per deleted row, which
-        turns a retention chunk of 10,000 rows into hours on a big log."""
+        """An original goes with its replays, after them, in one run; the
+        foreign key's lookup on delete is served by an index: without one
+        PostgreSQL scans the whole log once per deleted row, which turns a
+        retention chunk of 10,000 rows into hours on a big log."""
         Event = self.env["sync.event"]
-        vals = {
-            "direction": "out",
-            "channel_id": self.channel.id,
-            "kind": "push",
-            "state": "applied",
-        }
-        original = Event.create(dict(vals, idempotency_key="replayed"))
-        replay = Event.create(
-            dict(vals, idempotency_key="replay-1", replay_of_id=original.id)
+        original = self._aged_event("replayed", "applied", 40)
+        replay = self._aged_event(
+            "replayed:replay:1", "applied", 5, replay_of_id=original.id
         )
-        self.env.flush_all()
+        self.assertEqual(Event._gc_sync_events(), 0)
         self.env.cr.execute(
-            "UPDATE sync_event SET create_date = now() - interval '40 days'"
+            "UPDATE sync_event SET write_date = now() - interval '40 days'"
             " WHERE id = %s",
-            [original.id],
+            [replay.id],
         )
-        self.assertEqual(Event._gc_sync_events(), 1)
-        self.assertFalse(original.exists())
-        replay.invalidate_recordset()
-        self.assertFalse(replay.replay_of_id)
+        self.assertEqual(Event._gc_sync_events(), 2)
+        self.assertFalse((original | replay).exists())
         # the lookup the foreign key runs on delete, planned with table
         # scans priced out: only an index on the column can serve it
         self.env.cr.execute("SET LOCAL enable_seqscan = off")

@@ -2406,6 +2406,12 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             if '"key": "msg_lvl_good"' in line and '"state": "applied"' in line
         ]
         self.assertEqual(len(applied_lines), 1, lines)
+        # the line says why and for which binding: the log outlives retention
+        logged = json.loads(applied_lines[0])
+        self.assertTrue(good.reason)
+        self.assertEqual(logged["reason"], good.reason[:200])
+        self.assertEqual(logged["binding"], good.binding_id.id or None)
+        self.assertEqual(logged["ref"], good.external_ref)
 
     def test_failing_event_is_handed_over_the_others_applied(self):
         original = SyncEventOrder._scs_reserve_many
@@ -2717,6 +2723,20 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             answers.append(res.json()["status"])
             self.run_jobs("_scs_job_apply_inbound")
         self.assertEqual(answers, ["accepted", "duplicate", "duplicate"])
+        self.assertEqual(self.reservations(self.shopify, order).move_ids.quantity, 3)
+        # replayed (twice, and a replay of the replay): released once all the same
+        applied = self.env["sync.event"].search(
+            [
+                ("channel_id", "=", self.shopify.id),
+                ("idempotency_key", "=like", "refunds/create:refund:880%"),
+            ]
+        )
+        replays = applied.action_replay() | applied.action_replay()
+        self.run_jobs("_scs_job_apply")
+        replays |= replays[:1].action_replay()
+        self.run_jobs("_scs_job_apply")
+        self.assertEqual(len(replays), 3)
+        self.assertEqual(set(replays.mapped("state")), {"skipped"})
         self.assertEqual(self.reservations(self.shopify, order).move_ids.quantity, 3)
         before = self.counts()
         body = json.dumps(
