@@ -183,6 +183,45 @@ class TestChannelTypes(SyncCase):
         self.assert_test_connection_ok(channel)
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
 
+    def test_woocommerce_variation_without_a_level_is_not_read_from_a_sibling(self):
+        """WooCommerce reports a variation's level under its parent too: a
+        variation that keeps no level (it sells without one) must not be
+        compared with a sibling's, which would hide its drift."""
+        sim = self.start(WooCommerceSimulator())
+        published = self.product_b.free_qty  # what Odoo publishes for the cap
+        parent, (mug, cap) = sim.add_variable_product(
+            "SCS-PARENT", [("SCS-MUG", published), ("SCS-CAP", published)]
+        )
+        sim.products[cap]["manage_stock"] = False
+        sim.quantities.pop("SCS-CAP")
+        channel = self.channel_from_form(
+            "woocommerce",
+            base_url=sim.url,
+            api_key=sim.consumer_key,
+            api_secret=sim.consumer_secret,
+        )
+        bindings = self.bind(
+            channel,
+            self.product_a,
+            external_id=str(parent),
+            external_variant_id=str(mug),
+        ) | self.bind(
+            channel,
+            self.product_b,
+            external_id=str(parent),
+            external_variant_id=str(cap),
+        )
+        channel._scs_job_reconcile_batch(bindings.ids, dry_run=True)
+        drift = self.env["sync.event"].search(
+            [("channel_id", "=", channel.id), ("kind", "=", "correction")]
+        )
+        self.assertEqual(
+            drift.binding_id, bindings, "the mug's level differs; the cap has none"
+        )
+        self.assertIn(
+            "channel has None", drift.filtered(lambda e: e.sku == "SCS-CAP").reason
+        )
+
     def test_amazon(self):
         sim = self.start(AmazonSimulator())
         (row,) = sim.seed_skus(1, quantity=0)

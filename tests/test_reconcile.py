@@ -168,6 +168,12 @@ class TestReconcile(SyncCase):
             [("res_model", "=", "sync.channel"), ("res_id", "=", self.channel.id)]
         )
         self.assertIn("safety limit", activity.summary)
+        # in batches under 20 bindings: held all the same
+        self.channel.reconcile_batch_size = 12
+        self.pass_()
+        self.assertFalse(self.corrections().filtered(lambda e: e.state == "applied"))
+        self.assertIsNone(self.sim.quantity("SCS-BULK-0"))
+        self.assertEqual(self.channel.last_reconcile_limited, 2)
         # with a higher limit the same pass corrects
         self.channel.reconcile_max_share = 100
         self.pass_()
