@@ -503,6 +503,27 @@ class ChannelBinding(models.Model):
         message = str(error) or type(error).__name__
         if not isinstance(error, (ChannelError, TimeoutError)):
             _logger.exception("unexpected error pushing %s", self.sku, exc_info=error)
+        newer = getattr(error, "newer_sequence", None)
+        if newer:
+            # the channel holds a newer sequence than Odoo's (a restored
+            # database): Odoo's sequence moves above it, and this binding is
+            # pushed again under a new one; the refused event says why
+            self.env.cr.execute(
+                SQL(
+                    "SELECT setval('stock_channel_sync_push_seq', GREATEST("
+                    "(SELECT last_value FROM stock_channel_sync_push_seq), %s))",
+                    newer,
+                )
+            )
+            self.write({"push_state": "failed", "pending_event_id": False})
+            event._scs_set_state(
+                "skipped",
+                error=message,
+                reason=_("the channel held a newer sequence: pushed again above it"),
+                attempts=event.attempts + 1,
+            )
+            self._scs_enqueue_retry()
+            return
         self.write({"push_state": "failed", "pending_event_id": event.id})
         if not retryable:
             event._scs_set_state("dead", error=message, attempts=event.attempts + 1)

@@ -316,6 +316,35 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(sim.quantity("SCS-MUG"), 0)
         self.assertFalse(channel._scs_stock_locations())
 
+    def test_a_channel_holding_a_newer_sequence_is_pushed_above_it(self):
+        """After Odoo's database is restored from a backup, its sequences are
+        behind what a channel already holds: the refused push is not recorded
+        as delivered; Odoo's sequence moves above the channel's and the
+        binding is pushed again."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        # (the sequence is not rolled back with a test: ahead of where it is)
+        self.env.cr.execute("SELECT last_value FROM stock_channel_sync_push_seq")
+        ahead = self.env.cr.fetchone()[0] + 10**6
+        sim.sequences["SCS-MUG"] = ahead
+        sim.quantities["SCS-MUG"] = 3
+        self.product_a._scs_job_push_sku()
+        self.assertEqual(sim.quantity("SCS-MUG"), 3, "refused by the shop")
+        refused = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("direction", "=", "out")]
+        )
+        self.assertEqual(refused.state, "skipped")
+        self.assertIn("newer sequence", refused.reason)
+        self.assertEqual(binding.push_state, "failed")
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        self.assertEqual(binding.push_state, "ok")
+        pushed = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("state", "=", "applied")]
+        )
+        self.assertGreater(pushed.sequence, ahead)
+
     def test_a_binding_moved_to_another_listing_is_pushed_its_number(self):
         """Another channel, or another SKU on the same one, is a listing that
         was never pushed: the figure goes out even though it did not change."""

@@ -15,6 +15,7 @@ from .base import (
     PushResult,
     RateLimitedError,
     RetryableChannelError,
+    NewerSequenceError,
     StaleQuantityError,
     StockUpdate,
     check_inbound,

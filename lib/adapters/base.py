@@ -61,6 +61,21 @@ class AuthenticationError(PermanentChannelError):
     """Credentials refused even after a token refresh."""
 
 
+class NewerSequenceError(ChannelError):
+    """The channel kept a value pushed under a newer sequence than ours.
+
+    Odoo is the only writer of those sequences, so the channel holding a
+    newer one means Odoo's went back (a database restored from a backup).
+    ``newer_sequence``: the one the channel holds, when it says: the push is
+    then retried above it (retryable); otherwise it cannot be (permanent).
+    """
+
+    def __init__(self, message, *, newer_sequence=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.newer_sequence = newer_sequence
+        self.retryable = newer_sequence is not None
+
+
 class StaleQuantityError(ChannelError):
     """Compare-and-set refused: the channel's quantity is not the one expected."""
 

@@ -10,8 +10,12 @@ small web shop, an ERP, a test double. The contract, kept deliberately small:
     update's idempotency key, so the shop can drop redeliveries),
     ``webhook-timestamp`` and ``webhook-signature`` (``v1`` HMAC from
     ``signing_secret``, plus ``v1a`` Ed25519 when ``signing_private_key`` is
-    set). The shop applies last-write-wins on ``sequence``; it may answer
-    ``{"applied": false, "quantity": N}`` when it already holds a newer one.
+    set). The shop applies last-write-wins on ``sequence``; it answers
+    ``{"applied": false, "quantity": N, "sequence": S}`` when it already
+    holds a newer one (``S``), which only a regression of Odoo's sequence
+    can cause: the push is then an error (``NewerSequenceError``) that says
+    what to go above, not a delivery. A redelivered ``webhook-id`` may be
+    answered ``{"applied": false, "duplicate": true}``: already applied.
 ``GET {base_url}?page=N&per_page=M``
     ``{"items": [{"sku", "quantity"}], "next_page": N | null}``
 ``GET {base_url}/orders?updated_since=<iso>&page=N``
@@ -40,6 +44,7 @@ from .base import (
     ChannelOrder,
     InboundEvent,
     LiveLevel,
+    NewerSequenceError,
     OrderLine,
     PermanentChannelError,
     PushResult,
@@ -292,12 +297,30 @@ class GenericAdapter(ChannelAdapter):
             answer = response.json()
         except ValueError:
             answer = None
-        # The shop kept a newer value (our sequence was older): not an error,
-        # nothing to retry, but the caller learns what the shop really holds.
+        # The shop kept a value of a newer sequence. A redelivery of what it
+        # already applied (``duplicate``) is no news. Otherwise the push did
+        # not land: Odoo's sequences went back (a restored database), and
+        # recording it as delivered would leave the shop's figure for good.
         if isinstance(answer, dict) and answer.get("applied") is False:
             quantity = answer.get("quantity")
             if isinstance(quantity, int) and not isinstance(quantity, bool):
                 result.live_quantity = quantity
+            if not answer.get("duplicate"):
+                held = answer.get("sequence")
+                newer = (
+                    held
+                    if isinstance(held, int)
+                    and not isinstance(held, bool)
+                    and held > int(update.sequence or 0)
+                    else None
+                )
+                raise NewerSequenceError(
+                    f"the shop kept {quantity!r} under a newer sequence"
+                    f" ({held!r}) than this push's ({update.sequence})",
+                    newer_sequence=newer,
+                    status=response.status_code,
+                    response_text=response.text,
+                )
         return result
 
     def set_quantities(self, updates):

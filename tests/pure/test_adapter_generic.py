@@ -11,6 +11,7 @@ from lib.adapters import get_adapter_class
 from lib.adapters.base import (
     AuthenticationError,
     ChannelConfig,
+    NewerSequenceError,
     PermanentChannelError,
     RateLimitedError,
     RetryableChannelError,
@@ -191,17 +192,26 @@ def test_redelivery_changes_nothing(sim):
     ]
 
 
-def test_out_of_order_sequence_is_ignored(sim):
+def test_an_older_sequence_is_refused_with_the_shops_newer_one(sim):
+    """Odoo is the only writer of sequences: a shop holding a newer one
+    means Odoo's went back (a restored database). The push did not land,
+    and the error says what to go above."""
     adapter = make_adapter(sim)
     adapter.set_quantity(update(quantity=7, sequence=2))
-    late = adapter.set_quantity(update(quantity=3, sequence=1))
-    # answered 200 (retrying cannot help) and tells what the shop holds
-    assert late.ok and late.status == 200 and late.live_quantity == 7
+    (late,) = adapter.set_quantities([update(quantity=3, sequence=1)])
+    assert not late.ok
+    assert isinstance(late.error, NewerSequenceError)
+    assert late.error.retryable and late.error.newer_sequence == 2
+    assert late.live_quantity is None
     assert sim.quantity("SKU-1") == 7
-    assert sim.received_at["SKU-1"][0] == 7
     # a newer sequence still wins
-    adapter.set_quantity(update(quantity=1, sequence=3))
+    assert adapter.set_quantity(update(quantity=1, sequence=3)).ok
     assert sim.quantity("SKU-1") == 1
+    # a shop that does not say which sequence it holds: nothing to go above
+    sim.queue_response(200, {"applied": False, "quantity": 1})
+    (refused,) = adapter.set_quantities([update(quantity=4, sequence=4)])
+    assert isinstance(refused.error, NewerSequenceError)
+    assert not refused.error.retryable and refused.error.newer_sequence is None
 
 
 def test_rate_limited_with_retry_after(sim):
