@@ -606,6 +606,15 @@ class ChannelBinding(models.Model):
             and binding.channel_id.active
             and binding.channel_id.sync_enabled
         ):
+            # the event waiting for this retry (a dead letter retried by
+            # hand) is closed, not left queued with no job to send it
+            pending = binding.pending_event_id.filtered(
+                lambda e: e.state in ("queued", "failed")
+            )
+            pending._scs_set_state(
+                "skipped",
+                reason=_("not sent: the binding, its channel or Push Stock is off"),
+            )
             return "binding or channel inactive"
         binding._scs_lock()
         qty = binding._scs_quantities()[binding.id].published

@@ -636,6 +636,13 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(event.state, "dead")
         self.assertIn("Max. retries", event.error)
         self.assertEqual(channel.dead_count, 1)
+        # retried by hand once the binding is archived: closed, not left
+        # queued with nothing to send it
+        binding.active = False
+        event.action_retry()
+        self.run_jobs()
+        self.assertEqual(event.state, "skipped")
+        self.assertIn("not sent", event.reason)
 
     def test_failed_sku_job_is_a_dead_letter(self):
         sim = self.start_simulator()
