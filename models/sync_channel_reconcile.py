@@ -16,10 +16,10 @@ one long transaction:
    pushes the drifted ones, each correction recorded with its reason.
 
 Every binding is compared in every pass: no "changed since" cursor can skip
-a SKU. A dry run records what it would correct and changes nothing; a safety
-limit refuses to correct a batch whose drift exceeds a share of the bindings
-and alerts the responsible user instead (a wrong location or a broken
-channel should not rewrite a catalogue).
+a SKU. A dry run fetches no order, records what it would correct and
+changes nothing; a safety limit refuses to correct a batch whose drift
+exceeds a share of the bindings and alerts the responsible user instead (a
+wrong location or a broken channel should not rewrite a catalogue).
 """
 
 import json
@@ -59,7 +59,8 @@ class SyncChannel(models.Model):
     )
     reconcile_batch_size = fields.Integer("Bindings per Job", default=500)
     reconcile_dry_run = fields.Boolean(
-        "Dry Run", help="Passes report the drift and correct nothing."
+        "Dry Run",
+        help="Passes report the drift and correct nothing; they fetch no order.",
     )
     reconcile_max_share = fields.Float(
         "Safety Limit (%)",
@@ -133,24 +134,35 @@ class SyncChannel(models.Model):
         return True
 
     def _scs_start_reconcile(self, dry_run=None):
+        """Reset the pass figures and enqueue the pass's start job.
+
+        ``reconcile_started_at`` is what the cron schedules by, so it records
+        the channel's own kind of pass only: a one-off dry run (the button)
+        on a channel whose passes are real leaves it alone, or the cron would
+        put the real pass off for a whole interval; on a channel set to Dry
+        Run, dry passes are its scheduled passes and keep their interval. A
+        dry run's job has an identity of its own, so that a waiting dry run
+        does not absorb the real pass the cron asks for (nor the reverse).
+        """
         self.ensure_one()
         dry_run = self.reconcile_dry_run if dry_run is None else dry_run
-        self.write(
-            {
-                "reconcile_started_at": fields.Datetime.now(),
-                "reconcile_started_ts": time.time(),
-                "reconcile_pending": 0,
-                "last_reconcile_checked": 0,
-                "last_reconcile_drift": 0,
-                "last_reconcile_corrections": 0,
-                "last_reconcile_limited": 0,
-                "last_reconcile_dry_run": dry_run,
-                "last_reconcile_error": False,
-            }
-        )
+        values = {
+            "reconcile_started_ts": time.time(),
+            "reconcile_pending": 0,
+            "last_reconcile_checked": 0,
+            "last_reconcile_drift": 0,
+            "last_reconcile_corrections": 0,
+            "last_reconcile_limited": 0,
+            "last_reconcile_dry_run": dry_run,
+            "last_reconcile_error": False,
+        }
+        if not dry_run or self.reconcile_dry_run:
+            values["reconcile_started_at"] = fields.Datetime.now()
+        self.write(values)
+        key = f"stock_channel_sync.reconcile.{self.id}"
         self.with_delay(
-            identity_key=f"stock_channel_sync.reconcile.{self.id}",
-            description=f"Reconcile {self.name}",
+            identity_key=f"{key}.dry" if dry_run else key,
+            description=f"Reconcile {self.name}" + (" (dry run)" if dry_run else ""),
         )._scs_job_reconcile_start(dry_run=dry_run)
 
     # -- refunds that only the channel's API tells --
@@ -243,18 +255,34 @@ class SyncChannel(models.Model):
 
     # -- jobs --
     def _scs_job_reconcile_start(self, dry_run=False):
-        """Fetch and apply missed orders, then enqueue the comparison batches."""
+        """Fetch and apply missed orders, then enqueue the comparison batches.
+
+        A dry run changes nothing, so it fetches no order (applying one
+        reserves stock and pushes every channel) and leaves the order cursor
+        and the queued inbound events to the next real pass; the channel
+        says so, since the drift it reports may hold sales a real pass
+        reserves before comparing.
+        """
         self.ensure_one()
-        self._scs_requeue_orphans()
         fetched = 0
-        if self.fetch_orders:
-            try:
-                fetched = self._scs_fetch_orders()
-            except ChannelError as err:
-                # the comparison still runs: a down order endpoint must not
-                # stop the stock from converging; the error is shown
-                self.last_reconcile_error = _("Order fetch failed: %s", err)
-                _logger.warning("channel %s: order fetch failed: %s", self.id, err)
+        if dry_run:
+            if self.fetch_orders:
+                self.last_reconcile_error = _(
+                    "Dry run: the channel's orders were not fetched (applying"
+                    " them reserves stock). Drift on an SKU sold since the last"
+                    " pass may be a sale that a real pass reserves before"
+                    " comparing."
+                )
+        else:
+            self._scs_requeue_orphans()
+            if self.fetch_orders:
+                try:
+                    fetched = self._scs_fetch_orders()
+                except ChannelError as err:
+                    # the comparison still runs: a down order endpoint must not
+                    # stop the stock from converging; the error is shown
+                    self.last_reconcile_error = _("Order fetch failed: %s", err)
+                    _logger.warning("channel %s: order fetch failed: %s", self.id, err)
         bindings = self.env["channel.binding"].search(
             [("channel_id", "=", self.id)], order="id"
         )
@@ -267,6 +295,8 @@ class SyncChannel(models.Model):
             )._scs_job_reconcile_batch(ids, dry_run=dry_run)
         if not batches:
             self._scs_finish_batch(0, 0, 0, False)
+        if dry_run:
+            return f"dry run: orders not fetched, {len(batches)} batch(es)"
         return f"{fetched} order event(s) fetched, {len(batches)} batch(es)"
 
     def _scs_fetch_orders(self):

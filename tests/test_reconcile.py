@@ -22,6 +22,12 @@ class TestReconcile(SyncCase):
         self.b_a = self.bind(self.channel, self.product_a)
         self.b_b = self.bind(self.channel, self.product_b)
 
+    def only_this_channel_due(self):
+        """The cron looks at every channel: keep those of the demo data out."""
+        self.env["sync.channel"].search([("id", "!=", self.channel.id)]).write(
+            {"reconcile_interval": 0}
+        )
+
     def pass_(self, **kw):
         self.channel._scs_start_reconcile(**kw)
         self.run_jobs()
@@ -124,6 +130,63 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.channel.last_reconcile_drift, 1)
         self.assertEqual(self.channel.last_reconcile_corrections, 0)
         self.assertTrue(self.channel.last_reconcile_dry_run)
+
+    def test_dry_run_reserves_no_order_and_does_not_delay_the_pass(self):
+        """A dry run with a sale whose webhook was lost: the order is not
+        fetched (applying it would reserve stock and push every channel), no
+        binding moves, the order cursor stays, and the next scheduled pass is
+        not put off by it: the cron starts the real pass, which reserves
+        the sale before comparing."""
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.add_order("SIM-DRY", [("SCS-MUG", 3)])
+        self.sim.set_stock("SCS-MUG", 7)
+        self.product_a.invalidate_recordset()
+        free = self.product_a.free_qty
+        posts = len(self.sim.requests_for("POST", "/"))
+        figures = [(b.last_pushed_qty, b.push_state) for b in self.b_a | self.b_b]
+        self.pass_(dry_run=True)
+        self.assertFalse(self.sim.requests_for("GET", "/orders"), "not fetched")
+        self.assertFalse(
+            self.env["stock.picking"].search([("scs_channel_id", "=", self.channel.id)])
+        )
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+        self.assertEqual(len(self.sim.requests_for("POST", "/")), posts)
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7)
+        (self.b_a | self.b_b).invalidate_recordset()
+        self.assertEqual(
+            [(b.last_pushed_qty, b.push_state) for b in self.b_a | self.b_b], figures
+        )
+        self.assertFalse(self.channel.last_order_fetch_at)
+        self.assertFalse(self.channel.reconcile_started_at)
+        self.assertTrue(self.channel.last_reconcile_dry_run)
+        self.assertIn("orders were not fetched", self.channel.last_reconcile_error)
+        self.assertEqual(self.corrections().state, "skipped")
+        # the cron does not count the dry run as the channel's pass
+        self.only_this_channel_due()
+        self.channel._scs_cron_reconcile()
+        self.channel.invalidate_recordset()
+        self.assertTrue(self.channel.reconcile_started_at)
+        self.assertFalse(self.channel.last_reconcile_dry_run)
+        self.run_jobs()
+        self.channel.invalidate_recordset()
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 3)
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7, "the sale stays off sale")
+        self.assertTrue(self.channel.last_order_fetch_at)
+
+    def test_channel_in_dry_run_mode_keeps_its_interval(self):
+        """A channel whose passes are all dry runs (its Dry Run setting):
+        those are its scheduled passes, the cron waits its interval."""
+        self.channel.reconcile_dry_run = True
+        self.only_this_channel_due()
+        self.channel._scs_cron_reconcile()
+        self.run_jobs()
+        self.channel.invalidate_recordset()
+        self.assertTrue(self.channel.reconcile_started_at)
+        self.assertTrue(self.channel.last_reconcile_dry_run)
+        self.channel._scs_cron_reconcile()
+        self.assertFalse(self.sync_jobs("_scs_job_reconcile_start"))
 
     def test_channel_with_push_off_is_compared_not_corrected(self):
         """Push Stock off: the pass reports the drift and counts no
