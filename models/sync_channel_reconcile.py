@@ -10,7 +10,7 @@ one long transaction:
    (with an overlap) and feeds them through the same idempotent intake as
    webhooks, applying them at once, so that a sold unit whose webhook was
    lost is reserved *before* the comparison (otherwise the pass would relist
-   it);
+   it). An order that cannot be applied becomes a dead letter on its own;
 2. one *batch* job per 500 bindings reads the live quantities in bulk through
    the adapter, compares each with the number Odoo would publish now, and
    pushes the drifted ones, each correction recorded with its reason.
@@ -27,8 +27,13 @@ import logging
 import time
 from datetime import timedelta
 
+import psycopg2
+
 from odoo import _, api, fields, models
 from odoo.tools import SQL
+
+from odoo.addons.queue_job.controllers.main import PG_CONCURRENCY_ERRORS_TO_RETRY
+from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..lib.adapters import ChannelError, InboundEvent, check_inbound, woocommerce
 from .job_store import retry_later
@@ -328,18 +333,22 @@ class SyncChannel(models.Model):
                 refused.append(f"{order.external_id!r}: {err}")
                 continue
             parsed.append(event)
+        problems = []
         if refused:
             _logger.warning(
                 "channel %s: fetched orders refused: %s", self.id, "; ".join(refused)
             )
-            self.last_reconcile_error = _(
-                "%(count)s fetched order(s) refused: %(orders)s",
-                count=len(refused),
-                orders="; ".join(refused),
+            problems.append(
+                _(
+                    "%(count)s fetched order(s) refused: %(orders)s",
+                    count=len(refused),
+                    orders="; ".join(refused),
+                )
             )
         Event = self.env["sync.event"]
         recorded = Event._scs_record_inbound(self, parsed, b"", "poll", enqueue=False)
         new_keys = [r["key"] for r in recorded if r["new"]]
+        failed = []
         for event in Event.search(
             [
                 ("channel_id", "=", self.id),
@@ -349,9 +358,60 @@ class SyncChannel(models.Model):
             order="event_ts, id",
         ):
             # applied now, in this job: the comparison must see the reservation
-            event._scs_job_apply()
+            if not self._scs_apply_fetched(event):
+                failed.append(f"{event.external_ref!r}: {event.error}")
+        if failed:
+            problems.append(
+                _(
+                    "%(count)s fetched order(s) not applied (dead letters): %(orders)s",
+                    count=len(failed),
+                    orders="; ".join(failed),
+                )
+            )
+        if problems:
+            self.last_reconcile_error = "\n".join(problems)
         self.last_order_fetch_at = now
         return len(new_keys)
+
+    def _scs_apply_fetched(self, event):
+        """Apply one fetched order event in a savepoint; whether it applied.
+
+        One order that cannot be applied (a line's product moved to another
+        company, ...) must not stop the others, the comparison, nor the
+        order cursor: every later pass would fail on it again. It becomes a
+        dead letter with its error, and the channel's responsible user gets
+        the activity an event gets when it fails to apply from a webhook
+        (``sync.event._scs_on_apply_failed``). Not a job of its own with
+        retries, as a webhook's event gets: contention and serialization
+        failures are not caught here, they retry the whole start job; what
+        is left comes from the order or the configuration, which retrying
+        minutes later would not change. Once it is fixed, the dead letter's
+        Retry applies the order.
+        """
+        try:
+            with self.env.cr.savepoint():
+                event._scs_job_apply()
+        except RetryableJobError:
+            raise
+        except psycopg2.OperationalError as err:
+            if err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                raise
+            self._scs_fetched_failed(event, err)
+            return False
+        except Exception as err:  # noqa: BLE001 - a dead letter, with its error
+            self._scs_fetched_failed(event, err)
+            return False
+        return True
+
+    def _scs_fetched_failed(self, event, err):
+        _logger.warning(
+            "channel %s: fetched order %s not applied: %s",
+            self.id,
+            event.external_ref,
+            err,
+        )
+        message = str(err)[:2000] or type(err).__name__
+        event._scs_on_apply_failed(exc_name=type(err).__name__, exc_message=message)
 
     def _scs_job_reconcile_batch(self, binding_ids, dry_run=False):
         """Compare a batch of bindings with the channel, correct the drift."""
@@ -558,6 +618,34 @@ class SyncChannel(models.Model):
         """queue_job ``on_fail`` hook: the batch's retries are spent."""
         for channel in self:
             channel._scs_reconcile_batch_unread(exc_message or exc_name or _("failed"))
+
+    def _scs_reconcile_not_run(self, error):
+        """A pass whose start job could not run (its retries are spent): it
+        closes without comparing, the channel shows why, its responsible
+        user gets an activity."""
+        _logger.warning("channel %s: reconciliation did not run: %s", self.id, error)
+        self._scs_finish_batch(0, 0, 0, False)
+        self.last_reconcile_error = _(
+            "Reconciliation did not run, nothing was compared: %s", error
+        )
+        self._scs_notify(
+            _("Reconciliation failed"),
+            _(
+                "The reconciliation pass of %(channel)s did not run: %(error)s."
+                " Nothing was compared or corrected (comparing without the"
+                " orders sold since the last pass would put their units back on"
+                " sale). Check the channel's settings, then run the pass again.",
+                channel=self.name,
+                error=error,
+            ),
+            key="reconcile_failed",
+        )
+
+    def _scs_on_reconcile_start_failed(self, exc_name=None, exc_message=None, **kw):
+        """queue_job ``on_fail`` hook: the start job's retries are spent (most
+        often an order fetch that kept failing). Never a silent failure."""
+        for channel in self:
+            channel._scs_reconcile_not_run(exc_message or exc_name or _("failed"))
 
     def _scs_finish_batch(self, checked, drift, corrections, limited):
         """Add a batch's figures to the pass; the last batch closes it.

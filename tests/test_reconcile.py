@@ -320,6 +320,63 @@ class TestReconcile(SyncCase):
         self.assertIn("SIM-NUL", error)
         self.assertIn("SIM-NEG", error)
 
+    def test_poison_fetched_order_fails_alone(self):
+        """A fetched order that cannot be applied (here it names a product
+        that now belongs to another company) becomes a dead letter with its
+        error and an activity; the order next to it is reserved, the
+        comparison runs and the order cursor moves on (otherwise every later
+        pass would fail on it again)."""
+        other = self.env["res.company"].create({"name": "Other Co"})
+        product_x = self.env["product.product"].create(
+            {
+                "name": "Moved",
+                "default_code": "SCS-MOVED",
+                "type": "consu",
+                "is_storable": True,
+            }
+        )
+        self.bind(self.channel, product_x)
+        product_x.product_tmpl_id.company_id = other
+        (self.b_a | self.b_b)._scs_push()
+        earlier = fields.Datetime.subtract(fields.Datetime.now(), minutes=5)
+        self.sim.add_order("SIM-BAD", [("SCS-MOVED", 1)], updated_at=earlier)
+        self.sim.add_order("SIM-GOOD", [("SCS-MUG", 2)])
+        self.product_a.invalidate_recordset()
+        free = self.product_a.free_qty
+        self.pass_()
+        good = self.env["stock.picking"].search(
+            [
+                ("scs_channel_id", "=", self.channel.id),
+                ("scs_external_order_id", "=", "SIM-GOOD"),
+            ]
+        )
+        self.assertEqual(len(good), 1)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+        bad = self.env["sync.event"].search(
+            [
+                ("channel_id", "=", self.channel.id),
+                ("external_ref", "=", "SIM-BAD"),
+            ]
+        )
+        self.assertEqual(bad.state, "dead")
+        self.assertTrue(bad.error)
+        self.assertEqual(
+            self.env["mail.activity"].search_count(
+                [
+                    ("res_model", "=", "sync.channel"),
+                    ("res_id", "=", self.channel.id),
+                    ("summary", "=", "Stock sync dead letters"),
+                ]
+            ),
+            1,
+        )
+        self.assertIn("SIM-BAD", self.channel.last_reconcile_error)
+        self.assertEqual(self.channel.last_reconcile_checked, 3, "compared")
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertTrue(self.channel.last_order_fetch_at)
+        self.assertFalse(self.sync_jobs(states=("failed",)))
+
     def test_replay_of_applied_event_changes_nothing(self):
         order = ChannelOrder("R-1", "open", [OrderLine("SCS-MUG", 2)])
         self.env["sync.event"]._scs_record_inbound(
@@ -401,6 +458,24 @@ class TestReconcile(SyncCase):
             self.assertEqual(self.channel.last_reconcile_checked, 0)
         self.assertEqual(len(self.reconcile_activities()), 1)
         self.assertFalse(self.sync_jobs(states=("failed",)))
+
+    def test_start_job_out_of_retries_says_so(self):
+        """The start job's retries are spent (a channel down for its whole
+        retry pattern): its ``on_fail`` hook closes the pass with the error
+        on the channel and one activity."""
+        self.channel._scs_start_reconcile()
+        self.channel._scs_on_reconcile_start_failed(
+            exc_name="FailedJobError", exc_message="[503] channel is down"
+        )
+        self.channel.invalidate_recordset()
+        self.assertIn("[503] channel is down", self.channel.last_reconcile_error)
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertTrue(self.channel.last_reconcile_at)
+        self.assertEqual(len(self.reconcile_activities()), 1)
+        function = self.env["queue.job.function"].search(
+            [("name", "=", "<sync.channel>._scs_job_reconcile_start")]
+        )
+        self.assertEqual(function.on_fail_method, "_scs_on_reconcile_start_failed")
 
     def test_dead_letter_retry_and_discard(self):
         self.sim.queue_response(400, {"error": "listing closed"})
