@@ -10,7 +10,9 @@ one long transaction:
    (with an overlap) and feeds them through the same idempotent intake as
    webhooks, applying them at once, so that a sold unit whose webhook was
    lost is reserved *before* the comparison (otherwise the pass would relist
-   it). An order that cannot be applied becomes a dead letter on its own;
+   it). For the same reason nothing is compared when the fetch fails: the
+   job is retried, or the pass closes with the error. An order that cannot
+   be applied becomes a dead letter on its own;
 2. one *batch* job per 500 bindings reads the live quantities in bulk through
    the adapter, compares each with the number Odoo would publish now, and
    pushes the drifted ones, each correction recorded with its reason.
@@ -262,6 +264,17 @@ class SyncChannel(models.Model):
     def _scs_job_reconcile_start(self, dry_run=False):
         """Fetch and apply missed orders, then enqueue the comparison batches.
 
+        The comparison needs the orders first. A sale whose webhook was lost
+        shows as the channel holding less than Odoo: compared before the
+        sale is reserved, it reads as an edit on the channel, and the
+        correction pushes Odoo's higher number, putting the sold units back
+        on sale. So when the order fetch fails nothing is compared: a
+        retryable error (5xx, 429, a timeout) retries this job after the
+        channel's Retry-After or the job's retry pattern (when the retries
+        run out, ``_scs_on_reconcile_start_failed`` closes the pass); an
+        error for good (credentials, configuration) closes the pass at once,
+        with the error on the channel and an activity.
+
         A dry run changes nothing, so it fetches no order (applying one
         reserves stock and pushes every channel) and leaves the order cursor
         and the queued inbound events to the next real pass; the channel
@@ -284,10 +297,16 @@ class SyncChannel(models.Model):
                 try:
                     fetched = self._scs_fetch_orders()
                 except ChannelError as err:
-                    # the comparison still runs: a down order endpoint must not
-                    # stop the stock from converging; the error is shown
-                    self.last_reconcile_error = _("Order fetch failed: %s", err)
-                    _logger.warning("channel %s: order fetch failed: %s", self.id, err)
+                    if err.retryable:
+                        _logger.info(
+                            "channel %s: order fetch failed, pass retried: %s",
+                            self.id,
+                            err,
+                        )
+                        raise retry_later(err) from err
+                    error = _("the channel's orders could not be read: %s", err)
+                    self._scs_reconcile_not_run(error)
+                    return f"not compared: {error}"
         bindings = self.env["channel.binding"].search(
             [("channel_id", "=", self.id)], order="id"
         )
@@ -620,9 +639,9 @@ class SyncChannel(models.Model):
             channel._scs_reconcile_batch_unread(exc_message or exc_name or _("failed"))
 
     def _scs_reconcile_not_run(self, error):
-        """A pass whose start job could not run (its retries are spent): it
-        closes without comparing, the channel shows why, its responsible
-        user gets an activity."""
+        """A pass whose start job could not run (the order fetch failed for
+        good, or its retries are spent): it closes without comparing, the
+        channel shows why, its responsible user gets an activity."""
         _logger.warning("channel %s: reconciliation did not run: %s", self.id, error)
         self._scs_finish_batch(0, 0, 0, False)
         self.last_reconcile_error = _(

@@ -459,6 +459,59 @@ class TestReconcile(SyncCase):
         self.assertEqual(len(self.reconcile_activities()), 1)
         self.assertFalse(self.sync_jobs(states=("failed",)))
 
+    def lost_sale(self):
+        """The channel sold 3 mugs and lowered its figure; the order's
+        webhook never came."""
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.add_order("SIM-LOST", [("SCS-MUG", 3)])
+        self.sim.set_stock("SCS-MUG", 7)
+
+    def test_order_fetch_throttled_retries_without_comparing(self):
+        """A 429 on the order fetch: the start job is retried after the
+        channel's Retry-After, and nothing is compared meanwhile (comparing
+        without the lost sale would put the sold units back on sale). The
+        retry reserves the sale, then compares."""
+        self.lost_sale()
+        self.sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "120"})
+        with self.assertRaises(RetryableJobError) as caught:
+            self.channel._scs_job_reconcile_start()
+        self.assertEqual(caught.exception.seconds, 120)
+        self.assertFalse(self.sync_jobs("_scs_job_reconcile_batch"))
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7)
+        self.assertFalse(self.corrections())
+        self.channel.invalidate_recordset()
+        self.assertFalse(self.channel.last_order_fetch_at)
+        # the retry, once the channel answers
+        self.channel._scs_job_reconcile_start()
+        self.run_jobs()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7, "never relisted")
+        self.assertFalse(self.corrections())
+        self.assertEqual(
+            self.env["stock.picking"].search_count(
+                [("scs_external_order_id", "=", "SIM-LOST")]
+            ),
+            1,
+        )
+
+    def test_order_fetch_refused_closes_the_pass_without_comparing(self):
+        """The order fetch refused for good (403): the pass closes with the
+        error on the channel and an activity, and corrects nothing."""
+        self.lost_sale()
+        self.sim.queue_response(403, {"error": "no access to orders"})
+        self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7, "never relisted")
+        self.assertFalse(self.corrections())
+        self.assertFalse(
+            self.sync_jobs("_scs_job_reconcile_batch", states=("pending", "done"))
+        )
+        self.assertIn("403", self.channel.last_reconcile_error)
+        self.assertEqual(self.channel.last_reconcile_checked, 0)
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertTrue(self.channel.last_reconcile_at)
+        self.assertFalse(self.channel.last_order_fetch_at)
+        self.assertEqual(len(self.reconcile_activities()), 1)
+        self.assertFalse(self.sync_jobs(states=("failed",)))
+
     def test_start_job_out_of_retries_says_so(self):
         """The start job's retries are spent (a channel down for its whole
         retry pattern): its ``on_fail`` hook closes the pass with the error
