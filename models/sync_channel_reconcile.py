@@ -150,6 +150,11 @@ class SyncChannel(models.Model):
         Run, dry passes are its scheduled passes and keep their interval. A
         dry run's job has an identity of its own, so that a waiting dry run
         does not absorb the real pass the cron asks for (nor the reverse).
+
+        The safety net for queued inbound events left without a job runs
+        here rather than in the start job: a start job that waits for the
+        channel's Retry-After is rolled back, and would take it along for as
+        long as the channel's orders cannot be read.
         """
         self.ensure_one()
         dry_run = self.reconcile_dry_run if dry_run is None else dry_run
@@ -166,6 +171,8 @@ class SyncChannel(models.Model):
         if not dry_run or self.reconcile_dry_run:
             values["reconcile_started_at"] = fields.Datetime.now()
         self.write(values)
+        if not dry_run:
+            self._scs_requeue_orphans()
         key = f"stock_channel_sync.reconcile.{self.id}"
         self.with_delay(
             identity_key=f"{key}.dry" if dry_run else key,
@@ -291,22 +298,20 @@ class SyncChannel(models.Model):
                     " pass may be a sale that a real pass reserves before"
                     " comparing."
                 )
-        else:
-            self._scs_requeue_orphans()
-            if self.fetch_orders:
-                try:
-                    fetched = self._scs_fetch_orders()
-                except ChannelError as err:
-                    if err.retryable:
-                        _logger.info(
-                            "channel %s: order fetch failed, pass retried: %s",
-                            self.id,
-                            err,
-                        )
-                        raise retry_later(err) from err
-                    error = _("the channel's orders could not be read: %s", err)
-                    self._scs_reconcile_not_run(error)
-                    return f"not compared: {error}"
+        elif self.fetch_orders:
+            try:
+                fetched = self._scs_fetch_orders()
+            except ChannelError as err:
+                if err.retryable:
+                    _logger.info(
+                        "channel %s: order fetch failed, pass retried: %s",
+                        self.id,
+                        err,
+                    )
+                    raise retry_later(err) from err
+                error = _("the channel's orders could not be read: %s", err)
+                self._scs_reconcile_not_run(error)
+                return f"not compared: {error}"
         bindings = self.env["channel.binding"].search(
             [("channel_id", "=", self.id)], order="id"
         )
