@@ -175,6 +175,17 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.sim.quantity("SCS-MUG"), 7, "the sale stays off sale")
         self.assertTrue(self.channel.last_order_fetch_at)
 
+    def test_waiting_dry_run_does_not_absorb_the_real_pass(self):
+        """A dry run asked for while the cron starts the real pass: each has
+        its job (one identity for both would keep only the first)."""
+        self.channel._scs_start_reconcile(dry_run=True)
+        self.only_this_channel_due()
+        self.channel._scs_cron_reconcile()
+        jobs = self.sync_jobs("_scs_job_reconcile_start")
+        self.assertEqual(
+            sorted(job.kwargs.get("dry_run") for job in jobs), [False, True]
+        )
+
     def test_channel_in_dry_run_mode_keeps_its_interval(self):
         """A channel whose passes are all dry runs (its Dry Run setting):
         those are its scheduled passes, the cron waits its interval."""
