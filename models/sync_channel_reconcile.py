@@ -10,16 +10,18 @@ one long transaction:
    (with an overlap) and feeds them through the same idempotent intake as
    webhooks, applying them at once, so that a sold unit whose webhook was
    lost is reserved *before* the comparison (otherwise the pass would relist
-   it);
+   it). For the same reason nothing is compared when the fetch fails: the
+   job is retried, or the pass closes with the error. An order that cannot
+   be applied becomes a dead letter on its own;
 2. one *batch* job per 500 bindings reads the live quantities in bulk through
    the adapter, compares each with the number Odoo would publish now, and
    pushes the drifted ones, each correction recorded with its reason.
 
 Every binding is compared in every pass: no "changed since" cursor can skip
-a SKU. A dry run records what it would correct and changes nothing; a safety
-limit refuses to correct a batch whose drift exceeds a share of the bindings
-and alerts the responsible user instead (a wrong location or a broken
-channel should not rewrite a catalogue).
+a SKU. A dry run fetches no order, records what it would correct and
+changes nothing; a safety limit refuses to correct a batch whose drift
+exceeds a share of the bindings and alerts the responsible user instead (a
+wrong location or a broken channel should not rewrite a catalogue).
 """
 
 import json
@@ -27,8 +29,13 @@ import logging
 import time
 from datetime import timedelta
 
+import psycopg2
+
 from odoo import _, api, fields, models
 from odoo.tools import SQL
+
+from odoo.addons.queue_job.controllers.main import PG_CONCURRENCY_ERRORS_TO_RETRY
+from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..lib.adapters import ChannelError, InboundEvent, check_inbound, woocommerce
 from .job_store import retry_later
@@ -59,7 +66,8 @@ class SyncChannel(models.Model):
     )
     reconcile_batch_size = fields.Integer("Bindings per Job", default=500)
     reconcile_dry_run = fields.Boolean(
-        "Dry Run", help="Passes report the drift and correct nothing."
+        "Dry Run",
+        help="Passes report the drift and correct nothing; they fetch no order.",
     )
     reconcile_max_share = fields.Float(
         "Safety Limit (%)",
@@ -133,24 +141,42 @@ class SyncChannel(models.Model):
         return True
 
     def _scs_start_reconcile(self, dry_run=None):
+        """Reset the pass figures and enqueue the pass's start job.
+
+        ``reconcile_started_at`` is what the cron schedules by, so it records
+        the channel's own kind of pass only: a one-off dry run (the button)
+        on a channel whose passes are real leaves it alone, or the cron would
+        put the real pass off for a whole interval; on a channel set to Dry
+        Run, dry passes are its scheduled passes and keep their interval. A
+        dry run's job has an identity of its own, so that a waiting dry run
+        does not absorb the real pass the cron asks for (nor the reverse).
+
+        The safety net for queued inbound events left without a job runs
+        here rather than in the start job: a start job that waits for the
+        channel's Retry-After is rolled back, and would take it along for as
+        long as the channel's orders cannot be read.
+        """
         self.ensure_one()
         dry_run = self.reconcile_dry_run if dry_run is None else dry_run
-        self.write(
-            {
-                "reconcile_started_at": fields.Datetime.now(),
-                "reconcile_started_ts": time.time(),
-                "reconcile_pending": 0,
-                "last_reconcile_checked": 0,
-                "last_reconcile_drift": 0,
-                "last_reconcile_corrections": 0,
-                "last_reconcile_limited": 0,
-                "last_reconcile_dry_run": dry_run,
-                "last_reconcile_error": False,
-            }
-        )
+        values = {
+            "reconcile_started_ts": time.time(),
+            "reconcile_pending": 0,
+            "last_reconcile_checked": 0,
+            "last_reconcile_drift": 0,
+            "last_reconcile_corrections": 0,
+            "last_reconcile_limited": 0,
+            "last_reconcile_dry_run": dry_run,
+            "last_reconcile_error": False,
+        }
+        if not dry_run or self.reconcile_dry_run:
+            values["reconcile_started_at"] = fields.Datetime.now()
+        self.write(values)
+        if not dry_run:
+            self._scs_requeue_orphans()
+        key = f"stock_channel_sync.reconcile.{self.id}"
         self.with_delay(
-            identity_key=f"stock_channel_sync.reconcile.{self.id}",
-            description=f"Reconcile {self.name}",
+            identity_key=f"{key}.dry" if dry_run else key,
+            description=f"Reconcile {self.name}" + (" (dry run)" if dry_run else ""),
         )._scs_job_reconcile_start(dry_run=dry_run)
 
     # -- refunds that only the channel's API tells --
@@ -243,18 +269,49 @@ class SyncChannel(models.Model):
 
     # -- jobs --
     def _scs_job_reconcile_start(self, dry_run=False):
-        """Fetch and apply missed orders, then enqueue the comparison batches."""
+        """Fetch and apply missed orders, then enqueue the comparison batches.
+
+        The comparison needs the orders first. A sale whose webhook was lost
+        shows as the channel holding less than Odoo: compared before the
+        sale is reserved, it reads as an edit on the channel, and the
+        correction pushes Odoo's higher number, putting the sold units back
+        on sale. So when the order fetch fails nothing is compared: a
+        retryable error (5xx, 429, a timeout) retries this job after the
+        channel's Retry-After or the job's retry pattern (when the retries
+        run out, ``_scs_on_reconcile_start_failed`` closes the pass); an
+        error for good (credentials, configuration) closes the pass at once,
+        with the error on the channel and an activity.
+
+        A dry run changes nothing, so it fetches no order (applying one
+        reserves stock and pushes every channel) and leaves the order cursor
+        and the queued inbound events to the next real pass; the channel
+        says so, since the drift it reports may hold sales a real pass
+        reserves before comparing.
+        """
         self.ensure_one()
-        self._scs_requeue_orphans()
         fetched = 0
-        if self.fetch_orders:
+        if dry_run:
+            if self.fetch_orders:
+                self.last_reconcile_error = _(
+                    "Dry run: the channel's orders were not fetched (applying"
+                    " them reserves stock). Drift on an SKU sold since the last"
+                    " pass may be a sale that a real pass reserves before"
+                    " comparing."
+                )
+        elif self.fetch_orders:
             try:
                 fetched = self._scs_fetch_orders()
             except ChannelError as err:
-                # the comparison still runs: a down order endpoint must not
-                # stop the stock from converging; the error is shown
-                self.last_reconcile_error = _("Order fetch failed: %s", err)
-                _logger.warning("channel %s: order fetch failed: %s", self.id, err)
+                if err.retryable:
+                    _logger.info(
+                        "channel %s: order fetch failed, pass retried: %s",
+                        self.id,
+                        err,
+                    )
+                    raise retry_later(err) from err
+                error = _("the channel's orders could not be read: %s", err)
+                self._scs_reconcile_not_run(error)
+                return f"not compared: {error}"
         bindings = self.env["channel.binding"].search(
             [("channel_id", "=", self.id)], order="id"
         )
@@ -267,6 +324,8 @@ class SyncChannel(models.Model):
             )._scs_job_reconcile_batch(ids, dry_run=dry_run)
         if not batches:
             self._scs_finish_batch(0, 0, 0, False)
+        if dry_run:
+            return f"dry run: orders not fetched, {len(batches)} batch(es)"
         return f"{fetched} order event(s) fetched, {len(batches)} batch(es)"
 
     def _scs_fetch_orders(self):
@@ -298,18 +357,22 @@ class SyncChannel(models.Model):
                 refused.append(f"{order.external_id!r}: {err}")
                 continue
             parsed.append(event)
+        problems = []
         if refused:
             _logger.warning(
                 "channel %s: fetched orders refused: %s", self.id, "; ".join(refused)
             )
-            self.last_reconcile_error = _(
-                "%(count)s fetched order(s) refused: %(orders)s",
-                count=len(refused),
-                orders="; ".join(refused),
+            problems.append(
+                _(
+                    "%(count)s fetched order(s) refused: %(orders)s",
+                    count=len(refused),
+                    orders="; ".join(refused),
+                )
             )
         Event = self.env["sync.event"]
         recorded = Event._scs_record_inbound(self, parsed, b"", "poll", enqueue=False)
         new_keys = [r["key"] for r in recorded if r["new"]]
+        failed = []
         for event in Event.search(
             [
                 ("channel_id", "=", self.id),
@@ -319,9 +382,60 @@ class SyncChannel(models.Model):
             order="event_ts, id",
         ):
             # applied now, in this job: the comparison must see the reservation
-            event._scs_job_apply()
+            if not self._scs_apply_fetched(event):
+                failed.append(f"{event.external_ref!r}: {event.error}")
+        if failed:
+            problems.append(
+                _(
+                    "%(count)s fetched order(s) not applied (dead letters): %(orders)s",
+                    count=len(failed),
+                    orders="; ".join(failed),
+                )
+            )
+        if problems:
+            self.last_reconcile_error = "\n".join(problems)
         self.last_order_fetch_at = now
         return len(new_keys)
+
+    def _scs_apply_fetched(self, event):
+        """Apply one fetched order event in a savepoint; whether it applied.
+
+        One order that cannot be applied (a line's product moved to another
+        company, ...) must not stop the others, the comparison, nor the
+        order cursor: every later pass would fail on it again. It becomes a
+        dead letter with its error, and the channel's responsible user gets
+        the activity an event gets when it fails to apply from a webhook
+        (``sync.event._scs_on_apply_failed``). Not a job of its own with
+        retries, as a webhook's event gets: contention and serialization
+        failures are not caught here, they retry the whole start job; what
+        is left comes from the order or the configuration, which retrying
+        minutes later would not change. Once it is fixed, the dead letter's
+        Retry applies the order.
+        """
+        try:
+            with self.env.cr.savepoint():
+                event._scs_job_apply()
+        except RetryableJobError:
+            raise
+        except psycopg2.OperationalError as err:
+            if err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                raise
+            self._scs_fetched_failed(event, err)
+            return False
+        except Exception as err:  # noqa: BLE001 - a dead letter, with its error
+            self._scs_fetched_failed(event, err)
+            return False
+        return True
+
+    def _scs_fetched_failed(self, event, err):
+        _logger.warning(
+            "channel %s: fetched order %s not applied: %s",
+            self.id,
+            event.external_ref,
+            err,
+        )
+        message = str(err)[:2000] or type(err).__name__
+        event._scs_on_apply_failed(exc_name=type(err).__name__, exc_message=message)
 
     def _scs_job_reconcile_batch(self, binding_ids, dry_run=False):
         """Compare a batch of bindings with the channel, correct the drift."""
@@ -551,6 +665,34 @@ class SyncChannel(models.Model):
         """queue_job ``on_fail`` hook: the batch's retries are spent."""
         for channel in self:
             channel._scs_reconcile_batch_unread(exc_message or exc_name or _("failed"))
+
+    def _scs_reconcile_not_run(self, error):
+        """A pass whose start job could not run (the order fetch failed for
+        good, or its retries are spent): it closes without comparing, the
+        channel shows why, its responsible user gets an activity."""
+        _logger.warning("channel %s: reconciliation did not run: %s", self.id, error)
+        self._scs_finish_batch(0, 0, 0, False)
+        self.last_reconcile_error = _(
+            "Reconciliation did not run, nothing was compared: %s", error
+        )
+        self._scs_notify(
+            _("Reconciliation failed"),
+            _(
+                "The reconciliation pass of %(channel)s did not run: %(error)s."
+                " Nothing was compared or corrected (comparing without the"
+                " orders sold since the last pass would put their units back on"
+                " sale). Check the channel's settings, then run the pass again.",
+                channel=self.name,
+                error=error,
+            ),
+            key="reconcile_failed",
+        )
+
+    def _scs_on_reconcile_start_failed(self, exc_name=None, exc_message=None, **kw):
+        """queue_job ``on_fail`` hook: the start job's retries are spent (most
+        often an order fetch that kept failing). Never a silent failure."""
+        for channel in self:
+            channel._scs_reconcile_not_run(exc_message or exc_name or _("failed"))
 
     def _scs_finish_batch(self, checked, drift, corrections, limited):
         """Add a batch's figures to the pass; the last batch closes it.

@@ -22,6 +22,12 @@ class TestReconcile(SyncCase):
         self.b_a = self.bind(self.channel, self.product_a)
         self.b_b = self.bind(self.channel, self.product_b)
 
+    def only_this_channel_due(self):
+        """The cron looks at every channel: keep those of the demo data out."""
+        self.env["sync.channel"].search([("id", "!=", self.channel.id)]).write(
+            {"reconcile_interval": 0}
+        )
+
     def pass_(self, **kw):
         self.channel._scs_start_reconcile(**kw)
         self.run_jobs()
@@ -124,6 +130,74 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.channel.last_reconcile_drift, 1)
         self.assertEqual(self.channel.last_reconcile_corrections, 0)
         self.assertTrue(self.channel.last_reconcile_dry_run)
+
+    def test_dry_run_reserves_no_order_and_does_not_delay_the_pass(self):
+        """A dry run with a sale whose webhook was lost: the order is not
+        fetched (applying it would reserve stock and push every channel), no
+        binding moves, the order cursor stays, and the next scheduled pass is
+        not put off by it: the cron starts the real pass, which reserves
+        the sale before comparing."""
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.add_order("SIM-DRY", [("SCS-MUG", 3)])
+        self.sim.set_stock("SCS-MUG", 7)
+        self.product_a.invalidate_recordset()
+        free = self.product_a.free_qty
+        posts = len(self.sim.requests_for("POST", "/"))
+        figures = [(b.last_pushed_qty, b.push_state) for b in self.b_a | self.b_b]
+        self.pass_(dry_run=True)
+        self.assertFalse(self.sim.requests_for("GET", "/orders"), "not fetched")
+        self.assertFalse(
+            self.env["stock.picking"].search([("scs_channel_id", "=", self.channel.id)])
+        )
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+        self.assertEqual(len(self.sim.requests_for("POST", "/")), posts)
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7)
+        (self.b_a | self.b_b).invalidate_recordset()
+        self.assertEqual(
+            [(b.last_pushed_qty, b.push_state) for b in self.b_a | self.b_b], figures
+        )
+        self.assertFalse(self.channel.last_order_fetch_at)
+        self.assertFalse(self.channel.reconcile_started_at)
+        self.assertTrue(self.channel.last_reconcile_dry_run)
+        self.assertIn("orders were not fetched", self.channel.last_reconcile_error)
+        self.assertEqual(self.corrections().state, "skipped")
+        # the cron does not count the dry run as the channel's pass
+        self.only_this_channel_due()
+        self.channel._scs_cron_reconcile()
+        self.channel.invalidate_recordset()
+        self.assertTrue(self.channel.reconcile_started_at)
+        self.assertFalse(self.channel.last_reconcile_dry_run)
+        self.run_jobs()
+        self.channel.invalidate_recordset()
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 3)
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7, "the sale stays off sale")
+        self.assertTrue(self.channel.last_order_fetch_at)
+
+    def test_waiting_dry_run_does_not_absorb_the_real_pass(self):
+        """A dry run asked for while the cron starts the real pass: each has
+        its job (one identity for both would keep only the first)."""
+        self.channel._scs_start_reconcile(dry_run=True)
+        self.only_this_channel_due()
+        self.channel._scs_cron_reconcile()
+        jobs = self.sync_jobs("_scs_job_reconcile_start")
+        self.assertEqual(
+            sorted(job.kwargs.get("dry_run") for job in jobs), [False, True]
+        )
+
+    def test_channel_in_dry_run_mode_keeps_its_interval(self):
+        """A channel whose passes are all dry runs (its Dry Run setting):
+        those are its scheduled passes, the cron waits its interval."""
+        self.channel.reconcile_dry_run = True
+        self.only_this_channel_due()
+        self.channel._scs_cron_reconcile()
+        self.run_jobs()
+        self.channel.invalidate_recordset()
+        self.assertTrue(self.channel.reconcile_started_at)
+        self.assertTrue(self.channel.last_reconcile_dry_run)
+        self.channel._scs_cron_reconcile()
+        self.assertFalse(self.sync_jobs("_scs_job_reconcile_start"))
 
     def test_channel_with_push_off_is_compared_not_corrected(self):
         """Push Stock off: the pass reports the drift and counts no
@@ -263,6 +337,63 @@ class TestReconcile(SyncCase):
         self.assertIn("SIM-NUL", error)
         self.assertIn("SIM-NEG", error)
 
+    def test_poison_fetched_order_fails_alone(self):
+        """A fetched order that cannot be applied (here it names a product
+        that now belongs to another company) becomes a dead letter with its
+        error and an activity; the order next to it is reserved, the
+        comparison runs and the order cursor moves on (otherwise every later
+        pass would fail on it again)."""
+        other = self.env["res.company"].create({"name": "Other Co"})
+        product_x = self.env["product.product"].create(
+            {
+                "name": "Moved",
+                "default_code": "SCS-MOVED",
+                "type": "consu",
+                "is_storable": True,
+            }
+        )
+        self.bind(self.channel, product_x)
+        product_x.product_tmpl_id.company_id = other
+        (self.b_a | self.b_b)._scs_push()
+        earlier = fields.Datetime.subtract(fields.Datetime.now(), minutes=5)
+        self.sim.add_order("SIM-BAD", [("SCS-MOVED", 1)], updated_at=earlier)
+        self.sim.add_order("SIM-GOOD", [("SCS-MUG", 2)])
+        self.product_a.invalidate_recordset()
+        free = self.product_a.free_qty
+        self.pass_()
+        good = self.env["stock.picking"].search(
+            [
+                ("scs_channel_id", "=", self.channel.id),
+                ("scs_external_order_id", "=", "SIM-GOOD"),
+            ]
+        )
+        self.assertEqual(len(good), 1)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+        bad = self.env["sync.event"].search(
+            [
+                ("channel_id", "=", self.channel.id),
+                ("external_ref", "=", "SIM-BAD"),
+            ]
+        )
+        self.assertEqual(bad.state, "dead")
+        self.assertTrue(bad.error)
+        self.assertEqual(
+            self.env["mail.activity"].search_count(
+                [
+                    ("res_model", "=", "sync.channel"),
+                    ("res_id", "=", self.channel.id),
+                    ("summary", "=", "Stock sync dead letters"),
+                ]
+            ),
+            1,
+        )
+        self.assertIn("SIM-BAD", self.channel.last_reconcile_error)
+        self.assertEqual(self.channel.last_reconcile_checked, 3, "compared")
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertTrue(self.channel.last_order_fetch_at)
+        self.assertFalse(self.sync_jobs(states=("failed",)))
+
     def test_replay_of_applied_event_changes_nothing(self):
         order = ChannelOrder("R-1", "open", [OrderLine("SCS-MUG", 2)])
         self.env["sync.event"]._scs_record_inbound(
@@ -344,6 +475,77 @@ class TestReconcile(SyncCase):
             self.assertEqual(self.channel.last_reconcile_checked, 0)
         self.assertEqual(len(self.reconcile_activities()), 1)
         self.assertFalse(self.sync_jobs(states=("failed",)))
+
+    def lost_sale(self):
+        """The channel sold 3 mugs and lowered its figure; the order's
+        webhook never came."""
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.add_order("SIM-LOST", [("SCS-MUG", 3)])
+        self.sim.set_stock("SCS-MUG", 7)
+
+    def test_order_fetch_throttled_retries_without_comparing(self):
+        """A 429 on the order fetch: the start job is retried after the
+        channel's Retry-After, and nothing is compared meanwhile (comparing
+        without the lost sale would put the sold units back on sale). The
+        retry reserves the sale, then compares."""
+        self.lost_sale()
+        self.sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "120"})
+        with self.assertRaises(RetryableJobError) as caught:
+            self.channel._scs_job_reconcile_start()
+        self.assertEqual(caught.exception.seconds, 120)
+        self.assertFalse(self.sync_jobs("_scs_job_reconcile_batch"))
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7)
+        self.assertFalse(self.corrections())
+        self.channel.invalidate_recordset()
+        self.assertFalse(self.channel.last_order_fetch_at)
+        # the retry, once the channel answers
+        self.channel._scs_job_reconcile_start()
+        self.run_jobs()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7, "never relisted")
+        self.assertFalse(self.corrections())
+        self.assertEqual(
+            self.env["stock.picking"].search_count(
+                [("scs_external_order_id", "=", "SIM-LOST")]
+            ),
+            1,
+        )
+
+    def test_order_fetch_refused_closes_the_pass_without_comparing(self):
+        """The order fetch refused for good (403): the pass closes with the
+        error on the channel and an activity, and corrects nothing."""
+        self.lost_sale()
+        self.sim.queue_response(403, {"error": "no access to orders"})
+        self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7, "never relisted")
+        self.assertFalse(self.corrections())
+        self.assertFalse(
+            self.sync_jobs("_scs_job_reconcile_batch", states=("pending", "done"))
+        )
+        self.assertIn("403", self.channel.last_reconcile_error)
+        self.assertEqual(self.channel.last_reconcile_checked, 0)
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertTrue(self.channel.last_reconcile_at)
+        self.assertFalse(self.channel.last_order_fetch_at)
+        self.assertEqual(len(self.reconcile_activities()), 1)
+        self.assertFalse(self.sync_jobs(states=("failed",)))
+
+    def test_start_job_out_of_retries_says_so(self):
+        """The start job's retries are spent (a channel down for its whole
+        retry pattern): its ``on_fail`` hook closes the pass with the error
+        on the channel and one activity."""
+        self.channel._scs_start_reconcile()
+        self.channel._scs_on_reconcile_start_failed(
+            exc_name="FailedJobError", exc_message="[503] channel is down"
+        )
+        self.channel.invalidate_recordset()
+        self.assertIn("[503] channel is down", self.channel.last_reconcile_error)
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertTrue(self.channel.last_reconcile_at)
+        self.assertEqual(len(self.reconcile_activities()), 1)
+        function = self.env["queue.job.function"].search(
+            [("name", "=", "<sync.channel>._scs_job_reconcile_start")]
+        )
+        self.assertEqual(function.on_fail_method, "_scs_on_reconcile_start_failed")
 
     def test_dead_letter_retry_and_discard(self):
         self.sim.queue_response(400, {"error": "listing closed"})

@@ -2336,7 +2336,9 @@ class TestWebhook(SyncCaseMixin, HttpCase):
 
     def test_reconciliation_requeues_orphan_events(self):
         """A queued event left without a job (a crash) gets one from the
-        reconciliation pass; a recent one, or one with a job, does not."""
+        reconciliation pass; a recent one, or one with a job, does not. The
+        pass gives it when it starts, so that it holds while the start job
+        waits for an order fetch to succeed (this shop cannot be reached)."""
         self.post_generic(self.order_payload("G-ORPHAN"), msg_id="msg_G-ORPHAN")
         self.apply_jobs().unlink()
         event = self.env["sync.event"].search(
@@ -2345,7 +2347,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(event.state, "queued")
         self.assertFalse(self.generic._scs_requeue_orphans(), "too recent")
         event.sudo().write({"enqueue_ts": time.time() - 3600})
-        self.generic._scs_job_reconcile_start()
+        self.generic._scs_start_reconcile()
         self.assertEqual(len(self.apply_jobs()), 1)
         self.assertFalse(self.generic._scs_requeue_orphans(), "it has a job now")
         self.run_jobs("_scs_job_apply_inbound")
