@@ -559,14 +559,24 @@ class SyncChannel(models.Model):
 
     def _scs_bindings_awaiting_inbound(self, bindings):
         """Those of ``bindings`` that a queued inbound event of the channel
-        names (an order line or a level not applied yet)."""
+        names (an order line or a level not applied yet), or an order that
+        failed to apply (a dead letter until it is retried or discarded):
+        its units are sold on the channel and not reserved in Odoo, so the
+        channel's lower figure is right, and a correction would put them
+        back on sale."""
         if not bindings:
             return []
-        self.env["sync.event"].flush_model(["state", "data"])
+        self.env["sync.event"].flush_model(["state", "data", "kind"])
         self.env.cr.execute(
             SQL(
-                "SELECT data FROM sync_event WHERE channel_id = %s"
-                " AND direction = 'in' AND state = 'queued' LIMIT %s",
+                "(SELECT data FROM sync_event WHERE channel_id = %s"
+                " AND direction = 'in' AND state = 'queued' LIMIT %s)"
+                " UNION ALL"
+                " (SELECT data FROM sync_event WHERE channel_id = %s"
+                " AND direction = 'in' AND kind = 'order'"
+                " AND state IN ('dead', 'failed') LIMIT %s)",
+                self.id,
+                AWAITING_LIMIT,
                 self.id,
                 AWAITING_LIMIT,
             )

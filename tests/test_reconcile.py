@@ -394,6 +394,31 @@ class TestReconcile(SyncCase):
         self.assertTrue(self.channel.last_order_fetch_at)
         self.assertFalse(self.sync_jobs(states=("failed",)))
 
+    def test_sku_of_an_order_that_failed_to_apply_is_not_relisted(self):
+        """An order that could not be applied is sold on the channel and not
+        reserved in Odoo: the channel's lower figure is right until the dead
+        letter is retried or discarded; correcting it would relist the
+        units."""
+        (self.b_a | self.b_b)._scs_push()
+        order = ChannelOrder("D-1", "open", [OrderLine("SCS-MUG", 3)])
+        self.env["sync.event"]._scs_record_inbound(
+            self.channel,
+            [InboundEvent("order", "key-d1", order=order)],
+            b"{}",
+            "test",
+            enqueue=False,
+        )
+        dead = self.env["sync.event"].search([("idempotency_key", "=", "key-d1")])
+        dead._scs_set_state("dead", error="could not be applied")
+        self.sim.quantities["SCS-MUG"] = 7  # the shop sold 3
+        self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7)
+        self.assertFalse(self.corrections().filtered(lambda e: e.sku == "SCS-MUG"))
+        # discarded: the drift is the pass's to correct again
+        dead._scs_discard("sold elsewhere, stock counted")
+        self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 10)
+
     def test_replay_of_applied_event_changes_nothing(self):
         order = ChannelOrder("R-1", "open", [OrderLine("SCS-MUG", 2)])
         self.env["sync.event"]._scs_record_inbound(
