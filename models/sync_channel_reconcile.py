@@ -27,11 +27,12 @@ wrong location or a broken channel should not rewrite a catalogue).
 import json
 import logging
 import time
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import psycopg2
 
 from odoo import _, api, fields, models
+from odoo.exceptions import UserError
 from odoo.tools import SQL
 
 from odoo.addons.queue_job.controllers.main import PG_CONCURRENCY_ERRORS_TO_RETRY
@@ -54,6 +55,9 @@ REASONS = [
 ]
 #: bindings below this count are too few for the safety share to mean much
 SAFETY_MIN_BINDINGS = 20
+#: a pass not closed after this long (its jobs lost) no longer keeps the
+#: next one from starting
+PASS_TIMEOUT_HOURS = 6
 
 
 class SyncChannel(models.Model):
@@ -125,17 +129,51 @@ class SyncChannel(models.Model):
             last = channel.reconcile_started_at
             if last and last + timedelta(hours=channel.reconcile_interval) > now:
                 continue
+            if channel._scs_pass_running():
+                continue  # the next tick, once it has closed
             channel._scs_start_reconcile()
         return True
 
+    def _scs_pass_running(self):
+        """Whether a pass of this channel (real or dry) started and has not
+        closed yet. Passes share the channel's figures: one started over a
+        running one would reset them under its batches, and both would add
+        to them. A pass older than ``PASS_TIMEOUT_HOURS`` does not count
+        (its jobs were lost)."""
+        self.ensure_one()
+        started = self.reconcile_started_ts
+        if not started or time.time() - started > PASS_TIMEOUT_HOURS * 3600:
+            return False
+        finished = self.last_reconcile_at
+        # the close is stored to the second: a pass that closed within the
+        # second it started is closed
+        return (
+            not finished
+            or finished.replace(tzinfo=timezone.utc).timestamp() < started - 1
+        )
+
+    def _scs_refuse_if_running(self):
+        for channel in self:
+            if channel._scs_pass_running():
+                raise UserError(
+                    _(
+                        "A reconciliation pass of %s is still running: its"
+                        " figures would be mixed with this one's. Run it"
+                        " again once the pass has closed.",
+                        channel.name,
+                    )
+                )
+
     def action_reconcile_now(self):
         self._scs_check_configure()
+        self._scs_refuse_if_running()
         for channel in self:
             channel._scs_start_reconcile()
         return True
 
     def action_reconcile_dry_run(self):
         self._scs_check_configure()
+        self._scs_refuse_if_running()
         for channel in self:
             channel._scs_start_reconcile(dry_run=True)
         return True

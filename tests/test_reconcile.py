@@ -4,6 +4,7 @@
 import time
 
 from odoo import fields
+from odoo.exceptions import UserError
 from odoo.tests import tagged
 from odoo.tools import SQL
 
@@ -175,16 +176,28 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.sim.quantity("SCS-MUG"), 7, "the sale stays off sale")
         self.assertTrue(self.channel.last_order_fetch_at)
 
-    def test_waiting_dry_run_does_not_absorb_the_real_pass(self):
-        """A dry run asked for while the cron starts the real pass: each has
-        its job (one identity for both would keep only the first)."""
+    def test_a_pass_waits_for_the_one_running(self):
+        """Passes share the channel's figures: while one runs (here a dry run
+        asked for by hand), the cron leaves the channel for its next tick and
+        the buttons refuse; once it has closed, the real pass starts."""
         self.channel._scs_start_reconcile(dry_run=True)
         self.only_this_channel_due()
         self.channel._scs_cron_reconcile()
         jobs = self.sync_jobs("_scs_job_reconcile_start")
-        self.assertEqual(
-            sorted(job.kwargs.get("dry_run") for job in jobs), [False, True]
-        )
+        self.assertEqual([job.kwargs.get("dry_run") for job in jobs], [True])
+        with self.assertRaises(UserError):
+            self.channel.action_reconcile_now()
+        with self.assertRaises(UserError):
+            self.channel.action_reconcile_dry_run()
+        self.run_jobs()
+        self.channel.invalidate_recordset()
+        self.assertFalse(self.channel._scs_pass_running())
+        self.channel._scs_cron_reconcile()
+        jobs = self.sync_jobs("_scs_job_reconcile_start")
+        self.assertEqual([job.kwargs.get("dry_run") for job in jobs], [False])
+        # a pass whose jobs were lost does not block the next one for good
+        self.channel.reconcile_started_ts = time.time() - 7 * 3600
+        self.assertFalse(self.channel._scs_pass_running())
 
     def test_channel_in_dry_run_mode_keeps_its_interval(self):
         """A channel whose passes are all dry runs (its Dry Run setting):
