@@ -55,10 +55,19 @@ class SyncEventOperations(models.Model):
         }
 
     def _scs_discard(self, reason):
-        for event in self.sudo().filtered(
+        """Close events on purpose, with the reason. A binding waiting on a
+        discarded push lets it go: its next push sends a new number (it is
+        still marked failing until one lands), and retention may then
+        remove the event."""
+        events = self.sudo().filtered(
             lambda e: e.state in ("dead", "failed", "attention")
-        ):
+        )
+        for event in events:
             event._scs_set_state("discarded", reason=reason)
+        if events:
+            self.env["channel.binding"].sudo().search(
+                [("pending_event_id", "in", events.ids)]
+            ).pending_event_id = False
         return True
 
     def action_replay(self):

@@ -602,9 +602,12 @@ class TestReconcile(SyncCase):
             .with_context(active_ids=dead.ids)
             .create({"reason": "listing removed"})
         )
+        self.assertEqual(self.b_b.pending_event_id, dead)
         wizard.action_discard()
         self.assertEqual(dead.state, "discarded")
         self.assertEqual(dead.reason, "listing removed")
+        self.assertFalse(self.b_b.pending_event_id, "the binding lets it go")
+        self.assertEqual(self.b_b.push_state, "failed")
 
     def _aged_event(self, key, state, age_days, changed_days=None, **vals):
         """An outbound event created ``age_days`` ago, last changed
