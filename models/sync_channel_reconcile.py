@@ -766,7 +766,10 @@ class SyncChannel(models.Model):
                 corrections,
                 1 if limited else 0,
                 self.id,
-            )
+            ),
+            # concurrent batches of a pass may meet a serialization failure
+            # here, which queue_job retries: not an error for the log
+            log_exceptions=False,
         )
         pending, started = self.env.cr.fetchone()
         self.invalidate_recordset(
