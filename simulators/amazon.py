@@ -189,8 +189,18 @@ class AmazonSimulator(TokenSimulator):
         with self.lock:
             self.rejected[sku] = reason
 
-    def seed_order(self, lines, status="Unshipped", order_id=None, updated_at=None):
-        """Add an order; ``lines`` is [(sku, quantity)]. Return its id."""
+    def seed_order(
+        self,
+        lines,
+        status="Unshipped",
+        order_id=None,
+        updated_at=None,
+        fulfillment="MFN",
+    ):
+        """Add an order; ``lines`` is [(sku, quantity)]. Return its id.
+
+        ``fulfillment``: ``MFN`` (the seller ships) or ``AFN`` (Amazon ships
+        from its own stock, FBA)."""
         number = next(self._ids)
         order_id = order_id or f"111-{number:07d}-{number:07d}"
         moment = updated_at or datetime.now(timezone.utc)
@@ -201,7 +211,7 @@ class AmazonSimulator(TokenSimulator):
                 "LastUpdateDate": iso(moment),
                 "OrderStatus": status,
                 "MarketplaceId": self.marketplace_id,
-                "FulfillmentChannel": "MFN",
+                "FulfillmentChannel": fulfillment,
                 "_items": [
                     {
                         "ASIN": (self.listings.get(sku) or {}).get("asin", ""),
@@ -696,9 +706,17 @@ class AmazonSimulator(TokenSimulator):
             field, since = "PurchaseDate", parse_iso(query.get("CreatedAfter"))
         if since is None:
             return errors(400, "InvalidInput", "Invalid date.")
+        channels = [c for c in (query.get("FulfillmentChannels") or "").split(",") if c]
+        if any(c not in ("AFN", "MFN") for c in channels):
+            return errors(400, "InvalidInput", "Invalid FulfillmentChannels.")
         with self.lock:
             matching = sorted(
-                (o for o in self.orders.values() if parse_iso(o[field]) >= since),
+                (
+                    o
+                    for o in self.orders.values()
+                    if parse_iso(o[field]) >= since
+                    and (not channels or o["FulfillmentChannel"] in channels)
+                ),
                 key=lambda o: (o[field], o["AmazonOrderId"]),
             )
             page = [
@@ -749,7 +767,9 @@ class AmazonSimulator(TokenSimulator):
         )
 
 
-def order_change_notification(order_id, status, lines, seller_id, when=None):
+def order_change_notification(
+    order_id, status, lines, seller_id, when=None, fulfillment="MFN"
+):
     """An ORDER_CHANGE notification as SQS delivers it (schema v1.0)."""
     moment = when or datetime.now(timezone.utc)
     return {
@@ -772,7 +792,7 @@ def order_change_notification(order_id, status, lines, seller_id, when=None):
                     "OrderStatus": status,
                     "PurchaseDate": iso(moment - timedelta(minutes=5)),
                     "DestinationPostalCode": "98101",
-                    "FulfillmentType": "MFN",
+                    "FulfillmentType": fulfillment,
                     "OrderType": "StandardOrder",
                     "OrderItems": [
                         {

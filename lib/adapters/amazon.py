@@ -101,6 +101,8 @@ FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
 MAX_FEED_MESSAGES = 25_000
 #: up to this many updates go as single PATCH calls, more as one feed
 FEED_THRESHOLD = 10
+#: orders the seller ships (Merchant Fulfilled Network); Amazon's own are AFN
+SELLER_FULFILLED = "MFN"
 #: searchListingsItems: ``pageSize`` maximum, identifiers per call, and the
 #: number of results Amazon lets a search page through at all
 SEARCH_PAGE_SIZE = 20
@@ -291,11 +293,17 @@ class AmazonAdapter(RefreshTokenAdapter):
         generator raises :class:`RateLimitedError` rather than hold a worker
         for minutes. Orders already yielded come again on the next pass, which
         the intake absorbs (it is keyed by order id).
+
+        Only orders the seller fulfils (``MFN``): Amazon ships its own (FBA,
+        ``AFN``) from its warehouses, so they never take stock from Odoo's.
+        The filter is asked for, and checked on each order, so that an FBA
+        order costs no getOrderItems call and reserves nothing.
         """
         params = {
             "MarketplaceIds": ",".join(self.marketplace_ids),
             "LastUpdatedAfter": format_time(since),
             "MaxResultsPerPage": ORDERS_PAGE_SIZE,
+            "FulfillmentChannels": SELLER_FULFILLED,
         }
         while True:
             response = self._call(
@@ -303,6 +311,11 @@ class AmazonAdapter(RefreshTokenAdapter):
             )
             payload = _json(response, "getOrders").get("payload") or {}
             for order in payload.get("Orders") or []:
+                if (
+                    order.get("FulfillmentChannel", SELLER_FULFILLED)
+                    != SELLER_FULFILLED
+                ):
+                    continue
                 yield self._channel_order(order)
             token = payload.get("NextToken")
             if not token:
@@ -732,6 +745,9 @@ class AmazonAdapter(RefreshTokenAdapter):
             raise PermanentChannelError("ORDER_CHANGE without AmazonOrderId")
         self._check_seller(note.get("SellerId"))
         summary = note.get("Summary") or {}
+        if summary.get("FulfillmentType", SELLER_FULFILLED) != SELLER_FULFILLED:
+            # Amazon ships it from its own stock (FBA): nothing of Odoo's
+            return InboundEvent(kind="ignored", idempotency_key=key, event_time=when)
         lines = [
             OrderLine(
                 sku=item.get("SellerSKU", ""),

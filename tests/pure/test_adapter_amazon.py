@@ -532,6 +532,44 @@ def test_fetch_orders_since_follows_next_token_and_reads_items(sim):
     )
 
 
+def test_orders_amazon_ships_itself_are_left_out(sim):
+    """FBA orders (AFN) ship from Amazon's stock, never Odoo's: they are not
+    asked for, and one answered anyway is skipped without reading its
+    items; an FBA ORDER_CHANGE is ignored."""
+    [row] = sim.seed_skus(1)
+    since = datetime.now(timezone.utc) - timedelta(hours=1)
+    mine = sim.seed_order([(row["sku"], 1)])
+    sim.seed_order([(row["sku"], 3)], fulfillment="AFN")
+    adapter = make_adapter(sim)
+
+    assert [o.external_id for o in adapter.fetch_orders(since)] == [mine]
+    [listing] = [
+        r
+        for r in sim.requests_for("GET", "/orders/v0/orders")
+        if not r.path.endswith("/orderItems")
+    ]
+    assert listing.query["FulfillmentChannels"] == "MFN"
+
+    # a server that ignores the filter: the order is still left out
+    real_call = adapter._call
+
+    def unfiltered(operation, method, path, params=None, **kw):
+        params = {k: v for k, v in (params or {}).items() if k != "FulfillmentChannels"}
+        return real_call(operation, method, path, params=params, **kw)
+
+    adapter._call = unfiltered
+    afn = sim.seed_order([(row["sku"], 2)], fulfillment="AFN")
+    items = f"/orders/v0/orders/{afn}/orderItems"
+    assert [o.external_id for o in adapter.fetch_orders(since)] == [mine]
+    assert not sim.requests_for("GET", items)
+
+    fba = order_change_notification(
+        "111-9", "Unshipped", [(row["sku"], 1)], sim.seller_id, fulfillment="AFN"
+    )
+    [event] = adapter.parse_webhook(None, fba, {})
+    assert event.kind == "ignored" and event.order is None
+
+
 def test_connection_check_names_the_marketplace(sim):
     assert "ATVPDKIKX0DER" in make_adapter(sim).test_connection()
     with pytest.raises(PermanentChannelError, match="A1PA6795UKMFR9"):
