@@ -19,6 +19,8 @@ What it reproduces (and why tests need it):
   leaves the whole call unapplied (``inventoryAdjustmentGroup`` null). A key
   seen before with the same input replays the first answer without applying
   twice; with another input it gives ``IDEMPOTENCY_KEY_PARAMETER_MISMATCH``.
+  A key whose call failed (``fail_next_keyed_set``) is refused from then on
+  with ``IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED`` ("retry with a new key").
 - More than 250 quantities: refused with ``MAX_INPUT_SIZE_EXCEEDED``.
 - Cursor pagination (``pageInfo { hasNextPage endCursor }``) for inventory
   levels, orders and order line items; ``nodes(ids:)`` for inventory items.
@@ -116,6 +118,11 @@ class ShopifySimulator(Simulator):
         self.orders = {}
         #: idempotency key -> (input fingerprint, answer)
         self.idempotency = {}
+        #: keys of calls that failed: Shopify refuses them for good
+        #: (``IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED``)
+        self.failed_keys = set()
+        #: the next keyed inventorySetQuantities fails (internal error)
+        self.fail_next_keyed_set = False
         #: answers to send instead of handling, oldest first; None handles the
         #: request normally, so a test can fail the second call only
         self.scripted = deque()
@@ -383,6 +390,24 @@ class ShopifySimulator(Simulator):
                     "changeFromQuantity must be given (null opts out)", "BAD_REQUEST"
                 )
         fingerprint = json.dumps(payload, sort_keys=True)
+        if key and key in self.failed_keys:
+            errors = [
+                {
+                    "code": "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED",
+                    "field": None,
+                    "message": "A previous request with this idempotency key"
+                    " failed. Retry with a new idempotency key.",
+                }
+            ]
+            return self._set_answer(None, errors), MUTATION_COST
+        if key and self.fail_next_keyed_set:
+            # Shopify failed it: the key is spent, a retry needs another one
+            self.fail_next_keyed_set = False
+            self.failed_keys.add(key)
+            raise _GraphQLError(
+                "Internal error. Looks like something went wrong",
+                "INTERNAL_SERVER_ERROR",
+            )
         if key:
             seen = self.idempotency.get(key)
             if seen is not None:

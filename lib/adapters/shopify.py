@@ -108,6 +108,9 @@ DEFAULT_COST = 10.0
 FALLBACK_RETRY_AFTER = 1.0
 
 STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
+#: "A previous request with this idempotency key failed. Retry with a new
+#: idempotency key": the call is sent again at once under a fresh key
+SPENT_KEY_CODES = frozenset({"IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED"})
 #: "This request is currently in progress, please try again" (same key in flight)
 RETRYABLE_CODES = frozenset({"IDEMPOTENCY_CONCURRENT_REQUEST"})
 #: versions from which ``changeFromQuantity`` and ``@idempotent`` exist
@@ -521,7 +524,7 @@ class ShopifyAdapter(ChannelAdapter):
     def _push_chunk(self, updates, chunk, results, progress):
         applied, item_errors, general = self._send(chunk, "first")
         progress["sent"] = True
-        retry, live = [], {}
+        retry, live, spent = [], {}, False
         for pos, entry in enumerate(chunk):
             errors = item_errors.get(pos, []) + general
             if not errors and applied:
@@ -529,6 +532,11 @@ class ShopifyAdapter(ChannelAdapter):
             elif any(err.get("code") in STALE_CODES for err in errors):
                 retry.append(entry)
                 live[entry["index"]] = None
+            elif any(err.get("code") in SPENT_KEY_CODES for err in errors):
+                # an earlier attempt of this job failed on Shopify's side:
+                # its key is spent, the retry below goes under a fresh one
+                retry.append(entry)
+                spent = True
             elif errors:
                 results[entry["index"]] = self._refused(updates[entry["index"]], errors)
             else:
@@ -552,10 +560,14 @@ class ShopifyAdapter(ChannelAdapter):
                 # the retry compares against the live level; the target stays
                 entry["compare"] = level.quantity
         if retry:
-            self._retry(updates, retry, live, results)
+            self._retry(updates, retry, live, results, fresh_key=spent)
 
-    def _retry(self, updates, retry, live, results):
-        applied, item_errors, general = self._send(retry, "retry")
+    def _retry(self, updates, retry, live, results, fresh_key=False):
+        # the retry's own derived key may be spent too (an earlier attempt
+        # of the job failed there): a spent key asks for a random one
+        applied, item_errors, general = self._send(
+            retry, None if fresh_key else "retry"
+        )
         for pos, entry in enumerate(retry):
             update = updates[entry["index"]]
             live_quantity = live.get(entry["index"])
@@ -662,9 +674,11 @@ class ShopifyAdapter(ChannelAdapter):
         when every update carries its own key, the call's key is derived from
         them and from the values sent (a job retried with the same updates
         replays instead of applying twice). Updates without keys get a random
-        one, because two equal pushes hours apart are two distinct operations.
+        one, because two equal pushes hours apart are two distinct operations;
+        so does a call whose ``tag`` is None (Shopify refused the derived key
+        as spent by a failed attempt, and asks for a new one).
         """
-        if not chunk or not all(entry["key"] for entry in chunk):
+        if tag is None or not chunk or not all(entry["key"] for entry in chunk):
             return str(uuid.uuid4())
         material = json.dumps(
             [tag]
@@ -689,9 +703,12 @@ class ShopifyAdapter(ChannelAdapter):
 
     @staticmethod
     def _refused(update, errors):
-        """A per-item refusal; only "still in progress" is worth retrying."""
+        """A per-item refusal; only "still in progress" (or a key spent by a
+        failed attempt, which the next one replaces) is worth retrying."""
         text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
-        retryable = any(e.get("code") in RETRYABLE_CODES for e in errors)
+        retryable = any(
+            e.get("code") in RETRYABLE_CODES | SPENT_KEY_CODES for e in errors
+        )
         error_cls = RetryableChannelError if retryable else PermanentChannelError
         return PushResult(
             sku=update.sku,

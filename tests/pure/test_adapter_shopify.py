@@ -303,6 +303,30 @@ def test_same_updates_replay_instead_of_applying_twice(sim):
     assert first[0] == second[0]  # same idempotency key in the document
 
 
+def test_a_key_spent_by_a_failed_attempt_is_replaced(sim):
+    """Shopify refuses a key whose first call failed ("retry with a new
+    idempotency key"): the job's retry, which derives the same key, sends
+    the call again at once under a fresh one instead of giving up."""
+    sim.add_item("A", quantity=5)
+    adapter = make_adapter(sim)
+    update = update_for(sim, "A", 9, previous=5, key="evt-spent")
+    sim.fail_next_keyed_set = True
+    with pytest.raises(RetryableChannelError):  # the job retries later
+        adapter.set_quantities([update])
+    assert sim.quantity("A") == 5
+    # the job's retry: same update, same derived key, refused as spent
+    [retried] = adapter.set_quantities([update])
+    assert retried.ok and sim.quantity("A") == 9
+    keys = [query.split('key: "')[1].split('"')[0] for query, _input in mutations(sim)]
+    assert keys[0] == keys[1] != keys[2]
+    # a retry whose own key was spent too gets a random one
+    sim.set_level("A", 5)
+    sim.failed_keys.update(keys)
+    update = update_for(sim, "A", 9, previous=5, key="evt-spent")
+    [again] = adapter.set_quantities([update])
+    assert again.ok and sim.quantity("A") == 9
+
+
 def test_updates_without_keys_are_distinct_operations(sim):
     sim.add_item("A", quantity=5)
     adapter = make_adapter(sim)
