@@ -320,7 +320,10 @@ class AmazonAdapter(RefreshTokenAdapter):
             token = payload.get("NextToken")
             if not token:
                 return
-            params = {"MarketplaceIds": params["MarketplaceIds"], "NextToken": token}
+            # the filters go along with the token: the current reference says
+            # the token "doesn't affect any filters" of the request (older
+            # guides said it replaces them; sending both suits either)
+            params = {**params, "NextToken": token}
 
     def test_connection(self):
         """Renew the token and check the seller sells in the configured marketplaces."""

@@ -527,9 +527,10 @@ def test_fetch_orders_since_follows_next_token_and_reads_items(sim):
     listing = [p for p in pages if not p.path.endswith("/orderItems")]
     assert len(listing) == 2
     assert listing[0].query["LastUpdatedAfter"] == since.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert (
-        "NextToken" in listing[1].query and "LastUpdatedAfter" not in listing[1].query
-    )
+    # the next page carries its token and the filters again
+    assert "NextToken" in listing[1].query
+    assert listing[1].query["LastUpdatedAfter"] == listing[0].query["LastUpdatedAfter"]
+    assert listing[1].query["FulfillmentChannels"] == "MFN"
 
 
 def test_orders_amazon_ships_itself_are_left_out(sim):
