@@ -302,6 +302,15 @@ class SyncChannel(models.Model):
                     ("company_id", "in", (False, channel.company_id.id)),
                 ]
             )
+            adapter = channel._scs_adapter()
+            try:
+                # the ids a push needs and the catalogue read does not give
+                # (eBay's offers): one call per new binding, once
+                for product in products:
+                    code = product.default_code
+                    skus[code] = adapter.complete_listing(skus[code])
+            except ChannelError as err:
+                raise UserError(_("Could not read the listings: %s", err)) from err
             created |= self.env["channel.binding"].create(
                 [
                     {

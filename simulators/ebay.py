@@ -132,6 +132,7 @@ class EbaySimulator(TokenSimulator):
                 True,
             ),
             ("GET", INVENTORY + "/inventory_item", self._inventory_items, True),
+            ("GET", INVENTORY + "/offer", self._get_offers, True),
             ("POST", INVENTORY + "/bulk_get_inventory_item", self._bulk_get, True),
             ("GET", FULFILLMENT + "/order", self._get_orders, True),
             ("GET", FULFILLMENT + "/order/([^/]+)", self._get_order, True),
@@ -421,6 +422,32 @@ class EbaySimulator(TokenSimulator):
                 "shipToLocationAvailability": {"quantity": self.quantities.get(sku, 0)}
             },
         }
+
+    def _get_offers(self, req):
+        """``getOffers?sku=``: the offers of one inventory item; 404 (25713)
+        when it has none."""
+        sku = req.query.get("sku")
+        if not sku:
+            return errors(400, error(25707, "This is an invalid value for a SKU."))
+        with self.lock:
+            offers = [
+                {
+                    "offerId": offer_id,
+                    "sku": sku,
+                    "marketplaceId": "EBAY_US",
+                    "format": "FIXED_PRICE",
+                    "availableQuantity": offer["availableQuantity"],
+                    "status": offer["status"],
+                    "listing": {"listingId": offer["listingId"]},
+                }
+                for offer_id, offer in sorted(self.offers.items())
+                if offer["sku"] == sku
+            ]
+        if not offers:
+            return errors(404, error(25713, "This Offer is not available."))
+        return Response(
+            200, {"offers": offers, "total": len(offers), "size": len(offers)}
+        )
 
     def _inventory_items(self, req):
         limit = _int(req.query.get("limit"), MAX_INVENTORY_LIMIT)

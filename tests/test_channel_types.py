@@ -250,6 +250,25 @@ class TestChannelTypes(SyncCase):
         # the offer's quantity too: eBay lists min(offer, ship-to-home)
         self.assertEqual(sim.offer_quantity(row["external_variant_id"]), 7)
 
+    def test_ebay_listings_matched_with_their_offers(self):
+        """Match Listings reads each new binding's offers: the push then sets
+        the offer's quantity too (eBay lists the lower of the two)."""
+        sim = self.start(EbaySimulator())
+        (row,) = sim.seed_skus(1, quantity=0)
+        # the listing of this product's SKU
+        sim.items["SCS-MUG"] = sim.items.pop(row["sku"])
+        sim.quantities["SCS-MUG"] = sim.quantities.pop(row["sku"])
+        sim.offers[row["external_variant_id"]]["sku"] = "SCS-MUG"
+        channel = self.channel_from_form("ebay", **sim.config_fields())
+        channel.action_match_listings()
+        binding = self.env["channel.binding"].search([("channel_id", "=", channel.id)])
+        self.assertEqual(binding.product_id, self.product_a)
+        self.assertEqual(binding.external_variant_id, row["external_variant_id"])
+        self.assertEqual(binding.external_id, row["external_id"])
+        self.discard_jobs()
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
+        self.assertEqual(sim.offer_quantity(row["external_variant_id"]), 7)
+
     # -- wrong credentials --------------------------------------------------------
     def test_wrong_credentials(self):
         """Test connection refuses, with what the channel answered."""

@@ -359,6 +359,12 @@ class ChannelAdapter:
         """Check credentials and reachability; return a short message or raise."""
         raise NotImplementedError
 
+    def complete_listing(self, level):
+        """``level`` (from ``read_quantities``) with the ids a binding of it
+        needs to push, when the catalogue read does not carry them (one call
+        per listing: used when bindings are created, not on each push)."""
+        return level
+
     def parse_webhook(self, topic, payload, headers):
         """Turn a verified webhook body into a list of InboundEvent."""
         raise NotImplementedError

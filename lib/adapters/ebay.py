@@ -60,6 +60,7 @@ Config (:class:`ChannelConfig`) for ``channel_type="ebay"``
 """
 
 import base64
+import dataclasses
 import json
 import logging
 import threading
@@ -104,6 +105,8 @@ FULFILLMENT = "/sell/fulfillment/v1"
 MAX_REQUESTS = 25
 #: getInventoryItems ``limit`` maximum
 INVENTORY_PAGE_SIZE = 100
+#: offers read per inventory item (one per marketplace, at most a few)
+MAX_OFFERS_PER_ITEM = 25
 #: getOrders ``limit`` (200 is within every published maximum)
 ORDERS_PAGE_SIZE = 200
 #: getOrders filters cannot start more than 90 days back
@@ -394,6 +397,41 @@ class EbayAdapter(RefreshTokenAdapter):
                 failed_result(update, _item_error(update, failures, response))
             )
         return results
+
+    def complete_listing(self, level):
+        """The listing and published offer ids of an inventory item
+        (``getOffers?sku=``), which the item read does not carry.
+
+        eBay lists the lower of the item's ``shipToLocationAvailability``
+        and each offer's ``availableQuantity``, so a push must set both
+        (bulk-updates guide): a binding needs its offers' ids. An item with
+        no published offer is returned as it is.
+        """
+        if level.external_variant_id:
+            return level
+        try:
+            response = self._call(
+                "GET",
+                f"{INVENTORY}/offer",
+                params={"sku": level.sku, "limit": MAX_OFFERS_PER_ITEM},
+            )
+        except PermanentChannelError as err:
+            if err.status == 404:
+                return level  # no offer for this SKU (errorId 25713)
+            raise
+        offers = [
+            offer
+            for offer in _json(response, "getOffers").get("offers") or []
+            if offer.get("status") == "PUBLISHED" and offer.get("offerId")
+        ]
+        if not offers:
+            return level
+        listing = (offers[0].get("listing") or {}).get("listingId") or ""
+        return dataclasses.replace(
+            level,
+            external_id=level.external_id or listing,
+            external_variant_id=",".join(str(o["offerId"]) for o in offers),
+        )
 
     # -- reads ----------------------------------------------------------------
     def _all_items(self):

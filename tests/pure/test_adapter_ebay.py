@@ -14,6 +14,7 @@ from fakes import FakeClock, stock_updates
 from lib.adapters import get_adapter_class
 from lib.adapters.base import (
     AuthenticationError,
+    LiveLevel,
     PermanentChannelError,
     RateLimitedError,
     RetryableChannelError,
@@ -107,6 +108,31 @@ def test_update_without_offer_sets_the_ship_to_home_quantity_only(sim):
     }
     assert sim.quantity(row["sku"]) == 4
     assert sim.offer_quantity(row["external_variant_id"]) == 10
+
+
+def test_complete_listing_reads_the_items_published_offers(sim):
+    """A binding made from the catalogue read needs its offers' ids: eBay
+    lists the lower of the item's and the offer's quantity."""
+    rows = sim.seed_skus(3)
+    adapter = make_adapter(sim)
+    level = LiveLevel(sku=rows[0]["sku"], quantity=10)
+    done = adapter.complete_listing(level)
+    assert done.external_variant_id == rows[0]["external_variant_id"]
+    assert done.external_id == rows[0]["external_id"]
+    # several published offers (one per marketplace); unpublished left out
+    sim.offers["6000000001"] = dict(sim.offers[rows[1]["external_variant_id"]])
+    sim.offers["6000000002"] = dict(
+        sim.offers[rows[1]["external_variant_id"]], status="UNPUBLISHED"
+    )
+    both = adapter.complete_listing(LiveLevel(sku=rows[1]["sku"], quantity=1))
+    assert both.external_variant_id == f"{rows[1]['external_variant_id']},6000000001"
+    # an item without an offer, or a level that has its ids: as it is
+    del sim.offers[rows[2]["external_variant_id"]]
+    bare = LiveLevel(sku=rows[2]["sku"], quantity=1)
+    assert adapter.complete_listing(bare) == bare
+    calls = len(sim.requests_for("GET", "/sell/inventory/v1/offer"))
+    assert adapter.complete_listing(done) == done
+    assert len(sim.requests_for("GET", "/sell/inventory/v1/offer")) == calls
 
 
 def test_sixty_updates_take_three_calls_of_at_most_25(sim):
