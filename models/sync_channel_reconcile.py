@@ -692,19 +692,27 @@ class SyncChannel(models.Model):
     def _scs_reconcile_batch_unread(self, error):
         """A batch that could not read the channel: the pass counts it as done,
         the channel shows the error, its responsible user gets an activity."""
-        _logger.warning("channel %s: reconciliation could not read: %s", self.id, error)
-        self._scs_finish_batch(0, 0, 0, False)
-        self.last_reconcile_error = _(
-            "Reconciliation could not read the channel: %s", error
+        self._scs_reconcile_failed(
+            _("Reconciliation could not read the channel: %s", error),
+            _(
+                "The reconciliation pass of %(channel)s could not read the "
+                "channel's quantities: %(error)s.",
+                channel=self.name,
+                error=error,
+            ),
         )
+
+    def _scs_reconcile_failed(self, status, detail):
+        """Close this batch of the pass (the last one closes the pass) with
+        ``status`` on the channel and an activity saying ``detail``."""
+        _logger.warning("channel %s: %s", self.id, status)
+        self._scs_finish_batch(0, 0, 0, False)
+        self.last_reconcile_error = status
         self._scs_notify(
             _("Reconciliation failed"),
             _(
-                "The reconciliation pass of %(channel)s could not read the "
-                "channel's quantities: %(error)s. Check the channel's settings, "
-                "then run the pass again.",
-                channel=self.name,
-                error=error,
+                "%s Check the channel's settings, then run the pass again.",
+                detail,
             ),
             key="reconcile_failed",
         )
@@ -718,22 +726,16 @@ class SyncChannel(models.Model):
         """A pass whose start job could not run (the order fetch failed for
         good, or its retries are spent): it closes without comparing, the
         channel shows why, its responsible user gets an activity."""
-        _logger.warning("channel %s: reconciliation did not run: %s", self.id, error)
-        self._scs_finish_batch(0, 0, 0, False)
-        self.last_reconcile_error = _(
-            "Reconciliation did not run, nothing was compared: %s", error
-        )
-        self._scs_notify(
-            _("Reconciliation failed"),
+        self._scs_reconcile_failed(
+            _("Reconciliation did not run, nothing was compared: %s", error),
             _(
                 "The reconciliation pass of %(channel)s did not run: %(error)s."
                 " Nothing was compared or corrected (comparing without the"
                 " orders sold since the last pass would put their units back on"
-                " sale). Check the channel's settings, then run the pass again.",
+                " sale).",
                 channel=self.name,
                 error=error,
             ),
-            key="reconcile_failed",
         )
 
     def _scs_on_reconcile_start_failed(self, exc_name=None, exc_message=None, **kw):
