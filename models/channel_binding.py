@@ -22,7 +22,7 @@ from odoo.tools import SQL
 
 from odoo.addons.queue_job.exception import FailedJobError
 
-from ..lib.adapters import ChannelError, StockUpdate
+from ..lib.adapters import ChannelError, LiveLevel, StockUpdate
 from ..lib.fanout import run_all
 from ..lib.quantity import breakdown
 from .job_store import lock_rows_or_retry, retry_later
@@ -31,6 +31,10 @@ _logger = logging.getLogger(__name__)
 
 #: seconds a job waits before trying again a SKU another worker is publishing
 LOCK_RETRY_SECONDS = 1
+
+
+#: bindings whose listing ids one job reads (one call each)
+LISTINGS_PER_JOB = 100
 
 
 class ChannelBinding(models.Model):
@@ -553,6 +557,61 @@ class ChannelBinding(models.Model):
         """
         result = self.exists()._scs_push(force=True, kind="correction")
         return f"corrections: {result}"
+
+    def _scs_complete_listings_later(self):
+        """Read, in a job, the ids a push needs that the channel's catalogue
+        read does not give (eBay's offers, see ``complete_listing``): one
+        call per binding, which has no place in the user's request."""
+        todo = self.filtered(lambda b: not b.external_variant_id)
+        if not todo or not todo.channel_id._scs_adapter().completes_listings:
+            return
+        for start in range(0, len(todo), LISTINGS_PER_JOB):
+            todo[start : start + LISTINGS_PER_JOB].with_delay(
+                description=f"Read the listing ids of {todo.channel_id.name}"
+            )._scs_job_complete_listings()
+
+    def _scs_job_complete_listings(self):
+        """Fill each binding's ids from its listing on the channel. A binding
+        that gets them is a listing never pushed (see ``write``): it is
+        pushed, offers included."""
+        bindings = self.exists().filtered(lambda b: not b.external_variant_id)
+        if not bindings:
+            return "nothing to read"
+        channel = bindings.channel_id
+        adapter = channel._scs_adapter()
+        found = 0
+        for binding in bindings:
+            level = LiveLevel(
+                sku=binding.sku or "",
+                quantity=0,
+                external_id=binding.external_id or "",
+            )
+            try:
+                level = adapter.complete_listing(level)
+            except ChannelError as err:
+                if err.retryable:
+                    raise retry_later(err) from err
+                channel._scs_notify(
+                    _("Listing ids not read"),
+                    _(
+                        "The channel refused to give the listing ids of %(sku)s:"
+                        " %(error)s. Until they are entered on its binding, a"
+                        " push may not reach every place the channel lists it.",
+                        sku=binding.sku,
+                        error=err,
+                    ),
+                    key=f"listing:{binding.id}",
+                )
+                continue
+            if level.external_variant_id:
+                binding.write(
+                    {
+                        "external_variant_id": level.external_variant_id,
+                        "external_id": binding.external_id or level.external_id,
+                    }
+                )
+                found += 1
+        return f"{found} of {len(bindings)} listing(s) completed"
 
     def _scs_job_push_batch(self):
         """Push a batch of one channel's bindings (``sync.channel.action_push_all``).

@@ -302,16 +302,7 @@ class SyncChannel(models.Model):
                     ("company_id", "in", (False, channel.company_id.id)),
                 ]
             )
-            adapter = channel._scs_adapter()
-            try:
-                # the ids a push needs and the catalogue read does not give
-                # (eBay's offers): one call per new binding, once
-                for product in products:
-                    code = product.default_code
-                    skus[code] = adapter.complete_listing(skus[code])
-            except ChannelError as err:
-                raise UserError(_("Could not read the listings: %s", err)) from err
-            created |= self.env["channel.binding"].create(
+            bindings = self.env["channel.binding"].create(
                 [
                     {
                         "channel_id": channel.id,
@@ -326,6 +317,8 @@ class SyncChannel(models.Model):
                     for product in products
                 ]
             )
+            bindings._scs_complete_listings_later()
+            created |= bindings
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",

@@ -95,6 +95,7 @@ class SyncCaseMixin:
         "_scs_job_push_binding",
         "_scs_job_push_corrections",
         "_scs_job_push_batch",
+        "_scs_job_complete_listings",
         "_scs_job_apply",
         "_scs_job_apply_inbound",
         "_scs_job_reconcile_start",

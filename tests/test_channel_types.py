@@ -149,15 +149,18 @@ class TestChannelTypes(SyncCase):
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
         self.assertEqual(sim.applied_count, 2)
 
-    def test_woocommerce(self):
-        sim = self.start(WooCommerceSimulator())
-        product_id = sim.add_product("SCS-MUG", quantity=0)
-        channel = self.channel_from_form(
+    def woo_channel(self, sim):
+        return self.channel_from_form(
             "woocommerce",
             base_url=sim.url,
             api_key=sim.consumer_key,
             api_secret=sim.consumer_secret,
         )
+
+    def test_woocommerce(self):
+        sim = self.start(WooCommerceSimulator())
+        product_id = sim.add_product("SCS-MUG", quantity=0)
+        channel = self.woo_channel(sim)
         binding = self.bind(channel, self.product_a, external_id=str(product_id))
         self.assert_test_connection_ok(channel)
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
@@ -168,12 +171,7 @@ class TestChannelTypes(SyncCase):
         parent, (variation,) = sim.add_variable_product(
             "SCS-MUG-PARENT", [("SCS-MUG", 0)]
         )
-        channel = self.channel_from_form(
-            "woocommerce",
-            base_url=sim.url,
-            api_key=sim.consumer_key,
-            api_secret=sim.consumer_secret,
-        )
+        channel = self.woo_channel(sim)
         binding = self.bind(
             channel,
             self.product_a,
@@ -194,12 +192,7 @@ class TestChannelTypes(SyncCase):
         )
         sim.products[cap]["manage_stock"] = False
         sim.quantities.pop("SCS-CAP")
-        channel = self.channel_from_form(
-            "woocommerce",
-            base_url=sim.url,
-            api_key=sim.consumer_key,
-            api_secret=sim.consumer_secret,
-        )
+        channel = self.woo_channel(sim)
         bindings = self.bind(
             channel,
             self.product_a,
@@ -263,6 +256,9 @@ class TestChannelTypes(SyncCase):
         channel.action_match_listings()
         binding = self.env["channel.binding"].search([("channel_id", "=", channel.id)])
         self.assertEqual(binding.product_id, self.product_a)
+        # the offers are read in a job, one call per binding, not in the request
+        self.assertFalse(binding.external_variant_id)
+        self.assertEqual(self.run_jobs("_scs_job_complete_listings"), 1)
         self.assertEqual(binding.external_variant_id, row["external_variant_id"])
         self.assertEqual(binding.external_id, row["external_id"])
         self.discard_jobs()
@@ -329,12 +325,7 @@ class TestChannelTypes(SyncCase):
     def test_unreachable_channel(self):
         """A channel that does not answer fails Test connection, not a traceback."""
         sim = self.start(WooCommerceSimulator())
-        channel = self.channel_from_form(
-            "woocommerce",
-            base_url=sim.url,
-            api_key=sim.consumer_key,
-            api_secret=sim.consumer_secret,
-        )
+        channel = self.woo_channel(sim)
         sim.down = True
         with self.assertRaises(UserError) as caught:
             channel.action_test_connection()

@@ -359,6 +359,9 @@ class ChannelAdapter:
         """Check credentials and reachability; return a short message or raise."""
         raise NotImplementedError
 
+    #: whether ``complete_listing`` adds anything (a call per listing)
+    completes_listings = False
+
     def complete_listing(self, level):
         """``level`` (from ``read_quantities``) with the ids a binding of it
         needs to push, when the catalogue read does not carry them (one call

@@ -398,6 +398,8 @@ class EbayAdapter(RefreshTokenAdapter):
             )
         return results
 
+    completes_listings = True
+
     def complete_listing(self, level):
         """The listing and published offer ids of an inventory item
         (``getOffers?sku=``), which the item read does not carry.
