@@ -361,6 +361,10 @@ class SyncChannel(models.Model):
         more = len(events) > APPLY_BATCH
         events = events[:APPLY_BATCH]
         seen_ids = events.ids
+        datas, unreadable = self._scs_read_event_data(events)
+        if unreadable:
+            self._scs_dead_unreadable(unreadable)
+            events = events - events.browse(list(unreadable))
         groups = OrderedDict()
         for event in events:
             groups.setdefault(event.subject or event.idempotency_key, []).append(event)
@@ -373,7 +377,6 @@ class SyncChannel(models.Model):
         self._scs_mark_superseded(superseded)
         counts["stale"] = len(superseded)
         todo = events.browse([e.id for e in events if e not in superseded])
-        datas = {e.id: json.loads(e.data or "{}") for e in todo}
         bindings = self._scs_binding_index(datas.values())
         # an order whose only event in this run is its creation is reserved
         # with the others, in one batch, after the groups; a later state that
@@ -452,6 +455,37 @@ class SyncChannel(models.Model):
             " {waiting} left for a follow-up run".format(**counts)
             + (", a follow-up run for deliveries made meanwhile" if late else "")
         )
+
+    @staticmethod
+    def _scs_read_event_data(events):
+        """``({id: data}, {id: error})``: each event's normal form, read.
+
+        The route writes it as JSON; a row that does not hold a JSON object
+        (edited in the database, cut by a restore) must not fail the run,
+        which would hold back every queued event of the channel with it.
+        """
+        datas, unreadable = {}, {}
+        for event in events:
+            try:
+                data = json.loads(event.data or "{}")
+            except ValueError as err:
+                unreadable[event.id] = str(err)
+                continue
+            if not isinstance(data, dict):
+                unreadable[event.id] = f"a JSON {type(data).__name__}, not an object"
+                continue
+            datas[event.id] = data
+        return datas, unreadable
+
+    def _scs_dead_unreadable(self, unreadable):
+        """Dead letters, with an alert: no retry can read them either."""
+        for event in self.env["sync.event"].sudo().browse(list(unreadable)):
+            event._scs_set_state(
+                "dead",
+                error=_("Normalised event is not readable: %s", unreadable[event.id]),
+                attempts=event.attempts + 1,
+            )
+            self._scs_notify_dead_letter(event)
 
     @staticmethod
     def _scs_superseded_orders(events, follow_only):

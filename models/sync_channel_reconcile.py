@@ -625,6 +625,8 @@ class SyncChannel(models.Model):
                 data = json.loads(data or "{}")
             except ValueError:
                 continue
+            if not isinstance(data, dict):
+                continue
             names.update(value for _field, value in named_items(data))
         return [
             binding

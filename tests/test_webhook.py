@@ -1295,6 +1295,51 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             newest = max(newest, sec)
         self.assertEqual(stale, expected_stale)
 
+    def test_unreadable_event_does_not_hold_back_the_channel(self):
+        """A queued row whose normal form is not a JSON object is a dead
+        letter with an alert; the channel's other events are applied."""
+        self.b_generic.write({"push_state": "ok", "last_pushed_qty": 10})
+        base = fields.Datetime.now()
+        for sec, qty in ((1, 7), (2, 9)):
+            payload = {
+                "type": "inventory.updated",
+                "timestamp": fields.Datetime.to_string(
+                    fields.Datetime.add(base, seconds=sec)
+                ),
+                "data": {"sku": "SCS-MUG", "quantity": qty},
+            }
+            self.assertEqual(self.post_generic(payload).status_code, 200)
+        order = self.order_payload("G-BROKEN", qty=1)
+        self.assertEqual(self.post_generic(order).status_code, 200)
+        events = self.env["sync.event"].search(
+            [("channel_id", "=", self.generic.id), ("direction", "=", "in")],
+            order="id",
+        )
+        self.assertEqual(events.mapped("state"), ["queued"] * 3)
+        broken_level, good_level, broken_order = events
+        self.env.cr.execute(
+            "UPDATE sync_event SET data = CASE id WHEN %s THEN '{\"levels\": [' "
+            "ELSE '[1]' END WHERE id IN %s",
+            (broken_level.id, (broken_level.id, broken_order.id)),
+        )
+        events.invalidate_recordset()
+        free = self.product_a.free_qty
+        self.run_jobs("_scs_job_apply_inbound")
+        events.invalidate_recordset()
+        self.assertEqual(broken_level.state, "dead")
+        self.assertIn("not readable", broken_level.error)
+        self.assertEqual(broken_order.state, "dead")
+        self.assertIn("not an object", broken_order.error)
+        self.assertEqual(good_level.state, "applied")
+        self.b_generic.invalidate_recordset()
+        self.assertEqual(self.b_generic.last_seen_qty, 9)
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free, "nothing reserved")
+        activities = self.env["mail.activity"].search(
+            [("res_model", "=", "sync.channel"), ("res_id", "=", self.generic.id)]
+        )
+        self.assertTrue(activities)
+
     def test_two_channels_sell_the_same_sku(self):
         free = self.product_a.free_qty
         generic_body = self.order_payload("G-RACE", qty=3)
