@@ -22,7 +22,7 @@ from odoo.tools import SQL
 
 from odoo.addons.queue_job.exception import FailedJobError
 
-from ..lib.adapters import ChannelError, LiveLevel, StockUpdate
+from ..lib.adapters import ChannelError, LiveLevel, StockUpdate, get_adapter_class
 from ..lib.fanout import run_all
 from ..lib.quantity import breakdown
 from .job_store import lock_rows_or_retry, retry_later
@@ -255,6 +255,8 @@ class ChannelBinding(models.Model):
         ).check_access("write")
         bindings = super().create(vals_list)
         bindings.product_id._scs_push_at_commit()
+        # by hand or by Match Listings: the ids a push needs are read later
+        bindings._scs_complete_listings_later()
         return bindings
 
     #: what says which listing of which channel the binding is: a change
@@ -292,6 +294,7 @@ class ChannelBinding(models.Model):
                 reset["last_event_ts"] = 0.0
             moved.write(reset)
             moved.product_id._scs_push_at_commit()
+            moved._scs_complete_listings_later()
         rule_fields = {
             "buffer_override",
             "buffer_qty",
@@ -562,13 +565,20 @@ class ChannelBinding(models.Model):
         """Read, in a job, the ids a push needs that the channel's catalogue
         read does not give (eBay's offers, see ``complete_listing``): one
         call per binding, which has no place in the user's request."""
-        todo = self.filtered(lambda b: not b.external_variant_id)
-        if not todo or not todo.channel_id._scs_adapter().completes_listings:
-            return
-        for start in range(0, len(todo), LISTINGS_PER_JOB):
-            todo[start : start + LISTINGS_PER_JOB].with_delay(
-                description=f"Read the listing ids of {todo.channel_id.name}"
-            )._scs_job_complete_listings()
+        todo = self.filtered(
+            lambda b: (
+                b.active
+                and not b.external_variant_id
+                and (b.sku or b.external_id)
+                and get_adapter_class(b.channel_id.channel_type).completes_listings
+            )
+        )
+        for channel in todo.channel_id:
+            bindings = todo.filtered(lambda b, c=channel: b.channel_id == c)
+            for start in range(0, len(bindings), LISTINGS_PER_JOB):
+                bindings[start : start + LISTINGS_PER_JOB].with_delay(
+                    description=f"Read the listing ids of {channel.name}"
+                )._scs_job_complete_listings()
 
     def _scs_job_complete_listings(self):
         """Fill each binding's ids from its listing on the channel. A binding

@@ -317,7 +317,6 @@ class SyncChannel(models.Model):
                     for product in products
                 ]
             )
-            bindings._scs_complete_listings_later()
             created |= bindings
         return {
             "type": "ir.actions.client",

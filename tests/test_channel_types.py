@@ -265,6 +265,42 @@ class TestChannelTypes(SyncCase):
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
         self.assertEqual(sim.offer_quantity(row["external_variant_id"]), 7)
 
+    def test_ebay_binding_entered_by_hand_gets_its_offers(self):
+        """A binding entered by hand with the SKU alone, or given another SKU
+        later, has its offer ids read in a job, as Match Listings does."""
+        sim = self.start(EbaySimulator())
+        first, second = sim.seed_skus(2, quantity=0)
+        channel = self.channel_from_form("ebay", **sim.config_fields())
+        binding = self.env["channel.binding"].create(
+            {
+                "channel_id": channel.id,
+                "product_id": self.product_a.id,
+                "sku": first["sku"],
+            }
+        )
+        self.assertFalse(binding.external_variant_id)
+        self.assertEqual(self.run_jobs("_scs_job_complete_listings"), 1)
+        self.assertEqual(binding.external_variant_id, first["external_variant_id"])
+        self.assertEqual(binding.external_id, first["external_id"])
+        # another listing: its own offers, not the old ones
+        binding.write(
+            {"sku": second["sku"], "external_id": False, "external_variant_id": False}
+        )
+        self.assertEqual(self.run_jobs("_scs_job_complete_listings"), 1)
+        self.assertEqual(binding.external_variant_id, second["external_variant_id"])
+        self.discard_jobs()
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity(second["sku"]))
+        self.assertEqual(sim.offer_quantity(second["external_variant_id"]), 7)
+        # a channel that gives every id with its catalogue needs no such job
+        generic = self.start(GenericSimulator())
+        other = self.channel_from_form(
+            "generic", base_url=generic.endpoint, signing_secret=generic.secret
+        )
+        self.env["channel.binding"].create(
+            {"channel_id": other.id, "product_id": self.product_b.id, "sku": "SCS-B"}
+        )
+        self.assertEqual(self.run_jobs("_scs_job_complete_listings"), 0)
+
     # -- wrong credentials --------------------------------------------------------
     def test_wrong_credentials(self):
         """Test connection refuses, with what the channel answered."""
