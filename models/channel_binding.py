@@ -455,7 +455,9 @@ class ChannelBinding(models.Model):
             changed_at=(event.change_ts if event else None) or None,
         )
 
-    def _scs_record_success(self, event, qty, result):
+    def _scs_record_success(self, event, qty, result, earlier_attempts=0):
+        """The channel took ``qty``; ``earlier_attempts``: failed sends of the
+        event that its own count does not hold (a retry job's earlier runs)."""
         now = time.time()
         confirmed = result.quantity if result and result.quantity is not None else qty
         if self.push_state == "failed":
@@ -489,7 +491,7 @@ class ChannelBinding(models.Model):
             # through: kept in the reason, not shown as the event's error
             retried = _(
                 "delivered on attempt %(n)s, after: %(error)s",
-                n=event.attempts + 1,
+                n=event.attempts + earlier_attempts + 1,
                 error=event.error,
             )
             reason = f"{reason}; {retried}" if reason else retried
@@ -497,7 +499,7 @@ class ChannelBinding(models.Model):
             "applied",
             ack_ts=now,
             response=(result.response if result else "") or "",
-            attempts=event.attempts + 1,
+            attempts=event.attempts + earlier_attempts + 1,
             reason=reason,
             error=False,
         )
@@ -690,6 +692,10 @@ class ChannelBinding(models.Model):
         event = binding.pending_event_id
         if binding.push_state == "ok" and binding.last_pushed_qty == qty:
             return "already in sync"
+        job_uuid = self.env.context.get("job_uuid")
+        # this job's earlier runs that failed sending this event (queue_job
+        # counts them; the event's own count was rolled back with each run)
+        earlier = 0
         if (
             not event
             or event.state not in ("failed", "queued")
@@ -703,7 +709,9 @@ class ChannelBinding(models.Model):
                 time.time(),
             )
             binding.pending_event_id = event
-        job_uuid = self.env.context.get("job_uuid")
+        elif job_uuid:
+            job = self.env["queue.job"].sudo().search([("uuid", "=", job_uuid)])
+            earlier = job.retry if len(job) == 1 else 0
         event.write({"sent_ts": time.time(), "job_uuid": job_uuid or event.job_uuid})
         adapter = binding.channel_id._scs_adapter()
         try:
@@ -712,7 +720,7 @@ class ChannelBinding(models.Model):
             if err.retryable:
                 raise retry_later(err) from err
             raise FailedJobError(str(err)) from err
-        binding._scs_record_success(event, qty, result)
+        binding._scs_record_success(event, qty, result, earlier)
         return f"pushed {qty}"
 
     def _scs_on_push_failed(self, exc_name=None, exc_message=None, exc_info=None, **kw):

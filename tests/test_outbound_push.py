@@ -587,6 +587,38 @@ class TestOutboundPush(SyncCase):
         ids = [r.headers.get("webhook-id") for r in sim.requests]
         self.assertEqual(len(set(ids)), 1)
 
+    def test_retry_job_counts_each_attempt(self):
+        """A push delivered by the third run of its retry job says so: the
+        SKU job's send and two failed runs came first."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim, name="Flaky")
+        binding = self.bind(channel, self.product_a)
+        for _n in range(3):
+            sim.queue_response(503, {"error": "maintenance"})
+        self.product_a._scs_job_push_sku()
+        event = binding.pending_event_id
+        self.assertEqual((event.state, event.attempts), ("failed", 1))
+        record = self.sync_jobs("_scs_job_push_binding")
+        self.assertEqual(len(record), 1)
+        for run in (1, 2):
+            job = Job.load(self.env, record.uuid)
+            # as the runner does: the failed run's transaction is rolled back
+            with self.assertRaises(RetryableJobError), self.env.cr.savepoint():
+                job.perform()
+            job.postpone(seconds=0)
+            job.set_pending(reset_retry=False)
+            job.store()
+            record.invalidate_recordset()
+            self.assertEqual(record.retry, run)
+        job = Job.load(self.env, record.uuid)
+        job.perform()
+        event.invalidate_recordset()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        self.assertEqual(event.state, "applied")
+        self.assertEqual(event.attempts, 4)
+        self.assertIn("delivered on attempt 4", event.reason)
+        self.assertEqual(len(sim.requests), 4)
+
     def test_retry_after_is_honoured(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim)
