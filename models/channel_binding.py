@@ -18,6 +18,7 @@ import time
 from html import escape
 
 from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
 from odoo.tools import SQL
 
 from odoo.addons.queue_job.exception import FailedJobError
@@ -35,6 +36,14 @@ LOCK_RETRY_SECONDS = 1
 
 #: bindings whose listing ids one job reads (one call each)
 LISTINGS_PER_JOB = 100
+
+
+def _qty(value):
+    """A quantity as the user typed it: every digit, no exponent (``%g``
+    would print 1,234,567 as 1.23457e+06, and the breakdown would no longer
+    add up to the number pushed)."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 class ChannelBinding(models.Model):
@@ -153,6 +162,30 @@ class ChannelBinding(models.Model):
         "This external id is already bound on this channel.",
     )
 
+    @api.constrains("channel_id", "sku", "external_id", "active")
+    def _check_sku_once(self):
+        """A listing known by its SKU alone is bound once per channel: two
+        variants pushed under one SKU would overwrite each other's number."""
+        for binding in self.filtered(
+            lambda b: b.active and b.sku and not b.external_id
+        ):
+            if self.sudo().search_count(
+                [
+                    ("id", "!=", binding.id),
+                    ("channel_id", "=", binding.channel_id.id),
+                    ("sku", "=", binding.sku),
+                ],
+                limit=1,
+            ):
+                raise ValidationError(
+                    _(
+                        "SKU %(sku)s is already bound on channel %(channel)s: a"
+                        " listing known by its SKU alone takes one variant.",
+                        sku=binding.sku,
+                        channel=binding.channel_id.display_name,
+                    )
+                )
+
     # -- compute --
     @api.depends("product_id.default_code")
     def _compute_sku(self):
@@ -204,22 +237,22 @@ class ChannelBinding(models.Model):
         for location_id, on_hand, reserved in rows:
             lines.append(
                 f"<tr><td>{escape(Location.browse(location_id).display_name)}</td>"
-                f"<td>{on_hand:g}</td><td>{reserved:g}</td>"
-                f"<td>{on_hand - reserved:g}</td></tr>"
+                f"<td>{_qty(on_hand)}</td><td>{_qty(reserved)}</td>"
+                f"<td>{_qty(on_hand - reserved)}</td></tr>"
             )
         lines.append("</tbody></table>")
         if info:
             steps = [
-                (_("Free quantity"), f"{info.free:g}"),
-                (_("Buffer"), f"- {info.buffer:g}"),
-                (_("After buffer"), f"{info.after_buffer:g}"),
+                (_("Free quantity"), f"{_qty(info.free)}"),
+                (_("Buffer"), f"- {_qty(info.buffer)}"),
+                (_("After buffer"), f"{_qty(info.after_buffer)}"),
                 (
                     _("Cap"),
-                    f"{info.max_qty:g}" if info.max_qty is not None else _("none"),
+                    f"{_qty(info.max_qty)}" if info.max_qty is not None else _("none"),
                 ),
-                (_("After cap"), f"{info.after_cap:g}"),
-                (_("Allocation"), f"{info.allocation_pct:g} %"),
-                (_("After allocation"), f"{info.after_allocation:g}"),
+                (_("After cap"), f"{_qty(info.after_cap)}"),
+                (_("Allocation"), f"{_qty(info.allocation_pct)} %"),
+                (_("After allocation"), f"{_qty(info.after_allocation)}"),
                 (_("Published (rounded down, never below 0)"), f"{info.published}"),
             ]
             lines.append("<table class='table table-sm o_scs_steps'><tbody>")
@@ -236,7 +269,7 @@ class ChannelBinding(models.Model):
             lines.extend(
                 f"<li>{escape(fields.Datetime.to_string(e.create_date))} "
                 f"{escape(e.direction)} "
-                f"{escape(e.kind)} {e.quantity:g} "
+                f"{escape(e.kind)} {_qty(e.quantity)} "
                 f"{escape(dict(e._fields['state'].selection).get(e.state, ''))}"
                 f"{(' - ' + escape(e.reason)) if e.reason else ''}</li>"
                 for e in events

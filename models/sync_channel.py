@@ -10,6 +10,7 @@ webhook endpoint (an unguessable token in the URL plus signing secrets).
 import logging
 import secrets
 import threading
+from collections import Counter
 
 import psycopg2.errors
 
@@ -283,9 +284,14 @@ class SyncChannel(models.Model):
         Reads the channel's catalogue (paginated, through the adapter) and
         creates a binding, with the listing's external ids, for every listing
         whose SKU equals a variant's internal reference and is not bound yet.
+        A SKU that several variants share as their reference (Odoo allows it)
+        is left unbound and named in the answer: two variants pushed to one
+        listing would overwrite each other's number. A variant already bound
+        on the channel (by hand, under another SKU) keeps its binding.
         """
         self._scs_check_configure()
         created = self.env["channel.binding"]
+        ambiguous = set()
         for channel in self:
             try:
                 levels = list(channel._scs_adapter().read_quantities())
@@ -301,6 +307,16 @@ class SyncChannel(models.Model):
                     ("is_storable", "=", True),
                     ("company_id", "in", (False, channel.company_id.id)),
                 ]
+            )
+            per_sku = Counter(products.mapped("default_code"))
+            ambiguous.update(sku for sku, count in per_sku.items() if count > 1)
+            bound_products = channel.binding_ids.with_context(
+                active_test=False
+            ).product_id
+            products = products.filtered(
+                lambda p, counts=per_sku, bound=bound_products: (
+                    counts[p.default_code] == 1 and p not in bound
+                )
             )
             bindings = self.env["channel.binding"].create(
                 [
@@ -323,9 +339,18 @@ class SyncChannel(models.Model):
             "tag": "display_notification",
             "params": {
                 "title": _("Listings matched"),
-                "message": _("%s binding(s) created.", len(created)),
-                "type": "success",
-                "sticky": False,
+                "message": _("%s binding(s) created.", len(created))
+                + (
+                    " "
+                    + _(
+                        "Not bound, shared by several variants as their reference: %s.",
+                        ", ".join(sorted(ambiguous)),
+                    )
+                    if ambiguous
+                    else ""
+                ),
+                "type": "warning" if ambiguous else "success",
+                "sticky": bool(ambiguous),
                 "next": {"type": "ir.actions.act_window_close"},
             },
         }

@@ -4,7 +4,7 @@
 import time
 
 from odoo import fields
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 from odoo.tools import SQL
 
@@ -700,6 +700,54 @@ class TestReconcile(SyncCase):
 
 @tagged("post_install", "-at_install")
 class TestBindingTools(SyncCase):
+    def test_match_listings_leaves_shared_references_unbound(self):
+        """Two variants with one reference are not both bound to its listing
+        (their pushes would overwrite each other); a variant bound by hand
+        under another SKU keeps its one binding."""
+        Product = self.env["product.product"]
+        twins = Product.create(
+            [
+                {"name": n, "default_code": "SCS-TWIN", "is_storable": True}
+                for n in ("Twin 1", "Twin 2")
+            ]
+        )
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        for sku in ("SCS-MUG", "SCS-CAP", "SCS-TWIN"):
+            sim.set_stock(sku, 3)
+        by_hand = self.bind(channel, self.product_b, sku="HAND-CAP")
+        answer = channel.action_match_listings()
+        self.assertEqual(answer["params"]["type"], "warning")
+        self.assertIn("SCS-TWIN", answer["params"]["message"])
+        self.assertIn("1 binding(s) created", answer["params"]["message"])
+        self.assertEqual(
+            sorted(channel.binding_ids.mapped("sku")), ["HAND-CAP", "SCS-MUG"]
+        )
+        self.assertEqual(
+            channel.binding_ids.filtered(lambda b: b.product_id == self.product_b),
+            by_hand,
+        )
+        self.assertFalse(channel.binding_ids.product_id & twins)
+        # by hand, the same SKU twice is refused too
+        self.bind(channel, twins[0], sku="SCS-TWIN")
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            self.bind(channel, twins[1], sku="SCS-TWIN")
+        # a listing that names its own ids may share a SKU (Shopify allows it)
+        self.bind(channel, twins[1], sku="SCS-TWIN", external_id="gid-2")
+
+    def test_why_this_quantity_writes_every_digit(self):
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        self.move_stock(self.product_a, 1_234_557)
+        html = binding.quantity_explanation
+        self.assertEqual(binding.published_qty, 1_234_567)
+        self.assertNotIn("e+", html)
+        # the location's on hand and free, then every step down to the number
+        self.assertIn("<td>1234567</td><td>0</td><td>1234567</td>", html)
+        steps = html.split("Free quantity")[1].split("Last events")[0]
+        self.assertEqual(steps.count(">1234567</td>"), 5, steps)
+
     def test_match_listings_and_why_this_quantity(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim, buffer_qty=1)
