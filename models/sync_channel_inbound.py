@@ -61,6 +61,7 @@ from odoo.addons.queue_job.controllers.main import PG_CONCURRENCY_ERRORS_TO_RETR
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.utils import must_run_without_delay
 
+from ..lib.ordering import MAX_AHEAD
 from .job_store import lock_rows_or_retry, store_jobs
 from .sync_event import (
     DEFERRED,
@@ -164,6 +165,17 @@ class SyncChannel(models.Model):
         "date for are reserved as usual. Empty: every order counts.",
     )
 
+    clock_offset = fields.Float(
+        "Channel Clock Ahead (s)",
+        readonly=True,
+        digits=(16, 3),
+        help="How far the channel's clock runs ahead of Odoo's, learned from "
+        "the times its events carry against their arrival. An order state "
+        "that carries no time of its own (WooCommerce's order.deleted) is "
+        "ordered by its arrival moved onto the channel's clock, so that it "
+        "is not taken for older than the order it follows.",
+    )
+
     # -- the webhook route's lookup --
     @api.model
     @tools.ormcache()
@@ -201,6 +213,38 @@ class SyncChannel(models.Model):
         res = super().unlink()
         self.env.registry.clear_cache()
         return res
+
+    def _scs_clock_offset(self):
+        """The learned ``clock_offset``, read afresh (the apply job keeps it)."""
+        self.ensure_one()
+        self.env.cr.execute(
+            SQL("SELECT clock_offset FROM sync_channel WHERE id = %s", self.id)
+        )
+        row = self.env.cr.fetchone()
+        return (row and row[0]) or 0.0
+
+    def _scs_learn_clock(self, events, datas):
+        """Keep ``clock_offset`` from this run's events that carry a time.
+
+        An event's time less its arrival is the channel's lead less the
+        delivery's delay; the largest of a run (its quickest delivery) is
+        the closest to the lead. A channel whose clock is right or behind
+        reads as 0: a delay cannot be told from a clock behind, and an event
+        by arrival is then ordered as before. Written only when it moves by
+        a second or more.
+        """
+        leads = [
+            event.event_ts - event.change_ts
+            for event in events
+            if datas.get(event.id, {}).get("own_time")
+            and event.event_ts
+            and event.change_ts
+        ]
+        if not leads:
+            return
+        lead = min(max(0.0, *leads), MAX_AHEAD)
+        if abs(lead - (self.clock_offset or 0.0)) >= 1.0:
+            self.sudo().write({"clock_offset": round(lead, 3)})
 
     # -- applying queued events --
     def _scs_inbound_identity(self):
@@ -365,6 +409,7 @@ class SyncChannel(models.Model):
         if unreadable:
             self._scs_dead_unreadable(unreadable)
             events = events - events.browse(list(unreadable))
+        self._scs_learn_clock(events, datas)
         groups = OrderedDict()
         for event in events:
             groups.setdefault(event.subject or event.idempotency_key, []).append(event)

@@ -197,6 +197,7 @@ class SyncEventInbound(models.Model):
             vals = self._scs_inbound_vals(channel, item, raw, topic, received_ts)
             vals["company_id"] = company_id or channel.company_id.id
             rows.append(vals)
+        self._scs_onto_channel_clock(channel, rows)
         job_key = (
             channel._scs_inbound_identity()
             if enqueue and any(vals["state"] == "queued" for vals in rows)
@@ -259,6 +260,23 @@ class SyncEventInbound(models.Model):
         return out
 
     @api.model
+    def _scs_onto_channel_clock(self, channel, rows):
+        """Move the order states ordered by their arrival (Odoo's clock) onto
+        the channel's clock (``sync.channel.clock_offset``), so that a shop
+        whose clock runs ahead does not see its deletion taken for older
+        than the order it deletes. Rare (WooCommerce's order.deleted, a
+        generic event without a time): one query, on those deliveries only.
+        """
+        if not any(vals["_by_arrival"] for vals in rows):
+            return
+        offset = channel._scs_clock_offset()
+        if not offset:
+            return
+        for vals in rows:
+            if vals["_by_arrival"]:
+                vals["event_ts"] = round(vals["event_ts"] + offset, 3)
+
+    @api.model
     def _scs_still_queued(self, channel, keys):
         """Whether a redelivered event still waits for its apply job.
 
@@ -284,6 +302,10 @@ class SyncEventInbound(models.Model):
         kind = item.kind if item.kind in KIND_VALUES else "ignored"
         order = item.order
         levels = item.levels or []
+        own_ts = to_timestamp(item.event_time)
+        ordering_ts = bounded_event_ts(own_ts, received_ts)
+        # stamped by the channel's clock, not by its arrival here
+        own_time = bool(ordering_ts) and ordering_ts == own_ts
         return {
             "direction": "in",
             "channel_id": channel.id,
@@ -300,6 +322,7 @@ class SyncEventInbound(models.Model):
                     "topic": topic,
                     "order": _jsonable(order),
                     "levels": _jsonable(levels),
+                    "own_time": own_time,
                 }
             ),
             # an order state without a time of its own (WooCommerce's
@@ -308,10 +331,12 @@ class SyncEventInbound(models.Model):
             # to the millisecond, as the field stores it: a copy (a replay)
             # written by the ORM must not come out older than its original
             "event_ts": round(
-                bounded_event_ts(to_timestamp(item.event_time), received_ts)
-                or (received_ts if kind in ("order", "cancel") else 0.0),
+                ordering_ts or (received_ts if kind in ("order", "cancel") else 0.0),
                 3,
             ),
+            # an order state ordered by its arrival, on Odoo's clock: moved
+            # onto the channel's clock before it is stored (not a column)
+            "_by_arrival": not own_time and kind in ("order", "cancel"),
             "change_ts": received_ts,
             "enqueue_ts": time.time(),
             "state": "queued" if kind in APPLY_KINDS else "skipped",

@@ -2941,6 +2941,86 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
 
+    def woo_order(self, order_id, modified, qty=2):
+        return {
+            "id": order_id,
+            "status": "processing",
+            "date_modified_gmt": modified.strftime("%Y-%m-%dT%H:%M:%S"),
+            "line_items": [
+                {"id": 1, "product_id": 55, "sku": "SCS-MUG", "quantity": qty}
+            ],
+        }
+
+    def woo_cancels(self, order_id):
+        return self.env["sync.event"].search(
+            [
+                ("channel_id", "=", self.woo.id),
+                ("kind", "=", "cancel"),
+                ("external_ref", "=", order_id),
+            ],
+            order="id",
+        )
+
+    def test_woocommerce_deletion_from_a_shop_whose_clock_runs_ahead(self):
+        """The shop's clock runs two minutes ahead of Odoo's: its orders are
+        stamped in Odoo's future. Its order.deleted carries no time and is
+        ordered by its arrival, moved onto the shop's clock: it releases."""
+        free = self.product_a.free_qty
+        ahead = fields.Datetime.now() + timedelta(seconds=120)
+        self.post_woo("order.created", self.woo_order(971, ahead))
+        self.assertTrue(self.reservations(self.woo, "971"))
+        self.woo.invalidate_recordset()
+        self.assertGreater(self.woo.clock_offset, 110)
+        self.assertLessEqual(self.woo.clock_offset, 121)
+        self.post_woo("order.deleted", {"id": 971})
+        self.assertEqual(self.woo_cancels("971").state, "applied")
+        self.assertFalse(self.reservations(self.woo, "971"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+        # a shop whose clock is right again: learned again
+        self.post_woo(
+            "order.created", self.woo_order(972, fields.Datetime.now(), qty=1)
+        )
+        self.woo.invalidate_recordset()
+        self.assertEqual(self.woo.clock_offset, 0.0)
+
+    def test_woocommerce_order_deleted_restored_and_deleted_again(self):
+        """Trashed, restored (a newer modification), trashed again: the two
+        deletions carry the same body and are two events; the second one
+        releases what the restore reserved. A deletion delivered twice is
+        one event."""
+        free = self.product_a.free_qty
+        now = fields.Datetime.now()
+        self.post_woo("order.created", self.woo_order(973, now - timedelta(minutes=1)))
+        self.assertTrue(self.reservations(self.woo, "973"))
+        self.post_woo("order.deleted", {"id": 973})
+        self.assertFalse(self.reservations(self.woo, "973"))
+        # the restore is stamped after the deletion arrived, to the second
+        time.sleep(1.1)
+        self.post_woo("order.updated", self.woo_order(973, fields.Datetime.now()))
+        self.assertTrue(self.reservations(self.woo, "973"))
+        time.sleep(1.1)
+        body = json.dumps({"id": 973}).encode()
+        secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
+        headers = {
+            "X-WC-Webhook-Signature": base64.b64encode(
+                hmac.new(secret, body, hashlib.sha256).digest()
+            ).decode(),
+            "X-WC-Webhook-Topic": "order.deleted",
+            "X-WC-Webhook-Delivery-ID": "second-trash",
+            "Content-Type": "application/json",
+        }
+        url = URL + self.woo.webhook_token
+        for _delivery in range(2):
+            res = self.url_open(url, data=body, headers=headers)
+            self.assertEqual(res.status_code, 200, res.text)
+        self.assertEqual(res.json()["status"], "duplicate")
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(self.woo_cancels("973").mapped("state"), ["applied"] * 2)
+        self.assertFalse(self.reservations(self.woo, "973"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+
     def test_generic_update_that_says_cancelled_releases(self):
         free = self.product_a.free_qty
         self.post_generic(self.order_payload("G-UPD-CANCEL", qty=2))

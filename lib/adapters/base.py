@@ -195,8 +195,9 @@ class InboundEvent:
     levels: list = field(default_factory=list)
 
 
-#: beyond this a quantity is no stock level (and loses precision as a float)
-MAX_QUANTITY = 10**12
+#: beyond this a quantity is no stock level: the marketplaces' own limit (a
+#: 32-bit integer on Shopify and WooCommerce), and what a binding stores
+MAX_QUANTITY = 2**31 - 1
 #: the longest SKU, id or event id accepted (marketplaces allow 40 to 255
 #: characters; a longer one could not be indexed, see ``check_inbound``)
 MAX_IDENTIFIER = 255

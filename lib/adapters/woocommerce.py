@@ -472,7 +472,15 @@ class WooCommerceAdapter(ChannelAdapter):
                 )
             order_id = _resource_id(topic, body)
             order = ChannelOrder(external_id=order_id, status="cancelled")
-            return [InboundEvent("cancel", f"{topic}:{order_id}", order=order)]
+            # nothing in the body tells one deletion of the order from the
+            # next (trashed, restored, trashed again): the delivery id does
+            # (a hash of the webhook and the second it was sent), and a
+            # delivery sent again unchanged keeps it; a second release of
+            # a released order releases nothing
+            lowered = {str(k).lower(): v for k, v in (headers or {}).items()}
+            delivery = str(lowered.get("x-wc-webhook-delivery-id") or "")[:64]
+            key = f"{topic}:{order_id}" + (f":{delivery}" if delivery else "")
+            return [InboundEvent("cancel", key, order=order)]
         if topic == "product.updated":
             return [_product_event(topic, body)]
         key = f"{topic}:{body.get('id', '')}:{body.get('date_modified_gmt', '')}"

@@ -380,6 +380,19 @@ def test_deleted_order_releases(adapter):
     assert event.kind == "cancel" and event.order.external_id == "727"
 
 
+def test_each_deletion_of_an_order_is_an_event(adapter):
+    """Trashed, restored, trashed again: two deletions with the same body,
+    told apart by their delivery ids; a delivery sent again is one event."""
+
+    def key(delivery):
+        headers = {"X-WC-Webhook-Delivery-ID": delivery}
+        [event] = adapter.parse_webhook("order.deleted", {"id": 727}, headers)
+        return event.idempotency_key
+
+    assert key("a1b2") != key("c3d4")
+    assert key("a1b2") == key("a1b2")
+
+
 def test_product_updated_reports_a_level(adapter):
     body = {
         "id": 23,
