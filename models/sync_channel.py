@@ -169,9 +169,12 @@ class SyncChannel(models.Model):
     def _compute_webhook_url(self):
         base = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
         for channel in self:
+            # a channel not saved yet has no URL: the token of the form is a
+            # default that its creation draws again, so a URL copied before
+            # saving would answer 404
             channel.webhook_url = (
                 f"{base}/stock_channel_sync/webhook/{channel.webhook_token}"
-                if channel.webhook_token
+                if channel.webhook_token and channel._origin.id
                 else False
             )
 

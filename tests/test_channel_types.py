@@ -301,6 +301,24 @@ class TestChannelTypes(SyncCase):
         )
         self.assertEqual(self.run_jobs("_scs_job_complete_listings"), 0)
 
+    def test_webhook_url_is_shown_once_the_channel_is_saved(self):
+        """The form of a new channel shows no URL: its token is drawn again
+        when the channel is created, so a URL copied before saving would be
+        a dead link in the marketplace."""
+        form = Form(self.env["sync.channel"].with_user(self.manager))
+        form.name = "Webhook URL"
+        form.channel_type = "shopify"
+        self.assertFalse(form.webhook_url)
+        channel = form.save()
+        self.assertTrue(channel.webhook_token)
+        self.assertTrue(
+            channel.webhook_url.endswith(
+                f"/stock_channel_sync/webhook/{channel.webhook_token}"
+            )
+        )
+        form = Form(channel.with_user(self.manager))
+        self.assertEqual(form.webhook_url, channel.webhook_url)
+
     # -- wrong credentials --------------------------------------------------------
     def test_wrong_credentials(self):
         """Test connection refuses, with what the channel answered."""
