@@ -21,6 +21,7 @@
         "views/product_views.xml",
         "views/wizard_views.xml",
         "views/sync_dashboard_views.xml",
+        "views/sync_reconcile_pass_views.xml",
         "views/menus.xml",
     ],
     "assets": {

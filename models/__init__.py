@@ -10,3 +10,4 @@ from . import stock_picking
 from . import sync_channel_reconcile
 from . import sync_channel_inbound
 from . import sync_dashboard
+from . import sync_reconcile_pass

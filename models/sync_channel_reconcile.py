@@ -792,3 +792,5 @@ class SyncChannel(models.Model):
                     "last_reconcile_duration": time.time() - (started or time.time()),
                 }
             )
+            # the dashboard counts passes over its period, not the last one
+            self.env["sync.reconcile.pass"]._scs_record(self)

@@ -12,15 +12,21 @@ Targets (system parameters ``stock_channel_sync.target_*``):
   finished events: pushes acknowledged, inbound events applied, duplicates
   and stale events answered correctly; failures are dead letters and events
   still failing);
-- reconciliation correction rate under 1 % (corrections / bindings checked,
-  last pass of each channel);
-- oversell rate under 0.1 % (oversell incidents / orders received).
+  A dead letter discarded by hand stays a failure: it never reached the
+  channel. An event needing attention (an unknown SKU, an oversell) is an
+  incident, not a failure of the sync, and counts as neither, discarded
+  or not;
+- reconciliation correction rate under 1 % (drift found / bindings checked,
+  over the real passes finished in the period: ``sync.reconcile.pass``; a
+  dry run is not counted);
+- oversell rate under 0.1 % (oversell incidents / orders received, each
+  order once however many of its states came).
 """
 
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
-GOOD = ("applied", "duplicate", "stale", "skipped", "discarded")
+GOOD = ("applied", "duplicate", "stale", "skipped")
 BAD = ("dead", "failed")
 TARGETS = {
     "latency_p95_ms": 5000.0,
@@ -142,9 +148,15 @@ class SyncDashboard(models.TransientModel):
                     FILTER (WHERE direction = 'out' AND state = 'applied'
                             AND latency_ms > 0),
                   count(*) FILTER (WHERE direction = 'out' AND state = 'applied'),
-                  count(*) FILTER (WHERE state = ANY(%(good)s)),
-                  count(*) FILTER (WHERE state = ANY(%(bad)s)),
-                  count(*) FILTER (WHERE direction = 'in' AND kind = 'order'),
+                  count(*) FILTER (WHERE state = ANY(%(good)s)
+                                     OR (state = 'discarded'
+                                         AND discarded_from IS NULL)),
+                  count(*) FILTER (WHERE state = ANY(%(bad)s)
+                                     OR (state = 'discarded'
+                                         AND discarded_from = ANY(%(bad)s))),
+                  count(DISTINCT channel_id::text || ':' || external_ref)
+                    FILTER (WHERE direction = 'in' AND kind = 'order'
+                            AND external_ref IS NOT NULL),
                   count(*) FILTER (WHERE kind = 'oversell'),
                   count(*) FILTER (WHERE state = 'dead')
                   FROM sync_event
@@ -167,14 +179,14 @@ class SyncDashboard(models.TransientModel):
             )
         )
         dead = self.env.cr.fetchone()[0]
-        Channel = self.env["sync.channel"]
-        Channel.flush_model(["last_reconcile_checked", "last_reconcile_drift"])
+        self.env["sync.reconcile.pass"].flush_model()
         self.env.cr.execute(
             SQL(
-                "SELECT COALESCE(SUM(last_reconcile_checked), 0),"
-                " COALESCE(SUM(last_reconcile_drift), 0)"
-                " FROM sync_channel WHERE id = ANY(%s)",
+                "SELECT COALESCE(SUM(checked), 0), COALESCE(SUM(drift), 0)"
+                " FROM sync_reconcile_pass WHERE channel_id = ANY(%s)"
+                " AND finished_at >= %s AND NOT dry_run",
                 list(channel_ids),
+                date_from,
             )
         )
         checked, corrections = self.env.cr.fetchone()

@@ -17,6 +17,13 @@ class SyncEventOperations(models.Model):
 
     _inherit = "sync.event"
 
+    discarded_from = fields.Selection(
+        [("dead", "Dead letter"), ("failed", "Failed"), ("attention", "Attention")],
+        readonly=True,
+        help="What a discarded event was: a discarded dead letter still counts "
+        "as a failure on the dashboard.",
+    )
+
     # -- actions --
     def action_retry(self):
         """Try dead or failed events again (one or many).
@@ -63,7 +70,7 @@ class SyncEventOperations(models.Model):
             lambda e: e.state in ("dead", "failed", "attention")
         )
         for event in events:
-            event._scs_set_state("discarded", reason=reason)
+            event._scs_set_state("discarded", reason=reason, discarded_from=event.state)
         if events:
             self.env["channel.binding"].sudo().search(
                 [("pending_event_id", "in", events.ids)]

@@ -2,7 +2,9 @@
 """Dashboard figures against a direct count, target alerts, and security."""
 
 import time
+from datetime import timedelta
 
+from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import SQL
@@ -34,10 +36,32 @@ class TestDashboard(SyncCase):
         self._event(one, "dead-1", state="dead")
         self._event(one, "failed-1", state="failed")
         self._event(two, "two-1", latency_ms=10.0)
-        for i in range(4):
-            self._event(one, f"o{i}", direction="in", kind="order")
+        # four order events, three orders: C came twice (created, paid)
+        for i, ref in enumerate("ABCC"):
+            self._event(one, f"o{i}", direction="in", kind="order", external_ref=ref)
         self._event(one, "os1", direction="in", kind="oversell", state="attention")
-        one.write({"last_reconcile_checked": 200, "last_reconcile_drift": 3})
+        # a dead letter discarded by hand is still a failure; a discarded
+        # incident (needs attention) counts as neither
+        self._event(one, "dead-2", state="dead")._scs_discard("given up")
+        self._event(
+            one, "unk", direction="in", kind="unknown_sku", state="attention"
+        )._scs_discard("not ours")
+        Pass = self.env["sync.reconcile.pass"]
+        now = fields.Datetime.now()
+        for finished, checked, drift, dry in (
+            (now, 200, 3, False),
+            (now, 100, 50, True),  # a dry run: not counted
+            (now - timedelta(days=3), 10, 10, False),  # outside the last day
+        ):
+            Pass.create(
+                {
+                    "channel_id": one.id,
+                    "finished_at": finished,
+                    "checked": checked,
+                    "drift": drift,
+                    "dry_run": dry,
+                }
+            )
         board = self.env["sync.dashboard"].create({"period": "1", "channel_id": one.id})
         Event = self.env["sync.event"]
         domain = [("channel_id", "=", one.id)]
@@ -64,15 +88,30 @@ class TestDashboard(SyncCase):
         good = Event.search_count(
             domain + [("state", "in", ("applied", "duplicate", "stale", "skipped"))]
         )
-        bad = Event.search_count(domain + [("state", "in", ("dead", "failed"))])
+        bad = Event.search_count(
+            domain
+            + [
+                "|",
+                ("state", "in", ("dead", "failed")),
+                "&",
+                ("state", "=", "discarded"),
+                ("discarded_from", "in", ("dead", "failed")),
+            ]
+        )
+        self.assertEqual(bad, 3)
         self.assertEqual(board.events_failed, bad)
         self.assertAlmostEqual(board.success_rate, 100.0 * good / (good + bad))
         self.assertEqual(board.dead_letters, 1)
-        self.assertEqual(board.orders, 4)
+        orders = Event.search(domain + [("kind", "=", "order")])
+        self.assertEqual(board.orders, len(set(orders.mapped("external_ref"))))
+        self.assertEqual(board.orders, 3)
         self.assertEqual(board.oversells, 1)
-        self.assertAlmostEqual(board.oversell_rate, 25.0)
+        self.assertAlmostEqual(board.oversell_rate, 100.0 / 3)
         self.assertAlmostEqual(board.correction_rate, 1.5)
+        self.assertEqual((board.bindings_checked, board.corrections), (200, 3))
         self.assertFalse(board.correction_ok)
+        week = self.env["sync.dashboard"].create({"period": "7", "channel_id": one.id})
+        self.assertAlmostEqual(week.correction_rate, 100.0 * 13 / 210)
         # overall: both channels
         overall = self.env["sync.dashboard"].create({"period": "1"})
         self.assertEqual(overall.pushes, board.pushes + 1)
@@ -252,6 +291,7 @@ class TestSecurity(SyncCase):
                 "channel_id": self.channel.id,
                 "kind": "order",
                 "idempotency_key": "sec-order-1",
+                "external_ref": "SEC-ORDER-1",
                 "state": "applied",
                 "change_ts": time.time(),
             }

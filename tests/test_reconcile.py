@@ -83,6 +83,14 @@ class TestReconcile(SyncCase):
         self.pass_()
         self.assertEqual(self.channel.last_reconcile_corrections, 0)
         self.assertEqual(len(self.corrections()), 3)
+        # each pass is kept for the dashboard's period, newest first
+        passes = self.env["sync.reconcile.pass"].search(
+            [("channel_id", "=", self.channel.id)]
+        )
+        self.assertEqual(
+            [(p.checked, p.drift, p.corrections, p.dry_run) for p in passes],
+            [(3, 0, 0, False), (3, 3, 3, False)],
+        )
 
     def test_sale_awaiting_its_apply_job_is_not_overwritten(self):
         """The shop sold 2 and lowered its figure; the order's webhook is
@@ -131,6 +139,13 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.channel.last_reconcile_drift, 1)
         self.assertEqual(self.channel.last_reconcile_corrections, 0)
         self.assertTrue(self.channel.last_reconcile_dry_run)
+        # kept as a dry run: the dashboard does not count it
+        kept = self.env["sync.reconcile.pass"].search(
+            [("channel_id", "=", self.channel.id)]
+        )
+        self.assertEqual((kept.drift, kept.dry_run), (1, True))
+        board = self.env["sync.dashboard"].create({"channel_id": self.channel.id})
+        self.assertEqual((board.bindings_checked, board.correction_rate), (0, 0.0))
 
     def test_dry_run_reserves_no_order_and_does_not_delay_the_pass(self):
         """A dry run with a sale whose webhook was lost: the order is not
