@@ -179,6 +179,18 @@ class SyncEvent(models.Model):
         vals_list = []
         for (binding, qty, kind), sequence in zip(items, sequences, strict=True):
             binding.sequence = sequence
+            key = f"out-{binding.id}-{sequence}"
+            # what the adapter is handed (it writes it in the channel's own
+            # call): shown in the event log as the event's payload
+            payload = {
+                "sku": binding.sku or None,
+                "quantity": qty,
+                "sequence": sequence,
+                "idempotency_key": key,
+                "external_id": binding.external_id or None,
+                "external_variant_id": binding.external_variant_id or None,
+                "external_location_id": binding.external_location_id or None,
+            }
             vals_list.append(
                 {
                     "direction": "out",
@@ -187,7 +199,8 @@ class SyncEvent(models.Model):
                     "product_id": binding.product_id.id,
                     "sku": binding.sku,
                     "kind": kind,
-                    "idempotency_key": f"out-{binding.id}-{sequence}",
+                    "idempotency_key": key,
+                    "payload": json.dumps(payload),
                     "external_ref": binding.external_id or False,
                     "quantity": qty,
                     "sequence": sequence,

@@ -1,6 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """Outbound push: every stock change reaches every bound channel, once, async."""
 
+import json
 import time
 from unittest.mock import patch
 
@@ -582,6 +583,13 @@ class TestOutboundPush(SyncCase):
         self.assertFalse(event.error, "a delivered push shows no error")
         self.assertIn("delivered on attempt 2", event.reason)
         self.assertIn("503", event.reason)
+        # the event log shows what was sent
+        sent = json.loads(event.payload)
+        self.assertEqual(
+            (sent["sku"], sent["quantity"], sent["idempotency_key"]),
+            ("SCS-MUG", 10, event.idempotency_key),
+        )
+        self.assertEqual(sent["sequence"], event.sequence)
         self.assertEqual(binding.push_state, "ok")
         # the redelivery reused the same idempotency key: same event, same quantity
         ids = [r.headers.get("webhook-id") for r in sim.requests]
