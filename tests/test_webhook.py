@@ -1262,6 +1262,17 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                 f"{order_id}: deliveries {[d[0] for d in deliveries]}",
             )
 
+    @staticmethod
+    def level_payload(base, sec, qty, sku="SCS-MUG"):
+        """A generic inventory level stamped ``sec`` seconds after ``base``."""
+        return {
+            "type": "inventory.updated",
+            "timestamp": fields.Datetime.to_string(
+                fields.Datetime.add(base, seconds=sec)
+            ),
+            "data": {"sku": sku, "quantity": qty},
+        }
+
     def test_inventory_levels_last_write_wins(self):
         rng = random.Random(7)
         base = fields.Datetime.now()
@@ -1270,13 +1281,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         order = levels[:]
         rng.shuffle(order)
         for sec, qty in order:
-            payload = {
-                "type": "inventory.updated",
-                "timestamp": fields.Datetime.to_string(
-                    fields.Datetime.add(base, seconds=sec)
-                ),
-                "data": {"sku": "SCS-MUG", "quantity": qty},
-            }
+            payload = self.level_payload(base, sec, qty)
             self.assertEqual(self.post_generic(payload).status_code, 200)
             self.run_jobs("_scs_job_apply_inbound")
             self.discard_jobs()
@@ -1301,13 +1306,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.b_generic.write({"push_state": "ok", "last_pushed_qty": 10})
         base = fields.Datetime.now()
         for sec, qty in ((1, 7), (2, 9)):
-            payload = {
-                "type": "inventory.updated",
-                "timestamp": fields.Datetime.to_string(
-                    fields.Datetime.add(base, seconds=sec)
-                ),
-                "data": {"sku": "SCS-MUG", "quantity": qty},
-            }
+            payload = self.level_payload(base, sec, qty)
             self.assertEqual(self.post_generic(payload).status_code, 200)
         order = self.order_payload("G-BROKEN", qty=1)
         self.assertEqual(self.post_generic(order).status_code, 200)
