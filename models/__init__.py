@@ -10,4 +10,5 @@ from . import stock_picking
 from . import sync_channel_reconcile
 from . import sync_channel_inbound
 from . import sync_dashboard
+from . import sync_channel_circuit
 from . import sync_reconcile_pass

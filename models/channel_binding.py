@@ -14,6 +14,7 @@ delayed or retried job publishes today's number, not yesterday's.
 """
 
 import logging
+import math
 import time
 from html import escape
 
@@ -21,9 +22,15 @@ from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 from odoo.tools import SQL
 
-from odoo.addons.queue_job.exception import FailedJobError
+from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 
-from ..lib.adapters import ChannelError, LiveLevel, StockUpdate, get_adapter_class
+from ..lib.adapters import (
+    ChannelError,
+    LiveLevel,
+    StockUpdate,
+    UnreachableError,
+    get_adapter_class,
+)
 from ..lib.fanout import run_all
 from ..lib.quantity import breakdown
 from .job_store import lock_rows_or_retry, retry_later
@@ -450,16 +457,41 @@ class ChannelBinding(models.Model):
         by_channel = {}
         for (binding, qty), event in zip(plan, events, strict=True):
             by_channel.setdefault(binding.channel_id, []).append((binding, qty, event))
+        # a channel that did not answer lately is not tried again here: its
+        # pushes go to their retry jobs, due when its pause ends
+        blocked = (
+            self.env["sync.channel"].browse([c.id for c in by_channel])._scs_may_send()
+        )
+        failed = 0
+        for channel in [c for c in by_channel if c.id in blocked]:
+            error = channel._scs_paused_error(blocked[channel.id])
+            for binding, _qty, event in by_channel.pop(channel):
+                failed += 1
+                binding._scs_record_failure(event, error)
         for channel, items in by_channel.items():
             adapter = channel._scs_adapter()
             updates = [binding._scs_update(qty, event) for binding, qty, event in items]
             tasks[channel.id] = lambda a=adapter, u=updates: a.set_quantities(u)
         sent_ts = time.time()
-        events.write({"sent_ts": sent_ts, "state": "queued"})
+        events.filtered(lambda e: e.state == "received").write(
+            {"sent_ts": sent_ts, "state": "queued"}
+        )
         outcomes = run_all(tasks)
-        failed = 0
         for channel, items in by_channel.items():
             results, error = outcomes[channel.id]
+            errors = [error] if error is not None else [r.error for r in results]
+            unanswered = next(
+                (e for e in errors if isinstance(e, (UnreachableError, TimeoutError))),
+                None,
+            )
+            if unanswered is not None:
+                paused = channel._scs_pause(unanswered)
+                for item_error in errors:
+                    # each retry waits for the pause to end
+                    if isinstance(item_error, UnreachableError) and paused:
+                        item_error.retry_after = item_error.retry_after or paused
+            else:
+                channel._scs_answered()
             for index, (binding, qty, event) in enumerate(items):
                 if error is None:
                     result = results[index]
@@ -720,6 +752,15 @@ class ChannelBinding(models.Model):
                 reason=_("not sent: the binding, its channel or Push Stock is off"),
             )
             return "binding or channel inactive"
+        blocked = binding.channel_id._scs_may_send()
+        if blocked:
+            # the channel is paused, or another job is trying it: this
+            # attempt counts (a channel that stays down ends in a dead letter)
+            seconds = blocked[binding.channel_id.id]
+            raise RetryableJobError(
+                str(binding.channel_id._scs_paused_error(seconds)),
+                seconds=max(1, math.ceil(seconds)),
+            )
         binding._scs_lock()
         qty = binding._scs_quantities()[binding.id].published
         event = binding.pending_event_id
@@ -750,9 +791,12 @@ class ChannelBinding(models.Model):
         try:
             result = adapter.set_quantity(binding._scs_update(qty, event))
         except ChannelError as err:
+            if isinstance(err, UnreachableError):
+                binding.channel_id._scs_pause(err)
             if err.retryable:
                 raise retry_later(err) from err
             raise FailedJobError(str(err)) from err
+        binding.channel_id._scs_answered()
         binding._scs_record_success(event, qty, result, earlier)
         return f"pushed {qty}"
 

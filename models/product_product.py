@@ -18,7 +18,8 @@ from odoo.tools import SQL
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.utils import must_run_without_delay
 
-from .job_store import store_jobs
+from .channel_binding import LOCK_RETRY_SECONDS
+from .job_store import lock_rows_or_retry, store_jobs
 
 #: pre-commit sets of the variants to push (see ``_scs_push_at_commit``)
 PENDING_CHANGED = "stock_channel_sync.changed_products"
@@ -147,8 +148,25 @@ class ProductProduct(models.Model):
             ],
             order="id",
         )
+        if bindings:
+            # a binding another job holds (its retry trying a channel that
+            # is slow to answer, a batch) is not waited for: the others are
+            # pushed now, and it gets a push of its own once free
+            locked = lock_rows_or_retry(
+                self.env,
+                "channel_binding",
+                bindings.ids,
+                "SKU busy",
+                skip_locked=True,
+                seconds=LOCK_RETRY_SECONDS,
+            )
+            busy = bindings - bindings.browse(locked)
+            bindings = bindings.browse(locked).with_context(
+                scs_locked_binding_ids=frozenset(locked)
+            )
+            for binding in busy:
+                binding._scs_enqueue_retry(LOCK_RETRY_SECONDS)
         if not force and bindings:
-            bindings._scs_lock()
             interval = float(
                 self.env["ir.config_parameter"]
                 .sudo()

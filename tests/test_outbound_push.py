@@ -2,17 +2,19 @@
 """Outbound push: every stock change reaches every bound channel, once, async."""
 
 import json
+import socket
 import time
+from datetime import timedelta
 from unittest.mock import patch
 
-from odoo import Command, api
+from odoo import Command, api, fields
 from odoo.tests import tagged
 
 from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.tests.common import trap_jobs
 
-from ..models import channel_binding
+from ..models import channel_binding, product_product
 from ..models.job_store import store_jobs
 from .common import SyncCase
 
@@ -700,6 +702,91 @@ class TestOutboundPush(SyncCase):
         dead.action_retry()
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 10, "retrying pushes today's number")
+
+    def test_channel_that_does_not_answer_is_paused_and_holds_back_no_other(self):
+        """A channel does not answer (nothing listens at its address): it is
+        paused, so the next stock change reaches the other channel without
+        trying it again; its retry job does not try it while paused; once
+        the pause ends, one job tries it, it answers, and the circuit
+        closes. (A timeout is the same error; Odoo's test mode stretches
+        HTTP timeouts to 10 s, so this test uses a refused connection.)"""
+        good, later = self.start_simulator(), self.start_simulator()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+        slow = self.make_channel(
+            name="Silent",
+            base_url=f"http://127.0.0.1:{closed}/",
+            signing_secret=good.secret,
+        )
+        fine = self.make_channel(good, name="Fine")
+        b_slow = self.bind(slow, self.product_a)
+        self.bind(fine, self.product_a)
+        with self.enter_registry_test_mode():
+            self.product_a._scs_job_push_sku()
+        self.assertEqual(good.quantity("SCS-MUG"), 10)
+        self.assertIn("connection error", b_slow.pending_event_id.error)
+        slow.invalidate_recordset()
+        self.assertEqual(slow.pause_count, 1)
+        self.assertGreater(slow.paused_until, time.time() + 20)
+        self.assertTrue(slow.paused_until_at)
+        # the next change: the fine channel at once, the paused one untried
+        # (were it tried, the adapter would count a call)
+        calls = slow._scs_adapter().calls
+        self.move_stock(self.product_a, -1)
+        with self.enter_registry_test_mode():
+            self.product_a._scs_job_push_sku()
+        self.assertEqual(good.quantity("SCS-MUG"), 9)
+        self.assertEqual(slow._scs_adapter().calls, calls)
+        event = b_slow.pending_event_id
+        self.assertEqual((event.state, event.quantity), ("failed", 9))
+        self.assertIn("paused", event.error)
+        (retry,) = self.sync_jobs(PUSH_BINDING).filtered(
+            lambda j: j.identity_key == f"stock_channel_sync.binding.{b_slow.id}"
+        )
+        self.assertGreater(retry.eta, fields.Datetime.now() + timedelta(seconds=20))
+        # its retry job does not try it either while paused (the try counts)
+        with self.assertRaises(RetryableJobError) as caught:
+            b_slow._scs_job_push_binding()
+        self.assertFalse(caught.exception.ignore_retry)
+        self.assertEqual(slow._scs_adapter().calls, calls)
+        # the pause ends and the channel is back: one job tries, it answers
+        slow.base_url = later.endpoint
+        slow.signing_secret = later.secret
+        self.env.cr.execute(
+            "UPDATE sync_channel SET paused_until = %s WHERE id = %s",
+            [time.time() - 1, slow.id],
+        )
+        slow.invalidate_recordset()
+        with self.enter_registry_test_mode():
+            b_slow._scs_job_push_binding()
+        self.assertEqual(later.quantity("SCS-MUG"), 9)
+        slow.invalidate_recordset()
+        self.assertEqual((slow.pause_count, slow.paused_until), (0, 0.0))
+        self.assertEqual(event.state, "applied")
+
+    def test_binding_held_by_another_job_does_not_hold_back_its_sku(self):
+        """The SKU job pushes the bindings it can lock and gives the one
+        another job holds (a retry waiting on a slow channel) a push of its
+        own, instead of waiting for it."""
+        sim_a, sim_b = self.start_simulator(), self.start_simulator()
+        held = self.bind(self.make_channel(sim_a, name="Held"), self.product_a)
+        self.bind(self.make_channel(sim_b, name="Free"), self.product_a)
+        real_lock = product_product.lock_rows_or_retry
+
+        def lock(env, table, ids, reason, **kw):
+            self.assertTrue(kw.get("skip_locked"), "locked rows are skipped")
+            locked = real_lock(env, table, ids, reason, **kw)
+            return [i for i in locked if i != held.id]
+
+        with patch.object(product_product, "lock_rows_or_retry", side_effect=lock):
+            self.product_a._scs_job_push_sku()
+        self.assertEqual(sim_b.quantity("SCS-MUG"), 10)
+        self.assertIsNone(sim_a.quantity("SCS-MUG"))
+        (follow_up,) = self.sync_jobs(PUSH_BINDING)
+        self.assertEqual(follow_up.records, held)
+        self.run_jobs(PUSH_BINDING)
+        self.assertEqual(sim_a.quantity("SCS-MUG"), 10)
 
     def test_timeout_is_retryable(self):
         sim = self.start_simulator()

@@ -18,6 +18,7 @@ from .base import (
     NewerSequenceError,
     StaleQuantityError,
     StockUpdate,
+    UnreachableError,
     check_inbound,
     json_depth_exceeds,
 )

@@ -49,6 +49,15 @@ class RetryableChannelError(ChannelError):
     retryable = True
 
 
+class UnreachableError(RetryableChannelError):
+    """A timeout or a connection error: the channel did not answer at all.
+
+    Unlike a 5xx, each attempt can hold a worker for the whole timeout, so
+    the caller pauses the channel (``sync.channel`` circuit) rather than
+    trying it again on every stock change.
+    """
+
+
 class RateLimitedError(RetryableChannelError):
     """429 or a throttling answer; ``retry_after`` says how long to wait."""
 
@@ -386,9 +395,9 @@ class ChannelAdapter:
         try:
             return self.session.request(method, url, **kwargs)
         except requests.Timeout as err:
-            raise RetryableChannelError(f"timeout: {err}") from err
+            raise UnreachableError(f"timeout: {err}") from err
         except requests.ConnectionError as err:
-            raise RetryableChannelError(f"connection error: {err}") from err
+            raise UnreachableError(f"connection error: {err}") from err
         except requests.RequestException as err:
             raise RetryableChannelError(f"request failed: {err}") from err
 

@@ -16,6 +16,7 @@ from lib.adapters.base import (
     RateLimitedError,
     RetryableChannelError,
     StockUpdate,
+    UnreachableError,
 )
 from lib.adapters.generic import GenericAdapter, format_datetime, message_id_for
 from lib.signatures import generate_ed25519_keypair, generate_standard_secret
@@ -253,17 +254,19 @@ def test_timeout_is_retryable(sim):
     adapter = make_adapter(sim, timeout=0.3)
     sim.queue_hang(2.0)
     started = time.monotonic()
-    with pytest.raises(RetryableChannelError, match="timeout") as info:
+    with pytest.raises(UnreachableError, match="timeout") as info:
         adapter.set_quantity(update())
     assert time.monotonic() - started < 1.5
-    assert info.value.status is None
+    assert info.value.status is None and info.value.retryable
 
 
 def test_connection_refused_is_retryable_and_stops_the_call(sim):
     adapter = make_adapter(sim)
     sim.stop()
     results = adapter.set_quantities([update("A"), update("B")])
-    assert all(isinstance(r.error, RetryableChannelError) for r in results)
+    # the channel did not answer: Odoo pauses it rather than trying again
+    assert all(isinstance(r.error, UnreachableError) for r in results)
+    assert all(r.error.retryable for r in results)
     assert "connection" in str(results[0].error)
     assert adapter.calls == 1
 

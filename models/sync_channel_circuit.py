@@ -1,0 +1,200 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""A channel that does not answer is paused, so that it holds back no other.
+
+A 5xx or a 429 answers at once; a timeout holds the job that sent it for the
+channel's whole HTTP timeout, with the locks of the bindings it was pushing,
+and a job runner slot (queue_job runs jobs in the HTTP workers). Tried again
+on every stock change, a channel that hangs would keep the SKU jobs of every
+other channel waiting behind its bindings' locks, and the workers busy.
+
+So a timeout or a connection error pauses the channel: for 30 s, doubling
+with each failure in a row up to 10 min. While it is paused, pushes to it
+are not sent: each binding's push is recorded as failed and handed to its
+retry job, due when the pause ends; the SKU job goes on with the other
+channels. When the pause ends, one job tries the channel (it claims the
+probe); the others wait for its answer. An answer closes the circuit; no
+answer pauses it again, longer. The retries still count: a channel that
+stays down turns its pushes into dead letters with an alert, as any failure.
+
+The pause is written in a transaction of its own, so that the jobs running
+meanwhile see it at once, and a job that rolls back (a retry) keeps it.
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+import psycopg2
+
+from odoo import _, fields, models
+from odoo.tools import SQL
+
+from ..lib.adapters import UnreachableError
+
+_logger = logging.getLogger(__name__)
+
+#: first pause after a channel did not answer (seconds), doubled each time
+PAUSE_BASE = 30.0
+#: longest pause
+PAUSE_MAX = 600.0
+#: how long the other jobs wait for the answer of the job that probes
+PROBE_MARGIN = 5.0
+
+
+class SyncChannel(models.Model):
+    _inherit = "sync.channel"
+
+    paused_until = fields.Float(
+        readonly=True,
+        copy=False,
+        digits=(16, 3),
+        help="Unix time until which pushes to the channel are held back, "
+        "after it did not answer (timeout, connection refused).",
+    )
+    pause_count = fields.Integer(
+        "Unanswered Attempts",
+        readonly=True,
+        copy=False,
+        help="Attempts in a row the channel did not answer; 0 when it answers.",
+    )
+    paused_until_at = fields.Datetime(
+        "Paused Until", compute="_compute_paused_until_at"
+    )
+
+    def _compute_paused_until_at(self):
+        now = time.time()
+        for channel in self:
+            until = channel.paused_until or 0.0
+            channel.paused_until_at = (
+                fields.Datetime.now() + timedelta(seconds=until - now)
+                if until > now
+                else False
+            )
+
+    def _scs_pause_state(self):
+        """``{channel id: (pause_count, paused_until)}``, read now."""
+        if not self:
+            return {}
+        self.env.cr.execute(
+            SQL(
+                "SELECT id, pause_count, paused_until FROM sync_channel"
+                " WHERE id = ANY(%s)",
+                self.ids,
+            )
+        )
+        return {row[0]: (row[1] or 0, row[2] or 0.0) for row in self.env.cr.fetchall()}
+
+    def _scs_may_send(self):
+        """``{channel id: seconds to wait}`` for the channels that may not be
+        tried now: paused, or being tried by another job after a pause (this
+        job then waits for that answer). A channel whose pause has ended is
+        claimed here, for this job to try."""
+        blocked = {}
+        now = time.time()
+        for channel_id, (count, until) in self._scs_pause_state().items():
+            if not count:
+                continue
+            if until > now:
+                blocked[channel_id] = until - now
+            elif not self.browse(channel_id)._scs_claim_probe(now):
+                blocked[channel_id] = self.browse(channel_id)._scs_probe_window()
+        return blocked
+
+    def _scs_probe_window(self):
+        return (self.timeout or 10.0) + PROBE_MARGIN
+
+    def _scs_claim_probe(self, now):
+        """The pause has ended: whether this job is the one to try."""
+        self.ensure_one()
+        try:
+            with self.env.registry.cursor() as cr:
+                cr.execute("SET LOCAL lock_timeout = '2s'")
+                cr.execute(
+                    SQL(
+                        "UPDATE sync_channel SET paused_until = %s"
+                        " WHERE id = %s AND COALESCE(pause_count, 0) > 0"
+                        " AND COALESCE(paused_until, 0) <= %s RETURNING id",
+                        now + self._scs_probe_window(),
+                        self.id,
+                        now,
+                    )
+                )
+                if cr.fetchone():
+                    return True
+                cr.execute(
+                    SQL("SELECT pause_count FROM sync_channel WHERE id = %s", self.id)
+                )
+                row = cr.fetchone()
+                # answered since: nothing to claim
+                return not (row and row[0])
+        except psycopg2.errors.LockNotAvailable:
+            return False
+
+    def _scs_pause(self, error):
+        """The channel did not answer: pause it (a transaction of its own).
+
+        Returns the seconds paused (0 when the pause could not be written),
+        which the failed push's retry job waits: an earlier try would find
+        the channel paused, and spend an attempt for nothing.
+        """
+        self.ensure_one()
+        now = time.time()
+        try:
+            with self.env.registry.cursor() as cr:
+                cr.execute("SET LOCAL lock_timeout = '2s'")
+                cr.execute(
+                    SQL(
+                        "UPDATE sync_channel"
+                        " SET pause_count = COALESCE(pause_count, 0) + 1,"
+                        " paused_until = %s"
+                        " + LEAST(%s, %s * power(2, COALESCE(pause_count, 0)))"
+                        " WHERE id = %s RETURNING paused_until, pause_count",
+                        now,
+                        PAUSE_MAX,
+                        PAUSE_BASE,
+                        self.id,
+                    ),
+                    log_exceptions=False,
+                )
+                row = cr.fetchone()
+        except psycopg2.errors.LockNotAvailable:
+            _logger.info("channel %s: not answering; pause not recorded", self.id)
+            return 0.0
+        if not row:
+            return 0.0  # not committed yet (created in this transaction)
+        until, count = row
+        _logger.warning(
+            "channel %s did not answer (%s): pushes paused for %.0f s (%s in a row)",
+            self.id,
+            error,
+            until - now,
+            count,
+        )
+        if isinstance(error, UnreachableError) and not error.retry_after:
+            error.retry_after = until - now
+        return until - now
+
+    def _scs_answered(self):
+        """The channel answered: close its circuit, if it was open."""
+        opened = self.filtered("pause_count")
+        if opened:
+            self.env.cr.execute(
+                SQL(
+                    "UPDATE sync_channel SET pause_count = 0, paused_until = 0"
+                    " WHERE id = ANY(%s) AND pause_count > 0",
+                    opened.ids,
+                )
+            )
+            opened.invalidate_recordset(["pause_count", "paused_until"])
+
+    def _scs_paused_error(self, seconds):
+        """What a push held back by the pause records (it is retried then)."""
+        return UnreachableError(
+            _(
+                "not sent: the channel did not answer %(count)s time(s) in a"
+                " row; pushes are paused for %(seconds).0f s",
+                count=max(1, self.pause_count),
+                seconds=seconds,
+            ),
+            retry_after=max(1.0, seconds),
+        )
