@@ -45,6 +45,9 @@ from .sync_channel_inbound import named_items
 _logger = logging.getLogger(__name__)
 
 #: queued inbound events a pass reads for the items they name
+#: seconds before a batch began from which an inbound event is taken as
+#: arrived during its read of the channel (see _scs_bindings_awaiting_inbound)
+RECENT_MARGIN = 10
 AWAITING_LIMIT = 5000
 
 REASONS = [
@@ -478,6 +481,9 @@ class SyncChannel(models.Model):
     def _scs_job_reconcile_batch(self, binding_ids, dry_run=False):
         """Compare a batch of bindings with the channel, correct the drift."""
         self.ensure_one()
+        # this job's snapshot was taken before it began: events recorded
+        # since are looked for on a fresh one (a margin for the job's start)
+        started = fields.Datetime.subtract(fields.Datetime.now(), seconds=RECENT_MARGIN)
         bindings = (
             self.env["channel.binding"]
             .browse(binding_ids)
@@ -532,7 +538,7 @@ class SyncChannel(models.Model):
         # has not applied yet explains the channel's lower figure: pushing
         # Odoo's number now would offer the sold units again until the job
         # runs; the job pushes once it has reserved them
-        awaiting = self._scs_bindings_awaiting_inbound(drift)
+        awaiting = self._scs_bindings_awaiting_inbound(drift, since=started)
         for binding in awaiting:
             del drift[binding]
         in_flight = self._scs_skus_in_flight([b.product_id.id for b in drift])
@@ -595,15 +601,24 @@ class SyncChannel(models.Model):
         share = 100.0 * unexplained / max(batch_size, SAFETY_MIN_BINDINGS)
         return share > (self.reconcile_max_share or 100.0)
 
-    def _scs_bindings_awaiting_inbound(self, bindings):
+    def _scs_bindings_awaiting_inbound(self, bindings, since=None):
         """Those of ``bindings`` that a queued inbound event of the channel
         names (an order line or a level not applied yet), or an order that
         failed to apply (a dead letter until it is retried or discarded):
         its units are sold on the channel and not reserved in Odoo, so the
         channel's lower figure is right, and a correction would put them
-        back on sale."""
+        back on sale.
+
+        ``since``: also those an inbound event recorded since then names,
+        whatever its state, read on a snapshot of now. The batch's own
+        snapshot predates its read of the channel: a sale that arrived and
+        was reserved while the channel answered is in neither that snapshot
+        nor its quantities, and correcting it would offer the sold units
+        again until the sale's own push. Such a SKU is left to that push.
+        """
         if not bindings:
             return []
+        recent = self._scs_inbound_data_since(since) if since else []
         self.env["sync.event"].flush_model(["state", "data", "kind"])
         self.env.cr.execute(
             SQL(
@@ -620,7 +635,7 @@ class SyncChannel(models.Model):
             )
         )
         names = set()
-        for (data,) in self.env.cr.fetchall():
+        for (data,) in self.env.cr.fetchall() + recent:
             try:
                 data = json.loads(data or "{}")
             except ValueError:
@@ -641,6 +656,23 @@ class SyncChannel(models.Model):
                 if value
             )
         ]
+
+    def _scs_inbound_data_since(self, since):
+        """``[(data,)]`` of the channel's inbound events recorded since
+        ``since`` (a datetime), on a transaction of its own: a snapshot of
+        now, not of the job's start."""
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                SQL(
+                    "SELECT data FROM sync_event WHERE channel_id = %s"
+                    " AND direction = 'in' AND create_date >= %s"
+                    " ORDER BY create_date DESC LIMIT %s",
+                    self.id,
+                    since,
+                    AWAITING_LIMIT,
+                )
+            )
+            return cr.fetchall()
 
     def _scs_skus_in_flight(self, product_ids):
         """Variants with a push job waiting to run."""

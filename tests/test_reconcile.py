@@ -1,6 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """Reconciliation, dead letters, replay and retention."""
 
+import json
 import time
 
 from odoo import fields
@@ -122,6 +123,33 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.sim.quantity("SCS-MUG"), 8)
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, 8)
+
+    def test_sale_recorded_during_the_read_is_not_put_back_on_sale(self):
+        """The shop sold 2 while the batch read its levels, and the sale was
+        recorded (and reserved) meanwhile: the batch's snapshot, older than
+        its read, does not hold it (emulated: nothing reserved). The SKU is
+        left to the sale's own push; the rest is corrected."""
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.set_stock("SCS-MUG", 8)
+        self.sim.set_stock("SCS-CAP", 1)
+        self.env["sync.event"].create(
+            {
+                "direction": "in",
+                "channel_id": self.channel.id,
+                "kind": "order",
+                "idempotency_key": "sold-during-the-read",
+                "external_ref": "W-9",
+                "state": "applied",
+                "data": json.dumps(
+                    {"order": {"external_id": "W-9", "lines": [{"sku": "SCS-MUG"}]}}
+                ),
+            }
+        )
+        with self.enter_registry_test_mode():
+            self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 8, "the sale stays off sale")
+        self.assertEqual(self.sim.quantity("SCS-CAP"), 5)
+        self.assertEqual(self.corrections().mapped("sku"), ["SCS-CAP"])
 
     def test_dry_run_changes_nothing(self):
         (self.b_a | self.b_b)._scs_push()
