@@ -45,6 +45,7 @@ class SyncChannel(models.Model):
     _inherit = "sync.channel"
 
     paused_until = fields.Float(
+        "Paused Until (Unix Time)",
         readonly=True,
         copy=False,
         digits=(16, 3),
