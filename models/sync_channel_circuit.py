@@ -22,6 +22,7 @@ meanwhile see it at once, and a job that rolls back (a retry) keeps it.
 
 import logging
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg2
@@ -101,6 +102,14 @@ class SyncChannel(models.Model):
                 blocked[channel_id] = self.browse(channel_id)._scs_probe_window()
         return blocked
 
+    @contextmanager
+    def _scs_own_cursor(self):
+        """A transaction of its own, that waits at most 2 s for the channel's
+        row (a job that holds it commits within its run)."""
+        with self.env.registry.cursor() as cr:
+            cr.execute("SET LOCAL lock_timeout = '2s'")
+            yield cr
+
     def _scs_probe_window(self):
         return (self.timeout or 10.0) + PROBE_MARGIN
 
@@ -108,8 +117,7 @@ class SyncChannel(models.Model):
         """The pause has ended: whether this job is the one to try."""
         self.ensure_one()
         try:
-            with self.env.registry.cursor() as cr:
-                cr.execute("SET LOCAL lock_timeout = '2s'")
+            with self._scs_own_cursor() as cr:
                 cr.execute(
                     SQL(
                         "UPDATE sync_channel SET paused_until = %s"
@@ -141,8 +149,7 @@ class SyncChannel(models.Model):
         self.ensure_one()
         now = time.time()
         try:
-            with self.env.registry.cursor() as cr:
-                cr.execute("SET LOCAL lock_timeout = '2s'")
+            with self._scs_own_cursor() as cr:
                 cr.execute(
                     SQL(
                         "UPDATE sync_channel"
