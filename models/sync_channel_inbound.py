@@ -82,6 +82,10 @@ INBOUND_LOCK = 0x5C5
 START_LOCK = 0x5C7
 #: job states in which a channel's apply job will still read the events
 LIVE_JOB_STATES = ("pending", "enqueued", "started")
+#: events with a time of their own that ``_scs_learn_clock`` reads
+CLOCK_SAMPLE = 50
+#: events needed before a lead behind Odoo's clock is believed
+CLOCK_SAMPLE_BEHIND = 10
 #: events applied by one run of the job; the rest go to a follow-up job
 APPLY_BATCH = 200
 #: a run starts no new subject after this many seconds (short transactions)
@@ -113,6 +117,28 @@ def named_items(data):
             for field in ("sku", "external_id", "external_variant_id"):
                 if item.get(field):
                     yield field, str(item[field])
+
+
+def item_keys(data):
+    """For each item (level or order line) of an inbound event's ``data``,
+    the keys it names its binding by, as ``sync.event._scs_find_binding``
+    reads them: ``("ref", variant id)``, else ``("ref", product id)``, and
+    ``("sku", sku)``. A line that names a variant does not name its parent's
+    id, which every variant of a WooCommerce product (or an eBay item)
+    shares."""
+    items = list(data.get("levels") or [])
+    items += list((data.get("order") or {}).get("lines") or [])
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        keys = set()
+        ref = item.get("external_variant_id") or item.get("external_id")
+        if ref:
+            keys.add(("ref", str(ref)))
+        if item.get("sku"):
+            keys.add(("sku", str(item["sku"])))
+        if keys:
+            yield keys
 
 
 class RunQuantities:
@@ -223,26 +249,46 @@ class SyncChannel(models.Model):
         row = self.env.cr.fetchone()
         return (row and row[0]) or 0.0
 
-    def _scs_learn_clock(self, events, datas):
-        """Keep ``clock_offset`` from this run's events that carry a time.
+    def _scs_learn_clock(self):
+        """Keep ``clock_offset`` from the channel's recent events that carry
+        a time of their own.
 
         An event's time less its arrival is the channel's lead less the
-        delivery's delay; the largest of a run (its quickest delivery) is
-        the closest to the lead. A channel whose clock is right or behind
-        reads as 0: a delay cannot be told from a clock behind, and an event
-        by arrival is then ordered as before. Written only when it moves by
-        a second or more.
+        delivery's delay; the largest of the last ``CLOCK_SAMPLE`` such
+        events (the quickest delivery) is the closest to the lead, ahead or
+        behind. A deletion by arrival moved by it is then never placed
+        before the order state it follows: its arrival, less at most the
+        quickest delay, is after that state on the channel's clock. Over a
+        window of events, one late delivery (a retry, a queue) moves
+        nothing; a lead behind is believed from ``CLOCK_SAMPLE_BEHIND``
+        events on, as fewer could all be late deliveries. Written only when
+        it moves by a second or more.
         """
-        leads = [
-            event.event_ts - event.change_ts
-            for event in events
-            if datas.get(event.id, {}).get("own_time")
-            and event.event_ts
-            and event.change_ts
-        ]
-        if not leads:
+        self.ensure_one()
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT max(event_ts - change_ts), count(*) FROM (
+                    SELECT event_ts, change_ts FROM sync_event
+                     WHERE channel_id = %s AND direction = 'in'
+                       AND create_date > now() AT TIME ZONE 'UTC' - interval '1 day'
+                       AND event_ts > 0 AND change_ts > 0
+                       AND data LIKE %s
+                  ORDER BY create_date DESC LIMIT %s) recent
+                """,
+                self.id,
+                '%"own_time": true%',
+                CLOCK_SAMPLE,
+            )
+        )
+        lead, sample = self.env.cr.fetchone()
+        if lead is None:
             return
-        lead = min(max(0.0, *leads), MAX_AHEAD)
+        if sample < CLOCK_SAMPLE_BEHIND:
+            # a few late deliveries look like a clock behind: too few to
+            # tell, the arrival counts as it is (a lead ahead is no delay)
+            lead = max(lead, 0.0)
+        lead = min(max(-MAX_AHEAD, lead), MAX_AHEAD)
         if abs(lead - (self.clock_offset or 0.0)) >= 1.0:
             self.sudo().write({"clock_offset": round(lead, 3)})
 
@@ -409,7 +455,7 @@ class SyncChannel(models.Model):
         if unreadable:
             self._scs_dead_unreadable(unreadable)
             events = events - events.browse(list(unreadable))
-        self._scs_learn_clock(events, datas)
+        self._scs_learn_clock()
         groups = OrderedDict()
         for event in events:
             groups.setdefault(event.subject or event.idempotency_key, []).append(event)
