@@ -40,7 +40,7 @@ from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..lib.adapters import ChannelError, InboundEvent, check_inbound, woocommerce
 from .job_store import retry_later
-from .sync_channel_inbound import named_items
+from .sync_channel_inbound import item_keys
 
 _logger = logging.getLogger(__name__)
 
@@ -537,8 +537,17 @@ class SyncChannel(models.Model):
         # a sale (or a level) the channel sent and this channel's apply job
         # has not applied yet explains the channel's lower figure: pushing
         # Odoo's number now would offer the sold units again until the job
-        # runs; the job pushes once it has reserved them
-        awaiting = self._scs_bindings_awaiting_inbound(drift, since=started)
+        # runs; the job pushes once it has reserved them. Only a lower
+        # figure: a channel that shows more than Odoo publishes is corrected
+        # whatever it sent (it could sell units Odoo does not have)
+        awaiting = self._scs_bindings_awaiting_inbound(
+            [
+                b
+                for b, (seen, pub, _r) in drift.items()
+                if seen is not None and seen < pub
+            ],
+            since=started,
+        )
         for binding in awaiting:
             del drift[binding]
         in_flight = self._scs_skus_in_flight([b.product_id.id for b in drift])
@@ -634,7 +643,7 @@ class SyncChannel(models.Model):
                 AWAITING_LIMIT,
             )
         )
-        names = set()
+        named = set()
         for (data,) in self.env.cr.fetchall() + recent:
             try:
                 data = json.loads(data or "{}")
@@ -642,17 +651,15 @@ class SyncChannel(models.Model):
                 continue
             if not isinstance(data, dict):
                 continue
-            names.update(value for _field, value in named_items(data))
+            for keys in item_keys(data):
+                named.update(keys)
         return [
             binding
             for binding in bindings
-            if names.intersection(
-                str(value)
-                for value in (
-                    binding.sku,
-                    binding.external_id,
-                    binding.external_variant_id,
-                )
+            if named.intersection({("sku", str(binding.sku))} if binding.sku else set())
+            or named.intersection(
+                ("ref", str(value))
+                for value in (binding.external_variant_id, binding.external_id)
                 if value
             )
         ]
