@@ -163,6 +163,11 @@ class ChannelBinding(models.Model):
         "UNIQUE(channel_id, product_id)",
         "A product variant can be bound only once per channel.",
     )
+    _channel_sku_uniq = models.UniqueIndex(
+        "(channel_id, sku) WHERE sku IS NOT NULL AND external_id IS NULL AND active",
+        "This SKU is already bound on this channel: a listing known by its SKU"
+        " alone takes one variant.",
+    )
     _channel_external_uniq = models.UniqueIndex(
         "(channel_id, external_id, COALESCE(external_variant_id, ''))"
         " WHERE external_id IS NOT NULL",

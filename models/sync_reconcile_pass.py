@@ -9,6 +9,8 @@ dry run is kept too, marked, and never counted. Retention follows the event
 log's (``stock_channel_sync.event_retention_days``).
 """
 
+from datetime import datetime, timezone
+
 from odoo import api, fields, models
 from odoo.tools import SQL
 
@@ -39,7 +41,13 @@ class SyncReconcilePass(models.Model):
         return self.sudo().create(
             {
                 "channel_id": channel.id,
-                "started_at": channel.reconcile_started_at,
+                # the pass's own start (a one-off dry run leaves the
+                # channel's reconcile_started_at to its scheduled passes)
+                "started_at": datetime.fromtimestamp(
+                    channel.reconcile_started_ts, tz=timezone.utc
+                ).replace(tzinfo=None, microsecond=0)
+                if channel.reconcile_started_ts
+                else False,
                 "finished_at": channel.last_reconcile_at or fields.Datetime.now(),
                 "checked": channel.last_reconcile_checked,
                 "drift": channel.last_reconcile_drift,

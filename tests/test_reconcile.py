@@ -4,10 +4,12 @@
 import json
 import time
 
+import psycopg2
+
 from odoo import fields
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
-from odoo.tools import SQL
+from odoo.tools import SQL, mute_logger
 
 from odoo.addons.queue_job.exception import RetryableJobError
 
@@ -151,6 +153,44 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.sim.quantity("SCS-CAP"), 5)
         self.assertEqual(self.corrections().mapped("sku"), ["SCS-CAP"])
 
+    def test_recent_sale_hides_neither_a_higher_figure_nor_a_sibling(self):
+        """A sale recorded during the read explains only a lower figure of
+        its own variant: a channel showing more than Odoo publishes is
+        corrected, and so is a sibling variant that shares the sold one's
+        product id (WooCommerce variations, eBay items)."""
+        self.b_a.write({"external_id": "300", "external_variant_id": "301"})
+        self.b_b.write({"external_id": "300", "external_variant_id": "302"})
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.set_stock("SCS-MUG", 99)  # more than Odoo's 10
+        self.sim.set_stock("SCS-CAP", 1)  # the sibling, edited down
+        self.env["sync.event"].create(
+            {
+                "direction": "in",
+                "channel_id": self.channel.id,
+                "kind": "order",
+                "idempotency_key": "sold-a-sibling",
+                "external_ref": "W-10",
+                "state": "applied",
+                "data": json.dumps(
+                    {
+                        "order": {
+                            "external_id": "W-10",
+                            "lines": [
+                                {"external_id": "300", "external_variant_id": "301"}
+                            ],
+                        }
+                    }
+                ),
+            }
+        )
+        with self.enter_registry_test_mode():
+            self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 10)
+        self.assertEqual(self.sim.quantity("SCS-CAP"), 5)
+        self.assertEqual(
+            sorted(self.corrections().mapped("sku")), ["SCS-CAP", "SCS-MUG"]
+        )
+
     def test_dry_run_changes_nothing(self):
         (self.b_a | self.b_b)._scs_push()
         self.sim.set_stock("SCS-MUG", 99)
@@ -172,6 +212,10 @@ class TestReconcile(SyncCase):
             [("channel_id", "=", self.channel.id)]
         )
         self.assertEqual((kept.drift, kept.dry_run), (1, True))
+        # its own start, not that of the channel's last scheduled pass
+        self.assertTrue(kept.started_at)
+        self.assertLessEqual(kept.started_at, kept.finished_at)
+        self.assertLess((kept.finished_at - kept.started_at).total_seconds(), 60)
         board = self.env["sync.dashboard"].create({"channel_id": self.channel.id})
         self.assertEqual((board.bindings_checked, board.correction_rate), (0, 0.0))
 
@@ -771,12 +815,29 @@ class TestBindingTools(SyncCase):
             by_hand,
         )
         self.assertFalse(channel.binding_ids.product_id & twins)
-        # by hand, the same SKU twice is refused too
-        self.bind(channel, twins[0], sku="SCS-TWIN")
+        # by hand: a SKU-only binding beside one of the same SKU is refused
+        self.bind(channel, twins[0], sku="SCS-TWIN", external_id="gid-1")
         with self.assertRaises(ValidationError), self.env.cr.savepoint():
             self.bind(channel, twins[1], sku="SCS-TWIN")
-        # a listing that names its own ids may share a SKU (Shopify allows it)
-        self.bind(channel, twins[1], sku="SCS-TWIN", external_id="gid-2")
+        # two SKU-only bindings created at once would both pass that check
+        # (each transaction sees neither the other's row): the database
+        # refuses the second one, as two concurrent inserts would meet it
+        third = Product.create(
+            {"name": "Twin 3", "default_code": "SCS-TWIN", "is_storable": True}
+        )
+        insert = (
+            "INSERT INTO channel_binding (channel_id, product_id, company_id, sku,"
+            " active, allocation_pct, push_state, sequence)"
+            " VALUES (%s, %s, %s, 'SCS-TWIN', true, 100, 'new', 0)"
+        )
+        self.env.flush_all()
+        self.env.cr.execute(insert, [channel.id, twins[1].id, channel.company_id.id])
+        with (
+            mute_logger("odoo.sql_db"),
+            self.assertRaises(psycopg2.IntegrityError),
+            self.env.cr.savepoint(),
+        ):
+            self.env.cr.execute(insert, [channel.id, third.id, channel.company_id.id])
 
     def test_why_this_quantity_writes_every_digit(self):
         sim = self.start_simulator()
