@@ -464,7 +464,7 @@ class ChannelBinding(models.Model):
             by_channel.setdefault(binding.channel_id, []).append((binding, qty, event))
         # a channel that did not answer lately is not tried again here: its
         # pushes go to their retry jobs, due when its pause ends
-        blocked = (
+        blocked, _claimed = (
             self.env["sync.channel"].browse([c.id for c in by_channel])._scs_may_send()
         )
         failed = 0
@@ -495,8 +495,6 @@ class ChannelBinding(models.Model):
                     # each retry waits for the pause to end
                     if isinstance(item_error, UnreachableError) and paused:
                         item_error.retry_after = item_error.retry_after or paused
-            else:
-                channel._scs_answered()
             for index, (binding, qty, event) in enumerate(items):
                 if error is None:
                     result = results[index]
@@ -757,7 +755,14 @@ class ChannelBinding(models.Model):
                 reason=_("not sent: the binding, its channel or Push Stock is off"),
             )
             return "binding or channel inactive"
-        blocked = binding.channel_id._scs_may_send()
+        binding._scs_lock()
+        qty = binding._scs_quantities()[binding.id].published
+        event = binding.pending_event_id
+        if binding.push_state == "ok" and binding.last_pushed_qty == qty:
+            return "already in sync"
+        # checked once there is something to send: a job that claims the
+        # channel's probe sends
+        blocked, claimed = binding.channel_id._scs_may_send(probe=True)
         if blocked:
             # the channel is paused, or another job is trying it: this
             # attempt counts (a channel that stays down ends in a dead letter)
@@ -766,11 +771,6 @@ class ChannelBinding(models.Model):
                 str(binding.channel_id._scs_paused_error(seconds)),
                 seconds=max(1, math.ceil(seconds)),
             )
-        binding._scs_lock()
-        qty = binding._scs_quantities()[binding.id].published
-        event = binding.pending_event_id
-        if binding.push_state == "ok" and binding.last_pushed_qty == qty:
-            return "already in sync"
         job_uuid = self.env.context.get("job_uuid")
         # this job's earlier runs that failed sending this event (queue_job
         # counts them; the event's own count was rolled back with each run)
@@ -801,7 +801,7 @@ class ChannelBinding(models.Model):
             if err.retryable:
                 raise retry_later(err) from err
             raise FailedJobError(str(err)) from err
-        binding.channel_id._scs_answered()
+        binding.channel_id.browse(list(claimed))._scs_answered()
         binding._scs_record_success(event, qty, result, earlier)
         return f"pushed {qty}"
 

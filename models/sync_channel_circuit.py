@@ -74,33 +74,54 @@ class SyncChannel(models.Model):
             )
 
     def _scs_pause_state(self):
-        """``{channel id: (pause_count, paused_until)}``, read now."""
+        """``{channel id: (pause_count, paused_until)}`` as committed now.
+
+        Read on a snapshot of now, not the job's, which was taken before a
+        pause another job wrote meanwhile. A channel created in this
+        transaction (not visible there) is read here.
+        """
         if not self:
             return {}
-        self.env.cr.execute(
-            SQL(
-                "SELECT id, pause_count, paused_until FROM sync_channel"
-                " WHERE id = ANY(%s)",
-                self.ids,
-            )
+        query = SQL(
+            "SELECT id, pause_count, paused_until FROM sync_channel WHERE id = ANY(%s)",
+            self.ids,
         )
-        return {row[0]: (row[1] or 0, row[2] or 0.0) for row in self.env.cr.fetchall()}
+        with self.env.registry.cursor() as cr:
+            cr.execute(query)
+            state = {row[0]: (row[1] or 0, row[2] or 0.0) for row in cr.fetchall()}
+        if len(state) < len(self):
+            self.env.cr.execute(query)
+            for row in self.env.cr.fetchall():
+                state.setdefault(row[0], (row[1] or 0, row[2] or 0.0))
+        return state
 
-    def _scs_may_send(self):
-        """``{channel id: seconds to wait}`` for the channels that may not be
-        tried now: paused, or being tried by another job after a pause (this
-        job then waits for that answer). A channel whose pause has ended is
-        claimed here, for this job to try."""
-        blocked = {}
+    def _scs_may_send(self, probe=False):
+        """``({channel id: seconds to wait}, {channel id claimed})``.
+
+        The first: the channels that may not be tried now, paused or lately
+        unanswered. Without ``probe`` (the SKU jobs, batches), a channel
+        that did not answer lately is not tried even once its pause has
+        ended: its pushes go to their retry jobs (in a second, when the
+        pause is over), which lock only their own binding, so that no job
+        holding many bindings waits on it. With ``probe`` (a retry job), a
+        channel whose pause has ended is claimed for this job to try (the
+        second set); another job trying it means waiting for its answer.
+        """
+        blocked, claimed = {}, set()
         now = time.time()
         for channel_id, (count, until) in self._scs_pause_state().items():
             if not count:
                 continue
+            channel = self.browse(channel_id)
             if until > now:
                 blocked[channel_id] = until - now
-            elif not self.browse(channel_id)._scs_claim_probe(now):
-                blocked[channel_id] = self.browse(channel_id)._scs_probe_window()
-        return blocked
+            elif not probe:
+                blocked[channel_id] = 1.0
+            elif channel._scs_claim_probe(now):
+                claimed.add(channel_id)
+            else:
+                blocked[channel_id] = channel._scs_probe_window()
+        return blocked, claimed
 
     @contextmanager
     def _scs_own_cursor(self):
@@ -183,17 +204,24 @@ class SyncChannel(models.Model):
         return until - now
 
     def _scs_answered(self):
-        """The channel answered: close its circuit, if it was open."""
-        opened = self.filtered("pause_count")
-        if opened:
-            self.env.cr.execute(
-                SQL(
-                    "UPDATE sync_channel SET pause_count = 0, paused_until = 0"
-                    " WHERE id = ANY(%s) AND pause_count > 0",
-                    opened.ids,
+        """The channel answered after a pause: close its circuit (in a
+        transaction of its own, as the pause was written: the job's own
+        snapshot predates the probe's claim, and its update would fail)."""
+        if not self:
+            return
+        try:
+            with self._scs_own_cursor() as cr:
+                cr.execute(
+                    SQL(
+                        "UPDATE sync_channel SET pause_count = 0, paused_until = 0"
+                        " WHERE id = ANY(%s) AND pause_count > 0",
+                        self.ids,
+                    )
                 )
-            )
-            opened.invalidate_recordset(["pause_count", "paused_until"])
+        except psycopg2.errors.LockNotAvailable:
+            _logger.info("channels %s answered; circuit closed later", self.ids)
+            return
+        _logger.info("channels %s answered again: pushes resume", self.ids)
 
     def _scs_paused_error(self, seconds):
         """What a push held back by the pause records (it is retried then)."""

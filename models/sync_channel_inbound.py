@@ -290,7 +290,21 @@ class SyncChannel(models.Model):
             lead = max(lead, 0.0)
         lead = min(max(-MAX_AHEAD, lead), MAX_AHEAD)
         if abs(lead - (self.clock_offset or 0.0)) >= 1.0:
-            self.sudo().write({"clock_offset": round(lead, 3)})
+            # in a transaction of its own: the run's snapshot may predate a
+            # change of the channel's row (a push job pausing it), which
+            # would make this run's whole work fail to commit
+            try:
+                with self._scs_own_cursor() as cr:
+                    cr.execute(
+                        SQL(
+                            "UPDATE sync_channel SET clock_offset = %s WHERE id = %s",
+                            round(lead, 3),
+                            self.id,
+                        )
+                    )
+            except psycopg2.errors.LockNotAvailable:
+                return
+            self.invalidate_recordset(["clock_offset"])
 
     # -- applying queued events --
     def _scs_inbound_identity(self):

@@ -26,6 +26,7 @@ wrong location or a broken channel should not rewrite a catalogue).
 
 import json
 import logging
+import math
 import time
 from datetime import timedelta, timezone
 
@@ -38,7 +39,13 @@ from odoo.tools import SQL
 from odoo.addons.queue_job.controllers.main import PG_CONCURRENCY_ERRORS_TO_RETRY
 from odoo.addons.queue_job.exception import RetryableJobError
 
-from ..lib.adapters import ChannelError, InboundEvent, check_inbound, woocommerce
+from ..lib.adapters import (
+    ChannelError,
+    InboundEvent,
+    UnreachableError,
+    check_inbound,
+    woocommerce,
+)
 from .job_store import retry_later
 from .sync_channel_inbound import item_keys
 
@@ -340,9 +347,12 @@ class SyncChannel(models.Model):
                     " comparing."
                 )
         elif self.fetch_orders:
+            self._scs_wait_for_pause()
             try:
                 fetched = self._scs_fetch_orders()
             except ChannelError as err:
+                if isinstance(err, UnreachableError):
+                    self._scs_pause(err)
                 if err.retryable:
                     _logger.info(
                         "channel %s: order fetch failed, pass retried: %s",
@@ -493,9 +503,12 @@ class SyncChannel(models.Model):
         adapter = self._scs_adapter()
         updates = [b._scs_update(0) for b in bindings]
         live = {}
+        self._scs_wait_for_pause()
         try:
             levels = list(adapter.read_quantities(updates))
         except ChannelError as err:
+            if isinstance(err, UnreachableError):
+                self._scs_pause(err)
             if err.retryable:
                 # 5xx, 429, a timeout: the batch again, after the channel's
                 # Retry-After or the job's retry pattern; when the retries
@@ -778,6 +791,19 @@ class SyncChannel(models.Model):
                 error=error,
             ),
         )
+
+    def _scs_wait_for_pause(self):
+        """A pass reads a paused channel no sooner than its pushes would:
+        a read that times out holds a job slot (an HTTP worker) for the
+        whole timeout. The attempt counts: a channel that stays down ends
+        the pass with its error and an activity."""
+        blocked, _claimed = self._scs_may_send()
+        if self.id in blocked:
+            seconds = blocked[self.id]
+            raise RetryableJobError(
+                str(self._scs_paused_error(seconds)),
+                seconds=max(1, math.ceil(seconds)),
+            )
 
     def _scs_on_reconcile_start_failed(self, exc_name=None, exc_message=None, **kw):
         """queue_job ``on_fail`` hook: the start job's retries are spent (most

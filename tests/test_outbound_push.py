@@ -758,8 +758,23 @@ class TestOutboundPush(SyncCase):
             [time.time() - 1, slow.id],
         )
         slow.invalidate_recordset()
-        with self.enter_registry_test_mode():
+        # the circuit is written in transactions of their own, never in the
+        # job's: its snapshot predates the claim, so an update there fails
+        on_job_cursor = []
+        execute = self.env.cr.execute
+
+        def spy(query, *args, **kwargs):
+            on_job_cursor.append(str(query))
+            return execute(query, *args, **kwargs)
+
+        with self.enter_registry_test_mode(), patch.object(self.env.cr, "execute", spy):
             b_slow._scs_job_push_binding()
+        # (in test mode those transactions run on the test's connection: each
+        # is recognised by the lock timeout that opens it)
+        updates = [i for i, q in enumerate(on_job_cursor) if "UPDATE sync_channel" in q]
+        self.assertEqual(len(updates), 2, "the probe's claim, then the close")
+        for index in updates:
+            self.assertIn("lock_timeout", on_job_cursor[index - 1])
         self.assertEqual(later.quantity("SCS-MUG"), 9)
         slow.invalidate_recordset()
         self.assertEqual((slow.pause_count, slow.paused_until), (0, 0.0))
