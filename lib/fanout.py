@@ -8,6 +8,7 @@ a bounded pool of threads shared by the process. Each task is a plain callable
 """
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 _state = {"pool": None, "size": None}
@@ -35,14 +36,15 @@ def run_all(tasks, max_workers=DEFAULT_WORKERS, timeout=None):
 
     Every task gets an answer: its return value, or the exception it raised.
     A single task runs inline (no thread hop for the common one-channel case).
-    ``timeout`` bounds the wait for all tasks; a task still running then is
-    reported with a ``TimeoutError`` (adapters also carry their own HTTP
-    timeouts, so this is a last resort).
+    ``timeout`` bounds the wait for all tasks together (seconds from the
+    call); a task still running then is reported with a ``TimeoutError``
+    and left to finish in its thread (adapters carry their own HTTP
+    timeouts). With a timeout, a single task runs in the pool too.
     """
     outcomes = {}
     if not tasks:
         return outcomes
-    if len(tasks) == 1:
+    if len(tasks) == 1 and timeout is None:
         key, func = next(iter(tasks.items()))
         try:
             outcomes[key] = (func(), None)
@@ -50,10 +52,12 @@ def run_all(tasks, max_workers=DEFAULT_WORKERS, timeout=None):
             outcomes[key] = (None, err)
         return outcomes
     pool = get_pool(max_workers)
+    deadline = time.monotonic() + timeout if timeout is not None else None
     futures = {key: pool.submit(func) for key, func in tasks.items()}
     for key, future in futures.items():
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            outcomes[key] = (future.result(timeout=timeout), None)
+            outcomes[key] = (future.result(timeout=left), None)
         except TimeoutError as err:
             outcomes[key] = (None, err)
         except Exception as err:  # noqa: BLE001 - reported to the caller

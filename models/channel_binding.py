@@ -423,11 +423,20 @@ class ChannelBinding(models.Model):
         )
 
     # -- push engine --
-    def _scs_push(self, changed_ts=None, force=False, kind="push", reasons=None):
+    def _scs_push(
+        self, changed_ts=None, force=False, kind="push", reasons=None, wait=None
+    ):
         """Publish the current quantity of these bindings, concurrently.
 
         Returns a summary dict (pushed, skipped, failed) for the job result.
         Failing channels get their own retry job; the others are done.
+
+        ``wait``: seconds the job waits for the channels (the SKU job: its
+        locks hold every channel's binding of the SKU, so the next change of
+        it waits for the slowest channel). A channel that has not answered
+        by then counts as not answering: it is paused and its push goes to
+        its retry job; the call ends in its thread, within the channel's own
+        timeout, which the pause outlasts (no later push overtakes it).
         """
         bindings = self.filtered(
             lambda b: b.active and b.channel_id.active and b.channel_id.sync_enabled
@@ -481,20 +490,9 @@ class ChannelBinding(models.Model):
         events.filtered(lambda e: e.state == "received").write(
             {"sent_ts": sent_ts, "state": "queued"}
         )
-        outcomes = run_all(tasks)
+        outcomes = run_all(tasks, timeout=wait)
         for channel, items in by_channel.items():
-            results, error = outcomes[channel.id]
-            errors = [error] if error is not None else [r.error for r in results]
-            unanswered = next(
-                (e for e in errors if isinstance(e, (UnreachableError, TimeoutError))),
-                None,
-            )
-            if unanswered is not None:
-                paused = channel._scs_pause(unanswered)
-                for item_error in errors:
-                    # each retry waits for the pause to end
-                    if isinstance(item_error, UnreachableError) and paused:
-                        item_error.retry_after = item_error.retry_after or paused
+            results, error = channel._scs_outcome(*outcomes[channel.id], wait)
             for index, (binding, qty, event) in enumerate(items):
                 if error is None:
                     result = results[index]

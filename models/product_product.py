@@ -19,6 +19,9 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.utils import must_run_without_delay
 
 from .channel_binding import LOCK_RETRY_SECONDS
+
+#: seconds a SKU job waits for its channels (``stock_channel_sync.push_wait_seconds``)
+DEFAULT_PUSH_WAIT = 3.0
 from .job_store import lock_rows_or_retry, store_jobs
 
 #: pre-commit sets of the variants to push (see ``_scs_push_at_commit``)
@@ -160,6 +163,12 @@ class ProductProduct(models.Model):
                 skip_locked=True,
                 seconds=LOCK_RETRY_SECONDS,
             )
+            if not locked:
+                # every binding held: another job pushes this SKU; the next
+                # run, a second later, finds its numbers
+                raise RetryableJobError(
+                    "SKU busy", seconds=LOCK_RETRY_SECONDS, ignore_retry=True
+                )
             busy = bindings - bindings.browse(locked)
             bindings = bindings.browse(locked).with_context(
                 scs_locked_binding_ids=frozenset(locked)
@@ -179,7 +188,12 @@ class ProductProduct(models.Model):
                     seconds=max(1, math.ceil(wait)),
                     ignore_retry=True,
                 )
-        summary = bindings._scs_push(changed_ts=changed_ts, force=force)
+        wait = float(
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("stock_channel_sync.push_wait_seconds", DEFAULT_PUSH_WAIT)
+        )
+        summary = bindings._scs_push(changed_ts=changed_ts, force=force, wait=wait)
         return "pushed {pushed}, unchanged {skipped}, failed {failed}".format(**summary)
 
     def _scs_on_push_failed(self, exc_name=None, exc_message=None, **kw):

@@ -175,10 +175,13 @@ class SyncChannel(models.Model):
                     SQL(
                         "UPDATE sync_channel"
                         " SET pause_count = COALESCE(pause_count, 0) + 1,"
-                        " paused_until = %s"
-                        " + LEAST(%s, %s * power(2, COALESCE(pause_count, 0)))"
+                        " paused_until = %s + GREATEST(%s,"
+                        " LEAST(%s, %s * power(2, COALESCE(pause_count, 0))))"
                         " WHERE id = %s RETURNING paused_until, pause_count",
                         now,
+                        # a call given up on goes on within the channel's
+                        # timeout: no push is sent before it has ended
+                        self._scs_probe_window(),
                         PAUSE_MAX,
                         PAUSE_BASE,
                         self.id,
@@ -222,6 +225,27 @@ class SyncChannel(models.Model):
             _logger.info("channels %s answered; circuit closed later", self.ids)
             return
         _logger.info("channels %s answered again: pushes resume", self.ids)
+
+    def _scs_outcome(self, results, error, wait=None):
+        """``(results, error)`` of a push to this channel, the circuit kept.
+
+        A wait given up on (``TimeoutError``) is a channel that did not
+        answer. A channel that did not answer is paused, and each of its
+        failed pushes waits for the pause to end before its retry.
+        """
+        self.ensure_one()
+        if isinstance(error, TimeoutError):
+            error = UnreachableError(
+                _("no answer within %s s; the call goes on in the background", wait)
+            )
+        errors = [error] if error is not None else [r.error for r in results]
+        unanswered = next((e for e in errors if isinstance(e, UnreachableError)), None)
+        if unanswered is not None:
+            paused = self._scs_pause(unanswered)
+            for item_error in errors:
+                if isinstance(item_error, UnreachableError) and paused:
+                    item_error.retry_after = item_error.retry_after or paused
+        return results, error
 
     def _scs_paused_error(self, seconds):
         """What a push held back by the pause records (it is retried then)."""

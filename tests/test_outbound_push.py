@@ -780,6 +780,30 @@ class TestOutboundPush(SyncCase):
         self.assertEqual((slow.pause_count, slow.paused_until), (0, 0.0))
         self.assertEqual(event.state, "applied")
 
+    def test_sku_job_does_not_wait_for_a_channel_past_its_budget(self):
+        """A channel slow to answer (its first time: not paused yet) holds
+        the SKU job, and the locks of every channel's binding, no longer
+        than ``push_wait_seconds``: it then counts as not answering."""
+        slow, good = self.start_simulator(), self.start_simulator()
+        c_slow = self.make_channel(slow, name="Slow")
+        b_slow = self.bind(c_slow, self.product_a)
+        self.bind(self.make_channel(good, name="Good"), self.product_a)
+        self.env["ir.config_parameter"].sudo().set_param(
+            "stock_channel_sync.push_wait_seconds", "0.5"
+        )
+        slow.queue_hang(3.0)
+        with self.enter_registry_test_mode():
+            result = self.product_a._scs_job_push_sku()
+        self.assertIn("failed 1", result)
+        self.assertEqual(good.quantity("SCS-MUG"), 10)
+        event = b_slow.pending_event_id
+        self.assertEqual(event.state, "failed")
+        self.assertIn("no answer within 0.5 s", event.error)
+        c_slow.invalidate_recordset()
+        self.assertEqual(c_slow.pause_count, 1)
+        # the pause outlasts the call left running (the channel's timeout)
+        self.assertGreater(c_slow.paused_until, time.time() + c_slow.timeout)
+
     def test_binding_held_by_another_job_does_not_hold_back_its_sku(self):
         """The SKU job pushes the bindings it can lock and gives the one
         another job holds (a retry waiting on a slow channel) a push of its

@@ -66,3 +66,26 @@ def test_event_time_far_ahead_of_arrival_is_ordered_by_arrival():
     assert not is_stale(bounded_event_ts(arrived + 5, arrived + 5), newest)
     # nor is the next one stamped to the second, in the same second
     assert not is_stale(1_800_000_000.0, newest)
+
+
+def test_run_all_timeout_bounds_the_whole_wait():
+    """Two tasks that hang: the quick one is answered, the others reported
+    as timed out (and left to finish in their threads)."""
+    release = threading.Event()
+    tasks = {
+        "quick": lambda: "done",
+        "hang1": lambda: release.wait(5) and "late",
+        "hang2": lambda: release.wait(5) and "late",
+    }
+    out = run_all(tasks, max_workers=4, timeout=0.3)
+    release.set()
+    assert out["quick"] == ("done", None)
+    assert isinstance(out["hang1"][1], TimeoutError)
+    assert isinstance(out["hang2"][1], TimeoutError)
+
+
+def test_run_all_timeout_applies_to_a_single_task():
+    release = threading.Event()
+    out = run_all({"only": lambda: release.wait(5)}, timeout=0.2)
+    release.set()
+    assert isinstance(out["only"][1], TimeoutError)
