@@ -347,9 +347,10 @@ class SyncChannel(models.Model):
                     " comparing."
                 )
         elif self.fetch_orders:
-            self._scs_wait_for_pause()
+            probing = self._scs_wait_for_pause()
             try:
                 fetched = self._scs_fetch_orders()
+                probing._scs_answered()
             except ChannelError as err:
                 if isinstance(err, UnreachableError):
                     self._scs_pause(err)
@@ -503,9 +504,10 @@ class SyncChannel(models.Model):
         adapter = self._scs_adapter()
         updates = [b._scs_update(0) for b in bindings]
         live = {}
-        self._scs_wait_for_pause()
+        probing = self._scs_wait_for_pause()
         try:
             levels = list(adapter.read_quantities(updates))
+            probing._scs_answered()
         except ChannelError as err:
             if isinstance(err, UnreachableError):
                 self._scs_pause(err)
@@ -796,14 +798,18 @@ class SyncChannel(models.Model):
         """A pass reads a paused channel no sooner than its pushes would:
         a read that times out holds a job slot (an HTTP worker) for the
         whole timeout. The attempt counts: a channel that stays down ends
-        the pass with its error and an activity."""
-        blocked, _claimed = self._scs_may_send()
+        the pass with its error and an activity. Returns the channel when
+        this job claimed its probe (see ``_scs_may_send``)."""
+        blocked, claimed = self._scs_may_send(probe=True)
         if self.id in blocked:
             seconds = blocked[self.id]
             raise RetryableJobError(
                 str(self._scs_paused_error(seconds)),
                 seconds=max(1, math.ceil(seconds)),
             )
+        # a pass may be the one to try the channel after its pause (it was
+        # paused by a read, and no push waits for it): an answer closes it
+        return self.browse(list(claimed))
 
     def _scs_on_reconcile_start_failed(self, exc_name=None, exc_message=None, **kw):
         """queue_job ``on_fail`` hook: the start job's retries are spent (most

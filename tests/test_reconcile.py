@@ -191,6 +191,37 @@ class TestReconcile(SyncCase):
             sorted(self.corrections().mapped("sku")), ["SCS-CAP", "SCS-MUG"]
         )
 
+    def test_pass_waits_for_a_paused_channel_then_closes_its_circuit(self):
+        """A channel paused after it did not answer is not read by a pass
+        until its pause ends (the attempt counts); then the pass is the one
+        to try it, and its answer closes the circuit."""
+        (self.b_a | self.b_b)._scs_push()
+        self.sim.set_stock("SCS-CAP", 1)
+        self.env.cr.execute(
+            "UPDATE sync_channel SET pause_count = 1, paused_until = %s WHERE id = %s",
+            [time.time() + 30, self.channel.id],
+        )
+        self.channel.invalidate_recordset()
+        reads = len(self.sim.requests)
+        with (
+            self.enter_registry_test_mode(),
+            self.assertRaises(RetryableJobError) as caught,
+        ):
+            self.channel._scs_job_reconcile_start()
+        self.assertFalse(caught.exception.ignore_retry)
+        self.assertEqual(len(self.sim.requests), reads, "not read while paused")
+        self.env.cr.execute(
+            "UPDATE sync_channel SET paused_until = %s WHERE id = %s",
+            [time.time() - 1, self.channel.id],
+        )
+        self.channel.invalidate_recordset()
+        with self.enter_registry_test_mode():
+            self.pass_()
+        self.assertEqual(self.sim.quantity("SCS-CAP"), 5, "compared and corrected")
+        self.assertEqual(
+            (self.channel.pause_count, self.channel.paused_until), (0, 0.0)
+        )
+
     def test_dry_run_changes_nothing(self):
         (self.b_a | self.b_b)._scs_push()
         self.sim.set_stock("SCS-MUG", 99)
