@@ -177,26 +177,40 @@ class ChannelBinding(models.Model):
     @api.constrains("channel_id", "sku", "external_id", "active")
     def _check_sku_once(self):
         """A listing known by its SKU alone is bound once per channel: two
-        variants pushed under one SKU would overwrite each other's number."""
-        for binding in self.filtered(
-            lambda b: b.active and b.sku and not b.external_id
-        ):
-            if self.sudo().search_count(
-                [
-                    ("id", "!=", binding.id),
-                    ("channel_id", "=", binding.channel_id.id),
-                    ("sku", "=", binding.sku),
-                ],
-                limit=1,
-            ):
-                raise ValidationError(
-                    _(
-                        "SKU %(sku)s is already bound on channel %(channel)s: a"
-                        " listing known by its SKU alone takes one variant.",
-                        sku=binding.sku,
-                        channel=binding.channel_id.display_name,
-                    )
+        variants pushed under one SKU would overwrite each other's number.
+
+        One query for the whole batch (Match Listings creates thousands at
+        once). The database's unique index covers two SKU-only bindings,
+        also created at the same moment; this also refuses one beside a
+        binding of the same SKU that carries its own ids."""
+        checked = self.filtered(lambda b: b.active and b.sku and not b.external_id)
+        if not checked:
+            return
+        self.flush_model(["channel_id", "sku", "active", "external_id"])
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT b.id FROM channel_binding b
+                  JOIN channel_binding o
+                    ON o.channel_id = b.channel_id AND o.sku = b.sku
+                   AND o.id != b.id AND o.active
+                 WHERE b.id = ANY(%s)
+                 LIMIT 1
+                """,
+                checked.ids,
+            )
+        )
+        row = self.env.cr.fetchone()
+        if row:
+            binding = self.browse(row[0])
+            raise ValidationError(
+                _(
+                    "SKU %(sku)s is already bound on channel %(channel)s: a"
+                    " listing known by its SKU alone takes one variant.",
+                    sku=binding.sku,
+                    channel=binding.channel_id.display_name,
                 )
+            )
 
     # -- compute --
     @api.depends("product_id.default_code")
