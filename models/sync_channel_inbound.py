@@ -303,6 +303,12 @@ class SyncChannel(models.Model):
                         )
                     )
             except psycopg2.errors.LockNotAvailable:
+                # the next run learns it again; said, not silent
+                _logger.info(
+                    "channel %s: clock lead %.1f s not written (row busy)",
+                    self.id,
+                    lead,
+                )
                 return
             self.invalidate_recordset(["clock_offset"])
 
