@@ -26,11 +26,38 @@ def _per_binding(known):
     price, gift wrap or bundle) is one move to reserve, and one quantity to
     hold against what the channel was offered: line by line, two lines of 3
     would each pass an offer of 5.
+
+    Each total is rounded to Odoo's precision for quantities, as a move
+    stores it: 0.001 unit is nothing to Odoo, and must be nothing to the
+    oversell check too (a reservation of 0 would look short).
     """
     totals = {}
     for line, binding in known:
         totals[binding] = totals.get(binding, 0.0) + float(line.get("quantity") or 0)
-    return list(totals.items())
+    return [
+        (binding, binding.product_id.uom_id.round(qty) if binding else qty)
+        for binding, qty in totals.items()
+    ]
+
+
+def _below_precision(known):
+    """``(lines, dropped)``: ``known`` without the bindings whose lines ask for
+    nothing once rounded to Odoo's precision; ``dropped`` names those that
+    asked for a fraction below it (a line of 0 asks for nothing, and is no
+    mistake: a shop may keep a removed line at 0)."""
+    totals = {}
+    for line, binding in known:
+        totals[binding] = totals.get(binding, 0.0) + float(line.get("quantity") or 0)
+    dropped = []
+    for binding, qty in totals.items():
+        if binding.product_id.uom_id.is_zero(qty) and qty:
+            dropped.append(_qty_label(binding, qty))
+    kept = [
+        (line, binding)
+        for line, binding in known
+        if not binding.product_id.uom_id.is_zero(totals[binding])
+    ]
+    return kept, dropped
 
 
 def _qty_label(binding, qty):
@@ -306,16 +333,13 @@ class SyncEventOrder(models.Model):
             self.env["channel.binding"].union(*(b for _ln, b in lines))._scs_lock()
             as_of = later[0].idempotency_key
         known = [(line, b) for line, b in lines if b]
-        for line, binding in lines:
-            if not binding:
-                self._scs_unknown_sku(
-                    line,
-                    line.get("external_id"),
-                    _("No binding for this SKU on the channel: line not reserved."),
-                )
+        self._scs_log_unbound(lines)
         if not known:
             self._scs_set_state("attention", reason=_("no line of the order is bound"))
             return "no known line"
+        known, dropped = _below_precision(known)
+        if not known:
+            return self._scs_reserve_nothing(dropped)
         known, refunded = self._scs_less_refunded(applied, known, bindings)
         if refunded and not known:
             self._scs_set_state(
@@ -324,13 +348,15 @@ class SyncEventOrder(models.Model):
                 reason=_("nothing to reserve: refunded before (%s)", refunded),
             )
             return "nothing to reserve"
-        if defer is not None and not refunded and not as_of:
+        if defer is not None and not refunded and not as_of and not dropped:
             # reserved together with the other orders of the run (one create,
             # one confirmation, one reservation for all of them)
             defer.append((self, order_id, known))
             return DEFERRED
         picking = self._scs_reserve(channel, order_id, known)
-        result = self._scs_finish_order(picking, known, refunded, as_of)
+        result = self._scs_finish_order(
+            picking, known, refunded, as_of, dropped=dropped
+        )
         if later:
             # applied now, through the creation: an update older than it and
             # delivered after it is stale
@@ -341,8 +367,38 @@ class SyncEventOrder(models.Model):
             )
         return result
 
+    def _scs_log_unbound(self, lines):
+        """Each line no binding sells, logged as needing attention."""
+        for line, binding in lines:
+            if not binding:
+                self._scs_unknown_sku(
+                    line,
+                    line.get("external_id"),
+                    _("No binding for this SKU on the channel: line not reserved."),
+                )
+
+    def _scs_reserve_nothing(self, dropped):
+        """An order whose bound lines ask for nothing Odoo can hold: every
+        line at 0 is a state of the order (applied); lines of a fraction
+        below Odoo's precision (``dropped``) are a mistake to look at."""
+        if dropped:
+            self._scs_set_state(
+                "attention",
+                error=_(
+                    "%s: below the precision of Odoo's quantities, nothing to reserve",
+                    ", ".join(dropped),
+                ),
+            )
+            return "below precision"
+        self._scs_set_state(
+            "applied",
+            ack_ts=time.time(),
+            reason=_("nothing to reserve: every line asks for 0"),
+        )
+        return "nothing to reserve"
+
     def _scs_finish_order(
-        self, picking, known, refunded="", as_of="", sold_bounds=None
+        self, picking, known, refunded="", as_of="", sold_bounds=None, dropped=()
     ):
         """After the reservation: oversell check, applied state."""
         self.write({"binding_id": known[0][1].id if len(known) == 1 else False})
@@ -352,6 +408,11 @@ class SyncEventOrder(models.Model):
             reason += _("; as of the order's later update %s", as_of)
         if refunded:
             reason += _("; less what was refunded before: %s", refunded)
+        if dropped:
+            reason += _(
+                "; below the precision of Odoo's quantities, not reserved: %s",
+                ", ".join(dropped),
+            )
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
         return f"reserved {picking.name}"
 

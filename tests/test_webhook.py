@@ -1448,6 +1448,35 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertIn(f"asks {free + 2:g} of SCS-MUG; {free:g}", oversell.error)
 
+    def test_line_below_the_unit_precision_is_no_sale(self):
+        """A line of 0.001 unit is nothing in Odoo's precision (0.01): it is
+        not reserved and is no oversell; an order of such lines only needs
+        attention, with no empty transfer."""
+        self.offer(5, fields.Datetime.now() - timedelta(minutes=1))
+        self.post_generic(self.order_payload("G-TINY", qty=0.001))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.reservations(self.generic, "G-TINY"))
+        self.assertFalse(self.oversells())
+        event = self.env["sync.event"].search(
+            [("external_ref", "=", "G-TINY"), ("kind", "=", "order")]
+        )
+        self.assertEqual(event.state, "attention")
+        self.assertIn("0.001", event.error)
+        payload = self.order_payload("G-MIXED", qty=2)
+        payload["data"]["lines"].append({"sku": "SCS-MUG", "quantity": 0.001})
+        self.post_generic(payload)
+        self.run_jobs("_scs_job_apply_inbound")
+        picking = self.reservations(self.generic, "G-MIXED")
+        self.assertEqual(picking.move_ids.product_uom_qty, 2)
+        self.assertEqual(picking.move_ids.quantity, 2)
+        self.assertFalse(self.oversells())
+        self.post_generic(self.order_payload("G-ZERO", qty=0))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.reservations(self.generic, "G-ZERO"))
+        event = self.env["sync.event"].search([("external_ref", "=", "G-ZERO")])
+        self.assertEqual(event.state, "applied")
+        self.assertFalse(self.oversells())
+
     def test_sku_on_several_lines_is_one_move_and_one_oversell_check(self):
         """Two lines of 3 for a channel offered 5: one move of 6, and an
         oversell (each line alone is within the offer)."""
