@@ -733,15 +733,21 @@ class SyncEventOrder(models.Model):
             short = reserved < qty - 1e-6
             asked = added[binding] if added else qty
             sold = 0.0
+            since = False
             bound = (sold_bounds or {}).get(binding.id)
             if not short and bound is not None and asked <= offered - bound:
                 # whatever earlier orders took, the offer covers this one
                 continue
-            if not short and offered is not None:
+            if offered is not None:
                 sold = self._scs_sold_since_push(binding, picking[:1], bool(added))
-                if sold is None:
+                if sold is None and not short:
                     # the offer the order was placed against is not known
                     continue
+                if sold is None:
+                    # short of stock, against an offer not known: the last
+                    # one was pushed after the order was placed
+                    offered, sold = None, 0.0
+                    since = True
             if not short and (offered is None or asked <= offered - sold):
                 continue
             figures = {
@@ -750,7 +756,14 @@ class SyncEventOrder(models.Model):
                 "sku": binding.sku,
                 "reserved": f"{reserved:g}",
             }
-            if offered is None:
+            if offered is None and since:
+                error = _(
+                    "Order %(order)s asks %(qty)s of %(sku)s; %(reserved)s could"
+                    " be reserved (the offer it was sold against is not known:"
+                    " the channel's quantity was pushed again since).",
+                    **figures,
+                )
+            elif offered is None:
                 error = _(
                     "Order %(order)s asks %(qty)s of %(sku)s; %(reserved)s could"
                     " be reserved (no quantity was pushed to the channel yet).",

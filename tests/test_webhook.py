@@ -1659,6 +1659,9 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.post_generic(self.order_payload("G-SHORT", qty=int(free) + 2))
         self.run_jobs("_scs_job_apply_inbound")
         self.assertEqual(len(self.oversells()), 1, "more than the stock")
+        # the offer pushed after the order is not the one it was sold against
+        self.assertNotIn("offered 1", self.oversells().error)
+        self.assertIn("offer it was sold against is not known", self.oversells().error)
 
     def test_refund_releases_only_its_lines(self):
         """A refund restocking 1 of 3 units releases 1: the other 2 are still
