@@ -497,7 +497,9 @@ class ChannelBinding(models.Model):
                 failed += 1
                 binding._scs_record_failure(event, error)
         for channel, items in by_channel.items():
-            adapter = channel._scs_adapter()
+            adapter = channel._scs_push_adapter(
+                self.browse([binding.id for binding, _q, _e in items])
+            )
             updates = [binding._scs_update(qty, event) for binding, qty, event in items]
             tasks[channel.id] = lambda a=adapter, u=updates: a.set_quantities(u)
         sent_ts = time.time()
@@ -804,7 +806,7 @@ class ChannelBinding(models.Model):
             job = self.env["queue.job"].sudo().search([("uuid", "=", job_uuid)])
             earlier = job.retry if len(job) == 1 else 0
         event.write({"sent_ts": time.time(), "job_uuid": job_uuid or event.job_uuid})
-        adapter = binding.channel_id._scs_adapter()
+        adapter = binding.channel_id._scs_push_adapter(binding)
         try:
             result = adapter.set_quantity(binding._scs_update(qty, event))
         except ChannelError as err:

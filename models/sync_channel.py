@@ -10,6 +10,7 @@ webhook endpoint (an unguessable token in the URL plus signing secrets).
 import logging
 import secrets
 import threading
+import time
 from collections import Counter
 
 import psycopg2.errors
@@ -455,6 +456,39 @@ class SyncChannel(models.Model):
             adapter = get_adapter_class(config.channel_type)(config)
             _ADAPTERS[key] = (config, adapter)
             return adapter
+
+    def _scs_push_adapter(self, bindings):
+        """The channel's adapter, ready to push ``bindings``.
+
+        A channel that limits revisions per listing (eBay: 250 a day, then
+        the listing is locked until the next day) is handed the revisions
+        the event log recorded for them: each process's adapter counts only
+        what it sent itself, and starts again at zero after a restart.
+        """
+        adapter = self._scs_adapter()
+        window = adapter.revision_window
+        if not window or not bindings:
+            return adapter
+        Event = self.env["sync.event"]
+        Event.flush_model(["binding_id", "direction", "state", "ack_ts"])
+        self.env.cr.execute(
+            SQL(
+                """SELECT binding_id, ARRAY_AGG(ack_ts)
+                     FROM sync_event
+                    WHERE binding_id = ANY(%s) AND direction = 'out'
+                      AND state = 'applied' AND ack_ts > %s
+                    GROUP BY binding_id""",
+                bindings.ids,
+                time.time() - window,
+            )
+        )
+        recorded = dict(self.env.cr.fetchall())
+        stamps = {}
+        for binding in bindings:
+            key = adapter.revision_key(binding._scs_update(0))
+            stamps.setdefault(key, []).extend(recorded.get(binding.id) or [])
+        adapter.load_revisions(stamps)
+        return adapter
 
     def _scs_stock_locations(self):
         """Root internal locations whose free stock this channel sells."""

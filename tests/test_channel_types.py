@@ -9,6 +9,9 @@ free quantity minus the channel's buffer. Wrong credentials make *Test
 connection* fail with the channel's own message.
 """
 
+import time
+
+from odoo import fields
 from odoo.exceptions import UserError
 from odoo.tests import Form, tagged
 
@@ -242,6 +245,61 @@ class TestChannelTypes(SyncCase):
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
         # the offer's quantity too: eBay lists min(offer, ship-to-home)
         self.assertEqual(sim.offer_quantity(row["external_variant_id"]), 7)
+
+    def test_ebay_revisions_are_counted_from_the_event_log(self):
+        """eBay locks a listing revised 250 times in a day. Revisions sent by
+        other workers, or before a restart, are in the event log: with 240
+        of them today an increase is held (the last 10 are kept for
+        decreases), and a decrease still goes."""
+        sim = self.start(EbaySimulator())
+        (row,) = sim.seed_skus(1, quantity=5)
+        channel = self.channel_from_form("ebay", **sim.config_fields())
+        binding = self.bind(
+            channel,
+            self.product_a,
+            sku=row["sku"],
+            external_id=row["external_id"],
+            external_variant_id=row["external_variant_id"],
+        )
+        now = time.time()
+        self.env["sync.event"].create(
+            [
+                {
+                    "direction": "out",
+                    "channel_id": channel.id,
+                    "binding_id": binding.id,
+                    "kind": "push",
+                    "idempotency_key": f"earlier-{index}",
+                    "sku": binding.sku,
+                    "quantity": 5,
+                    "state": "applied",
+                    "ack_ts": now - 7200 + index,
+                }
+                for index in range(240)
+            ]
+        )
+        binding.sudo().write(
+            {
+                "push_state": "ok",
+                "last_pushed_qty": 5,
+                "last_seen_qty": 5,
+                "last_seen_at": fields.Datetime.now(),
+            }
+        )
+        self.move_stock(self.product_a, 3)  # 13 on hand, buffer 2: 11
+        self.commit_point()
+        self.run_jobs("_scs_job_push_sku")
+        self.assertEqual(sim.quantity(row["sku"]), 5, "the increase is held")
+        held = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("quantity", "=", 11)]
+        )
+        self.assertEqual(held.state, "failed")
+        self.assertIn("240 revisions in 24 h", held.error)
+        self.discard_jobs()
+        self.move_stock(self.product_a, -10)  # 3 on hand, buffer 2: 1
+        self.commit_point()
+        self.run_jobs("_scs_job_push_sku")
+        self.assertEqual(sim.quantity(row["sku"]), 1, "a decrease goes")
 
     def test_ebay_listings_matched_with_their_offers(self):
         """Match Listings reads each new binding's offers: the push then sets

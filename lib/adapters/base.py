@@ -372,6 +372,19 @@ class ChannelAdapter:
     #: whether ``complete_listing`` adds anything (a call per listing)
     completes_listings = False
 
+    #: the channel limits how often a listing may be revised (eBay): the
+    #: caller hands over the revisions it recorded (``load_revisions``)
+    #: before a push, so that the count holds across processes and restarts
+    revision_window = 0.0
+
+    def revision_key(self, update):
+        """What the channel counts revisions of, for ``update``."""
+        return update.sku
+
+    def load_revisions(self, stamps):
+        """``{revision key: [unix times]}``: the successful revisions of
+        those keys within ``revision_window``, as the caller recorded them."""
+
     def complete_listing(self, level):
         """``level`` (from ``read_quantities``) with the ids a binding of it
         needs to push, when the catalogue read does not carry them (one call

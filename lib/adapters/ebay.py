@@ -40,7 +40,9 @@ The 250-revisions rule
     slot frees, and the newest held quantity is kept in :attr:`held`, so the
     caller retries later with the then-current number instead of spending a
     revision on every intermediate one. The guard lives in the adapter
-    instance; pass a shared one (``revision_guard=``) to count across workers.
+    instance, which counts what its process sent; Odoo hands it the revisions
+    of its event log before each push (:meth:`EbayAdapter.load_revisions`), so
+    that the count holds across workers and restarts.
 
 Webhooks
     The Notification API posts JSON ``{"metadata": {"topic", ...},
@@ -197,6 +199,18 @@ class RevisionGuard:
         with self._lock:
             self._recent(key, now).append(now)
             self._last[key] = quantity
+
+    def load(self, stamps):
+        """Take ``{key: [unix times]}`` as the revisions of those keys.
+
+        An instance counts only what its own process sent: a server runs
+        several, and restarts them. The caller's record of every revision
+        (Odoo's event log) replaces this instance's count for the keys it
+        names, before a push.
+        """
+        with self._lock:
+            for key, times in stamps.items():
+                self._stamps[key] = deque(sorted(times))
 
 
 class EbayAdapter(RefreshTokenAdapter):
@@ -399,6 +413,14 @@ class EbayAdapter(RefreshTokenAdapter):
         return results
 
     completes_listings = True
+
+    revision_window = REVISION_WINDOW
+
+    def revision_key(self, update):
+        return _revision_key(update)
+
+    def load_revisions(self, stamps):
+        self.guard.load(stamps)
 
     def complete_listing(self, level):
         """The listing and published offer ids of an inventory item

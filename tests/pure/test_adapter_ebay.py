@@ -353,6 +353,30 @@ def test_guard_counts_in_a_rolling_window():
     assert guard.count("L", now=100) == 1
 
 
+def test_loaded_revisions_replace_what_the_process_counted(sim):
+    """The revisions another process sent count: an adapter handed them
+    holds an increase its own count would have let through."""
+    (row,) = sim.seed_skus(1, quantity=5)
+    adapter = make_adapter(sim)
+    adapter.guard = RevisionGuard(limit=3, reserve=1, window=100)
+    adapter.clock = lambda: 50.0
+    update = StockUpdate(
+        sku=row["sku"],
+        quantity=9,
+        external_id=row["external_id"],
+        previous_quantity=5,
+    )
+    key = adapter.revision_key(update)
+    assert key == row["external_id"]
+    adapter.load_revisions({key: [10.0, 20.0]})
+    (held,) = adapter.set_quantities([update])
+    assert not held.ok and "2 revisions in 24 h" in str(held.error)
+    assert sim.quantity(row["sku"]) == 5
+    adapter.load_revisions({key: []})  # the log holds none today
+    assert adapter.set_quantities([update])[0].ok
+    assert sim.quantity(row["sku"]) == 9
+
+
 # -- reads ---------------------------------------------------------------------------
 def test_read_all_follows_next_links_on_its_own_host(sim):
     rows = sim.seed_skus(230)
