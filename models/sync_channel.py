@@ -7,6 +7,7 @@ whose *free* quantity is published), the default buffer, and the inbound
 webhook endpoint (an unguessable token in the URL plus signing secrets).
 """
 
+import json
 import logging
 import secrets
 import threading
@@ -16,7 +17,7 @@ from collections import Counter
 import psycopg2.errors
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tools import SQL
 
 from ..lib.adapters import ChannelConfig, ChannelError, get_adapter_class
@@ -42,6 +43,16 @@ _ADAPTERS_LOCK = threading.Lock()
 
 def _new_token(_records=None):
     return secrets.token_urlsafe(32)
+
+
+def _options(text):
+    """The adapter options of a channel: a JSON object, ``{}`` when empty."""
+    if not (text or "").strip():
+        return {}
+    options = json.loads(text)
+    if not isinstance(options, dict):
+        raise TypeError('a JSON object is expected, e.g. {"max_batch": 1}')
+    return options
 
 
 class SyncChannel(models.Model):
@@ -153,6 +164,15 @@ class SyncChannel(models.Model):
     )
     webhook_tolerance = fields.Integer(
         "Timestamp Tolerance (s)", default=300, groups=MANAGER
+    )
+    adapter_options = fields.Text(
+        groups=MANAGER,
+        help="Advanced settings of the channel's adapter, as a JSON object; "
+        'empty for the defaults. eBay: {"max_batch": 1} (one SKU per '
+        'bulk call), "revision_limit", "revision_reserve"; Amazon: '
+        '"product_type", "product_types" (per SKU), '
+        '"fulfillment_channel_code", "feed_threshold", "rate_limits". '
+        "See the module's README.",
     )
 
     binding_ids = fields.One2many("channel.binding", "channel_id", string="Bindings")
@@ -442,6 +462,7 @@ class SyncChannel(models.Model):
             signing_secret=channel.signing_secret or "",
             signing_private_key=channel.signing_private_key or "",
             timeout=channel.timeout or 10.0,
+            extra=_options(channel.adapter_options),
         )
 
     def _scs_adapter(self):
@@ -451,11 +472,32 @@ class SyncChannel(models.Model):
         key = (self.env.cr.dbname, self.id)
         with _ADAPTERS_LOCK:
             cached = _ADAPTERS.get(key)
-            if cached and cached[0] == config:
+            if cached and cached[0] == config and cached[0].extra == config.extra:
                 return cached[1]
             adapter = get_adapter_class(config.channel_type)(config)
             _ADAPTERS[key] = (config, adapter)
             return adapter
+
+    @api.constrains("adapter_options", "channel_type")
+    def _check_adapter_options(self):
+        """Options the adapter cannot take are refused when they are saved,
+        not when the first push fails on them."""
+        for channel in self.sudo():
+            if not channel.adapter_options:
+                continue
+            try:
+                extra = _options(channel.adapter_options)
+                get_adapter_class(channel.channel_type)(
+                    ChannelConfig(channel.channel_type, extra=extra)
+                )
+            except (ValueError, TypeError, AttributeError) as err:
+                raise ValidationError(
+                    _(
+                        "Adapter options of %(channel)s: %(error)s",
+                        channel=channel.name,
+                        error=err,
+                    )
+                ) from err
 
     def _scs_push_adapter(self, bindings):
         """The channel's adapter, ready to push ``bindings``.

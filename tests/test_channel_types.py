@@ -12,7 +12,7 @@ connection* fail with the channel's own message.
 import time
 
 from odoo import fields
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tests import Form, tagged
 
 from ..simulators.amazon import AmazonSimulator
@@ -300,6 +300,39 @@ class TestChannelTypes(SyncCase):
         self.commit_point()
         self.run_jobs("_scs_job_push_sku")
         self.assertEqual(sim.quantity(row["sku"]), 1, "a decrease goes")
+
+    def test_adapter_options(self):
+        """eBay's documents disagree on the SKUs a bulk call takes: a seller
+        whose calls are refused sets one per call on the channel, and the
+        adapter of every worker takes it. Options the adapter cannot take
+        are refused when saved."""
+        sim = self.start(EbaySimulator())
+        rows = sim.seed_skus(2, quantity=0)
+        channel = self.channel_from_form("ebay", **sim.config_fields())
+        bindings = self.env["channel.binding"]
+        for row, product in zip(rows, (self.product_a, self.product_b), strict=True):
+            bindings |= self.bind(
+                channel,
+                product,
+                sku=row["sku"],
+                external_id=row["external_id"],
+                external_variant_id=row["external_variant_id"],
+            )
+        self.assertEqual(channel._scs_adapter().max_batch, 25)
+        with Form(channel.with_user(self.manager)) as form:
+            form.adapter_options = '{"max_batch": 1}'
+        self.assertEqual(channel._scs_adapter().max_batch, 1)
+        channel.with_user(self.manager).action_push_all()
+        self.run_jobs("_scs_job_push_batch")
+        calls = sim.requests_for(
+            "POST", "/sell/inventory/v1/bulk_update_price_quantity"
+        )
+        self.assertEqual([len(c.json()["requests"]) for c in calls], [1, 1])
+        self.assertEqual(sim.quantity(rows[0]["sku"]), self.expected_quantity())
+        for wrong in ('{"max_batch": "many"}', "[1]", "{max_batch: 1}"):
+            with self.assertRaises(ValidationError):
+                channel.adapter_options = wrong
+                channel.flush_recordset()
 
     def test_ebay_listings_matched_with_their_offers(self):
         """Match Listings reads each new binding's offers: the push then sets
