@@ -5,7 +5,8 @@ An order sold on a channel becomes an outgoing transfer reserved at once, so
 the units leave Odoo's free stock (and every other channel) immediately. The
 transfer remembers its channel and external order id: a unique index makes a
 second reservation of the same order impossible, even for two concurrent
-deliveries of the order webhook.
+deliveries of the order webhook. A backorder (a partial shipment) keeps the
+order's id.
 """
 
 from odoo import fields, models
@@ -21,6 +22,17 @@ class StockPicking(models.Model):
 
     _scs_order_uniq = models.UniqueIndex(
         "(scs_channel_id, scs_external_order_id)"
-        " WHERE scs_external_order_id IS NOT NULL AND state != 'cancel'",
+        " WHERE scs_external_order_id IS NOT NULL AND state != 'cancel'"
+        " AND backorder_id IS NULL",
         "This channel order already has a transfer.",
     )
+
+    def _create_backorder_picking(self):
+        """A backorder of an order's transfer holds the rest of that order:
+        it keeps the order's id, so that cancelling or refunding the order
+        after a partial shipment releases what is left (the unique index
+        counts the first transfer of an order only)."""
+        backorder = super()._create_backorder_picking()
+        if self.scs_external_order_id:
+            backorder.scs_external_order_id = self.scs_external_order_id
+        return backorder

@@ -294,7 +294,9 @@ class SyncEventOrder(models.Model):
             ]
         )
         if self.kind == "cancel" or order.get("status") in ("cancelled", "refunded"):
-            if order.get("restock") is False:
+            if order.get("restock") is False and order.get("status") == "refunded":
+                # a cancelled order never left: whatever a shop says of
+                # restocking, its units are still on the shelf here
                 self._scs_set_state(
                     "applied", reason=_("refund without restock: nothing released")
                 )
@@ -463,7 +465,8 @@ class SyncEventOrder(models.Model):
             # there is left as it is)
             removed = [product.id for product in held if product not in want]
             if removed:
-                gone = Binding.search(
+                # an archived binding too: the order holds what it put there
+                gone = Binding.with_context(active_test=False).search(
                     [
                         ("channel_id", "=", self.channel_id.id),
                         ("product_id", "in", removed),

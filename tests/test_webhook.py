@@ -1477,6 +1477,40 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(event.state, "applied")
         self.assertFalse(self.oversells())
 
+    def test_cancel_after_a_partial_shipment_releases_the_backorder(self):
+        """2 of 5 shipped, the rest in a backorder: cancelling the order
+        releases the 3 the backorder holds (and a refund of lines takes
+        them out of it)."""
+        self.move_stock(self.product_a, 10)
+        free = self.product_a.with_context(location=self.stock.id).free_qty
+        for order_id, closing in (("G-PART", "order.cancelled"), ("G-PREF", None)):
+            self.post_generic(self.order_payload(order_id, qty=5))
+            self.run_jobs("_scs_job_apply_inbound")
+            picking = self.reservations(self.generic, order_id)
+            picking.move_ids.write({"quantity": 2, "picked": True})
+            picking._action_done()
+            backorder = self.reservations(self.generic, order_id) - picking
+            self.assertEqual(picking.state, "done")
+            self.assertEqual(backorder.move_ids.product_uom_qty, 3)
+            self.assertEqual(backorder.state, "assigned")
+            if closing:
+                closed = self.order_payload(order_id, qty=5, event=closing)
+                # "not restocked" means nothing for units never shipped
+                closed["data"]["restock"] = False
+            else:
+                closed = self.order_payload(order_id, qty=1, event="order.refunded")
+            self.assertEqual(self.post_generic(closed).status_code, 200)
+            self.run_jobs("_scs_job_apply_inbound")
+            if closing:
+                self.assertEqual(backorder.state, "cancel")
+            else:
+                self.assertEqual(backorder.move_ids.product_uom_qty, 2)
+        self.product_a.invalidate_recordset()
+        # 2 + 2 shipped, 2 still held by the refunded order's backorder
+        self.assertEqual(
+            self.product_a.with_context(location=self.stock.id).free_qty, free - 6
+        )
+
     def test_sku_on_several_lines_is_one_move_and_one_oversell_check(self):
         """Two lines of 3 for a channel offered 5: one move of 6, and an
         oversell (each line alone is within the offer)."""
@@ -1793,6 +1827,20 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                 reserved + move.quantity,
             )
         return held
+
+    def test_edit_dropping_the_line_of_an_archived_binding_releases_it(self):
+        """A line the order no longer names is released, also when its
+        binding was archived since the order was reserved."""
+        self.t0 = fields.Datetime.now()
+        cap = self.bind(self.generic, self.product_b)
+        self.post_edit(
+            "G-ARCH", [("SCS-MUG", 1), ("SCS-CAP", 2)], 0, event="order.created"
+        )
+        self.assertEqual(self.held("G-ARCH"), {"SCS-MUG": (1, 1), "SCS-CAP": (2, 2)})
+        cap.active = False
+        event = self.post_edit("G-ARCH", [("SCS-MUG", 1)], 1)
+        self.assertIn("released 2 SCS-CAP", event.reason)
+        self.assertEqual(self.held("G-ARCH"), {"SCS-MUG": (1, 1)})
 
     def test_edited_order_reservation_follows_its_lines(self):
         """An order edited on the channel (a line added, a quantity changed,
