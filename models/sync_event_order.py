@@ -231,6 +231,37 @@ class SyncEventOrder(models.Model):
             )
         )
 
+    def _scs_not_reserved_again(self, order, order_id, applied, bindings=None):
+        """Why this state of an order that holds no transfer must not reserve
+        it (a reason), or ``None``.
+
+        - A state that only follows a reservation (Shopify's
+          ``orders/updated``) reserves an open order that holds nothing to
+          follow only (see ``_scs_open_and_empty``).
+        - A whole state (WooCommerce, generic) of an order whose transfer was
+          cancelled in Odoo while it held units: someone here decided not to
+          ship it, and an update of the order (completed, shipped, a note)
+          does not undo that. An order this module released (cancelled,
+          refunded, or emptied by an edit) is reserved again when the
+          channel reopens it.
+        """
+        if order.get("follow_only"):
+            if self._scs_open_and_empty(order_id, applied, bindings):
+                return None
+            return _(
+                "a later state of an order that holds no reservation here:"
+                " only its creation or payment reserves it"
+            )
+        states = [data for _event, data in applied if not _is_line_refund(data)]
+        if not states or states[-1].get("status") in ("cancelled", "refunded"):
+            return None
+        if self._scs_open_and_empty(order_id, applied, bindings):
+            return None
+        return _(
+            "the order's transfer was cancelled in Odoo while it held units:"
+            " an update of the order does not reserve it again"
+        )
+
     def _scs_refund_released(self):
         """Whether another event of this refund (its original, or another
         replay of it) was applied: a line refund is never stale, since
@@ -316,16 +347,9 @@ class SyncEventOrder(models.Model):
                 ),
             )
             return "before cutoff"
-        if order.get("follow_only") and not self._scs_open_and_empty(
-            order_id, applied, bindings
-        ):
-            self._scs_set_state(
-                "skipped",
-                reason=_(
-                    "a later state of an order that holds no reservation here:"
-                    " only its creation or payment reserves it"
-                ),
-            )
+        not_again = self._scs_not_reserved_again(order, order_id, applied, bindings)
+        if not_again:
+            self._scs_set_state("skipped", reason=not_again)
             return "not held"
         as_of = ""
         later = self._scs_later_state(history)

@@ -1828,6 +1828,26 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             )
         return held
 
+    def test_transfer_cancelled_in_odoo_is_not_reserved_again_by_an_update(self):
+        """The seller cancels an order's transfer in Odoo: a later update of
+        the order (shipped, a note) does not reserve it again. An order the
+        channel cancelled and then reopened is reserved again."""
+        self.t0 = fields.Datetime.now()
+        self.post_edit("G-UCAN", [("SCS-MUG", 2)], 0, event="order.created")
+        picking = self.reservations(self.generic, "G-UCAN")
+        picking.action_cancel()
+        event = self.post_edit("G-UCAN", [("SCS-MUG", 2)], 1)
+        self.assertEqual(event.state, "skipped")
+        self.assertIn("cancelled in Odoo", event.reason)
+        self.assertFalse(self.reservations(self.generic, "G-UCAN"))
+        # cancelled on the channel, then reopened there: reserved again
+        self.post_edit("G-REOP", [("SCS-MUG", 2)], 0, event="order.created")
+        self.post_edit("G-REOP", [("SCS-MUG", 2)], 1, event="order.cancelled")
+        self.assertFalse(self.reservations(self.generic, "G-REOP"))
+        event = self.post_edit("G-REOP", [("SCS-MUG", 2)], 2)
+        self.assertEqual(event.state, "applied", event.reason)
+        self.assertEqual(self.held("G-REOP"), {"SCS-MUG": (2, 2)})
+
     def test_edit_dropping_the_line_of_an_archived_binding_releases_it(self):
         """A line the order no longer names is released, also when its
         binding was archived since the order was reserved."""
