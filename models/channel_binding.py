@@ -466,6 +466,9 @@ class ChannelBinding(models.Model):
                 not force
                 and binding.push_state == "ok"
                 and binding.last_pushed_qty == qty
+                # the channel holds it still: its own sales since the push
+                # took it down (see sync.event._scs_note_channel_sale)
+                and (not binding.last_seen_at or binding.last_seen_qty == qty)
             ):
                 skipped += 1
                 continue

@@ -393,6 +393,23 @@ class SyncEventOrder(models.Model):
             )
         return result
 
+    def _scs_note_channel_sale(self, known):
+        """The channel took what it sold off its own level: so noted on its
+        bindings (``last_seen_qty``), so that the next push sends Odoo's
+        number even when it did not change. A channel offered its cap (or
+        its share) that sells it holds 0 while Odoo still publishes the
+        cap: without this, the push would be skipped as already there, and
+        the channel would sell nothing more until a reconciliation. A level
+        the channel reported after the order was placed counts the sale
+        already.
+        """
+        for binding, qty in _per_binding(known):
+            if binding.push_state != "ok" or not binding.last_seen_at:
+                continue
+            if self.event_ts and (binding.last_event_ts or 0.0) >= self.event_ts:
+                continue
+            binding.write({"last_seen_qty": max(0, int(binding.last_seen_qty - qty))})
+
     def _scs_log_unbound(self, lines):
         """Each line no binding sells, logged as needing attention."""
         for line, binding in lines:
@@ -429,6 +446,7 @@ class SyncEventOrder(models.Model):
         """After the reservation: oversell check, applied state."""
         self.write({"binding_id": known[0][1].id if len(known) == 1 else False})
         self._scs_check_oversell(picking, known, sold_bounds=sold_bounds)
+        self._scs_note_channel_sale(known)
         reason = _("reserved in %s", picking.name)
         if as_of:
             reason += _("; as of the order's later update %s", as_of)

@@ -2170,6 +2170,29 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(post("order.updated", 1, "2026-11-22T10:01:00"), 3)
         self.assertEqual(post("order.updated", 2, "2026-11-22T10:06:00"), 2)
 
+    def test_capped_channel_gets_its_cap_back_after_selling_it(self):
+        """A channel offered its cap of 2 sells both: it holds 0 while Odoo
+        still publishes 2. The push after the order sends the 2 again."""
+        sim = self.start_simulator()
+        self.generic.write(
+            {
+                "base_url": sim.endpoint,
+                "signing_secret": sim.secret,
+                "sync_enabled": True,
+            }
+        )
+        self.b_generic.write({"use_max_qty": True, "max_qty": 2})
+        self.b_generic._scs_push()
+        self.assertEqual(sim.quantity("SCS-MUG"), 2)
+        self.discard_jobs()
+        sim.set_stock("SCS-MUG", 0)  # the shop sold its 2
+        self.post_generic(self.order_payload("G-CAP", qty=2))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(self.b_generic.last_seen_qty, 0)
+        self.run_jobs("_scs_job_push_sku")
+        self.assertEqual(sim.quantity("SCS-MUG"), 2)
+        self.assertEqual(self.b_generic.last_seen_qty, 2)
+
     def test_inventory_echo_and_channel_edit(self):
         sim = self.start_simulator()
         self.generic.write(
