@@ -12,6 +12,32 @@ from .sync_event import APPLY_KINDS, FINAL_STATES
 _logger = logging.getLogger(__name__)
 
 
+#: rows one retention call deletes, per kind (final, problems)
+GC_CHUNK = 10000
+
+#: an order's applied events are its history: what applying a later state
+#: of it, or a retried dead letter of it, compares with (a newer state, the
+#: refunds taken out). They are kept while the order still holds an open
+#: transfer or has an event not done with (queued, failed, dead, attention)
+ORDER_HISTORY_KEPT = SQL(
+    """
+    AND NOT (e.direction = 'in' AND e.kind IN ('order', 'cancel')
+             AND e.external_ref IS NOT NULL
+             AND (EXISTS (SELECT 1 FROM stock_picking p
+                           WHERE p.scs_channel_id = e.channel_id
+                             AND p.scs_external_order_id = e.external_ref
+                             AND p.state NOT IN ('done', 'cancel'))
+                  OR EXISTS (SELECT 1 FROM sync_event o
+                              WHERE o.channel_id = e.channel_id
+                                AND o.direction = 'in'
+                                AND o.kind IN ('order', 'cancel')
+                                AND o.external_ref = e.external_ref
+                                AND o.state NOT IN %s)))
+    """,
+    FINAL_STATES,
+)
+
+
 class SyncEventOperations(models.Model):
     """Dead letters, replay and retention."""
 
@@ -118,10 +144,16 @@ class SyncEventOperations(models.Model):
         An event's age counts from its last change, not its creation: a dead
         letter retried or discarded today is today's news. An event still
         pointed to is kept: the original of a replay (the replay says what
-        it replays) and the failed push a binding still waits on. Deleted in
-        chunks so that a first run over millions of rows never holds one
-        huge transaction; the server log keeps the full history (one JSON
-        line per event state, with its reason).
+        it replays) and the failed push a binding still waits on; so is the
+        history of an order still open here (``ORDER_HISTORY_KEPT``).
+
+        One call deletes one chunk (``GC_CHUNK`` rows) of each kind and
+        answers ``(deleted, remaining)``: Odoo's autovacuum commits after
+        each call and calls again while something remains, within the
+        cron's time, so a first run over millions of rows makes progress
+        that a timeout cannot undo (an original goes once its replays have
+        gone, in a later call). The server log keeps the full history (one
+        JSON line per event state, with its reason).
         """
         params = self.env["ir.config_parameter"].sudo()
         days = int(params.get_param("stock_channel_sync.event_retention_days", 30))
@@ -130,38 +162,40 @@ class SyncEventOperations(models.Model):
         )
         self.flush_model()
         self.env["channel.binding"].flush_model(["pending_event_id"])
+        self.env["stock.picking"].flush_model(
+            ["scs_channel_id", "scs_external_order_id", "state"]
+        )
         deleted = 0
-        for states, age in (
-            (list(FINAL_STATES), days),
-            (["dead", "failed", "attention"], problem_days),
+        for states, age, history in (
+            (list(FINAL_STATES), days, ORDER_HISTORY_KEPT),
+            (["dead", "failed", "attention"], problem_days, SQL()),
         ):
             limit = fields.Datetime.subtract(fields.Datetime.now(), days=age)
-            while True:
-                self.env.cr.execute(
-                    SQL(
-                        """
-                        DELETE FROM sync_event WHERE id IN (
-                            SELECT e.id FROM sync_event e
-                             WHERE e.state = ANY(%s)
-                               AND COALESCE(e.write_date, e.create_date) < %s
-                               AND NOT EXISTS (
-                                   SELECT 1 FROM sync_event r
-                                    WHERE r.replay_of_id = e.id)
-                               AND NOT EXISTS (
-                                   SELECT 1 FROM channel_binding b
-                                    WHERE b.pending_event_id = e.id)
-                             LIMIT 10000)
-                        """,
-                        states,
-                        limit,
-                    )
+            self.env.cr.execute(
+                SQL(
+                    """
+                    DELETE FROM sync_event WHERE id IN (
+                        SELECT e.id FROM sync_event e
+                         WHERE e.state = ANY(%s)
+                           AND COALESCE(e.write_date, e.create_date) < %s
+                           AND NOT EXISTS (
+                               SELECT 1 FROM sync_event r
+                                WHERE r.replay_of_id = e.id)
+                           AND NOT EXISTS (
+                               SELECT 1 FROM channel_binding b
+                                WHERE b.pending_event_id = e.id)
+                           %s
+                         LIMIT %s)
+                    """,
+                    states,
+                    limit,
+                    history,
+                    GC_CHUNK,
                 )
-                deleted += self.env.cr.rowcount
-                # until nothing is left: an original goes once its replays
-                # have gone, in the next round
-                if not self.env.cr.rowcount:
-                    break
+            )
+            deleted += self.env.cr.rowcount
         if deleted:
             self.invalidate_model()
             _logger.info("sync events: %s deleted by retention", deleted)
-        return deleted
+        # anything deleted may have freed an original: look again
+        return deleted, 1 if deleted else 0

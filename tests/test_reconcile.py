@@ -3,6 +3,7 @@
 
 import json
 import time
+from unittest.mock import patch
 
 import psycopg2
 
@@ -14,6 +15,7 @@ from odoo.tools import SQL, mute_logger
 from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..lib.adapters import ChannelOrder, InboundEvent, OrderLine
+from ..models import sync_event_operations
 from .common import SyncCase
 
 
@@ -779,30 +781,43 @@ class TestReconcile(SyncCase):
         self.env.flush_all()
         kept = new_applied | old_dead | old_failed | retried | discarded
         kept |= replayed | replay | waited
-        deleted = Event._gc_sync_events()
+        deleted = self.gc_events()
         self.assertEqual(deleted, 2)
         events = old_applied | ancient_dead | kept
         self.assertEqual(Event.search([("id", "in", events.ids)]), kept)
         self.assertEqual(replay.replay_of_id, replayed)
         self.assertEqual(binding.pending_event_id, waited)
 
+    def test_retention_goes_a_chunk_a_call(self):
+        """One call deletes a chunk of each kind and says whether to call
+        again: Odoo's autovacuum commits between calls, so a run cut by
+        the cron's time limit keeps what it deleted."""
+        for index in range(3):
+            self._aged_event(f"old-{index}", "applied", 40)
+        self._aged_event("old-dead", "dead", 400)
+        Event = self.env["sync.event"]
+        with patch.object(sync_event_operations, "GC_CHUNK", 1):
+            self.assertEqual(Event._gc_sync_events(), (2, 1))
+            self.assertEqual(Event._gc_sync_events(), (1, 1))
+            self.assertEqual(Event._gc_sync_events(), (1, 1))
+            self.assertEqual(Event._gc_sync_events(), (0, 0))
+
     def test_retention_unlinks_replays_through_an_index(self):
         """An original goes with its replays, after them, in one run; the
         foreign key's lookup on delete is served by an index: without one
         PostgreSQL scans the whole log once per deleted row, which turns a
         retention chunk of 10,000 rows into hours on a big log."""
-        Event = self.env["sync.event"]
         original = self._aged_event("replayed", "applied", 40)
         replay = self._aged_event(
             "replayed:replay:1", "applied", 5, replay_of_id=original.id
         )
-        self.assertEqual(Event._gc_sync_events(), 0)
+        self.assertEqual(self.gc_events(), 0)
         self.env.cr.execute(
             "UPDATE sync_event SET write_date = now() - interval '40 days'"
             " WHERE id = %s",
             [replay.id],
         )
-        self.assertEqual(Event._gc_sync_events(), 2)
+        self.assertEqual(self.gc_events(), 2)
         self.assertFalse((original | replay).exists())
         # the lookup the foreign key runs on delete, planned with table
         # scans priced out: only an index on the column can serve it

@@ -1848,6 +1848,38 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(event.state, "applied", event.reason)
         self.assertEqual(self.held("G-REOP"), {"SCS-MUG": (2, 2)})
 
+    def test_retention_keeps_the_history_of_an_open_order(self):
+        """An order of 3 with 1 refunded holds 2. Its events are older than
+        the retention: they are kept while the transfer is open, so a late
+        update of the order does not reserve the refunded unit again. Once
+        the order is closed, its history goes."""
+        self.t0 = fields.Datetime.now()
+        self.post_edit("G-RET", [("SCS-MUG", 3)], 0, event="order.created")
+        self.post_edit("G-RET", [("SCS-MUG", 1)], 1, event="order.refunded")
+        self.assertEqual(self.held("G-RET"), {"SCS-MUG": (2, 2)})
+        Event = self.env["sync.event"]
+
+        def age_all():
+            self.env.flush_all()
+            self.env.cr.execute(
+                "UPDATE sync_event SET create_date = now() - interval '40 days',"
+                " write_date = now() - interval '40 days'"
+                " WHERE external_ref = 'G-RET'"
+            )
+            Event.invalidate_model()
+
+        age_all()
+        self.gc_events()
+        history = Event.search([("external_ref", "=", "G-RET")])
+        self.assertEqual(len(history), 2)
+        self.post_edit("G-RET", [("SCS-MUG", 3)], 2)
+        self.assertEqual(self.held("G-RET"), {"SCS-MUG": (2, 2)})
+        self.post_edit("G-RET", [("SCS-MUG", 3)], 3, event="order.cancelled")
+        self.assertFalse(self.reservations(self.generic, "G-RET"))
+        age_all()
+        self.gc_events()
+        self.assertFalse(Event.search([("external_ref", "=", "G-RET")]))
+
     def test_edit_dropping_the_line_of_an_archived_binding_releases_it(self):
         """A line the order no longer names is released, also when its
         binding was archived since the order was reserved."""
