@@ -4,7 +4,10 @@
 import logging
 import time
 
+import psycopg2.errors
+
 from odoo import _, api, fields, models
+from odoo.exceptions import UserError
 from odoo.tools import SQL
 
 from .sync_event import APPLY_KINDS, FINAL_STATES
@@ -65,9 +68,15 @@ class SyncEventOperations(models.Model):
         for event in self.sudo().filtered(lambda e: e.state in ("dead", "failed")):
             if event.direction == "out":
                 binding = event.binding_id
-                if binding:
-                    binding.pending_event_id = event
-                    binding._scs_enqueue_retry()
+                if not binding:
+                    event._scs_set_state(
+                        "skipped",
+                        reason=_("not sent: its binding was deleted"),
+                        error=False,
+                    )
+                    continue
+                binding.pending_event_id = event
+                binding._scs_enqueue_retry()
                 event._scs_set_state("queued", error=False)
             else:
                 event._scs_set_state("queued", error=False)
@@ -116,25 +125,58 @@ class SyncEventOperations(models.Model):
         for event in self.sudo().filtered(lambda e: e.direction == "in"):
             if event.kind not in APPLY_KINDS:
                 continue
-            count = self.sudo().search_count([("replay_of_id", "=", event.id)])
-            replay = event.copy(
-                {
-                    "idempotency_key": f"{event.idempotency_key}:replay:{count + 1}",
-                    "replay_of_id": event.id,
-                    "state": "queued",
-                    "error": False,
-                    "reason": False,
-                    "attempts": 0,
-                    "enqueue_ts": time.time(),
-                    "change_ts": time.time(),
-                }
-            )
+            replay = event._scs_copy_as_replay()
             replay.with_delay(
                 identity_key=f"stock_channel_sync.in.{replay.id}",
                 description=f"Replay {event.kind} {event.external_ref or ''}",
             )._scs_job_apply()
             replays |= replay
         return replays
+
+    def _scs_copy_as_replay(self):
+        """A new event replaying this one, keyed ``<key>:replay:<n>``.
+
+        ``n`` follows the highest replay number in the log, not their
+        count: retention may have deleted earlier replays, and a count
+        would give a number still in use. A replay recorded at the same
+        moment by someone else takes the number: the next one is tried.
+        """
+        self.ensure_one()
+        prefix = f"{self.idempotency_key}:replay:"
+        keys = self.search(
+            [
+                ("channel_id", "=", self.channel_id.id),
+                ("direction", "=", self.direction),
+                (
+                    "idempotency_key",
+                    "=like",
+                    prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                    + "%",
+                ),
+            ]
+        ).mapped("idempotency_key")
+        numbers = [int(k[len(prefix) :]) for k in keys if k[len(prefix) :].isdigit()]
+        number = max(numbers, default=0) + 1
+        for _attempt in range(5):
+            try:
+                with self.env.cr.savepoint():
+                    return self.copy(
+                        {
+                            "idempotency_key": f"{prefix}{number}",
+                            "replay_of_id": self.id,
+                            "state": "queued",
+                            "error": False,
+                            "reason": False,
+                            "attempts": 0,
+                            "enqueue_ts": time.time(),
+                            "change_ts": time.time(),
+                        }
+                    )
+            except psycopg2.errors.UniqueViolation:
+                number += 1
+        raise UserError(
+            _("Too many replays of %s at once: try again.", self.display_name)
+        )
 
     # -- retention --
     @api.autovacuum

@@ -583,6 +583,10 @@ class TestReconcile(SyncCase):
         self.assertEqual(wizard.replayed_count, 1)
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
+        # retention took the first replay: the next one takes a new number
+        replay.unlink()
+        again = event.action_replay()
+        self.assertEqual(again.idempotency_key, "key-r1:replay:3")
 
     def reconcile_activities(self):
         return self.env["mail.activity"].search(
