@@ -775,7 +775,16 @@ class ChannelBinding(models.Model):
         binding._scs_lock()
         qty = binding._scs_quantities()[binding.id].published
         event = binding.pending_event_id
-        if binding.push_state == "ok" and binding.last_pushed_qty == qty:
+        if (
+            binding.push_state == "ok"
+            and binding.last_pushed_qty == qty
+            and (not binding.last_seen_at or binding.last_seen_qty == qty)
+        ):
+            # the event waiting for this retry is closed: nothing is to send
+            event.filtered(lambda e: e.state in ("queued", "failed"))._scs_set_state(
+                "skipped", reason=_("already in sync: the channel holds %s", qty)
+            )
+            binding.pending_event_id = False
             return "already in sync"
         # checked once there is something to send: a job that claims the
         # channel's probe sends

@@ -703,6 +703,35 @@ class TestOutboundPush(SyncCase):
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 10, "retrying pushes today's number")
 
+    def test_retried_dead_letter_of_a_channel_already_in_sync_is_closed(self):
+        """A dead letter retried while the channel already holds Odoo's
+        number sends nothing, and is closed, not left queued; one whose
+        binding was deleted is closed too."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        binding._scs_push()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        self.product_a._scs_on_push_failed(exc_message="worker lost")
+        dead = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("state", "=", "dead")]
+        )
+        pushes = len(sim.requests)
+        dead.action_retry()
+        self.run_jobs()
+        self.assertEqual(len(sim.requests), pushes, "nothing to send")
+        self.assertEqual(dead.state, "skipped")
+        self.assertIn("already in sync", dead.reason)
+        self.assertFalse(binding.pending_event_id)
+        self.product_a._scs_on_push_failed(exc_message="worker lost")
+        orphan = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("state", "=", "dead")]
+        )
+        binding.unlink()
+        orphan.action_retry()
+        self.assertEqual(orphan.state, "skipped")
+        self.assertIn("binding was deleted", orphan.reason)
+
     def test_channel_that_does_not_answer_is_paused_and_holds_back_no_other(self):
         """A channel does not answer (nothing listens at its address): it is
         paused, so the next stock change reaches the other channel without
