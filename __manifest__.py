@@ -30,4 +30,5 @@
         ],
     },
     "demo": ["data/demo/stock_channel_sync_demo.xml"],
+    "uninstall_hook": "uninstall_hook",
 }

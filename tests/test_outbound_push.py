@@ -14,6 +14,7 @@ from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.tests.common import trap_jobs
 
+from ..hooks import uninstall_hook
 from ..models import channel_binding, product_product
 from ..models.job_store import store_jobs
 from .common import SyncCase
@@ -702,6 +703,22 @@ class TestOutboundPush(SyncCase):
         dead.action_retry()
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 10, "retrying pushes today's number")
+
+    def test_uninstall_leaves_no_job_behind(self):
+        """Uninstalling removes the module's waiting jobs (the runner would
+        run them against a model that is gone) and its push sequence."""
+        sim = self.start_simulator()
+        self.bind(self.make_channel(sim), self.product_a)
+        self.move_stock(self.product_a, 1)
+        self.commit_point()
+        self.assertTrue(self.sync_jobs())
+        uninstall_hook(self.env)
+        self.env.invalidate_all()
+        self.assertFalse(
+            self.env["queue.job"].search([("method_name", "like", "_scs_job_")])
+        )
+        self.env.cr.execute("SELECT to_regclass('stock_channel_sync_push_seq')")
+        self.assertIsNone(self.env.cr.fetchone()[0])
 
     def test_retried_dead_letter_of_a_channel_already_in_sync_is_closed(self):
         """A dead letter retried while the channel already holds Odoo's
