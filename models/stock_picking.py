@@ -5,8 +5,9 @@ An order sold on a channel becomes an outgoing transfer reserved at once, so
 the units leave Odoo's free stock (and every other channel) immediately. The
 transfer remembers its channel and external order id: a unique index makes a
 second reservation of the same order impossible, even for two concurrent
-deliveries of the order webhook. A backorder (a partial shipment) keeps the
-order's id.
+deliveries of the order webhook. An order that no warehouse of its channel
+covers alone has one transfer per warehouse it is reserved from; a backorder
+(a partial shipment) keeps the order's id.
 """
 
 from odoo import fields, models
@@ -21,7 +22,7 @@ class StockPicking(models.Model):
     scs_external_order_id = fields.Char("Channel Order", readonly=True, copy=False)
 
     _scs_order_uniq = models.UniqueIndex(
-        "(scs_channel_id, scs_external_order_id)"
+        "(scs_channel_id, scs_external_order_id, location_id)"
         " WHERE scs_external_order_id IS NOT NULL AND state != 'cancel'"
         " AND backorder_id IS NULL",
         "This channel order already has a transfer.",

@@ -389,7 +389,9 @@ class SyncEventOrder(models.Model):
             later[0]._scs_set_state(
                 "applied",
                 ack_ts=time.time(),
-                reason=_("reserved with its order (%s)", picking.name),
+                reason=_(
+                    "reserved with its order (%s)", ", ".join(picking.mapped("name"))
+                ),
             )
         return result
 
@@ -447,7 +449,7 @@ class SyncEventOrder(models.Model):
         self.write({"binding_id": known[0][1].id if len(known) == 1 else False})
         self._scs_check_oversell(picking, known, sold_bounds=sold_bounds)
         self._scs_note_channel_sale(known)
-        reason = _("reserved in %s", picking.name)
+        reason = _("reserved in %s", ", ".join(picking.mapped("name")))
         if as_of:
             reason += _("; as of the order's later update %s", as_of)
         if refunded:
@@ -458,7 +460,7 @@ class SyncEventOrder(models.Model):
                 ", ".join(dropped),
             )
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
-        return f"reserved {picking.name}"
+        return f"reserved {', '.join(picking.mapped('name'))}"
 
     def _scs_follow_order(self, pickings, lines, applied, bindings=None):
         """An order already reserved: its reservation follows its newest lines.
@@ -646,7 +648,7 @@ class SyncEventOrder(models.Model):
         moves._action_assign()
 
     def _scs_reserve(self, channel, order_id, known):
-        return self._scs_reserve_many(channel, [(order_id, known)])
+        return self._scs_reserve_many(channel, [(order_id, known)])[0]
 
     @api.model
     def _scs_reserve_sources(self, channel):
@@ -696,6 +698,44 @@ class SyncEventOrder(models.Model):
             free[best][product_id] = free[best].get(product_id, 0.0) - qty
         return best
 
+    @classmethod
+    def _scs_split_sources(cls, sources, free, wanted):
+        """``[(source, [(binding, qty)])]``: where an order is reserved.
+
+        One source when one covers the whole order (see
+        ``_scs_pick_source``). Otherwise each line takes what each source
+        has free, in the channel's order, and what no source has stays with
+        the source that covers most: units of the order that one warehouse
+        cannot cover are reserved where they are, so that no channel is
+        offered them again, and only a real shortfall is an incident.
+        """
+        best = cls._scs_pick_source(sources, free, wanted)
+        covered = all(
+            free[best].get(b.product_id.id, 0.0) >= -1e-9 for b, _qty in wanted
+        )
+        if covered or len(sources) < 2:
+            return [(best, wanted)]
+        # undo the whole order's take from ``best``, then split it
+        for binding, qty in wanted:
+            pid = binding.product_id.id
+            free[best][pid] = free[best].get(pid, 0.0) + qty
+        parts = {}
+        for binding, qty in wanted:
+            pid = binding.product_id.id
+            rest = qty
+            for source in sources:
+                take = min(rest, max(0.0, free[source].get(pid, 0.0)))
+                if take > 1e-9:
+                    parts.setdefault(source, []).append((binding, take))
+                    free[source][pid] = free[source].get(pid, 0.0) - take
+                    rest -= take
+                if rest <= 1e-9:
+                    break
+            if rest > 1e-9:
+                parts.setdefault(best, []).append((binding, rest))
+                free[best][pid] = free[best].get(pid, 0.0) - rest
+        return [(source, parts[source]) for source in sources if source in parts]
+
     @api.model
     def _scs_reserve_many(self, channel, orders):
         """One reserved outgoing transfer per ``(order_id, known lines)``.
@@ -713,49 +753,60 @@ class SyncEventOrder(models.Model):
             source: channel._scs_free_quantities(products.ids, source)
             for source in sources
         }
-        customers = self.env.ref("stock.stock_location_customers")
         vals_list = []
-        for order_id, known in orders:
-            wanted = _per_binding(known)
-            src = self._scs_pick_source(sources, free, wanted)
-            picking_type = (
-                src.warehouse_id.out_type_id or sources.warehouse_id[:1].out_type_id
-            )
-            dest = picking_type.default_location_dest_id or customers
-            moves = []
-            for binding, qty in wanted:
-                product = binding.product_id
-                moves.append(
-                    fields.Command.create(
-                        {
-                            "product_id": product.id,
-                            "product_uom_qty": qty,
-                            "product_uom": product.uom_id.id,
-                            "location_id": src.id,
-                            "location_dest_id": dest.id,
-                        }
-                    )
+        owners = []
+        for index, (order_id, known) in enumerate(orders):
+            for src, wanted in self._scs_split_sources(
+                sources, free, _per_binding(known)
+            ):
+                vals_list.append(
+                    self._scs_transfer_vals(channel, order_id, src, sources, wanted)
                 )
-            vals_list.append(
-                {
-                    "picking_type_id": picking_type.id,
-                    "location_id": src.id,
-                    "location_dest_id": dest.id,
-                    "origin": f"{channel.name} {order_id}",
-                    "scs_channel_id": channel.id,
-                    "scs_external_order_id": order_id,
-                    "move_ids": moves,
-                }
-            )
-        pickings = (
+                owners.append(index)
+        created = (
             self.env["stock.picking"]
             .sudo()
             .with_company(channel.company_id)
             .create(vals_list)
         )
-        pickings.action_confirm()
-        pickings.action_assign()
+        created.action_confirm()
+        created.action_assign()
+        pickings = [self.env["stock.picking"].sudo() for _order in orders]
+        for index, picking in zip(owners, created, strict=True):
+            pickings[index] |= picking
         return pickings
+
+    @api.model
+    def _scs_transfer_vals(self, channel, order_id, src, sources, wanted):
+        """An order's outgoing transfer from ``src``: ``wanted`` is
+        ``[(binding, qty)]``."""
+        picking_type = (
+            src.warehouse_id.out_type_id or sources.warehouse_id[:1].out_type_id
+        )
+        dest = picking_type.default_location_dest_id or self.env.ref(
+            "stock.stock_location_customers"
+        )
+        moves = [
+            fields.Command.create(
+                {
+                    "product_id": binding.product_id.id,
+                    "product_uom_qty": qty,
+                    "product_uom": binding.product_id.uom_id.id,
+                    "location_id": src.id,
+                    "location_dest_id": dest.id,
+                }
+            )
+            for binding, qty in wanted
+        ]
+        return {
+            "picking_type_id": picking_type.id,
+            "location_id": src.id,
+            "location_dest_id": dest.id,
+            "origin": f"{channel.name} {order_id}",
+            "scs_channel_id": channel.id,
+            "scs_external_order_id": order_id,
+            "move_ids": moves,
+        }
 
     def _scs_check_oversell(self, picking, known, added=None, sold_bounds=None):
         """An order beyond what the channel was offered is an incident.
@@ -1023,6 +1074,7 @@ class SyncEventOrder(models.Model):
                     ON m.picking_id = p.id AND m.product_id = %(product)s
                  CROSS JOIN LATERAL (SELECT %(placed)s AS placed) pl
                  WHERE p.id != %(picking)s
+                   AND p.scs_external_order_id != %(order)s
                 """,
                 placed=placed(SQL("p.scs_channel_id"), SQL("p.scs_external_order_id")),
                 mine=mine,
@@ -1031,6 +1083,7 @@ class SyncEventOrder(models.Model):
                 channel=channel,
                 product=binding.product_id.id,
                 picking=picking.id,
+                order=picking.scs_external_order_id or "",
             )
         )
         sold, given_back = self.env.cr.fetchone()

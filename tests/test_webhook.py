@@ -3256,6 +3256,38 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             self.reservations(self.generic, "G-1WH").location_id, self.stock
         )
 
+    def test_order_no_warehouse_covers_alone_is_split_between_them(self):
+        """Neither warehouse covers the order alone, both do together: it
+        is reserved in both (one transfer each), with no oversell, and no
+        channel is offered the units again. Cancelled, both are released."""
+        second = self.env["stock.warehouse"].create({"name": "Second", "code": "SCD"})
+        self.env["stock.quant"]._update_available_quantity(
+            self.product_a, second.lot_stock_id, 3
+        )
+        self.generic.warehouse_ids = self.warehouse | second
+        self.discard_jobs()
+        self.product_a.invalidate_recordset()
+        free = self.product_a.free_qty
+        first = self.product_a.with_context(warehouse_id=self.warehouse.id).free_qty
+        wanted = int(first) + 2
+        self.post_generic(self.order_payload("G-SPLITWH", qty=wanted))
+        self.run_jobs("_scs_job_apply_inbound")
+        pickings = self.reservations(self.generic, "G-SPLITWH")
+        self.assertEqual(
+            {p.location_id: p.move_ids.quantity for p in pickings},
+            {self.stock: first, second.lot_stock_id: 2},
+        )
+        self.assertFalse(self.oversells())
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - wanted)
+        self.post_generic(
+            self.order_payload("G-SPLITWH", qty=wanted, event="order.cancelled")
+        )
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(set(pickings.mapped("state")), {"cancel"})
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+
     def test_shopify_level_of_another_location_is_not_an_edit(self):
         """Shopify keeps a level per location: a level of a location the
         channel does not sell from is not its number, nor an edit to correct."""
