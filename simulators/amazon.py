@@ -20,7 +20,9 @@ What it follows (selling-partner-api-models, SP-API docs):
   that is processed at once or after ``feed_polls_to_done`` ``getFeed``
   polls; a feed of more than 25,000 messages ends ``FATAL``. The processing
   report is served here too, gzipped when ``compress_reports``.
-- Orders v0 with ``NextToken`` pages, order items, marketplace participations.
+- Orders 2026-01-01 ``searchOrders`` (items in each order, ``paginationToken``
+  pages) and the deprecated Orders v0 (``NextToken`` pages, order items);
+  marketplace participations.
 
 Issue codes the simulator invents for its own refusals start with
 ``SIMULATOR_``; Amazon's own codes for these cases were not published.
@@ -58,7 +60,32 @@ RATE_LIMITS = {
     "getFeedDocument": (0.0222, 10),
     "getOrders": (0.0167, 20),
     "getOrderItems": (0.5, 30),
+    "searchOrders": (0.0056, 20),
     "getMarketplaceParticipations": (0.016, 15),
+}
+#: Orders v0 ``OrderStatus`` -> Orders 2026-01-01 ``fulfillmentStatus``
+FULFILLMENT_STATUS = {
+    "PendingAvailability": "PENDING_AVAILABILITY",
+    "Pending": "PENDING",
+    "Unshipped": "UNSHIPPED",
+    "PartiallyShipped": "PARTIALLY_SHIPPED",
+    "Shipped": "SHIPPED",
+    "Canceled": "CANCELLED",
+    "Unfulfillable": "UNFULFILLABLE",
+}
+FULFILLED_BY = {"MFN": "MERCHANT", "AFN": "AMAZON"}
+INCLUDED_DATA = {
+    "BUYER",
+    "RECIPIENT",
+    "PROCEEDS",
+    "EXPENSE",
+    "PROMOTION",
+    "CANCELLATION",
+    "FULFILLMENT",
+    "PACKAGES",
+    "TAX",
+    "PAYMENT",
+    "FULFILLMENT_ORDERS",
 }
 
 
@@ -147,6 +174,7 @@ class AmazonSimulator(TokenSimulator):
             ("PUT", "/_storage/upload/([^/]+)", self._upload, None),
             ("GET", "/_storage/download/([^/]+)", self._download, None),
             ("GET", "/orders/v0/orders", self._get_orders, "getOrders"),
+            ("GET", "/orders/2026-01-01/orders", self._search_orders, "searchOrders"),
             ("GET", ORDER_ITEMS, self._get_order_items, "getOrderItems"),
             ("GET", PARTICIPATIONS, self._participations, PARTICIPATIONS_OP),
         ]
@@ -729,6 +757,108 @@ class AmazonSimulator(TokenSimulator):
                 self._page_tokens[token] = (dict(query), offset + size)
                 payload["NextToken"] = token
         return Response(200, {"payload": payload})
+
+    def _search_orders(self, req):
+        """Orders 2026-01-01 ``searchOrders``: the items come with each order;
+        ``fulfillment`` only when ``includedData`` asks for it. A page token
+        must come with the same parameters as the request that gave it
+        (``maxResultsPerPage`` and ``includedData`` excepted)."""
+        query = dict(req.query)
+        token = query.pop("paginationToken", None)
+        fixed = {
+            k: v
+            for k, v in query.items()
+            if k not in ("maxResultsPerPage", "includedData")
+        }
+        if token:
+            state = self._page_tokens.get(token)
+            if state is None:
+                return errors(400, "InvalidInput", "Invalid paginationToken.")
+            if state[0] != fixed:
+                return errors(
+                    400,
+                    "InvalidInput",
+                    "Parameters must match the request that gave the token.",
+                )
+            offset = state[1]
+        else:
+            offset = 0
+        created, updated = query.get("createdAfter"), query.get("lastUpdatedAfter")
+        if bool(created) == bool(updated):
+            return errors(
+                400,
+                "InvalidInput",
+                "Exactly one of createdAfter and lastUpdatedAfter must be provided.",
+            )
+        try:
+            size = int(query.get("maxResultsPerPage", MAX_ORDERS_PER_PAGE))
+        except ValueError:
+            size = 0
+        if not 1 <= size <= MAX_ORDERS_PER_PAGE:
+            return errors(400, "InvalidInput", "maxResultsPerPage must be 1 to 100.")
+        field, since = (
+            ("LastUpdateDate", parse_iso(updated))
+            if updated
+            else ("PurchaseDate", parse_iso(created))
+        )
+        if since is None:
+            return errors(400, "InvalidInput", "Invalid date.")
+        by = [c for c in (query.get("fulfilledBy") or "").split(",") if c]
+        if any(c not in FULFILLED_BY.values() for c in by):
+            return errors(400, "InvalidInput", "Invalid fulfilledBy.")
+        included = {c for c in (query.get("includedData") or "").split(",") if c}
+        if included - INCLUDED_DATA:
+            return errors(400, "InvalidInput", "Invalid includedData.")
+        markets = [m for m in (query.get("marketplaceIds") or "").split(",") if m]
+        if len(markets) > 50:
+            return errors(400, "InvalidInput", "At most 50 marketplaceIds.")
+        with self.lock:
+            matching = sorted(
+                (
+                    o
+                    for o in self.orders.values()
+                    if parse_iso(o[field]) >= since
+                    and (not by or FULFILLED_BY[o["FulfillmentChannel"]] in by)
+                    and (not markets or o["MarketplaceId"] in markets)
+                ),
+                key=lambda o: (o[field], o["AmazonOrderId"]),
+            )
+            page = [
+                self._order_2026(o, "FULFILLMENT" in included)
+                for o in matching[offset : offset + size]
+            ]
+            body = {"orders": page}
+            if offset + size < len(matching):
+                next_token = uuid.uuid4().hex
+                self._page_tokens[next_token] = (fixed, offset + size)
+                body["pagination"] = {"nextToken": next_token}
+        return Response(200, body)
+
+    @staticmethod
+    def _order_2026(order, fulfillment):
+        shaped = {
+            "orderId": order["AmazonOrderId"],
+            "createdTime": order["PurchaseDate"],
+            "lastUpdatedTime": order["LastUpdateDate"],
+            "salesChannel": {
+                "channelName": "AMAZON",
+                "marketplaceId": order["MarketplaceId"],
+            },
+            "orderItems": [
+                {
+                    "orderItemId": item["OrderItemId"],
+                    "product": {"asin": item["ASIN"], "sellerSku": item["SellerSKU"]},
+                    "quantityOrdered": item["QuantityOrdered"],
+                }
+                for item in order["_items"]
+            ],
+        }
+        if fulfillment:
+            shaped["fulfillment"] = {
+                "fulfillmentStatus": FULFILLMENT_STATUS[order["OrderStatus"]],
+                "fulfilledBy": FULFILLED_BY[order["FulfillmentChannel"]],
+            }
+        return shaped
 
     def _get_order_items(self, req, order_id):
         with self.lock:

@@ -1,5 +1,8 @@
 """Amazon Selling Partner API adapter: Listings Items, Feeds, Orders, Sellers.
 
+Orders come from the Orders API 2026-01-01 (``searchOrders``); Orders v0
+(``getOrders``, ``getOrderItems``) is deprecated, to be removed in 2027.
+
 Authentication
     Login with Amazon (LWA) only: since 2023-10 SP-API calls need no SigV4
     signature, just the ``x-amz-access-token`` header. The refresh token is
@@ -103,12 +106,15 @@ MAX_FEED_MESSAGES = 25_000
 FEED_THRESHOLD = 10
 #: orders the seller ships (Merchant Fulfilled Network); Amazon's own are AFN
 SELLER_FULFILLED = "MFN"
+#: the same, as Orders 2026-01-01 names it (``fulfilledBy``)
+SELLER_FULFILLED_BY = "MERCHANT"
+ORDERS_PATH = "/orders/2026-01-01/orders"
 #: searchListingsItems: ``pageSize`` maximum, identifiers per call, and the
 #: number of results Amazon lets a search page through at all
 SEARCH_PAGE_SIZE = 20
 SEARCH_IDENTIFIERS = 20
 SEARCH_RESULT_CAP = 1000
-#: getOrders ``MaxResultsPerPage`` maximum
+#: searchOrders ``maxResultsPerPage`` maximum
 ORDERS_PAGE_SIZE = 100
 #: longest client-side throttle wait before giving the job back to the queue
 MAX_THROTTLE_WAIT = 30.0
@@ -128,8 +134,7 @@ RATE_LIMITS = {
     "createFeed": (5 / 300, 5),
     "getFeed": (2.0, 15),
     "getFeedDocument": (0.0222, 10),
-    "getOrders": (0.0167, 20),
-    "getOrderItems": (0.5, 30),
+    "searchOrders": (0.0056, 20),
     "getMarketplaceParticipations": (0.016, 15),
 }
 
@@ -287,43 +292,44 @@ class AmazonAdapter(RefreshTokenAdapter):
                     yield level
 
     def fetch_orders(self, since):
-        """Yield orders updated since ``since`` with their lines (getOrderItems).
+        """Yield orders updated since ``since``, with their lines.
 
-        getOrders allows a burst of 20 pages, then one a minute: past that the
-        generator raises :class:`RateLimitedError` rather than hold a worker
-        for minutes. Orders already yielded come again on the next pass, which
-        the intake absorbs (it is keyed by order id).
+        Orders API 2026-01-01 ``searchOrders``: each order carries its
+        items, so a page of 100 orders is one call (Orders v0, deprecated
+        and due to be removed in 2027, needed one more call per order). The
+        usage plan allows a burst of 20 pages, then one every three
+        minutes: past the burst the generator raises
+        :class:`RateLimitedError` rather than hold a worker for minutes.
+        Orders already yielded come again on the next pass, which the intake
+        absorbs (it is keyed by order id).
 
-        Only orders the seller fulfils (``MFN``): Amazon ships its own (FBA,
-        ``AFN``) from its warehouses, so they never take stock from Odoo's.
-        The filter is asked for, and checked on each order, so that an FBA
-        order costs no getOrderItems call and reserves nothing.
+        Only orders the seller fulfils (``fulfilledBy`` ``MERCHANT``): Amazon
+        ships its own (FBA) from its warehouses, so they never take stock
+        from Odoo's. The filter is asked for, and checked on each order. The
+        ``FULFILLMENT`` dataset is asked for: it holds the order's status.
         """
         params = {
-            "MarketplaceIds": ",".join(self.marketplace_ids),
-            "LastUpdatedAfter": format_time(since),
-            "MaxResultsPerPage": ORDERS_PAGE_SIZE,
-            "FulfillmentChannels": SELLER_FULFILLED,
+            "marketplaceIds": ",".join(self.marketplace_ids),
+            "lastUpdatedAfter": format_time(since),
+            "maxResultsPerPage": ORDERS_PAGE_SIZE,
+            "fulfilledBy": SELLER_FULFILLED_BY,
+            "includedData": "FULFILLMENT",
         }
         while True:
-            response = self._call(
-                "getOrders", "GET", "/orders/v0/orders", params=params
-            )
-            payload = _json(response, "getOrders").get("payload") or {}
-            for order in payload.get("Orders") or []:
-                if (
-                    order.get("FulfillmentChannel", SELLER_FULFILLED)
-                    != SELLER_FULFILLED
+            response = self._call("searchOrders", "GET", ORDERS_PATH, params=params)
+            body = _json(response, "searchOrders")
+            for order in body.get("orders") or []:
+                fulfillment = order.get("fulfillment") or {}
+                if fulfillment.get("fulfilledBy", SELLER_FULFILLED_BY) != (
+                    SELLER_FULFILLED_BY
                 ):
                     continue
                 yield self._channel_order(order)
-            token = payload.get("NextToken")
+            token = (body.get("pagination") or {}).get("nextToken")
             if not token:
                 return
-            # the filters go along with the token: the current reference says
-            # the token "doesn't affect any filters" of the request (older
-            # guides said it replaces them; sending both suits either)
-            params = {**params, "NextToken": token}
+            # every other parameter goes along, with the same values
+            params = {**params, "paginationToken": token}
 
     def test_connection(self):
         """Renew the token and check the seller sells in the configured marketplaces."""
@@ -689,38 +695,27 @@ class AmazonAdapter(RefreshTokenAdapter):
             updated_at=parse_time(summaries[0].get("lastUpdatedDate")),
         )
 
-    def _channel_order(self, order):
-        order_id = order.get("AmazonOrderId", "")
+    @staticmethod
+    def _channel_order(order):
+        """A ``searchOrders`` order (its items included) as a ChannelOrder."""
         lines = []
-        params = {}
-        while True:
-            response = self._call(
-                "getOrderItems",
-                "GET",
-                f"/orders/v0/orders/{quote(order_id, safe='')}/orderItems",
-                params=params,
-            )
-            payload = _json(response, "getOrderItems").get("payload") or {}
-            for item in payload.get("OrderItems") or []:
-                lines.append(
-                    OrderLine(
-                        sku=item.get("SellerSKU", ""),
-                        quantity=float(item.get("QuantityOrdered") or 0),
-                        external_id=item.get("OrderItemId", ""),
-                        external_variant_id=item.get("ASIN", ""),
-                    )
+        for item in order.get("orderItems") or []:
+            product = item.get("product") or {}
+            lines.append(
+                OrderLine(
+                    sku=product.get("sellerSku", ""),
+                    quantity=float(item.get("quantityOrdered") or 0),
+                    external_id=item.get("orderItemId", ""),
+                    external_variant_id=product.get("asin", ""),
                 )
-            token = payload.get("NextToken")
-            if not token:
-                break
-            params = {"NextToken": token}
-        status = "cancelled" if order.get("OrderStatus") == "Canceled" else "open"
+            )
+        status = (order.get("fulfillment") or {}).get("fulfillmentStatus")
         return ChannelOrder(
-            external_id=order_id,
-            status=status,
+            external_id=order.get("orderId", ""),
+            status="cancelled" if status == "CANCELLED" else "open",
             lines=lines,
-            updated_at=parse_time(order.get("LastUpdateDate")),
-            created_at=parse_time(order.get("PurchaseDate")),
+            updated_at=parse_time(order.get("lastUpdatedTime")),
+            created_at=parse_time(order.get("createdTime")),
             raw=order,
         )
 

@@ -521,16 +521,49 @@ def test_fetch_orders_since_follows_next_token_and_reads_items(sim):
     assert len(by_id[big].lines) == 25
     first = orders[0]
     assert first.status == "open" and first.updated_at >= since
-    assert first.created_at is not None  # PurchaseDate
+    assert first.created_at is not None  # createdTime
     assert (first.lines[0].sku, first.lines[0].quantity) == (row["sku"], 2.0)
-    pages = sim.requests_for("GET", "/orders/v0/orders")
-    listing = [p for p in pages if not p.path.endswith("/orderItems")]
+    # Orders 2026-01-01: the items come with the orders, 100 a page
+    assert not sim.requests_for("GET", "/orders/v0/")
+    listing = sim.requests_for("GET", "/orders/2026-01-01/orders")
     assert len(listing) == 2
-    assert listing[0].query["LastUpdatedAfter"] == since.strftime("%Y-%m-%dT%H:%M:%SZ")
-    # the next page carries its token and the filters again
-    assert "NextToken" in listing[1].query
-    assert listing[1].query["LastUpdatedAfter"] == listing[0].query["LastUpdatedAfter"]
-    assert listing[1].query["FulfillmentChannels"] == "MFN"
+    assert listing[0].query["lastUpdatedAfter"] == since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert listing[0].query["includedData"] == "FULFILLMENT"
+    # the next page carries its token and the same parameters again
+    assert "paginationToken" in listing[1].query
+    assert listing[1].query["lastUpdatedAfter"] == listing[0].query["lastUpdatedAfter"]
+    assert listing[1].query["fulfilledBy"] == "MERCHANT"
+
+
+def test_search_orders_simulator_keeps_the_contract(sim):
+    """The simulator refuses what searchOrders refuses: both dates or
+    neither, a page size over 100, a page token with other parameters, an
+    unknown dataset; an order's status only comes with FULFILLMENT."""
+    [row] = sim.seed_skus(1)
+    for _n in range(3):
+        sim.seed_order([(row["sku"], 1)])
+    url = sim.url + "/orders/2026-01-01/orders"
+    headers = {"x-amz-access-token": raw_token(sim)}
+    since = "2020-01-01T00:00:00Z"
+
+    def get(**params):
+        return requests.get(url, params=params, headers=headers, timeout=5)
+
+    assert get().status_code == 400
+    assert get(createdAfter=since, lastUpdatedAfter=since).status_code == 400
+    assert get(lastUpdatedAfter=since, maxResultsPerPage=101).status_code == 400
+    assert get(lastUpdatedAfter=since, includedData="EVERYTHING").status_code == 400
+    first = get(lastUpdatedAfter=since, maxResultsPerPage=2).json()
+    assert len(first["orders"]) == 2 and "fulfillment" not in first["orders"][0]
+    token = first["pagination"]["nextToken"]
+    moved = get(lastUpdatedAfter="2021-01-01T00:00:00Z", paginationToken=token)
+    assert moved.status_code == 400
+    rest = get(
+        lastUpdatedAfter=since, paginationToken=token, includedData="FULFILLMENT"
+    )
+    [last] = rest.json()["orders"]
+    assert last["fulfillment"]["fulfillmentStatus"] == "UNSHIPPED"
+    assert "pagination" not in rest.json()
 
 
 def test_orders_amazon_ships_itself_are_left_out(sim):
@@ -544,25 +577,19 @@ def test_orders_amazon_ships_itself_are_left_out(sim):
     adapter = make_adapter(sim)
 
     assert [o.external_id for o in adapter.fetch_orders(since)] == [mine]
-    [listing] = [
-        r
-        for r in sim.requests_for("GET", "/orders/v0/orders")
-        if not r.path.endswith("/orderItems")
-    ]
-    assert listing.query["FulfillmentChannels"] == "MFN"
+    [listing] = sim.requests_for("GET", "/orders/2026-01-01/orders")
+    assert listing.query["fulfilledBy"] == "MERCHANT"
 
     # a server that ignores the filter: the order is still left out
     real_call = adapter._call
 
     def unfiltered(operation, method, path, params=None, **kw):
-        params = {k: v for k, v in (params or {}).items() if k != "FulfillmentChannels"}
+        params = {k: v for k, v in (params or {}).items() if k != "fulfilledBy"}
         return real_call(operation, method, path, params=params, **kw)
 
     adapter._call = unfiltered
-    afn = sim.seed_order([(row["sku"], 2)], fulfillment="AFN")
-    items = f"/orders/v0/orders/{afn}/orderItems"
+    sim.seed_order([(row["sku"], 2)], fulfillment="AFN")
     assert [o.external_id for o in adapter.fetch_orders(since)] == [mine]
-    assert not sim.requests_for("GET", items)
 
     fba = order_change_notification(
         "111-9", "Unshipped", [(row["sku"], 1)], sim.seller_id, fulfillment="AFN"
