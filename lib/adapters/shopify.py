@@ -31,9 +31,18 @@ Batches
 
 Stale compare-and-set
     The adapter reads the live level, reports it in ``PushResult.live_quantity``
-    and retries once with that value as the compare value; the target stays
-    Odoo's absolute number. A second stale answer is reported as a retryable
-    :class:`StaleQuantityError` for that item, never applied blindly.
+    and decides again, retrying once with that value as the compare value.
+    The compare value is what Odoo knows Shopify holds (its last push, less
+    the sales of Shopify's orders it has applied since): a live level lower
+    than that means units went that Odoo does not know of yet, most likely
+    a sale whose order webhook is still on its way. Those units are taken
+    off Odoo's number (not below 0), so that the retry does not offer them
+    again in the meantime; a live level higher than expected (a restock, a
+    cancellation on Shopify) gets Odoo's number as it is. The quantity set
+    is ``PushResult.quantity``; the next push sends Odoo's number again
+    (after the order, that number counts the sale). A second stale answer
+    is reported as a retryable :class:`StaleQuantityError` for that item,
+    never applied blindly.
 
 Throttling
     Every answer carries ``extensions.cost`` (requested and actual cost and
@@ -557,7 +566,13 @@ class ShopifyAdapter(ChannelAdapter):
                     retry.remove(entry)
                     continue
                 live[entry["index"]] = level.quantity
-                # the retry compares against the live level; the target stays
+                # the retry compares against the live level; units gone that
+                # Odoo does not know of (a sale on its way) are not offered
+                # again meanwhile
+                previous = entry["compare"]
+                if previous is not None and level.quantity < previous:
+                    unknown = previous - level.quantity
+                    entry["quantity"] = max(0, entry["quantity"] - unknown)
                 entry["compare"] = level.quantity
         if retry:
             self._retry(updates, retry, live, results, fresh_key=spent)
@@ -576,10 +591,18 @@ class ShopifyAdapter(ChannelAdapter):
                 result = self._ok(update)
                 if live_quantity is not None:
                     result.live_quantity = live_quantity
+                    result.quantity = entry["quantity"]
                     result.response = (
                         f"stale compare: Shopify held {live_quantity}, "
-                        f"expected {update.previous_quantity}; set to {update.quantity}"
+                        f"expected {update.previous_quantity}; set to "
+                        f"{entry['quantity']}"
                     )
+                    if entry["quantity"] != update.quantity:
+                        result.response += (
+                            f" (Odoo's {update.quantity} less the "
+                            f"{update.quantity - entry['quantity']} gone there"
+                            " that Odoo does not know of yet)"
+                        )
                 results[entry["index"]] = result
             elif any(err.get("code") in STALE_CODES for err in errors):
                 message = (
