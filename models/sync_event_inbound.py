@@ -693,6 +693,10 @@ class SyncEventInbound(models.Model):
                     # Odoo's number is pushed again, which is right either way
                     self._scs_correct(binding, corrections)
                 continue
+            # what Odoo knew the channel held: its last push as the channel
+            # kept it (a stale compare-and-set may set less than Odoo's
+            # number), less the channel's own orders applied since
+            known = binding.last_seen_qty if binding.last_seen_at else None
             binding.write(
                 {
                     "last_seen_qty": seen,
@@ -702,7 +706,7 @@ class SyncEventInbound(models.Model):
                     ),
                 }
             )
-            if binding.push_state == "ok" and seen == binding.last_pushed_qty:
+            if binding.push_state == "ok" and seen in (binding.last_pushed_qty, known):
                 results.append(f"{binding.sku}: echo of our push")
                 continue
             quantities = published.get(binding) if published else None

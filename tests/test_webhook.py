@@ -2225,6 +2225,34 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(sim.quantity("SCS-MUG"), 2)
         self.assertEqual(self.b_generic.last_seen_qty, 2)
 
+    def test_echo_of_a_number_the_channel_kept_is_no_edit(self):
+        """A push the channel took as less than Odoo's number (a stale
+        compare-and-set that left out units sold there): the channel's level
+        webhook of that number is the echo of the push, not an edit that
+        would push the left-out units back on sale."""
+        self.b_generic.write(
+            {
+                "push_state": "ok",
+                "last_pushed_qty": 10,
+                "last_pushed_at": fields.Datetime.now(),
+                "last_seen_qty": 8,
+                "last_seen_at": fields.Datetime.now(),
+            }
+        )
+        self.discard_jobs()
+        level = {
+            "type": "inventory.updated",
+            "timestamp": fields.Datetime.to_string(fields.Datetime.now()),
+            "data": {"sku": "SCS-MUG", "quantity": 8},
+        }
+        self.post_generic(level)
+        self.run_jobs("_scs_job_apply_inbound")
+        event = self.env["sync.event"].search(
+            [("kind", "=", "inventory")], order="id desc", limit=1
+        )
+        self.assertIn("echo of our push", event.reason)
+        self.assertFalse(self.sync_jobs("_scs_job_push_corrections"))
+
     def test_inventory_echo_and_channel_edit(self):
         sim = self.start_simulator()
         self.generic.write(
