@@ -28,6 +28,23 @@ class StockPicking(models.Model):
         "This channel order already has a transfer.",
     )
 
+    scs_cancelled_in_odoo = fields.Boolean(
+        "Cancelled in Odoo",
+        readonly=True,
+        copy=False,
+        help="A channel order's transfer cancelled here, not by the channel: "
+        "a later update of the order does not reserve it again.",
+    )
+
+    def action_cancel(self):
+        """Note a channel order's transfer cancelled by a user (the module
+        releases an order with ``scs_release`` in the context)."""
+        if not self.env.context.get("scs_release"):
+            self.filtered(
+                lambda p: p.scs_external_order_id and p.state not in ("done", "cancel")
+            ).write({"scs_cancelled_in_odoo": True})
+        return super().action_cancel()
+
     def _create_backorder_picking(self):
         """A backorder of an order's transfer holds the rest of that order:
         it keeps the order's id, so that cancelling or refunding the order

@@ -252,14 +252,33 @@ class SyncEventOrder(models.Model):
                 "a later state of an order that holds no reservation here:"
                 " only its creation or payment reserves it"
             )
-        states = [data for _event, data in applied if not _is_line_refund(data)]
-        if not states or states[-1].get("status") in ("cancelled", "refunded"):
+        if not self._scs_cancelled_in_odoo(order_id):
             return None
-        if self._scs_open_and_empty(order_id, applied, bindings):
+        states = [data for _event, data in applied if not _is_line_refund(data)]
+        if states and states[-1].get("status") in ("cancelled", "refunded"):
+            # the channel cancelled the order since: reopened there, it is
+            # sold again
             return None
         return _(
-            "the order's transfer was cancelled in Odoo while it held units:"
-            " an update of the order does not reserve it again"
+            "the order's transfer was cancelled in Odoo: an update of the"
+            " order does not reserve it again"
+        )
+
+    def _scs_cancelled_in_odoo(self, order_id):
+        """Whether a transfer of this order was cancelled by someone in Odoo
+        (not released by the channel's own cancel): a fact kept on the
+        transfer, which outlives the event log's retention."""
+        return bool(
+            self.env["stock.picking"]
+            .sudo()
+            .search_count(
+                [
+                    ("scs_channel_id", "=", self.channel_id.id),
+                    ("scs_external_order_id", "=", order_id),
+                    ("scs_cancelled_in_odoo", "=", True),
+                ],
+                limit=1,
+            )
         )
 
     def _scs_refund_released(self):
@@ -395,22 +414,31 @@ class SyncEventOrder(models.Model):
             )
         return result
 
-    def _scs_note_channel_sale(self, known):
-        """The channel took what it sold off its own level: so noted on its
-        bindings (``last_seen_qty``), so that the next push sends Odoo's
-        number even when it did not change. A channel offered its cap (or
-        its share) that sells it holds 0 while Odoo still publishes the
-        cap: without this, the push would be skipped as already there, and
-        the channel would sell nothing more until a reconciliation. A level
-        the channel reported after the order was placed counts the sale
-        already.
+    def _scs_note_channel_sale(self, known, back=False):
+        """The channel took what it sold off its own level (or, ``back``,
+        put back what it released): so noted on its bindings
+        (``last_seen_qty``), so that the next push sends Odoo's number even
+        when it did not change. A channel offered its cap (or its share)
+        that sells it holds 0 while Odoo still publishes the cap: without
+        this, the push would be skipped as already there, and the channel
+        would sell nothing more until a reconciliation; one that restocks a
+        cancelled order would hold more than its cap (put back is noted for
+        a capped or allocated binding only). A level the channel
+        reported after this event counts the change already. A figure noted
+        wrong costs one push of Odoo's number, which is right either way.
         """
         for binding, qty in _per_binding(known):
             if binding.push_state != "ok" or not binding.last_seen_at:
                 continue
             if self.event_ts and (binding.last_event_ts or 0.0) >= self.event_ts:
                 continue
-            binding.write({"last_seen_qty": max(0, int(binding.last_seen_qty - qty))})
+            if back and not (binding.use_max_qty or binding.allocation_pct < 100):
+                # Odoo's number rises with the release and is pushed anyway;
+                # a channel that did not restock (a cancel without restock)
+                # would be thought to hold more than it does
+                continue
+            delta = qty if back else -qty
+            binding.write({"last_seen_qty": max(0, int(binding.last_seen_qty + delta))})
 
     def _scs_log_unbound(self, lines):
         """Each line no binding sells, logged as needing attention."""
@@ -532,6 +560,11 @@ class SyncEventOrder(models.Model):
         ]
         if unbound:
             unchanged += _("; no binding for %s: nothing released", ", ".join(unbound))
+        if more and self._scs_cancelled_in_odoo(pickings[:1].scs_external_order_id):
+            # part of the order was cancelled in Odoo (a split transfer):
+            # an update of the order does not reserve it again
+            unchanged += _("; part of it was cancelled in Odoo: not reserved again")
+            more = {}
         if not more and not less:
             self._scs_set_state("applied", reason=unchanged)
             return "already reserved"
@@ -540,6 +573,8 @@ class SyncEventOrder(models.Model):
             # line would otherwise cancel the transfer the new lines go to
             self._scs_reserve_more(pickings, more)
         released, _unheld = self._scs_take_out(pickings, less)
+        self._scs_note_channel_sale([({"quantity": qty}, b) for b, qty in more.items()])
+        self._scs_note_channel_sale([({"quantity": q}, b) for b, q in less], back=True)
         if more:
             totals = [({"quantity": want[b.product_id][1]}, b) for b in more]
             self._scs_check_oversell(pickings, totals, more)
@@ -856,7 +891,8 @@ class SyncEventOrder(models.Model):
                 error = _(
                     "Order %(order)s asks %(qty)s of %(sku)s; %(reserved)s could"
                     " be reserved (the offer it was sold against is not known:"
-                    " the channel's quantity was pushed again since).",
+                    " the channel was pushed again after the order was placed,"
+                    " or an earlier order gave units back since).",
                     **figures,
                 )
             elif offered is None:
@@ -989,7 +1025,8 @@ class SyncEventOrder(models.Model):
         - an order placed before the offer gave units back since, through
           one of the channel's events (cancelled, refunded, edited down):
           the channel may have put them back on sale, and by how much is not
-          known. (Shipping such an order gives nothing back.)
+          known. (Shipping such an order gives nothing back, nor does the
+          backorder a partial shipment leaves.)
 
         A missed incident is better than a false one: the stock figures are
         right either way, and every channel is pushed after each order.
@@ -1065,7 +1102,9 @@ class SyncEventOrder(models.Model):
                            THEN m.product_uom_qty ELSE 0 END), 0),
                        BOOL_OR(pl.placed <= %(pushed_ts)s
                                AND m.write_date > %(pushed)s
-                               AND m.state != 'done')
+                               AND (m.state = 'cancel'
+                                    OR (m.state != 'done'
+                                        AND p.backorder_id IS NULL)))
                   FROM recent r
                   JOIN stock_picking p
                     ON p.scs_channel_id = %(channel)s
@@ -1104,11 +1143,38 @@ class SyncEventOrder(models.Model):
             self._scs_set_state("skipped", reason=reason)
             return reason
         open_pickings = pickings.filtered(lambda p: p.state not in ("done", "cancel"))
-        if open_pickings and _is_line_refund(order):
+        shipped = any(p.state == "done" for p in pickings)
+        if open_pickings and _is_line_refund(order) and shipped:
+            # part of the order left: a refund of lines may be of units that
+            # shipped (a return), and the rest is still to ship
+            reason = _(
+                "order partly shipped (%s): a refund of lines may be of shipped"
+                " units, nothing released from what is still to ship (cancel"
+                " that transfer in Odoo if it will not ship)",
+                ", ".join(
+                    pickings.filtered(lambda p: p.state == "done").mapped("name")
+                ),
+            )
+        elif open_pickings and _is_line_refund(order):
             reason = self._scs_release_lines(open_pickings, known)
+            self._scs_note_channel_sale(known, back=True)
         elif open_pickings:
             self._scs_lock_held_stock(open_pickings, open_pickings.move_ids.product_id)
-            open_pickings.action_cancel()
+            held = [
+                ({"quantity": m.product_uom_qty}, b)
+                for m in open_pickings.move_ids.filtered(lambda m: m.state != "cancel")
+                for b in self.env["channel.binding"]
+                .sudo()
+                .search(
+                    [
+                        ("channel_id", "=", self.channel_id.id),
+                        ("product_id", "=", m.product_id.id),
+                    ],
+                    limit=1,
+                )
+            ]
+            open_pickings.with_context(scs_release=True).action_cancel()
+            self._scs_note_channel_sale(held, back=True)
             reason = _(
                 "reservation released (%s)", ", ".join(open_pickings.mapped("name"))
             )

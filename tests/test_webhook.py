@@ -1479,8 +1479,8 @@ class TestWebhook(SyncCaseMixin, HttpCase):
 
     def test_cancel_after_a_partial_shipment_releases_the_backorder(self):
         """2 of 5 shipped, the rest in a backorder: cancelling the order
-        releases the 3 the backorder holds (and a refund of lines takes
-        them out of it)."""
+        releases the 3 the backorder holds; a refund of lines does not (its
+        units may be ones that shipped)."""
         self.move_stock(self.product_a, 10)
         free = self.product_a.with_context(location=self.stock.id).free_qty
         for order_id, closing in (("G-PART", "order.cancelled"), ("G-PREF", None)):
@@ -1504,11 +1504,17 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             if closing:
                 self.assertEqual(backorder.state, "cancel")
             else:
-                self.assertEqual(backorder.move_ids.product_uom_qty, 2)
+                # a refund of lines may be of the units that shipped: what
+                # is still to ship stays reserved
+                self.assertEqual(backorder.move_ids.product_uom_qty, 3)
+                event = self.env["sync.event"].search(
+                    [("external_ref", "=", order_id), ("kind", "=", "cancel")]
+                )
+                self.assertIn("partly shipped", event.reason)
         self.product_a.invalidate_recordset()
-        # 2 + 2 shipped, 2 still held by the refunded order's backorder
+        # 2 + 2 shipped, 3 still held by the refunded order's backorder
         self.assertEqual(
-            self.product_a.with_context(location=self.stock.id).free_qty, free - 6
+            self.product_a.with_context(location=self.stock.id).free_qty, free - 7
         )
 
     def test_sku_on_several_lines_is_one_move_and_one_oversell_check(self):
@@ -1840,6 +1846,31 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(event.state, "skipped")
         self.assertIn("cancelled in Odoo", event.reason)
         self.assertFalse(self.reservations(self.generic, "G-UCAN"))
+        # the transfer says so: also once retention took the order's events
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE sync_event SET write_date = now() - interval '400 days'"
+            " WHERE external_ref = 'G-UCAN'"
+        )
+        self.gc_events()
+        self.assertFalse(
+            self.env["sync.event"].search([("external_ref", "=", "G-UCAN")])
+        )
+        event = self.post_edit("G-UCAN", [("SCS-MUG", 2)], 2)
+        self.assertEqual(event.state, "skipped")
+        self.assertFalse(self.reservations(self.generic, "G-UCAN"))
+        # a split transfer, one part cancelled in Odoo: an update does not
+        # reserve that part again
+        self.post_edit("G-USPL", [("SCS-MUG", 5)], 0, event="order.created")
+        picking = self.reservations(self.generic, "G-USPL")
+        picking.move_ids.quantity = 2
+        picking.action_split_transfer()
+        parts = self.reservations(self.generic, "G-USPL")
+        self.assertEqual(len(parts), 2)
+        (parts - picking).action_cancel()
+        event = self.post_edit("G-USPL", [("SCS-MUG", 5)], 1)
+        self.assertIn("cancelled in Odoo", event.reason)
+        self.assertEqual(self.held("G-USPL"), {"SCS-MUG": (2, 2)})
         # cancelled on the channel, then reopened there: reserved again
         self.post_edit("G-REOP", [("SCS-MUG", 2)], 0, event="order.created")
         self.post_edit("G-REOP", [("SCS-MUG", 2)], 1, event="order.cancelled")
@@ -1847,6 +1878,30 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         event = self.post_edit("G-REOP", [("SCS-MUG", 2)], 2)
         self.assertEqual(event.state, "applied", event.reason)
         self.assertEqual(self.held("G-REOP"), {"SCS-MUG": (2, 2)})
+
+    def test_backorder_of_an_older_order_gives_nothing_back(self):
+        """An order placed before the offer ships in part: its backorder is
+        no unit given back, so the orders that share the offer are still
+        counted against it."""
+        self.move_stock(self.product_a, 20)
+        now = fields.Datetime.now()
+        self.post_generic(
+            self.order_payload("G-OLDER", qty=3, ts=now - timedelta(seconds=60))
+        )
+        self.run_jobs("_scs_job_apply_inbound")
+        self.offer(5, now - timedelta(seconds=30))
+        older = self.reservations(self.generic, "G-OLDER")
+        older.move_ids.write({"quantity": 1, "picked": True})
+        older._action_done()
+        self.assertEqual(len(self.reservations(self.generic, "G-OLDER")), 2)
+        self.post_generic(self.order_payload("G-NEW1", qty=4))
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertFalse(self.oversells())
+        self.post_generic(self.order_payload("G-NEW2", qty=3))
+        self.run_jobs("_scs_job_apply_inbound")
+        oversell = self.oversells()
+        self.assertEqual(len(oversell), 1)
+        self.assertIn("Earlier orders of the channel took 4", oversell.error)
 
     def test_retention_keeps_the_history_of_an_open_order(self):
         """An order of 3 with 1 refunded holds 2. Its events are older than
@@ -2224,6 +2279,18 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.run_jobs("_scs_job_push_sku")
         self.assertEqual(sim.quantity("SCS-MUG"), 2)
         self.assertEqual(self.b_generic.last_seen_qty, 2)
+        # an edit adds 1 that the shop took off its level: the cap again
+        self.t0 = fields.Datetime.now()
+        sim.set_stock("SCS-MUG", 1)
+        self.post_edit("G-CAP", [("SCS-MUG", 3)], 1)
+        self.run_jobs("_scs_job_push_sku")
+        self.assertEqual(sim.quantity("SCS-MUG"), 2)
+        # the shop cancels the order and restocks its 3: back to the cap
+        sim.set_stock("SCS-MUG", 5)
+        self.post_edit("G-CAP", [("SCS-MUG", 3)], 2, event="order.cancelled")
+        self.assertFalse(self.reservations(self.generic, "G-CAP"))
+        self.run_jobs("_scs_job_push_sku")
+        self.assertEqual(sim.quantity("SCS-MUG"), 2)
 
     def test_echo_of_a_number_the_channel_kept_is_no_edit(self):
         """A push the channel took as less than Odoo's number (a stale
