@@ -329,6 +329,19 @@ class ChannelBinding(models.Model):
         "external_location_id",
     )
 
+    def unlink(self):
+        """A deleted binding's pushes still waiting (failed, queued) are
+        closed: nothing can send them any more, and their retry job ends on
+        finding the binding gone."""
+        self.env["sync.event"].sudo().search(
+            [
+                ("binding_id", "in", self.ids),
+                ("direction", "=", "out"),
+                ("state", "in", ("failed", "queued", "received")),
+            ]
+        )._scs_set_state("skipped", reason=_("not sent: its binding was deleted"))
+        return super().unlink()
+
     def write(self, vals):
         """A change of the figure's rule is pushed at once; so is a change of
         the listing (another channel, product, SKU or external id): what was
@@ -551,7 +564,7 @@ class ChannelBinding(models.Model):
                 [
                     ("binding_id", "=", self.id),
                     ("direction", "=", "out"),
-                    ("state", "in", ("dead", "failed")),
+                    ("state", "in", ("dead", "failed", "queued")),
                     ("id", "!=", event.id),
                 ]
             )._scs_set_state(
@@ -755,8 +768,11 @@ class ChannelBinding(models.Model):
         channel's Retry-After; after the last retry the job fails and
         ``_scs_on_push_failed`` turns the event into a dead letter.
         """
-        self.ensure_one()
-        binding = self
+        binding = self.exists()
+        if not binding:
+            # deleted while its retry waited: its events were closed then
+            return "binding deleted"
+        binding.ensure_one()
         if not (
             binding.active
             and binding.channel_id.active
@@ -833,7 +849,7 @@ class ChannelBinding(models.Model):
 
     def _scs_on_push_failed(self, exc_name=None, exc_message=None, exc_info=None, **kw):
         """queue_job ``on_fail`` hook: the retry job is dead, so is its event."""
-        for binding in self:
+        for binding in self.exists():
             event = binding.pending_event_id
             if not event:
                 continue

@@ -35,7 +35,11 @@ ORDER_HISTORY_KEPT = SQL(
                                 AND o.direction = 'in'
                                 AND o.kind IN ('order', 'cancel')
                                 AND o.external_ref = e.external_ref
-                                AND o.state NOT IN %s)))
+                                AND o.state NOT IN %s
+                                -- replayed: the replay is what counts
+                                AND NOT EXISTS (
+                                    SELECT 1 FROM sync_event r
+                                     WHERE r.replay_of_id = o.id))))
     """,
     FINAL_STATES,
 )
@@ -65,7 +69,26 @@ class SyncEventOperations(models.Model):
         these events (sync managers of their company) is checked first.
         """
         self.check_access("write")
-        for event in self.sudo().filtered(lambda e: e.state in ("dead", "failed")):
+        events = self.sudo().filtered(lambda e: e.state in ("dead", "failed"))
+        # one push per binding carries today's number: of several dead
+        # letters of a binding, the newest is retried, the others close
+        newest = {}
+        for event in events.filtered(lambda e: e.direction == "out" and e.binding_id):
+            if event.id > newest.get(event.binding_id, event).id:
+                newest[event.binding_id] = event
+            newest.setdefault(event.binding_id, event)
+        for event in events:
+            if (
+                event.direction == "out"
+                and event.binding_id
+                and newest[event.binding_id] != event
+            ):
+                event._scs_set_state(
+                    "skipped",
+                    reason=_("superseded by the retry of a newer push"),
+                    error=False,
+                )
+                continue
             if event.direction == "out":
                 binding = event.binding_id
                 if not binding:

@@ -704,6 +704,42 @@ class TestOutboundPush(SyncCase):
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 10, "retrying pushes today's number")
 
+    def test_dead_letters_of_one_binding_retried_together(self):
+        """Two dead letters of a binding retried together: one push of
+        today's number, the older letter closed, none left queued. A
+        binding deleted while its retry waits: the job ends, the push is
+        closed."""
+        sim = self.start_simulator()
+        binding = self.bind(self.make_channel(sim), self.product_a)
+        self.product_a._scs_on_push_failed(exc_message="first")
+        self.product_a._scs_on_push_failed(exc_message="second")
+        dead = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("state", "=", "dead")], order="id"
+        )
+        self.assertEqual(len(dead), 2)
+        dead.action_retry()
+        self.run_jobs()
+        self.assertEqual(dead[0].state, "skipped")
+        self.assertIn("retry of a newer push", dead[0].reason)
+        self.assertIn(dead[1].state, ("applied", "skipped"))
+        self.assertFalse(
+            self.env["sync.event"].search(
+                [("binding_id", "=", binding.id), ("state", "=", "queued")]
+            )
+        )
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        self.product_a._scs_on_push_failed(exc_message="third")
+        third = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("state", "=", "dead")]
+        )
+        third.action_retry()
+        self.assertEqual(third.state, "queued")
+        [job] = self.sync_jobs("_scs_job_push_binding")
+        binding.unlink()
+        self.assertEqual(third.state, "skipped")
+        self.assertIn("binding was deleted", third.reason)
+        self.assertEqual(Job.load(self.env, job.uuid).perform(), "binding deleted")
+
     def test_uninstall_leaves_no_job_behind(self):
         """Uninstalling removes the module's waiting jobs (the runner would
         run them against a model that is gone) and its push sequence."""

@@ -792,6 +792,17 @@ class TestReconcile(SyncCase):
         self.assertEqual(replay.replay_of_id, replayed)
         self.assertEqual(binding.pending_event_id, waited)
 
+    def test_retention_lets_a_replayed_order_go(self):
+        """A dead order replayed (applied): the original is done with, so
+        neither keeps the other once both are past their retention."""
+        order = {"direction": "in", "kind": "order", "external_ref": "R-GONE"}
+        original = self._aged_event("r-gone", "dead", 400, **order)
+        replay = self._aged_event(
+            "r-gone:replay:1", "applied", 400, replay_of_id=original.id, **order
+        )
+        self.assertEqual(self.gc_events(), 2)
+        self.assertFalse((original | replay).exists())
+
     def test_retention_goes_a_chunk_a_call(self):
         """One call deletes a chunk of each kind and says whether to call
         again: Odoo's autovacuum commits between calls, so a run cut by
