@@ -45,6 +45,87 @@ def _new_token(_records=None):
     return secrets.token_urlsafe(32)
 
 
+def _count(low, high=None):
+    """An option that is a whole number within bounds."""
+
+    def check(value):
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value >= low
+            and (high is None or value <= high)
+        )
+
+    check.expected = f"a whole number from {low}" + (f" to {high}" if high else "")
+    return check
+
+
+def _seconds(high):
+    def check(value):
+        return (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and 0 <= value <= high
+        )
+
+    check.expected = f"a number of seconds from 0 to {high}"
+    return check
+
+
+def _of(kind, name):
+    def check(value):
+        return (
+            isinstance(value, kind)
+            and not isinstance(value, bool)
+            or (kind is bool and isinstance(value, bool))
+        )
+
+    check.expected = name
+    return check
+
+
+#: what a channel's adapter options may hold (see the README): anything
+#: else is refused when saved, not found out at the first push
+ADAPTER_OPTIONS = {
+    "max_batch": _count(1, 250),
+    "page_size": _count(1, 250),
+    "revision_limit": _count(1, 250),
+    "revision_reserve": _count(0, 250),
+    "rate_limit_retry_after": _seconds(3600),
+    "scopes": _of(list, "a list of scopes"),
+    "token_margin": _seconds(3600),
+    "product_type": _of(str, "a product type"),
+    "product_types": _of(dict, "an object of SKU: product type"),
+    "fulfillment_channel_code": _of(str, "a fulfillment channel code"),
+    "feed_threshold": _count(0, 25000),
+    "feed_poll_attempts": _count(0, 100),
+    "feed_poll_interval": _seconds(600),
+    "max_throttle_wait": _seconds(600),
+    "rate_limits": _of(dict, "an object of operation: [rate, burst]"),
+    "client_throttle": _of(bool, "true or false"),
+}
+
+
+def _check_options(options):
+    """Each option known and of its kind; ``ValueError`` says which not."""
+    for name, value in options.items():
+        check = ADAPTER_OPTIONS.get(name)
+        if check is None:
+            raise ValueError(
+                f"unknown option {name!r} (known: {', '.join(sorted(ADAPTER_OPTIONS))})"
+            )
+        if not check(value):
+            raise ValueError(f"{name} must be {check.expected}, not {value!r}")
+    if options.get("revision_reserve", 0) > options.get("revision_limit", 250):
+        raise ValueError("revision_reserve must not exceed revision_limit")
+    types = options.get("product_types") or {}
+    if not all(isinstance(v, str) for v in types.values()):
+        raise ValueError("product_types must map each SKU to a product type")
+    scopes = options.get("scopes") or []
+    if not all(isinstance(v, str) and v for v in scopes):
+        raise ValueError("scopes must be a list of scopes")
+
+
 def _options(text):
     """The adapter options of a channel: a JSON object, ``{}`` when empty."""
     if not (text or "").strip():
@@ -487,10 +568,17 @@ class SyncChannel(models.Model):
                 continue
             try:
                 extra = _options(channel.adapter_options)
+                _check_options(extra)
                 get_adapter_class(channel.channel_type)(
                     ChannelConfig(channel.channel_type, extra=extra)
                 )
-            except (ValueError, TypeError, AttributeError) as err:
+            except (
+                ValueError,
+                TypeError,
+                AttributeError,
+                OverflowError,
+                RecursionError,
+            ) as err:
                 raise ValidationError(
                     _(
                         "Adapter options of %(channel)s: %(error)s",
@@ -511,6 +599,18 @@ class SyncChannel(models.Model):
         window = adapter.revision_window
         if not window or not bindings:
             return adapter
+        # the count is per listing: variants of one listing share it
+        keys = {adapter.revision_key(b._scs_update(0)) for b in bindings}
+        siblings = bindings | self.env["channel.binding"].sudo().with_context(
+            active_test=False
+        ).search(
+            [
+                ("channel_id", "=", self.id),
+                "|",
+                ("external_id", "in", list(keys)),
+                ("sku", "in", list(keys)),
+            ]
+        )
         Event = self.env["sync.event"]
         Event.flush_model(["binding_id", "direction", "state", "ack_ts"])
         self.env.cr.execute(
@@ -520,15 +620,16 @@ class SyncChannel(models.Model):
                     WHERE binding_id = ANY(%s) AND direction = 'out'
                       AND state = 'applied' AND ack_ts > %s
                     GROUP BY binding_id""",
-                bindings.ids,
+                siblings.ids,
                 time.time() - window,
             )
         )
         recorded = dict(self.env.cr.fetchall())
-        stamps = {}
-        for binding in bindings:
+        stamps = {key: [] for key in keys}
+        for binding in siblings:
             key = adapter.revision_key(binding._scs_update(0))
-            stamps.setdefault(key, []).extend(recorded.get(binding.id) or [])
+            if key in stamps:
+                stamps[key].extend(recorded.get(binding.id) or [])
         adapter.load_revisions(stamps)
         return adapter
 

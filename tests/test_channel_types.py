@@ -264,11 +264,12 @@ class TestChannelTypes(SyncCase):
 
     def test_ebay_revisions_are_counted_from_the_event_log(self):
         """eBay locks a listing revised 250 times in a day. Revisions sent by
-        other workers, or before a restart, are in the event log: with 240
-        of them today an increase is held (the last 10 are kept for
-        decreases), and a decrease still goes."""
+        other workers, or before a restart, are in the event log, those of
+        the listing's other variants included: with 240 of them today an
+        increase is held (the last 10 are kept for decreases), and a
+        decrease still goes."""
         sim = self.start(EbaySimulator())
-        (row,) = sim.seed_skus(1, quantity=5)
+        row, other = sim.seed_skus(2, quantity=5)
         channel = self.channel_from_form("ebay", **sim.config_fields())
         binding = self.bind(
             channel,
@@ -277,13 +278,21 @@ class TestChannelTypes(SyncCase):
             external_id=row["external_id"],
             external_variant_id=row["external_variant_id"],
         )
+        # a variant of the same listing: its revisions are the listing's
+        sibling = self.bind(
+            channel,
+            self.product_b,
+            sku=other["sku"],
+            external_id=row["external_id"],
+            external_variant_id=other["external_variant_id"],
+        )
         now = time.time()
         self.env["sync.event"].create(
             [
                 {
                     "direction": "out",
                     "channel_id": channel.id,
-                    "binding_id": binding.id,
+                    "binding_id": sibling.id,
                     "kind": "push",
                     "idempotency_key": f"earlier-{index}",
                     "sku": binding.sku,
@@ -345,7 +354,19 @@ class TestChannelTypes(SyncCase):
         )
         self.assertEqual([len(c.json()["requests"]) for c in calls], [1, 1])
         self.assertEqual(sim.quantity(rows[0]["sku"]), self.expected_quantity())
-        for wrong in ('{"max_batch": "many"}', "[1]", "{max_batch: 1}"):
+        for wrong in (
+            '{"max_batch": "many"}',
+            "[1]",
+            "{max_batch: 1}",
+            '{"max_batch": 0}',
+            '{"revision_limit": 0}',
+            '{"revision_limit": 10, "revision_reserve": 20}',
+            '{"product_types": 5}',
+            '{"page_size": -5}',
+            '{"token_margin": 1e400}',
+            '{"max_bacth": 1}',
+            "[" * 100000 + "]" * 100000,
+        ):
             with self.assertRaises(ValidationError):
                 channel.adapter_options = wrong
                 channel.flush_recordset()
