@@ -40,6 +40,12 @@ def _per_binding(known):
     ]
 
 
+def _reserved_ts(pickings):
+    """When an order's transfers were first created (unix seconds)."""
+    dates = [p.create_date for p in pickings if p.create_date]
+    return min(dates).replace(tzinfo=timezone.utc).timestamp() if dates else None
+
+
 def _below_precision(known):
     """``(lines, dropped)``: ``known`` without the bindings whose lines ask for
     nothing once rounded to Odoo's precision; ``dropped`` names those that
@@ -414,7 +420,7 @@ class SyncEventOrder(models.Model):
             )
         return result
 
-    def _scs_note_channel_sale(self, known, back=False):
+    def _scs_note_channel_sale(self, known, back=False, held_since=None):
         """The channel took what it sold off its own level (or, ``back``,
         put back what it released): so noted on its bindings
         (``last_seen_qty``), so that the next push sends Odoo's number even
@@ -436,6 +442,11 @@ class SyncEventOrder(models.Model):
                 # Odoo's number rises with the release and is pushed anyway;
                 # a channel that did not restock (a cancel without restock)
                 # would be thought to hold more than it does
+                continue
+            if back and (binding.last_event_ts or 0.0) >= (held_since or 0.0):
+                # the channel reported its level since the order was
+                # reserved: that level (and the push that corrected it)
+                # already counts what it put back
                 continue
             delta = qty if back else -qty
             binding.write({"last_seen_qty": max(0, int(binding.last_seen_qty + delta))})
@@ -574,7 +585,11 @@ class SyncEventOrder(models.Model):
             self._scs_reserve_more(pickings, more)
         released, _unheld = self._scs_take_out(pickings, less)
         self._scs_note_channel_sale([({"quantity": qty}, b) for b, qty in more.items()])
-        self._scs_note_channel_sale([({"quantity": q}, b) for b, q in less], back=True)
+        self._scs_note_channel_sale(
+            [({"quantity": q}, b) for b, q in less],
+            back=True,
+            held_since=_reserved_ts(pickings),
+        )
         if more:
             totals = [({"quantity": want[b.product_id][1]}, b) for b in more]
             self._scs_check_oversell(pickings, totals, more)
@@ -645,16 +660,47 @@ class SyncEventOrder(models.Model):
             self._scs_lock_stock(products, location)
 
     def _scs_reserve_more(self, pickings, more):
-        """Add ``{binding: qty}`` to the order's open transfer, reserved: to
-        the product's open move, else in a new move (created together)."""
-        picking = pickings.filtered(lambda p: p.state not in ("done", "cancel"))[:1]
-        self._scs_lock_stock(
-            self.env["product.product"].union(*(b.product_id for b in more)),
-            picking.location_id,
-        )
+        """Add ``{binding: qty}`` to the order's open transfers, reserved.
+
+        An order reserved across warehouses has a transfer in each: what an
+        edit adds goes where it is free (a transfer whose source covers it,
+        else each takes what its source has, the rest to the first), to the
+        product's open move there, else in a new move (created together).
+        """
+        open_pickings = pickings.filtered(lambda p: p.state not in ("done", "cancel"))
+        products = self.env["product.product"].union(*(b.product_id for b in more))
+        channel = self.channel_id.sudo()
+        free = {}
+        for picking in open_pickings:
+            self._scs_lock_stock(products, picking.location_id)
+            free[picking] = channel._scs_free_quantities(
+                products.ids, picking.location_id
+            )
+        adds = []
+        for binding, qty in more.items():
+            pid = binding.product_id.id
+            # a transfer that covers it all first, then the most free
+            ranked = sorted(
+                open_pickings,
+                key=lambda p, pid=pid, qty=qty: (
+                    free[p].get(pid, 0.0) < qty - 1e-9,
+                    -free[p].get(pid, 0.0),
+                ),
+            )
+            rest = qty
+            for picking in ranked:
+                take = min(rest, max(0.0, free[picking].get(pid, 0.0)))
+                if take > 1e-9:
+                    adds.append((picking, binding, take))
+                    free[picking][pid] = free[picking].get(pid, 0.0) - take
+                    rest -= take
+                if rest <= 1e-9:
+                    break
+            if rest > 1e-9:
+                adds.append((ranked[0], binding, rest))
         moves = self.env["stock.move"]
         new_moves = []
-        for binding, qty in more.items():
+        for picking, binding, qty in adds:
             product = binding.product_id
             move = picking.move_ids.filtered(
                 lambda m, p=product: (
@@ -1157,7 +1203,9 @@ class SyncEventOrder(models.Model):
             )
         elif open_pickings and _is_line_refund(order):
             reason = self._scs_release_lines(open_pickings, known)
-            self._scs_note_channel_sale(known, back=True)
+            self._scs_note_channel_sale(
+                known, back=True, held_since=_reserved_ts(open_pickings)
+            )
         elif open_pickings:
             self._scs_lock_held_stock(open_pickings, open_pickings.move_ids.product_id)
             held = [
@@ -1174,7 +1222,9 @@ class SyncEventOrder(models.Model):
                 )
             ]
             open_pickings.with_context(scs_release=True).action_cancel()
-            self._scs_note_channel_sale(held, back=True)
+            self._scs_note_channel_sale(
+                held, back=True, held_since=_reserved_ts(open_pickings)
+            )
             reason = _(
                 "reservation released (%s)", ", ".join(open_pickings.mapped("name"))
             )
