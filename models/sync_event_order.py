@@ -444,12 +444,32 @@ class SyncEventOrder(models.Model):
                 # would be thought to hold more than it does
                 continue
             if back and (binding.last_event_ts or 0.0) >= (held_since or 0.0):
-                # the channel reported its level since the order was
-                # reserved: that level (and the push that corrected it)
-                # already counts what it put back
+                # the channel reported its level since the order was placed:
+                # that level (and the push that corrected it) may already
+                # count what it put back
                 continue
             delta = qty if back else -qty
             binding.write({"last_seen_qty": max(0, int(binding.last_seen_qty + delta))})
+
+    def _scs_placed_ts(self, pickings):
+        """When the order of ``pickings`` was placed, on the channel's clock
+        (its first order event), else when its transfers were created."""
+        order_id = pickings[:1].scs_external_order_id
+        if order_id:
+            self.flush_model(["channel_id", "direction", "kind", "external_ref"])
+            self.env.cr.execute(
+                SQL(
+                    "SELECT MIN(NULLIF(event_ts, 0)) FROM sync_event"
+                    " WHERE channel_id = %s AND direction = 'in'"
+                    " AND kind = 'order' AND external_ref = %s",
+                    self.channel_id.id,
+                    order_id,
+                )
+            )
+            placed = self.env.cr.fetchone()[0]
+            if placed:
+                return placed
+        return _reserved_ts(pickings)
 
     def _scs_log_unbound(self, lines):
         """Each line no binding sells, logged as needing attention."""
@@ -588,7 +608,7 @@ class SyncEventOrder(models.Model):
         self._scs_note_channel_sale(
             [({"quantity": q}, b) for b, q in less],
             back=True,
-            held_since=_reserved_ts(pickings),
+            held_since=self._scs_placed_ts(pickings),
         )
         if more:
             totals = [({"quantity": want[b.product_id][1]}, b) for b in more]
@@ -1204,7 +1224,7 @@ class SyncEventOrder(models.Model):
         elif open_pickings and _is_line_refund(order):
             reason = self._scs_release_lines(open_pickings, known)
             self._scs_note_channel_sale(
-                known, back=True, held_since=_reserved_ts(open_pickings)
+                known, back=True, held_since=self._scs_placed_ts(open_pickings)
             )
         elif open_pickings:
             self._scs_lock_held_stock(open_pickings, open_pickings.move_ids.product_id)
@@ -1223,7 +1243,7 @@ class SyncEventOrder(models.Model):
             ]
             open_pickings.with_context(scs_release=True).action_cancel()
             self._scs_note_channel_sale(
-                held, back=True, held_since=_reserved_ts(open_pickings)
+                held, back=True, held_since=self._scs_placed_ts(open_pickings)
             )
             reason = _(
                 "reservation released (%s)", ", ".join(open_pickings.mapped("name"))
