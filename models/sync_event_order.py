@@ -1,11 +1,11 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """What an order event does to Odoo's stock.
 
-An order holds one outgoing transfer per channel and external order, from
-the channel's warehouse: reserved when the order arrives, brought to the
-newest event's lines when the order is edited, released when it is cancelled
-or refunded with restock. An order for more than the channel offered is an
-oversell incident.
+An order holds an outgoing transfer per channel and external order (one per
+warehouse when no single warehouse of the channel covers it): reserved when
+the order arrives, brought to the newest event's lines when the order is
+edited, released when it is cancelled or refunded with restock. An order for
+more than the channel offered is an oversell incident.
 """
 
 import json
@@ -1228,18 +1228,22 @@ class SyncEventOrder(models.Model):
             )
         elif open_pickings:
             self._scs_lock_held_stock(open_pickings, open_pickings.move_ids.product_id)
-            held = [
-                ({"quantity": m.product_uom_qty}, b)
-                for m in open_pickings.move_ids.filtered(lambda m: m.state != "cancel")
+            moves = open_pickings.move_ids.filtered(lambda m: m.state != "cancel")
+            by_product = {
+                b.product_id: b
                 for b in self.env["channel.binding"]
                 .sudo()
                 .search(
                     [
                         ("channel_id", "=", self.channel_id.id),
-                        ("product_id", "=", m.product_id.id),
-                    ],
-                    limit=1,
+                        ("product_id", "in", moves.product_id.ids),
+                    ]
                 )
+            }
+            held = [
+                ({"quantity": m.product_uom_qty}, by_product[m.product_id])
+                for m in moves
+                if m.product_id in by_product
             ]
             open_pickings.with_context(scs_release=True).action_cancel()
             self._scs_note_channel_sale(
