@@ -710,6 +710,13 @@ class AmazonAdapter(RefreshTokenAdapter):
                 )
             )
         status = (order.get("fulfillment") or {}).get("fulfillmentStatus")
+        if not status:
+            # asked for (includedData=FULFILLMENT): without it a cancelled
+            # order would be read as open and reserved
+            raise PermanentChannelError(
+                f"Amazon searchOrders gave order {order.get('orderId')!r} without"
+                " its fulfillment status (FULFILLMENT dataset): not applied"
+            )
         return ChannelOrder(
             external_id=order.get("orderId", ""),
             status="cancelled" if status == "CANCELLED" else "open",

@@ -566,6 +566,24 @@ def test_search_orders_simulator_keeps_the_contract(sim):
     assert "pagination" not in rest.json()
 
 
+def test_order_without_its_status_is_refused_not_read_as_open(sim):
+    """An answer that lacks the FULFILLMENT dataset asked for: the order's
+    status is unknown, and a cancelled order must not be reserved."""
+    [row] = sim.seed_skus(1)
+    sim.seed_order([(row["sku"], 1)], status="Canceled")
+    adapter = make_adapter(sim)
+    real_call = adapter._call
+
+    def without_dataset(operation, method, path, params=None, **kw):
+        params = {k: v for k, v in (params or {}).items() if k != "includedData"}
+        return real_call(operation, method, path, params=params, **kw)
+
+    adapter._call = without_dataset
+    since = datetime.now(timezone.utc) - timedelta(hours=1)
+    with pytest.raises(PermanentChannelError, match="fulfillment status"):
+        list(adapter.fetch_orders(since))
+
+
 def test_orders_amazon_ships_itself_are_left_out(sim):
     """FBA orders (AFN) ship from Amazon's stock, never Odoo's: they are not
     asked for, and one answered anyway is skipped without reading its
