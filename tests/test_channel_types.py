@@ -58,6 +58,20 @@ class TestChannelTypes(SyncCase):
         self.assertEqual(channel.channel_type, kind)
         return channel
 
+    def bind_listing(self, channel, product, row, **vals):
+        """A binding of ``product`` to a simulator's listing ``row`` (its
+        SKU, listing id and offer or item id)."""
+        return self.bind(
+            channel,
+            product,
+            **{
+                "sku": row["sku"],
+                "external_id": row["external_id"],
+                "external_variant_id": row["external_variant_id"],
+                **vals,
+            },
+        )
+
     def expected_quantity(self):
         """What Odoo publishes for product A: its free quantity minus the buffer."""
         self.env.invalidate_all()
@@ -250,13 +264,7 @@ class TestChannelTypes(SyncCase):
         sim = self.start(EbaySimulator())
         (row,) = sim.seed_skus(1, quantity=0)
         channel = self.channel_from_form("ebay", **sim.config_fields())
-        binding = self.bind(
-            channel,
-            self.product_a,
-            sku=row["sku"],
-            external_id=row["external_id"],
-            external_variant_id=row["external_variant_id"],
-        )
+        binding = self.bind_listing(channel, self.product_a, row)
         self.assert_test_connection_ok(channel)
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
         # the offer's quantity too: eBay lists min(offer, ship-to-home)
@@ -271,20 +279,10 @@ class TestChannelTypes(SyncCase):
         sim = self.start(EbaySimulator())
         row, other = sim.seed_skus(2, quantity=5)
         channel = self.channel_from_form("ebay", **sim.config_fields())
-        binding = self.bind(
-            channel,
-            self.product_a,
-            sku=row["sku"],
-            external_id=row["external_id"],
-            external_variant_id=row["external_variant_id"],
-        )
+        binding = self.bind_listing(channel, self.product_a, row)
         # a variant of the same listing: its revisions are the listing's
-        sibling = self.bind(
-            channel,
-            self.product_b,
-            sku=other["sku"],
-            external_id=row["external_id"],
-            external_variant_id=other["external_variant_id"],
+        sibling = self.bind_listing(
+            channel, self.product_b, other, external_id=row["external_id"]
         )
         now = time.time()
         self.env["sync.event"].create(
@@ -336,13 +334,7 @@ class TestChannelTypes(SyncCase):
         channel = self.channel_from_form("ebay", **sim.config_fields())
         bindings = self.env["channel.binding"]
         for row, product in zip(rows, (self.product_a, self.product_b), strict=True):
-            bindings |= self.bind(
-                channel,
-                product,
-                sku=row["sku"],
-                external_id=row["external_id"],
-                external_variant_id=row["external_variant_id"],
-            )
+            bindings |= self.bind_listing(channel, product, row)
         self.assertEqual(channel._scs_adapter().max_batch, 25)
         with Form(channel.with_user(self.manager)) as form:
             form.adapter_options = '{"max_batch": 1}'
