@@ -78,6 +78,7 @@ class ChannelBinding(models.Model):
         ondelete="cascade",
         index=True,
         domain="[('is_storable', '=', True)]",
+        check_company=True,
     )
     active = fields.Boolean(default=True)
     sku = fields.Char(
@@ -348,6 +349,9 @@ class ChannelBinding(models.Model):
         pushed and offered before went to the old one, so the binding starts
         as never pushed (its push is not skipped as "already in sync", and
         no order is checked against the old listing's offer)."""
+        if vals.get("channel_id"):
+            # the target channel's company rules first, as in create
+            self.env["sync.channel"].browse(vals["channel_id"]).check_access("write")
         listing = [name for name in self.LISTING_FIELDS if name in vals]
         before = {b.id: [b[name] for name in listing] for b in self} if listing else {}
         res = super().write(vals)

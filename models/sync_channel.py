@@ -343,16 +343,31 @@ class SyncChannel(models.Model):
         }
 
     #: channel fields the published quantity depends on
+    #: (with no warehouse chosen, the company decides what the channel sells)
     RULE_FIELDS = frozenset(
-        {"buffer_qty", "warehouse_ids", "location_ids", "sync_enabled", "active"}
+        {
+            "buffer_qty",
+            "warehouse_ids",
+            "location_ids",
+            "sync_enabled",
+            "active",
+            "company_id",
+        }
     )
 
     def write(self, vals):
         """A change of what the channel sells, or of its buffer, is pushed at
         once, as a binding's is: left to the next stock change or the hourly
         pass, the channel would offer the old figure meanwhile (turning
-        Push Stock back on after a sale would leave the sale on offer)."""
+        Push Stock back on after a sale would leave the sale on offer).
+
+        Odoo checks the company rules before a write, not after: a manager
+        could move a channel into a company he does not belong to, and sell
+        that company's stock on his shop. The moved channel is checked again.
+        """
         res = super().write(vals)
+        if "company_id" in vals and not self.env.su:
+            self.check_access("write")
         if not self.RULE_FIELDS.isdisjoint(vals):
             channels = self.filtered(lambda c: c.active and c.sync_enabled)
             if channels:

@@ -26,6 +26,7 @@ import logging
 import time
 
 from odoo import _, api, fields, models
+from odoo.exceptions import AccessError
 from odoo.tools import SQL
 
 _logger = logging.getLogger(__name__)
@@ -237,7 +238,41 @@ class SyncEvent(models.Model):
         events._scs_log()
         return events
 
+    #: what an event is: written once, when it is recorded
+    IDENTITY_FIELDS = frozenset(
+        {
+            "direction",
+            "channel_id",
+            "company_id",
+            "binding_id",
+            "product_id",
+            "sku",
+            "kind",
+            "idempotency_key",
+            "external_ref",
+            "quantity",
+            "payload",
+            "data",
+            "subject",
+            "event_ts",
+            "replay_of_id",
+        }
+    )
+
     def write(self, vals):
+        """An event is a record of what happened: the synchronisation writes
+        its state, nobody rewrites what it says. Sync managers may write
+        events (Retry, Replay and Discard check that right), so without this
+        one could move an event to another channel or company, or rewrite
+        the order it carries, and have the apply job reserve that stock."""
+        if not self.env.su and not self.IDENTITY_FIELDS.isdisjoint(vals):
+            raise AccessError(
+                _(
+                    "Events cannot be edited: what an event says is kept as it "
+                    "was received or sent (fields: %s).",
+                    ", ".join(sorted(self.IDENTITY_FIELDS.intersection(vals))),
+                )
+            )
         res = super().write(vals)
         if "state" in vals:
             self._scs_log()

@@ -5,9 +5,11 @@ import time
 from datetime import timedelta
 
 from odoo import fields
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import SQL
+
+from odoo.addons.queue_job.tests.common import trap_jobs
 
 from .common import SyncCase
 
@@ -312,3 +314,106 @@ class TestSecurity(SyncCase):
             env["channel.binding"].create(
                 {"channel_id": self.channel.id, "product_id": self.product_a.id}
             )
+
+    def test_manager_cannot_move_a_channel_into_another_company(self):
+        """A manager of one company moving his channel into a company he does
+        not belong to would sell that company's stock on his shop."""
+        theirs = self.env["sync.channel"].create(
+            {"name": "Their shop", "company_id": self.other_company.id}
+        )
+        env = self.env(
+            user=self.other, context={"allowed_company_ids": self.other_company.ids}
+        )
+        with self.assertRaises(AccessError):
+            env["sync.channel"].browse(theirs.id).write(
+                {"company_id": self.env.company.id}
+            )
+        self.assertEqual(theirs.company_id, self.other_company)
+        # within his own companies the company may change
+        env["sync.channel"].browse(theirs.id).write(
+            {"company_id": self.other_company.id}
+        )
+
+    def test_a_company_change_pushes_the_channel(self):
+        """With no warehouse chosen the company decides what the channel
+        sells: a new company is a new figure, pushed at once."""
+        with trap_jobs() as trap:
+            self.assertFalse(self.channel.warehouse_ids)
+            self.channel.write({"company_id": self.other_company.id})
+            self.env.cr.flush()
+            self.assertEqual(len(self.jobs_of(trap, "_scs_job_push_batch")), 1)
+
+    def test_events_cannot_be_rewritten(self):
+        """Managers may retry, replay and discard events, not rewrite what
+        they say: moved to another channel, an order would reserve that
+        channel's stock."""
+        theirs = self.env["sync.channel"].create(
+            {"name": "Their shop", "company_id": self.other_company.id}
+        )
+        event = self.env["sync.event"].create(
+            {
+                "direction": "in",
+                "channel_id": theirs.id,
+                "kind": "order",
+                "idempotency_key": "sec-forge-1",
+                "external_ref": "SEC-FORGE-1",
+                "state": "attention",
+                "data": "{}",
+            }
+        )
+        env = self.env(
+            user=self.other, context={"allowed_company_ids": self.other_company.ids}
+        )
+        mine = env["sync.event"].browse(event.id)
+        for vals in (
+            {"channel_id": self.channel.id, "state": "queued"},
+            {"company_id": self.env.company.id},
+            {"data": '{"order": {"lines": []}}'},
+            {"kind": "cancel"},
+        ):
+            with self.assertRaises(AccessError):
+                mine.write(vals)
+        self.assertEqual(event.channel_id, theirs)
+        self.assertEqual(event.data, "{}")
+        self.assertEqual(event.kind, "order")
+        # the state machine is still theirs to drive (Retry does this)
+        mine.write({"state": "queued"})
+        self.assertEqual(event.state, "queued")
+
+    def test_binding_product_of_another_company_is_refused(self):
+        """A binding names a product of its channel's company (or a shared
+        one): another company's product would leak its name through the
+        binding, and its orders could never be reserved."""
+        Product = self.env["product.product"]
+        theirs = Product.create(
+            {
+                "name": "Their prototype",
+                "default_code": "SEC-PROTO",
+                "is_storable": True,
+                "company_id": self.other_company.id,
+            }
+        )
+        with self.assertRaises(UserError):
+            self.env["channel.binding"].create(
+                {"channel_id": self.channel.id, "product_id": theirs.id}
+            )
+        with self.assertRaises(UserError):
+            self.binding.write({"product_id": theirs.id})
+        self.assertEqual(self.binding.product_id, self.product_a)
+
+    def test_moving_a_binding_tells_nothing_of_another_channel(self):
+        """Moving a binding onto a channel of another company is refused for
+        the rights, before the unique constraint could tell that the channel
+        already binds the product."""
+        theirs = self.env["sync.channel"].create(
+            {"name": "Their shop", "company_id": self.other_company.id}
+        )
+        own = self.env["channel.binding"].create(
+            {"channel_id": theirs.id, "product_id": self.product_a.id}
+        )
+        env = self.env(
+            user=self.other, context={"allowed_company_ids": self.other_company.ids}
+        )
+        with self.assertRaises(AccessError):
+            env["channel.binding"].browse(own.id).write({"channel_id": self.channel.id})
+        self.assertEqual(own.channel_id, theirs)
