@@ -45,10 +45,13 @@ from ..lib.adapters import (
     json_depth_exceeds,
 )
 from ..lib.adapters.base import MAX_JSON_DEPTH
+from ..models.ir_http import WEBHOOK_ROUTE
 
 _logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 1024 * 1024
+#: the widest timestamp tolerance honoured (``sync.channel`` refuses more)
+MAX_TOLERANCE = 3600
 WEBHOOK_TYPES = ("generic", "shopify", "woocommerce")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -253,13 +256,21 @@ def _read_body(httprequest, limit):
     return None if body_size > limit else body
 
 
+def _tolerance(value):
+    """A channel's timestamp tolerance; one out of range (written around the
+    form's check) falls back to the reference's 5 minutes."""
+    if isinstance(value, int) and 1 <= value <= MAX_TOLERANCE:
+        return value
+    return signatures.STANDARD_TOLERANCE
+
+
 def _answer(http_status, **body):
     return _json_response(body, http_status)
 
 
 class WebhookController(http.Controller):
     @http.route(
-        "/stock_channel_sync/webhook/<string:token>",
+        WEBHOOK_ROUTE,
         type="http",
         auth="none",
         methods=["POST"],
@@ -392,7 +403,7 @@ class WebhookController(http.Controller):
                     secrets=secrets,
                     public_keys=public_keys,
                     now=now,
-                    tolerance=conf["webhook_tolerance"] or 300,
+                    tolerance=_tolerance(conf["webhook_tolerance"]),
                 )
         except signatures.SignatureError:
             raise

@@ -12,3 +12,4 @@ from . import sync_channel_inbound
 from . import sync_dashboard
 from . import sync_channel_circuit
 from . import sync_reconcile_pass
+from . import ir_http

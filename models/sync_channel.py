@@ -244,7 +244,11 @@ class SyncChannel(models.Model):
         help="whpk_ key of a generic channel that signs with v1a.",
     )
     webhook_tolerance = fields.Integer(
-        "Timestamp Tolerance (s)", default=300, groups=MANAGER
+        "Timestamp Tolerance (s)",
+        default=300,
+        groups=MANAGER,
+        help="How old (or how far ahead) a signed webhook timestamp may be: "
+        "1 to 3600 seconds, 300 by the Standard Webhooks reference.",
     )
     adapter_options = fields.Text(
         groups=MANAGER,
@@ -482,28 +486,24 @@ class SyncChannel(models.Model):
         return True
 
     def action_rotate_webhook_secret(self):
-        """New inbound secret; the old one stays valid for a grace period.
+        """New inbound secret; the old one stays valid for a grace period
+        (see ``write``).
 
-        Marketplaces apply a new secret with some delay (Shopify: up to an
-        hour), so deliveries signed with the previous secret are accepted
-        until the expiry instead of being refused.
+        Shopify signs with the app's client secret, which Shopify issues: a
+        secret made here could never be Shopify's. Its new secret is pasted
+        into the field instead, which keeps the old one valid the same way.
         """
         self._scs_check_configure()
-        grace = int(
-            self.env["ir.config_parameter"]
-            .sudo()
-            .get_param("stock_channel_sync.secret_rotation_grace_hours", 24)
-        )
-        for channel in self.sudo():
-            channel.write(
-                {
-                    "webhook_secret_previous": channel.webhook_secret,
-                    "webhook_secret_previous_expiry": fields.Datetime.add(
-                        fields.Datetime.now(), hours=grace
-                    ),
-                    "webhook_secret": generate_standard_secret(),
-                }
+        if "shopify" in self.mapped("channel_type"):
+            raise UserError(
+                _(
+                    "Shopify signs webhooks with the app's client secret: paste "
+                    "the new one into Webhook Secret (the old one stays valid "
+                    "for the grace period)."
+                )
             )
+        for channel in self.sudo():
+            channel.webhook_secret = generate_standard_secret()
         return True
 
     def action_regenerate_webhook_token(self):
@@ -573,6 +573,23 @@ class SyncChannel(models.Model):
             adapter = get_adapter_class(config.channel_type)(config)
             _ADAPTERS[key] = (config, adapter)
             return adapter
+
+    #: the widest timestamp tolerance a channel may set (seconds): beyond
+    #: it, a captured delivery replays for hours
+    MAX_WEBHOOK_TOLERANCE = 3600
+
+    @api.constrains("webhook_tolerance")
+    def _check_webhook_tolerance(self):
+        """The replay window of signed timestamps: a negative one refuses
+        everything, a huge one lets an old captured delivery through."""
+        for channel in self.sudo():
+            if not 1 <= channel.webhook_tolerance <= self.MAX_WEBHOOK_TOLERANCE:
+                raise ValidationError(
+                    _(
+                        "The timestamp tolerance must be between 1 and %s seconds.",
+                        self.MAX_WEBHOOK_TOLERANCE,
+                    )
+                )
 
     @api.constrains("adapter_options", "channel_type")
     def _check_adapter_options(self):

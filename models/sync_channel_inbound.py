@@ -230,10 +230,56 @@ class SyncChannel(models.Model):
         return channels
 
     def write(self, vals):
+        """A new webhook secret, generated or pasted, leaves the one it
+        replaces valid for a grace period (system parameter
+        ``stock_channel_sync.secret_rotation_grace_hours``, 24 by default):
+        marketplaces switch with some delay (Shopify: up to an hour), and
+        deliveries signed meanwhile must not be refused. One previous secret
+        is kept: a second change within the grace period ends the first
+        secret's."""
+        if vals.get("webhook_secret") and not {
+            "webhook_secret_previous",
+            "webhook_secret_previous_expiry",
+        }.intersection(vals):
+            replaced = self.filtered(
+                lambda c: (
+                    c.sudo().webhook_secret
+                    and c.sudo().webhook_secret != vals["webhook_secret"]
+                )
+            )
+            if replaced:
+                expiry = fields.Datetime.add(
+                    fields.Datetime.now(), hours=self._scs_rotation_grace_hours()
+                )
+                for channel in replaced:
+                    channel.write(
+                        dict(
+                            vals,
+                            webhook_secret_previous=channel.sudo().webhook_secret,
+                            webhook_secret_previous_expiry=expiry,
+                        )
+                    )
+                rest = self - replaced
+                return rest.write(vals) if rest else True
         res = super().write(vals)
         if not set(vals).isdisjoint(WEBHOOK_FIELDS):
             self.env.registry.clear_cache()
         return res
+
+    @api.model
+    def _scs_rotation_grace_hours(self):
+        value = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("stock_channel_sync.secret_rotation_grace_hours", 24)
+        )
+        try:
+            return max(0, int(value))
+        except (TypeError, ValueError):
+            _logger.error(
+                "invalid stock_channel_sync.secret_rotation_grace_hours %r", value
+            )
+            return 24
 
     def unlink(self):
         res = super().unlink()

@@ -19,6 +19,7 @@ from unittest.mock import patch
 import requests
 
 from odoo import fields
+from odoo.exceptions import UserError, ValidationError
 from odoo.tests import HttpCase, tagged
 
 from odoo.addons.queue_job.exception import RetryableJobError
@@ -231,6 +232,103 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         res = self.post_generic(self.order_payload("G-ROT2"), secret=old)
         self.assertEqual(res.status_code, 401, "expired previous secret refused")
+
+    def test_pasted_secret_keeps_the_old_one_for_the_grace_period(self):
+        """A marketplace's new secret is pasted into the field (Shopify's is
+        the app's client secret, which Odoo cannot make): the secret it
+        replaces stays valid for the grace period, as a rotation's does."""
+        old = self.secret
+        new = signatures.generate_standard_secret()
+        self.generic.webhook_secret = new
+        self.assertEqual(self.generic.webhook_secret_previous, old)
+        self.assertGreater(
+            self.generic.webhook_secret_previous_expiry,
+            fields.Datetime.add(fields.Datetime.now(), hours=23),
+        )
+        res = self.post_generic(self.order_payload("G-PASTE-OLD"), secret=old)
+        self.assertEqual(res.status_code, 200, res.text)
+        res = self.post_generic(self.order_payload("G-PASTE-NEW"), secret=new)
+        self.assertEqual(res.status_code, 200, res.text)
+        # Shopify: the same, and no secret made up by Odoo
+        self.shopify.webhook_secret = "shpss_next_secret"
+        self.assertEqual(self.shopify.webhook_secret_previous, "shpss_test_secret")
+        with self.assertRaises(UserError):
+            self.shopify.action_rotate_webhook_secret()
+        self.assertEqual(self.shopify.webhook_secret, "shpss_next_secret")
+        body = json.dumps(
+            {
+                "id": 8801,
+                "updated_at": "2026-11-22T10:00:00Z",
+                "line_items": [],
+            }
+        ).encode()
+        for secret, event_id in (
+            ("shpss_test_secret", "ev-old"),
+            ("shpss_next_secret", "ev-new"),
+            ("shpss_unknown", "ev-bad"),
+        ):
+            res = self.url_open(
+                URL + self.shopify.webhook_token,
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Shopify-Topic": "orders/create",
+                    "X-Shopify-Event-Id": event_id,
+                    **signatures.sign_shopify(secret, body),
+                },
+            )
+            self.assertEqual(
+                res.status_code, 401 if secret == "shpss_unknown" else 200, res.text
+            )
+
+    def test_timestamp_tolerance_is_bounded(self):
+        """A negative tolerance would refuse every delivery, a huge one would
+        let a captured delivery through for days."""
+        for value in (-10, 0, 10**9):
+            with self.assertRaises(ValidationError):
+                self.generic.webhook_tolerance = value
+        self.generic.webhook_tolerance = 60
+        res = self.post_generic(
+            self.order_payload("G-TOL"), timestamp=time.time() - 120
+        )
+        self.assertEqual(res.status_code, 401, res.text)
+        # a value written around the form's check: the reference's 5 minutes
+        self.env.cr.execute(
+            "UPDATE sync_channel SET webhook_tolerance = 1000000000 WHERE id = %s",
+            [self.generic.id],
+        )
+        self.env.registry.clear_cache()
+        res = self.post_generic(
+            self.order_payload("G-TOL2"), timestamp=time.time() - 3 * 3600
+        )
+        self.assertEqual(res.status_code, 401, res.text)
+        res = self.post_generic(
+            self.order_payload("G-TOL3"), timestamp=time.time() - 200
+        )
+        self.assertEqual(res.status_code, 200, res.text)
+
+    def test_parameter_named_self_is_no_500(self):
+        """Odoo passes request parameters to the route's method by name: one
+        named ``self`` was a TypeError (500) before any check ran."""
+        before = self.counts()
+        body = json.dumps(self.order_payload("G-SELF")).encode()
+        headers = signatures.sign_standard(
+            self.secret, "msg_self", int(time.time()), body
+        )
+        headers["Content-Type"] = "application/json"
+        url = URL + self.generic.webhook_token
+        res = self.url_open(url + "?self=1", data=body, headers=headers)
+        self.assertEqual(res.status_code, 200, res.text)
+        res = self.url_open(URL + "nope?self=1", data=body, headers=headers)
+        self.assertEqual(res.status_code, 404, res.text)
+        res = self.url_open(
+            url,
+            data=b"self=1",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        self.assertEqual(res.status_code, 401, res.text)
+        after = self.counts()
+        self.assertEqual(after[0], before[0] + 1, "one event: the signed one")
 
     def test_standardwebhooks_reference_library_interop(self):
         if standardwebhooks is None:

@@ -37,11 +37,13 @@ def parse_utc(value, source=None):
     text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError as err:
+        # a time at the ends of the calendar cannot be moved to UTC
+        # (0001-01-01 at +01:00): OverflowError, which callers do not expect
+        return as_utc(parsed)
+    except (ValueError, OverflowError) as err:
         if source is None:
-            raise
+            raise ValueError(f"unreadable timestamp {value!r}: {err}") from err
         raise ValueError(f"unreadable {source} timestamp {value!r}") from err
-    return as_utc(parsed)
 
 
 def parse_utc_or_none(value):

@@ -714,13 +714,19 @@ def test_triggered_at_cannot_move_an_event_past_its_signed_time(adapter):
 def test_unreadable_triggered_at(adapter):
     """An unreadable header does not spoil a body that has a time of its own;
     without one, the event cannot be ordered: an error."""
-    broken = dict(HEADERS, **{"X-Shopify-Triggered-At": "99999-01-01T00:00:00Z"})
     body = dict(ORDER, updated_at="2026-11-20T10:00:00Z")
-    [event] = adapter.parse_webhook("orders/create", body, broken)
-    assert event.event_time == datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
     timeless = {k: v for k, v in ORDER.items() if k != "updated_at"}
-    with pytest.raises(ValueError):
-        adapter.parse_webhook("orders/create", timeless, broken)
+    # unreadable, and readable but beyond what UTC can hold (OverflowError)
+    for value in (
+        "99999-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-23:59",
+    ):
+        broken = dict(HEADERS, **{"X-Shopify-Triggered-At": value})
+        [event] = adapter.parse_webhook("orders/create", body, broken)
+        assert event.event_time == datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+        with pytest.raises(ValueError):
+            adapter.parse_webhook("orders/create", timeless, broken)
 
 
 def test_cancelled_topic(adapter):
