@@ -260,6 +260,33 @@ class AmazonSimulator(TokenSimulator):
             order["OrderStatus"] = status
             order["LastUpdateDate"] = iso(moment)
 
+    def cancel_order_item(
+        self, order_id, sku, by="BUYER", executed=True, updated_at=None
+    ):
+        """Cancel one item of an order, as Orders 2026-01-01 reports it: the
+        item's ``cancellation.cancellationExecution`` (who and why) once the
+        cancellation is done; a buyer's request not yet acted on is only a
+        ``cancellationRequest`` (the item still ships)."""
+        moment = updated_at or datetime.now(timezone.utc)
+        with self.lock:
+            order = self.orders[order_id]
+            for item in order["_items"]:
+                if item["SellerSKU"] == sku:
+                    if executed:
+                        item["_cancellation"] = {
+                            "cancellationExecution": {
+                                "cancelledBy": by,
+                                "cancelReason": "Customer request",
+                            }
+                        }
+                    else:
+                        item["_cancellation"] = {
+                            "cancellationRequest": {
+                                "cancelReason": "Customer request",
+                            }
+                        }
+            order["LastUpdateDate"] = iso(moment)
+
     # -- dispatch ---------------------------------------------------------------
     def handle(self, req):
         for method, pattern, handler, operation in self._routes:
@@ -849,6 +876,11 @@ class AmazonSimulator(TokenSimulator):
                     "orderItemId": item["OrderItemId"],
                     "product": {"asin": item["ASIN"], "sellerSku": item["SellerSKU"]},
                     "quantityOrdered": item["QuantityOrdered"],
+                    **(
+                        {"cancellation": item["_cancellation"]}
+                        if item.get("_cancellation")
+                        else {}
+                    ),
                 }
                 for item in order["_items"]
             ],
@@ -867,7 +899,10 @@ class AmazonSimulator(TokenSimulator):
                 return errors(404, "NotFound", f"Order {order_id} not found.")
             offset = int(req.query.get("NextToken") or 0)
             size = self.order_items_page_size
-            items = order["_items"][offset : offset + size]
+            items = [
+                {key: value for key, value in item.items() if key[0] != "_"}
+                for item in order["_items"][offset : offset + size]
+            ]
             payload = {"AmazonOrderId": order_id, "OrderItems": items}
             if offset + size < len(order["_items"]):
                 payload["NextToken"] = str(offset + size)

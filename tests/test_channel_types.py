@@ -260,6 +260,40 @@ class TestChannelTypes(SyncCase):
         self.assertIn(sim.marketplace_id, action["params"]["message"])
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
 
+    def test_amazon_item_cancelled_alone_is_released(self):
+        """Amazon cancels one item of an order and keeps the order open for
+        the others: the next fetch of orders releases that item's units, so
+        that every channel may sell them again, and keeps the rest."""
+        sim = self.start(AmazonSimulator())
+        row_a, row_b = sim.seed_skus(2, quantity=0)
+        channel = self.channel_from_form("amazon", **sim.config_fields())
+        self.bind(channel, self.product_a, sku=row_a["sku"])
+        self.bind(channel, self.product_b, sku=row_b["sku"])
+        order_id = sim.seed_order([(row_a["sku"], 2), (row_b["sku"], 3)])
+        channel.sudo()._scs_fetch_orders()
+        picking = self.env["stock.picking"].search(
+            [
+                ("scs_channel_id", "=", channel.id),
+                ("scs_external_order_id", "=", order_id),
+            ]
+        )
+        self.assertEqual(len(picking), 1)
+
+        def reserved():
+            return {
+                move.product_id: move.quantity
+                for move in picking.move_ids
+                if move.state != "cancel"
+            }
+
+        self.assertEqual(reserved(), {self.product_a: 2, self.product_b: 3})
+        sim.cancel_order_item(order_id, row_b["sku"])
+        channel.sudo()._scs_fetch_orders()
+        self.assertEqual(reserved().get(self.product_b, 0), 0)
+        self.assertEqual(reserved()[self.product_a], 2)
+        self.assertEqual(self.product_b.free_qty, 5)
+        self.assertEqual(self.product_a.free_qty, 8)
+
     def test_ebay(self):
         sim = self.start(EbaySimulator())
         (row,) = sim.seed_skus(1, quantity=0)

@@ -697,14 +697,25 @@ class AmazonAdapter(RefreshTokenAdapter):
 
     @staticmethod
     def _channel_order(order):
-        """A ``searchOrders`` order (its items included) as a ChannelOrder."""
+        """A ``searchOrders`` order (its items included) as a ChannelOrder.
+
+        An item cancelled on its own (the order stays open for the others)
+        carries ``cancellation.cancellationExecution``: it sells nothing
+        any more, so its line is read as 0 units, which releases what it
+        reserved. A buyer's ``cancellationRequest`` alone changes nothing:
+        the seller may still ship the item.
+        """
         lines = []
         for item in order.get("orderItems") or []:
             product = item.get("product") or {}
+            cancellation = item.get("cancellation") or {}
+            cancelled = bool(cancellation.get("cancellationExecution"))
             lines.append(
                 OrderLine(
                     sku=product.get("sellerSku", ""),
-                    quantity=float(item.get("quantityOrdered") or 0),
+                    quantity=0.0
+                    if cancelled
+                    else float(item.get("quantityOrdered") or 0),
                     external_id=item.get("orderItemId", ""),
                     external_variant_id=product.get("asin", ""),
                 )

@@ -535,6 +535,26 @@ def test_fetch_orders_since_follows_next_token_and_reads_items(sim):
     assert listing[1].query["fulfilledBy"] == "MERCHANT"
 
 
+def test_an_item_cancelled_on_its_own_sells_nothing(sim):
+    """Orders 2026-01-01 reports an item cancelled alone (the order stays
+    open) by its cancellationExecution: its line is read as 0 units, so
+    that its reservation is released; a buyer's request not acted on yet
+    keeps it."""
+    rows = sim.seed_skus(3)
+    skus = [row["sku"] for row in rows]
+    order_id = sim.seed_order([(skus[0], 2), (skus[1], 1), (skus[2], 4)])
+    sim.cancel_order_item(order_id, skus[1])
+    sim.cancel_order_item(order_id, skus[2], executed=False)
+    since = datetime.now(timezone.utc) - timedelta(hours=1)
+    [order] = list(make_adapter(sim).fetch_orders(since))
+    assert order.status == "open"
+    assert [(ln.sku, ln.quantity) for ln in order.lines] == [
+        (skus[0], 2.0),
+        (skus[1], 0.0),
+        (skus[2], 4.0),
+    ]
+
+
 def test_search_orders_simulator_keeps_the_contract(sim):
     """The simulator refuses what searchOrders refuses: both dates or
     neither, a page size over 100, a page token with other parameters, an
