@@ -10,15 +10,24 @@ repeatable read, the transaction that finds the job *pending* in its
 snapshot may commit after the job has been started and has taken its own
 snapshot, and the change is then never seen by any job.
 
-Here a waiting job absorbs a change only while this transaction holds a
-share lock on the job's row (``FOR SHARE``). The job runner cannot move the
-job to *enqueued* (an ``UPDATE`` of that row) before this transaction
-commits, so the job runs on a snapshot that holds the change. The lock is
+Here a waiting job absorbs a change only while this transaction holds that
+job in a shared advisory lock (``HOLD_LOCK``, until it ends), and the job,
+when it starts, claims its lock exclusively without waiting (``claim_job``):
+held by a transaction that has not committed, the job is put off for a
+second, so it always runs on a snapshot that holds the change. The lock is
 shared: transactions adding to the same waiting job do not wait for each
-other, only the runner waits. A
-job that is already enqueued or running, or that changed since this
-transaction's snapshot (a serialization failure), gets a new job instead: a
-spare job costs a little work, a missing one loses an update.
+other. A job that is already enqueued or running, or that changed since
+this transaction's snapshot (a serialization failure on a share lock of
+its row, released at once), gets a new job instead: a spare job costs a
+little work, a missing one loses an update.
+
+The lock is not one on the job's row: queue_job's runner marks the jobs it
+starts with an ``UPDATE`` in its single loop, and a transaction that held a
+row lock until it ended would stall every job of the server meanwhile (Odoo
+runs the pre-commit hooks at every flushing savepoint, not only at the
+commit, so the hold may come long before the commit). The row's share
+lock, which tells whether the job changed since this transaction's
+snapshot, is taken in a savepoint and released with it at once.
 
 The webhook route does not use this lock: a delivery per request would
 write the job's row each time. It counts on the channel's job under a lock
@@ -54,14 +63,20 @@ class NewJob(Job):
         return set()
 
 
+#: advisory lock class of "a transaction counts on this waiting job"
+#: (shared, until it ends) and "this job runs" (exclusive, taken by the job
+#: when it starts); the key is ``hashtext(uuid)`` of the job
+HOLD_LOCK = 0x5C7
+
+
 def hold_pending_jobs(env, keys, savepoint=True):
-    """Lock the pending jobs of ``keys``; tell which keys have a running job.
+    """Hold the pending jobs of ``keys``; tell which keys have a running job.
 
     Returns ``(held, running)``: the identity keys whose pending job this
-    transaction now holds (until it ends), and those whose job is enqueued
-    or started. One statement. A serialization failure (a job changed since
-    our snapshot) means that no key is held; with ``savepoint=False`` it is
-    raised, for a caller that already runs in a savepoint of its own.
+    transaction now holds (until it ends: the job cannot start before), and
+    those whose job is enqueued or started. A serialization failure (a job
+    changed since our snapshot) means that no key is held; with
+    ``savepoint=False`` it is raised, for a caller that handles it.
     """
     if not keys:
         return set(), set()
@@ -69,11 +84,32 @@ def hold_pending_jobs(env, keys, savepoint=True):
     keys = sorted(set(keys))
     # a job enqueueing its own follow-up must not count itself as waiting
     own = env.context.get("job_uuid") or ""
+    # first the lock, so that the job, if it starts from now on, waits for
+    # this transaction; then its row, which tells whether it changed since
+    # our snapshot (it may have started, read and ended meanwhile). A job
+    # whose lock cannot be shared has started: it gets no hold
+    env.cr.execute(
+        SQL(
+            """
+            WITH pending AS MATERIALIZED (
+                SELECT identity_key, uuid FROM queue_job
+                 WHERE identity_key = ANY(%s) AND state = 'pending' AND uuid != %s
+                 ORDER BY id
+            )
+            SELECT identity_key, uuid FROM pending
+             WHERE pg_try_advisory_xact_lock_shared(%s, hashtext(uuid))
+            """,
+            keys,
+            own,
+            HOLD_LOCK,
+        )
+    )
+    locked = dict(env.cr.fetchall())
     query = SQL(
         """
         WITH held AS (
             SELECT identity_key FROM queue_job
-             WHERE identity_key = ANY(%s) AND state = 'pending' AND uuid != %s
+             WHERE uuid = ANY(%s) AND state = 'pending'
              ORDER BY id FOR SHARE
         )
         SELECT identity_key, 'held' FROM held
@@ -81,25 +117,52 @@ def hold_pending_jobs(env, keys, savepoint=True):
         SELECT identity_key, state FROM queue_job
          WHERE identity_key = ANY(%s) AND state IN ('enqueued', 'started')
         """,
-        keys,
-        own,
+        list(locked.values()),
         keys,
     )
-    if savepoint:
-        try:
-            with env.cr.savepoint(flush=False):
-                # an expected serialization failure is not a "bad query" in the log
-                env.cr.execute(query, log_exceptions=False)
-                rows = env.cr.fetchall()
-        except psycopg2.errors.SerializationFailure:
-            # the runner took a job since our snapshot: new jobs
-            return set(), set(keys)
-    else:
-        # an expected serialization failure is not a "bad query" in the log
-        env.cr.execute(query, log_exceptions=False)
-        rows = env.cr.fetchall()
+    try:
+        with env.cr.savepoint(flush=False):
+            # an expected serialization failure is not a "bad query" in the log
+            env.cr.execute(query, log_exceptions=False)
+            rows = env.cr.fetchall()
+            # the share lock only tells whether the row changed since our
+            # snapshot; kept, it would make the runner wait for our commit
+            raise _ReleaseRowLocks
+    except _ReleaseRowLocks:
+        pass
+    except psycopg2.errors.SerializationFailure:
+        if not savepoint:
+            raise
+        # the runner took a job since our snapshot: new jobs
+        return set(), set(keys)
     held = {key for key, state in rows if state == "held"}
     return held, {key for key, state in rows if state != "held"}
+
+
+class _ReleaseRowLocks(Exception):
+    """Rolls back to the savepoint, which releases the row locks taken in it."""
+
+
+def claim_job(env):
+    """Start the running job: put it off while a transaction that counts on
+    it (``hold_pending_jobs``) has not ended.
+
+    Without waiting: the job goes back to waiting for a second (not counted
+    as a try), and its worker serves other jobs meanwhile. Nothing to claim
+    outside a job (a method called directly).
+    """
+    uuid = env.context.get("job_uuid")
+    if not uuid:
+        return
+    env.cr.execute(
+        SQL("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", HOLD_LOCK, uuid)
+    )
+    if not env.cr.fetchone()[0]:
+        raise RetryableJobError(
+            "a transaction that counts on this job has not committed yet",
+            seconds=1,
+            ignore_retry=True,
+        )
 
 
 def store_jobs(env, specs, running_eta=None, hold=None):

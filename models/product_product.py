@@ -22,7 +22,7 @@ from .channel_binding import LOCK_RETRY_SECONDS
 
 #: seconds a SKU job waits for its channels (``stock_channel_sync.push_wait_seconds``)
 DEFAULT_PUSH_WAIT = 3.0
-from .job_store import lock_rows_or_retry, store_jobs
+from .job_store import claim_job, lock_rows_or_retry, store_jobs
 
 #: pre-commit sets of the variants to push (see ``_scs_push_at_commit``)
 PENDING_CHANGED = "stock_channel_sync.changed_products"
@@ -142,7 +142,11 @@ class ProductProduct(models.Model):
         finds the SKU pushed less than an interval ago waits for the rest of
         it instead of pushing again. Pushes of one SKU are therefore at least
         one interval apart, whatever the concurrency.
+
+        A transaction that counted on this job while it waited, and has not
+        committed yet, puts it off for a second (see ``job_store``).
         """
+        claim_job(self.env)
         bindings = self.env["channel.binding"].search(
             [
                 ("product_id", "in", self.ids),

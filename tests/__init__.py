@@ -5,4 +5,5 @@ from . import test_reconcile
 from . import test_dashboard_security
 from . import test_tour
 from . import test_delivery_race
+from . import test_job_hold
 from . import test_alert_race

@@ -1,0 +1,135 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""A transaction that counts on a waiting job, on real cursors.
+
+A stock change left to the SKU's waiting job holds that job until the
+change commits. Odoo runs the pre-commit hooks at every flushing savepoint,
+so the hold can come long before the commit: it must delay that one job,
+never the job runner (which marks the jobs it starts in one loop for the
+whole server). The rows are committed, so the test deletes them afterwards.
+"""
+
+from odoo import SUPERUSER_ID, api
+from odoo.tests import TransactionCase, tagged
+
+from odoo.addons.queue_job.exception import RetryableJobError
+
+from ..models.job_store import claim_job
+
+
+@tagged("post_install", "-at_install")
+class TestJobHold(TransactionCase):
+    def setUp(self):
+        super().setUp()
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            product = env["product.product"].create(
+                {"name": "Hold Mug", "default_code": "SCS-HOLD", "is_storable": True}
+            )
+            channel = env["sync.channel"].create(
+                {
+                    "name": "Hold channel",
+                    "channel_type": "generic",
+                    "base_url": "http://127.0.0.1:9",
+                }
+            )
+            binding = env["channel.binding"].create(
+                {"channel_id": channel.id, "product_id": product.id}
+            )
+            self.ids = (product.id, channel.id, binding.id)
+        self.key = f"stock_channel_sync.sku.{self.ids[0]}"
+        self.addCleanup(self._delete_committed_rows)
+
+    def _delete_committed_rows(self):
+        product_id, channel_id, binding_id = self.ids
+        with self.registry.cursor() as cr:
+            cr.execute(
+                "DELETE FROM queue_job WHERE identity_key LIKE 'stock_channel_sync.%%'"
+                " AND (identity_key LIKE %s OR identity_key LIKE %s)",
+                [f"%.sku.{product_id}%", f"%.binding.{binding_id}%"],
+            )
+            cr.execute("DELETE FROM sync_event WHERE channel_id = %s", [channel_id])
+            cr.execute("DELETE FROM channel_binding WHERE id = %s", [binding_id])
+            cr.execute("DELETE FROM sync_channel WHERE id = %s", [channel_id])
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env["product.product"].browse(product_id).product_tmpl_id.unlink()
+
+    def _jobs(self, cr):
+        cr.execute(
+            "SELECT state, uuid FROM queue_job WHERE identity_key = %s ORDER BY id",
+            [self.key],
+        )
+        return cr.fetchall()
+
+    def _enqueue(self, cr):
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        env["product.product"].browse(self.ids[0])._scs_enqueue_push()
+
+    def _start(self, cr, uuid, state):
+        cr.execute("SET LOCAL lock_timeout = '3s'")
+        cr.execute("UPDATE queue_job SET state = %s WHERE uuid = %s", [state, uuid])
+        self.assertEqual(cr.rowcount, 1)
+
+    def test_a_held_job_waits_the_runner_does_not(self):
+        with self.registry.cursor() as cr:
+            cr.execute("DELETE FROM queue_job WHERE identity_key = %s", [self.key])
+            self._enqueue(cr)
+        with self.registry.cursor() as cr:
+            [(state, uuid)] = self._jobs(cr)
+        self.assertEqual(state, "pending")
+        holder = self.registry.cursor()
+        try:
+            # a second change, left to the waiting job (as at a savepoint)
+            self._enqueue(holder)
+            self.assertEqual(self._jobs(holder), [("pending", uuid)], "coalesced")
+            # the runner starts the job: not held up by the open transaction
+            with self.registry.cursor() as runner:
+                self._start(runner, uuid, "enqueued")
+            with self.registry.cursor() as runner:
+                self._start(runner, uuid, "started")
+            # the job itself waits for the change it counts on: put off
+            with self.registry.cursor() as job_cr:
+                job_env = api.Environment(job_cr, SUPERUSER_ID, {"job_uuid": uuid})
+                with self.assertRaises(RetryableJobError):
+                    job_env["product.product"].browse(self.ids[0])._scs_job_push_sku()
+            holder.commit()
+        finally:
+            holder.close()
+        # committed: the job runs
+        with self.registry.cursor() as job_cr:
+            claim_job(api.Environment(job_cr, SUPERUSER_ID, {"job_uuid": uuid}))
+
+    def test_a_job_started_since_the_snapshot_is_not_counted_on(self):
+        """A transaction whose snapshot shows the job waiting, while the job
+        has started since (and may have read the stock): the change gets a
+        job of its own. The same while the job runs."""
+        with self.registry.cursor() as cr:
+            cr.execute("DELETE FROM queue_job WHERE identity_key = %s", [self.key])
+            self._enqueue(cr)
+        with self.registry.cursor() as cr:
+            [(_state, uuid)] = self._jobs(cr)
+        late = self.registry.cursor()
+        try:
+            self.assertEqual(len(self._jobs(late)), 1)  # the snapshot
+            with self.registry.cursor() as runner:
+                self._start(runner, uuid, "enqueued")
+            self._enqueue(late)
+            late.commit()
+        finally:
+            late.close()
+        with self.registry.cursor() as cr:
+            self.assertEqual([s for s, _u in self._jobs(cr)], ["enqueued", "pending"])
+            self._start(cr, uuid, "started")
+        job_cr = self.registry.cursor()
+        try:
+            claim_job(api.Environment(job_cr, SUPERUSER_ID, {"job_uuid": uuid}))
+            # the job runs: the changes made meanwhile share the new job
+            for _change in range(3):
+                with self.registry.cursor() as cr:
+                    self._enqueue(cr)
+            with self.registry.cursor() as cr:
+                self.assertEqual(
+                    [s for s, _u in self._jobs(cr)], ["started", "pending"]
+                )
+        finally:
+            job_cr.rollback()
+            job_cr.close()
