@@ -19,7 +19,7 @@ import time
 from html import escape
 
 from odoo import _, api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.tools import SQL
 
 from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
@@ -352,6 +352,15 @@ class ChannelBinding(models.Model):
         if vals.get("channel_id"):
             # the target channel's company rules first, as in create
             self.env["sync.channel"].browse(vals["channel_id"]).check_access("write")
+        if vals.get("pending_event_id") and not self.env.su:
+            # the push a binding waits on is one of its channel's: another
+            # channel's event (of another company, say) would be closed as
+            # superseded by this binding's next push, and named on it
+            event = self.env["sync.event"].sudo().browse(vals["pending_event_id"])
+            if any(b.channel_id != event.channel_id for b in self):
+                raise AccessError(
+                    _("A binding waits only on a push of its own channel.")
+                )
         listing = [name for name in self.LISTING_FIELDS if name in vals]
         before = {b.id: [b[name] for name in listing] for b in self} if listing else {}
         res = super().write(vals)
@@ -523,7 +532,7 @@ class ChannelBinding(models.Model):
             updates = [binding._scs_update(qty, event) for binding, qty, event in items]
             tasks[channel.id] = lambda a=adapter, u=updates: a.set_quantities(u)
         sent_ts = time.time()
-        events.filtered(lambda e: e.state == "received").write(
+        events.filtered(lambda e: e.state == "received").sudo().write(
             {"sent_ts": sent_ts, "state": "queued"}
         )
         outcomes = run_all(tasks, timeout=wait)
@@ -837,7 +846,9 @@ class ChannelBinding(models.Model):
         elif job_uuid:
             job = self.env["queue.job"].sudo().search([("uuid", "=", job_uuid)])
             earlier = job.retry if len(job) == 1 else 0
-        event.write({"sent_ts": time.time(), "job_uuid": job_uuid or event.job_uuid})
+        event.sudo().write(
+            {"sent_ts": time.time(), "job_uuid": job_uuid or event.job_uuid}
+        )
         adapter = binding.channel_id._scs_push_adapter(binding)
         try:
             result = adapter.set_quantity(binding._scs_update(qty, event))

@@ -10,14 +10,21 @@ covers alone has one transfer per warehouse it is reserved from; a backorder
 (a partial shipment) keeps the order's id.
 """
 
-from odoo import fields, models
+from odoo import api, fields, models
 
 
 class StockPicking(models.Model):
     _inherit = "stock.picking"
 
     scs_channel_id = fields.Many2one(
-        "sync.channel", string="Sales Channel", readonly=True, index="btree_not_null"
+        "sync.channel",
+        string="Sales Channel",
+        readonly=True,
+        index="btree_not_null",
+        # a transfer of another company tagged with a channel's order would
+        # be taken for that order's reservation, and block it (stock.picking
+        # checks no company by itself: see create and write)
+        check_company=True,
     )
     scs_external_order_id = fields.Char("Channel Order", readonly=True, copy=False)
 
@@ -35,6 +42,18 @@ class StockPicking(models.Model):
         help="A channel order's transfer cancelled here, not by the channel: "
         "a later update of the order does not reserve it again.",
     )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        pickings = super().create(vals_list)
+        pickings.filtered("scs_channel_id")._check_company(["scs_channel_id"])
+        return pickings
+
+    def write(self, vals):
+        res = super().write(vals)
+        if {"scs_channel_id", "company_id"} & set(vals):
+            self.filtered("scs_channel_id")._check_company(["scs_channel_id"])
+        return res
 
     def action_cancel(self):
         """Note a channel order's transfer cancelled by a user (the module

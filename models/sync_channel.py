@@ -370,8 +370,14 @@ class SyncChannel(models.Model):
         that company's stock on his shop. The moved channel is checked again.
         """
         res = super().write(vals)
-        if "company_id" in vals and not self.env.su:
-            self.check_access("write")
+        if "company_id" in vals:
+            if not self.env.su:
+                self.check_access("write")
+            # a binding names a product of its channel's company, or a
+            # shared one: a channel does not take another company's along
+            self.with_context(active_test=False).binding_ids._check_company(
+                ["product_id"]
+            )
         if not self.RULE_FIELDS.isdisjoint(vals):
             channels = self.filtered(lambda c: c.active and c.sync_enabled)
             if channels:

@@ -224,7 +224,8 @@ class SyncEvent(models.Model):
                 values["latency_ms"] = max(0.0, (values["ack_ts"] - start) * 1000.0)
             if values.get("response"):
                 values["response"] = str(values["response"])[:4000]
-            event.write(values)
+            # the synchronisation's own writing, whoever's action led here
+            event.sudo().write(values)
         return True
 
     def _scs_supersede(self):
@@ -238,39 +239,18 @@ class SyncEvent(models.Model):
         events._scs_log()
         return events
 
-    #: what an event is: written once, when it is recorded
-    IDENTITY_FIELDS = frozenset(
-        {
-            "direction",
-            "channel_id",
-            "company_id",
-            "binding_id",
-            "product_id",
-            "sku",
-            "kind",
-            "idempotency_key",
-            "external_ref",
-            "quantity",
-            "payload",
-            "data",
-            "subject",
-            "event_ts",
-            "replay_of_id",
-        }
-    )
-
     def write(self, vals):
-        """An event is a record of what happened: the synchronisation writes
-        its state, nobody rewrites what it says. Sync managers may write
-        events (Retry, Replay and Discard check that right), so without this
-        one could move an event to another channel or company, or rewrite
-        the order it carries, and have the apply job reserve that stock."""
-        if not self.env.su and not self.IDENTITY_FIELDS.isdisjoint(vals):
+        """An event is a record of what happened, written by the
+        synchronisation only (as the superuser). Sync managers have the
+        write right, which Retry, Replay and Discard check, but a direct
+        write could move an event to another channel or company, rewrite
+        the order it carries, or set a state that makes Retry apply a
+        refund twice."""
+        if not self.env.su:
             raise AccessError(
                 _(
-                    "Events cannot be edited: what an event says is kept as it "
-                    "was received or sent (fields: %s).",
-                    ", ".join(sorted(self.IDENTITY_FIELDS.intersection(vals))),
+                    "Events are written by the synchronisation only: use "
+                    "Retry, Replay or Discard."
                 )
             )
         res = super().write(vals)

@@ -505,7 +505,7 @@ class SyncEventOrder(models.Model):
         self, picking, known, refunded="", as_of="", sold_bounds=None, dropped=()
     ):
         """After the reservation: oversell check, applied state."""
-        self.write({"binding_id": known[0][1].id if len(known) == 1 else False})
+        self.sudo().write({"binding_id": known[0][1].id if len(known) == 1 else False})
         self._scs_check_oversell(picking, known, sold_bounds=sold_bounds)
         self._scs_note_channel_sale(known)
         reason = _("reserved in %s", ", ".join(picking.mapped("name")))

@@ -370,15 +370,37 @@ class TestSecurity(SyncCase):
             {"company_id": self.env.company.id},
             {"data": '{"order": {"lines": []}}'},
             {"kind": "cancel"},
+            # a state too: an applied refund set back to failed would be
+            # released again by Retry
+            {"state": "failed"},
         ):
             with self.assertRaises(AccessError):
                 mine.write(vals)
         self.assertEqual(event.channel_id, theirs)
         self.assertEqual(event.data, "{}")
-        self.assertEqual(event.kind, "order")
-        # the state machine is still theirs to drive (Retry does this)
-        mine.write({"state": "queued"})
-        self.assertEqual(event.state, "queued")
+        self.assertEqual((event.kind, event.state), ("order", "attention"))
+        # what managers do to events goes through the actions
+        mine._scs_discard("checked by hand")
+        self.assertEqual(event.state, "discarded")
+        # nor can a binding be made to wait on another channel's event (its
+        # next push would close that event as superseded)
+        own = self.env["channel.binding"].create(
+            {"channel_id": theirs.id, "product_id": self.product_b.id}
+        )
+        foreign = self.env["sync.event"].create(
+            {
+                "direction": "out",
+                "channel_id": self.channel.id,
+                "kind": "push",
+                "idempotency_key": "sec-foreign-push",
+                "state": "failed",
+            }
+        )
+        with self.assertRaises(AccessError):
+            env["channel.binding"].browse(own.id).write(
+                {"pending_event_id": foreign.id, "push_state": "failed"}
+            )
+        self.assertFalse(own.pending_event_id)
 
     def test_binding_product_of_another_company_is_refused(self):
         """A binding names a product of its channel's company (or a shared
@@ -400,6 +422,63 @@ class TestSecurity(SyncCase):
         with self.assertRaises(UserError):
             self.binding.write({"product_id": theirs.id})
         self.assertEqual(self.binding.product_id, self.product_a)
+
+    def test_a_channel_does_not_take_another_company_s_product_along(self):
+        """A channel moved into another company with a binding of a product
+        of its old company: the move is refused (that company would read
+        the product through the binding)."""
+        both = new_test_user(
+            self.env,
+            login="scs_both",
+            groups="base.group_user,stock_channel_sync.group_sync_manager",
+            company_ids=[(6, 0, (self.env.company | self.other_company).ids)],
+        )
+        mine = self.env["product.product"].create(
+            {
+                "name": "Our prototype",
+                "default_code": "SEC-OURS",
+                "is_storable": True,
+                "company_id": self.env.company.id,
+            }
+        )
+        channel = self.env["sync.channel"].create({"name": "Movable"})
+        self.env["channel.binding"].create(
+            {"channel_id": channel.id, "product_id": mine.id}
+        )
+        env = self.env(
+            user=both,
+            context={
+                "allowed_company_ids": (self.env.company | self.other_company).ids
+            },
+        )
+        with self.assertRaises(UserError):
+            env["sync.channel"].browse(channel.id).write(
+                {"company_id": self.other_company.id}
+            )
+        self.assertEqual(channel.company_id, self.env.company)
+        # with shared products only, the move is the manager's to make
+        channel.binding_ids.product_id = self.product_b
+        env["sync.channel"].browse(channel.id).write(
+            {"company_id": self.other_company.id}
+        )
+        self.assertEqual(channel.binding_ids.company_id, self.other_company)
+
+    def test_a_transfer_names_a_channel_of_its_company(self):
+        """A transfer of one company tagged with another company's channel
+        and a future order id would be taken for that order's reservation."""
+        theirs = self.env["sync.channel"].create(
+            {"name": "Their shop", "company_id": self.other_company.id}
+        )
+        with self.assertRaises(UserError):
+            self.env["stock.picking"].create(
+                {
+                    "picking_type_id": self.warehouse.out_type_id.id,
+                    "location_id": self.stock.id,
+                    "location_dest_id": self.customers.id,
+                    "scs_channel_id": theirs.id,
+                    "scs_external_order_id": "FUTURE-1",
+                }
+            )
 
     def test_moving_a_binding_tells_nothing_of_another_channel(self):
         """Moving a binding onto a channel of another company is refused for
