@@ -14,7 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 _state = {"pool": None, "size": None}
 _pool_lock = threading.Lock()
 
-DEFAULT_WORKERS = 32
+#: threads of the process-wide pool: a SKU's job sends to each of its
+#: channels at once, so the pool holds more channels than a SKU is sold on
+DEFAULT_WORKERS = 64
+
+
+class NotStarted(Exception):
+    """A task still waiting for a thread when the wait ended: never sent
+    (cancelled), so its channel is not to blame: it is tried again soon."""
 
 
 def get_pool(max_workers=DEFAULT_WORKERS):
@@ -31,7 +38,7 @@ def get_pool(max_workers=DEFAULT_WORKERS):
         return _state["pool"]
 
 
-def run_all(tasks, max_workers=DEFAULT_WORKERS, timeout=None):
+def run_all(tasks, max_workers=None, timeout=None):
     """Run ``{key: callable}`` concurrently; return ``{key: (result, error)}``.
 
     Every task gets an answer: its return value, or the exception it raised.
@@ -39,8 +46,14 @@ def run_all(tasks, max_workers=DEFAULT_WORKERS, timeout=None):
     ``timeout`` bounds the wait for all tasks together (seconds from the
     call); a task still running then is reported with a ``TimeoutError``
     and left to finish in its thread (adapters carry their own HTTP
-    timeouts). With a timeout, a single task runs in the pool too.
+    timeouts). A task that no thread took up by then is cancelled and
+    reported with ``NotStarted``: started late, it would send an old
+    number after newer ones, and its channel, which was never asked, would
+    be taken for one that did not answer. With a timeout, a single task
+    runs in the pool too. ``max_workers``: the pool's size
+    (``DEFAULT_WORKERS``).
     """
+    max_workers = max_workers or DEFAULT_WORKERS
     outcomes = {}
     if not tasks:
         return outcomes
@@ -59,7 +72,13 @@ def run_all(tasks, max_workers=DEFAULT_WORKERS, timeout=None):
         try:
             outcomes[key] = (future.result(timeout=left), None)
         except TimeoutError as err:
-            outcomes[key] = (None, err)
+            if future.cancel():
+                outcomes[key] = (
+                    None,
+                    NotStarted(f"not started within {timeout} s: every thread busy"),
+                )
+            else:
+                outcomes[key] = (None, err)
         except Exception as err:  # noqa: BLE001 - reported to the caller
             outcomes[key] = (None, err)
     return outcomes

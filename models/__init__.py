@@ -5,6 +5,7 @@ from . import sync_event_inbound
 from . import sync_event_order
 from . import sync_event_operations
 from . import stock_quant
+from . import stock_location
 from . import product_product
 from . import stock_picking
 from . import sync_channel_reconcile

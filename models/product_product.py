@@ -71,10 +71,10 @@ class ProductProduct(models.Model):
 
         Every caller inside a transaction goes through here (stock changes,
         binding edits, "Push Now", oversells): the jobs are then created
-        after the transaction's last change, and the lock that coalesces
-        them with a waiting job (see ``job_store``) is only held for the
-        commit. Held earlier, it would also stop the job runner, which
-        waits for it, for the rest of the transaction.
+        after the transaction's last change (or at a flushing savepoint,
+        where Odoo runs the pre-commit hooks too: the hold on a waiting job
+        then lasts until the commit, which delays that job only, see
+        ``job_store``).
         """
         product_ids = {pid for pid in self.ids if pid}
         if not product_ids:

@@ -23,8 +23,19 @@ class StockQuant(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        """A count changes no stock until it is applied (which moves stock
+        and is caught then): in inventory mode, Odoo's ``create`` of a
+        counted quantity makes an empty quant or writes the count on the
+        quant that exists, and returns it. A push for nothing would hold
+        back the application's own push by the burst interval. Other new
+        quants move stock when they hold a quantity."""
+        counting = self._is_inventory_mode() and all(
+            "inventory_quantity" in vals or "inventory_quantity_auto_apply" in vals
+            for vals in vals_list
+        )
         quants = super().create(vals_list)
-        quants._scs_collect()
+        if not counting:
+            quants.filtered(lambda q: q.quantity or q.reserved_quantity)._scs_collect()
         return quants
 
     def write(self, vals):

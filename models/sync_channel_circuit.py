@@ -30,7 +30,8 @@ import psycopg2
 from odoo import _, fields, models
 from odoo.tools import SQL
 
-from ..lib.adapters import UnreachableError
+from ..lib.adapters import RetryableChannelError, UnreachableError
+from ..lib.fanout import NotStarted
 
 _logger = logging.getLogger(__name__)
 
@@ -234,7 +235,19 @@ class SyncChannel(models.Model):
         failed pushes waits for the pause to end before its retry.
         """
         self.ensure_one()
-        if isinstance(error, TimeoutError):
+        if isinstance(error, NotStarted):
+            # never sent: the server had no free thread for it in time (a
+            # SKU on more channels than the pool holds); the channel is not
+            # to blame, and its push is retried in a second
+            error = RetryableChannelError(
+                _(
+                    "not sent within %s s: the server's calls to channels were"
+                    " all busy; tried again",
+                    wait,
+                ),
+                retry_after=1,
+            )
+        elif isinstance(error, TimeoutError):
             error = UnreachableError(
                 _("no answer within %s s; the call goes on in the background", wait)
             )

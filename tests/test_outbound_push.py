@@ -15,6 +15,7 @@ from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..hooks import uninstall_hook
+from ..lib import fanout
 from ..models import channel_binding, product_product
 from ..models.job_store import store_jobs
 from .common import SyncCase
@@ -489,6 +490,59 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(sim.quantity("SCS-MUG"), 20)
         self.assertEqual(self.product_a.free_qty, 20)
 
+    def test_a_count_alone_pushes_nothing_its_application_does(self):
+        """Counting (a quant's inventory quantity, in a new quant or not)
+        changes no stock: no push. Pushed for nothing, it would hold the
+        count's application back by the burst interval."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        self.bind(channel, self.product_a)
+        self.bind(channel, self.unbound)
+        shelf = self.env["stock.location"].create(
+            {"name": "Count shelf", "location_id": self.stock.id}
+        )
+        Quant = self.env["stock.quant"].with_context(inventory_mode=True)
+        counts = Quant.create(
+            [
+                {  # a quant of its own: quantity 0 until applied
+                    "product_id": self.product_a.id,
+                    "location_id": shelf.id,
+                    "inventory_quantity": 4,
+                },
+                {  # the quant that holds the stock: counted, not changed
+                    "product_id": self.unbound.id,
+                    "location_id": self.stock.id,
+                    "inventory_quantity": 9,
+                },
+            ]
+        )
+        self.commit_point()
+        self.assertFalse(
+            [job.records.default_code for job in self.sync_jobs("_scs_job_push_sku")]
+        )
+        counts.action_apply_inventory()
+        self.commit_point()
+        self.assertEqual(
+            sorted(
+                job.records.default_code for job in self.sync_jobs("_scs_job_push_sku")
+            ),
+            ["SCS-MUG", "SCS-NONE"],
+        )
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 14)
+        self.assertEqual(sim.quantity("SCS-NONE"), 9)
+        # a count applied as it is created (imports, the API) moves stock
+        Quant.create(
+            {
+                "product_id": self.unbound.id,
+                "location_id": self.stock.id,
+                "inventory_quantity_auto_apply": 6,
+            }
+        )
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-NONE"), 6)
+
     def test_duplicate_job_within_the_interval_waits(self):
         """Two jobs created by racing commits push at least an interval apart."""
         self.env["ir.config_parameter"].set_param(
@@ -885,6 +939,76 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(c_slow.pause_count, 1)
         # the pause outlasts the call left running (the channel's timeout)
         self.assertGreater(c_slow.paused_until, time.time() + c_slow.timeout)
+
+    def test_a_location_moved_with_its_stock_is_pushed(self):
+        """Re-parenting a location moves its stock from one channel's scope
+        into another's, with no quant changing."""
+        sim_wh, sim_extra = self.start_simulator(), self.start_simulator()
+        extra = self.env["stock.location"].create(
+            {"name": "Extra", "location_id": self.warehouse.view_location_id.id}
+        )
+        by_wh = self.make_channel(sim_wh, name="Warehouse")
+        by_extra = self.make_channel(
+            sim_extra,
+            name="Extra",
+            warehouse_ids=[(5,)],
+            location_ids=[(6, 0, extra.ids)],
+        )
+        self.bind(by_wh, self.product_b)
+        self.bind(by_extra, self.product_b)
+        shelf = self.env["stock.location"].create(
+            {"name": "Shelf", "location_id": self.stock.id}
+        )
+        self.move_stock(self.product_b, 3, shelf)
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim_wh.quantity("SCS-CAP"), 8)
+        self.assertEqual(sim_extra.quantity("SCS-CAP"), 0)
+        shelf.location_id = extra
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim_wh.quantity("SCS-CAP"), 5)
+        self.assertEqual(sim_extra.quantity("SCS-CAP"), 3)
+        shelf.name = "Shelf 2"  # not a move: nothing to push
+        self.commit_point()
+        self.assertFalse(self.sync_jobs("_scs_job_push_sku"))
+
+    def test_channel_never_asked_in_time_is_not_paused(self):
+        """A SKU sold on more channels than the server's pool of calls: the
+        channels no thread reached within the wait were never asked, so
+        they are neither sent an old number later nor paused as silent;
+        their pushes are tried again a second later."""
+        slow, queued = self.start_simulator(), self.start_simulator()
+        c_slow = self.make_channel(slow, name="Slow")
+        self.bind(c_slow, self.product_a)
+        c_queued = self.make_channel(queued, name="Queued")
+        b_queued = self.bind(c_queued, self.product_a)
+        self.env["ir.config_parameter"].sudo().set_param(
+            "stock_channel_sync.push_wait_seconds", "0.5"
+        )
+        slow.queue_hang(2.0)
+        with (
+            patch.object(fanout, "DEFAULT_WORKERS", 1),
+            self.enter_registry_test_mode(),
+        ):
+            self.product_a._scs_job_push_sku()
+        time.sleep(2.2)
+        self.assertIsNone(queued.quantity("SCS-MUG"), "never sent, not even late")
+        c_slow.invalidate_recordset()
+        c_queued.invalidate_recordset()
+        self.assertEqual(c_slow.pause_count, 1)
+        self.assertEqual((c_queued.pause_count, c_queued.paused_until), (0, 0.0))
+        event = b_queued.pending_event_id
+        self.assertEqual(event.state, "failed")
+        self.assertIn("all busy", event.error)
+        (retry,) = self.sync_jobs(PUSH_BINDING).filtered(
+            lambda j: j.records == b_queued
+        )
+        self.assertLessEqual(
+            (retry.eta - retry.date_created).total_seconds(), 3, "a second later"
+        )
+        Job.load(self.env, retry.uuid).perform()
+        self.assertEqual(queued.quantity("SCS-MUG"), 10)
 
     def test_binding_held_by_another_job_does_not_hold_back_its_sku(self):
         """The SKU job pushes the bindings it can lock and gives the one

@@ -2,7 +2,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from lib.fanout import run_all
+from lib.fanout import NotStarted, run_all
 from lib.ordering import MAX_AHEAD, bounded_event_ts, is_stale, to_timestamp
 
 
@@ -89,3 +89,25 @@ def test_run_all_timeout_applies_to_a_single_task():
     out = run_all({"only": lambda: release.wait(5)}, timeout=0.2)
     release.set()
     assert isinstance(out["only"][1], TimeoutError)
+
+
+def test_run_all_cancels_tasks_no_thread_took_up():
+    """More tasks than threads: those still waiting for a thread when the
+    wait ends are never sent (a late send would carry an old number) and
+    are told apart from a channel that did not answer."""
+    release = threading.Event()
+    ran = []
+
+    def hang(name):
+        ran.append(name)
+        release.wait(5)
+        return name
+
+    tasks = {n: (lambda n=n: hang(n)) for n in ("a", "b", "c", "d")}
+    out = run_all(tasks, max_workers=2, timeout=0.3)
+    release.set()
+    time.sleep(0.2)
+    started = [k for k, (_r, err) in out.items() if isinstance(err, TimeoutError)]
+    queued = [k for k, (_r, err) in out.items() if isinstance(err, NotStarted)]
+    assert sorted(started) == ["a", "b"] and sorted(queued) == ["c", "d"]
+    assert sorted(ran) == ["a", "b"], "a cancelled task never runs"
