@@ -270,7 +270,12 @@ class ChannelBinding(models.Model):
         lines.append("</tbody></table>")
         if info:
             steps = [
-                (_("Free quantity"), f"{_qty(info.free)}"),
+                (
+                    _("Free quantity"),
+                    f"{_qty(info.free)}"
+                    if self.product_id.active
+                    else _("0 (the product is archived: not for sale)"),
+                ),
                 (_("Buffer"), f"- {_qty(info.buffer)}"),
                 (_("After buffer"), f"{_qty(info.after_buffer)}"),
                 (
@@ -427,14 +432,19 @@ class ChannelBinding(models.Model):
         return self.buffer_qty if self.buffer_override else self.channel_id.buffer_qty
 
     def _scs_quantities(self):
-        """``{binding id: QuantityBreakdown}``, one query per channel."""
+        """``{binding id: QuantityBreakdown}``, one query per channel.
+
+        An archived variant is not for sale (Odoo's own sales no longer
+        offer it): its channels are offered none of its stock."""
         result = {}
         for channel in self.channel_id:
             bindings = self.filtered(lambda b, c=channel: b.channel_id == c)
             free = channel._scs_free_quantities(set(bindings.product_id.ids))
             for binding in bindings:
                 result[binding.id] = breakdown(
-                    free.get(binding.product_id.id, 0.0),
+                    free.get(binding.product_id.id, 0.0)
+                    if binding.product_id.active
+                    else 0.0,
                     buffer=binding._scs_buffer(),
                     max_qty=binding.max_qty if binding.use_max_qty else None,
                     allocation_pct=binding.allocation_pct,

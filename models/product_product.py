@@ -38,6 +38,14 @@ class ProductProduct(models.Model):
         "channel.binding", "product_id", string="Channel Bindings"
     )
 
+    def write(self, vals):
+        """An archived variant is not for sale: its channels are offered
+        none of it, and its stock again once it is restored."""
+        res = super().write(vals)
+        if "active" in vals:
+            self._scs_push_at_commit()
+        return res
+
     def _scs_bound(self):
         """``{variant id: last push (unix)}`` for variants bound to a pushing channel.
 

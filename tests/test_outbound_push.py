@@ -940,6 +940,23 @@ class TestOutboundPush(SyncCase):
         # the pause outlasts the call left running (the channel's timeout)
         self.assertGreater(c_slow.paused_until, time.time() + c_slow.timeout)
 
+    def test_an_archived_variant_is_offered_none(self):
+        """Archiving a variant (or its product) takes it off every channel;
+        restoring it offers its stock again."""
+        sim = self.start_simulator()
+        binding = self.bind(self.make_channel(sim), self.product_b)
+        self.product_b._scs_job_push_sku()
+        self.assertEqual(sim.quantity("SCS-CAP"), 5)
+        self.product_b.product_tmpl_id.active = False
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-CAP"), 0)
+        self.assertIn("archived", binding.quantity_explanation)
+        self.product_b.product_tmpl_id.active = True
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-CAP"), 5)
+
     def test_a_location_moved_with_its_stock_is_pushed(self):
         """Re-parenting a location moves its stock from one channel's scope
         into another's, with no quant changing."""
