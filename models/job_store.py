@@ -124,12 +124,11 @@ def hold_pending_jobs(env, keys, savepoint=True):
         with env.cr.savepoint(flush=False):
             # an expected serialization failure is not a "bad query" in the log
             env.cr.execute(query, log_exceptions=False)
-            rows = env.cr.fetchall()
             # the share lock only tells whether the row changed since our
             # snapshot; kept, it would make the runner wait for our commit
-            raise _ReleaseRowLocks
-    except _ReleaseRowLocks:
-        pass
+            raise _ReleaseRowLocks(env.cr.fetchall())
+    except _ReleaseRowLocks as released:
+        rows = released.rows
     except psycopg2.errors.SerializationFailure:
         if not savepoint:
             raise
@@ -140,7 +139,12 @@ def hold_pending_jobs(env, keys, savepoint=True):
 
 
 class _ReleaseRowLocks(Exception):
-    """Rolls back to the savepoint, which releases the row locks taken in it."""
+    """Rolls back to the savepoint, which releases the row locks taken in
+    it, and carries the rows read under them out of it."""
+
+    def __init__(self, rows):
+        super().__init__("row locks released")
+        self.rows = rows
 
 
 def claim_job(env):
