@@ -851,7 +851,9 @@ class AmazonSimulator(TokenSimulator):
                 key=lambda o: (o[field], o["AmazonOrderId"]),
             )
             page = [
-                self._order_2026(o, "FULFILLMENT" in included)
+                self._order_2026(
+                    o, "FULFILLMENT" in included, "CANCELLATION" in included
+                )
                 for o in matching[offset : offset + size]
             ]
             body = {"orders": page}
@@ -862,7 +864,7 @@ class AmazonSimulator(TokenSimulator):
         return Response(200, body)
 
     @staticmethod
-    def _order_2026(order, fulfillment):
+    def _order_2026(order, fulfillment, cancellation=False):
         shaped = {
             "orderId": order["AmazonOrderId"],
             "createdTime": order["PurchaseDate"],
@@ -878,7 +880,7 @@ class AmazonSimulator(TokenSimulator):
                     "quantityOrdered": item["QuantityOrdered"],
                     **(
                         {"cancellation": item["_cancellation"]}
-                        if item.get("_cancellation")
+                        if cancellation and item.get("_cancellation")
                         else {}
                     ),
                 }

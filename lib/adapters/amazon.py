@@ -306,14 +306,15 @@ class AmazonAdapter(RefreshTokenAdapter):
         Only orders the seller fulfils (``fulfilledBy`` ``MERCHANT``): Amazon
         ships its own (FBA) from its warehouses, so they never take stock
         from Odoo's. The filter is asked for, and checked on each order. The
-        ``FULFILLMENT`` dataset is asked for: it holds the order's status.
+        ``FULFILLMENT`` dataset is asked for: it holds the order's status;
+        so is ``CANCELLATION``: it holds the items cancelled on their own.
         """
         params = {
             "marketplaceIds": ",".join(self.marketplace_ids),
             "lastUpdatedAfter": format_time(since),
             "maxResultsPerPage": ORDERS_PAGE_SIZE,
             "fulfilledBy": SELLER_FULFILLED_BY,
-            "includedData": "FULFILLMENT",
+            "includedData": "FULFILLMENT,CANCELLATION",
         }
         while True:
             response = self._call("searchOrders", "GET", ORDERS_PATH, params=params)

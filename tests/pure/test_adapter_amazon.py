@@ -528,7 +528,7 @@ def test_fetch_orders_since_follows_next_token_and_reads_items(sim):
     listing = sim.requests_for("GET", "/orders/2026-01-01/orders")
     assert len(listing) == 2
     assert listing[0].query["lastUpdatedAfter"] == since.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert listing[0].query["includedData"] == "FULFILLMENT"
+    assert listing[0].query["includedData"] == "FULFILLMENT,CANCELLATION"
     # the next page carries its token and the same parameters again
     assert "paginationToken" in listing[1].query
     assert listing[1].query["lastUpdatedAfter"] == listing[0].query["lastUpdatedAfter"]
@@ -553,6 +553,19 @@ def test_an_item_cancelled_on_its_own_sells_nothing(sim):
         (skus[1], 0.0),
         (skus[2], 4.0),
     ]
+    # the item's cancellation comes with the CANCELLATION dataset only
+    url = sim.url + "/orders/2026-01-01/orders"
+    headers = {"x-amz-access-token": raw_token(sim)}
+    since_text = "2020-01-01T00:00:00Z"
+    for included, shown in (("FULFILLMENT", False), ("FULFILLMENT,CANCELLATION", True)):
+        body = requests.get(
+            url,
+            params={"lastUpdatedAfter": since_text, "includedData": included},
+            headers=headers,
+            timeout=5,
+        ).json()
+        item = body["orders"][0]["orderItems"][1]
+        assert ("cancellation" in item) is shown
 
 
 def test_search_orders_simulator_keeps_the_contract(sim):
