@@ -236,7 +236,16 @@ class SyncChannel(models.Model):
         marketplaces switch with some delay (Shopify: up to an hour), and
         deliveries signed meanwhile must not be refused. One previous secret
         is kept: a second change within the grace period ends the first
-        secret's."""
+        secret's. Clearing the secret stops every delivery at once, the
+        previous secret's too."""
+        if "webhook_secret" in vals and not vals["webhook_secret"]:
+            vals = dict(
+                {
+                    "webhook_secret_previous": False,
+                    "webhook_secret_previous_expiry": False,
+                },
+                **vals,
+            )
         if vals.get("webhook_secret") and not {
             "webhook_secret_previous",
             "webhook_secret_previous_expiry",
@@ -268,18 +277,24 @@ class SyncChannel(models.Model):
 
     @api.model
     def _scs_rotation_grace_hours(self):
+        """The grace period in hours (fractions allowed); 24 when the
+        parameter is no number, a year at most (a longer one is no
+        rotation)."""
         value = (
             self.env["ir.config_parameter"]
             .sudo()
             .get_param("stock_channel_sync.secret_rotation_grace_hours", 24)
         )
         try:
-            return max(0, int(value))
+            hours = float(value)
         except (TypeError, ValueError):
+            hours = float("nan")
+        if math.isnan(hours):
             _logger.error(
                 "invalid stock_channel_sync.secret_rotation_grace_hours %r", value
             )
-            return 24
+            return 24.0
+        return min(max(0.0, hours), 24.0 * 366)
 
     def unlink(self):
         res = super().unlink()

@@ -249,6 +249,23 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(res.status_code, 200, res.text)
         res = self.post_generic(self.order_payload("G-PASTE-NEW"), secret=new)
         self.assertEqual(res.status_code, 200, res.text)
+        # a grace of an hour and a half, and a secret cleared: nothing passes
+        self.env["ir.config_parameter"].set_param(
+            "stock_channel_sync.secret_rotation_grace_hours", "1.5"
+        )
+        self.generic.webhook_secret = signatures.generate_standard_secret()
+        self.assertAlmostEqual(
+            (
+                self.generic.webhook_secret_previous_expiry - fields.Datetime.now()
+            ).total_seconds(),
+            5400,
+            delta=120,
+        )
+        self.assertEqual(self.generic.webhook_secret_previous, new)
+        self.generic.webhook_secret = False
+        self.assertFalse(self.generic.webhook_secret_previous)
+        res = self.post_generic(self.order_payload("G-CLEARED"), secret=new)
+        self.assertEqual(res.status_code, 401, res.text)
         # Shopify: the same, and no secret made up by Odoo
         self.shopify.webhook_secret = "shpss_next_secret"
         self.assertEqual(self.shopify.webhook_secret_previous, "shpss_test_secret")
