@@ -10,28 +10,24 @@ repeatable read, the transaction that finds the job *pending* in its
 snapshot may commit after the job has been started and has taken its own
 snapshot, and the change is then never seen by any job.
 
-Here a waiting job absorbs a change only while this transaction holds that
-job in a shared advisory lock (``HOLD_LOCK``, until it ends), and the job,
-when it starts, claims its lock exclusively without waiting (``claim_job``):
-held by a transaction that has not committed, the job is put off for a
-second, so it always runs on a snapshot that holds the change. The lock is
-shared: transactions adding to the same waiting job do not wait for each
-other. A job that is already enqueued or running, or that changed since
-this transaction's snapshot (a serialization failure on a share lock of
-its row, released at once), gets a new job instead: a spare job costs a
-little work, a missing one loses an update.
+Here a change is left to a waiting job as queue_job would (the job is
+*pending* in this transaction's snapshot), and checked again once the
+transaction has committed (``_follow_held_jobs``, a post-commit hook on a
+cursor of its own): a job that is still pending then has not taken its
+snapshot yet, so it will see the change; one that has started meanwhile
+(or before, unknown to a stale snapshot) may not, and the change gets a new
+job. Nothing is locked: a job never waits for a transaction that counts on
+it, and neither does the job runner (Odoo runs the pre-commit hooks at every
+flushing savepoint, so a lock taken there would last until the commit, and
+queue_job's runner marks the jobs it starts with an ``UPDATE`` in one loop
+for the whole server). A spare job costs a little work; a missing one
+would lose an update. A change whose transaction committed while its job
+started, in a worker that died before the post-commit hook ran, waits for
+the next change of the SKU or the reconciliation pass.
 
-The lock is not one on the job's row: queue_job's runner marks the jobs it
-starts with an ``UPDATE`` in its single loop, and a transaction that held a
-row lock until it ended would stall every job of the server meanwhile (Odoo
-runs the pre-commit hooks at every flushing savepoint, not only at the
-commit, so the hold may come long before the commit). The row's share
-lock, which tells whether the job changed since this transaction's
-snapshot, is taken in a savepoint and released with it at once.
-
-The webhook route does not use this lock: a delivery per request would
-write the job's row each time. It counts on the channel's job under a lock
-of its own (see ``sync.event._scs_insert_delivered``).
+The webhook route does not use this: it counts on the channel's job under a
+lock of its own, within its one message to the database (see
+``sync.event._scs_insert_delivered``).
 
 The jobs are built by queue_job's own ``Job`` class and written with one
 ``INSERT`` (see ``insert_jobs``), as ``with_delay`` would write them one by
@@ -40,6 +36,7 @@ one.
 
 import psycopg2.errors
 
+from odoo import api
 from odoo.tools import SQL
 
 from odoo.addons.queue_job.exception import RetryableJobError
@@ -63,125 +60,129 @@ class NewJob(Job):
         return set()
 
 
-#: advisory lock class of "a transaction counts on this waiting job"
-#: (shared, until it ends) and "this job runs" (exclusive, taken by the job
-#: when it starts); the key is ``hashtext(uuid)`` of the job
-HOLD_LOCK = 0x5C7
+#: post-commit data: the waiting jobs a transaction counted on
+HELD_JOBS = "stock_channel_sync.held_jobs"
 
 
-def hold_pending_jobs(env, keys, savepoint=True):
-    """Hold the pending jobs of ``keys``; tell which keys have a running job.
+def hold_pending_jobs(env, keys):
+    """The waiting jobs of ``keys``; which keys have a running job.
 
-    Returns ``(held, running)``: the identity keys whose pending job this
-    transaction now holds (until it ends: the job cannot start before), and
-    those whose job is enqueued or started. A serialization failure (a job
-    changed since our snapshot) means that no key is held; with
-    ``savepoint=False`` it is raised, for a caller that handles it.
+    Returns ``(held, running)``: ``{identity key: uuid}`` of the pending job
+    a change may be left to (see ``store_jobs``, which checks it again after
+    the commit), and the keys whose job is enqueued or started. One query.
     """
     if not keys:
-        return set(), set()
+        return {}, set()
     env["queue.job"].flush_model(["identity_key", "state"])
-    keys = sorted(set(keys))
     # a job enqueueing its own follow-up must not count itself as waiting
     own = env.context.get("job_uuid") or ""
-    # first the lock, so that the job, if it starts from now on, waits for
-    # this transaction; then its row, which tells whether it changed since
-    # our snapshot (it may have started, read and ended meanwhile). A job
-    # whose lock cannot be shared has started: it gets no hold
     env.cr.execute(
         SQL(
             """
-            WITH pending AS MATERIALIZED (
-                SELECT identity_key, uuid FROM queue_job
-                 WHERE identity_key = ANY(%s) AND state = 'pending' AND uuid != %s
-                 ORDER BY id
-            )
-            SELECT identity_key, uuid FROM pending
-             WHERE pg_try_advisory_xact_lock_shared(%s, hashtext(uuid))
+            SELECT identity_key, uuid, state FROM queue_job
+             WHERE identity_key = ANY(%s) AND uuid != %s
+               AND state IN ('pending', 'enqueued', 'started')
+             ORDER BY id
             """,
-            keys,
+            sorted(set(keys)),
             own,
-            HOLD_LOCK,
         )
     )
-    locked = dict(env.cr.fetchall())
-    query = SQL(
-        """
-        WITH held AS (
-            SELECT identity_key FROM queue_job
-             WHERE uuid = ANY(%s) AND state = 'pending'
-             ORDER BY id FOR SHARE
-        )
-        SELECT identity_key, 'held' FROM held
-        UNION ALL
-        SELECT identity_key, state FROM queue_job
-         WHERE identity_key = ANY(%s) AND state IN ('enqueued', 'started')
-        """,
-        list(locked.values()),
-        keys,
-    )
-    try:
-        with env.cr.savepoint(flush=False):
-            # an expected serialization failure is not a "bad query" in the log
-            env.cr.execute(query, log_exceptions=False)
-            # the share lock only tells whether the row changed since our
-            # snapshot; kept, it would make the runner wait for our commit
-            raise _ReleaseRowLocks(env.cr.fetchall())
-    except _ReleaseRowLocks as released:
-        rows = released.rows
-    except psycopg2.errors.SerializationFailure:
-        if not savepoint:
-            raise
-        # the runner took a job since our snapshot: new jobs
-        return set(), set(keys)
-    held = {key for key, state in rows if state == "held"}
-    return held, {key for key, state in rows if state != "held"}
+    held, running = {}, set()
+    for key, uuid, state in env.cr.fetchall():
+        if state == "pending":
+            held.setdefault(key, uuid)
+        else:
+            running.add(key)
+    return held, running
 
 
-class _ReleaseRowLocks(Exception):
-    """Rolls back to the savepoint, which releases the row locks taken in
-    it, and carries the rows read under them out of it."""
+def _follow_held_jobs(env, specs, held, running_eta):
+    """Check, once this transaction has committed, the waiting jobs its
+    changes were left to; give a new job to those that started meanwhile.
 
-    def __init__(self, rows):
-        super().__init__("row locks released")
-        self.rows = rows
-
-
-def claim_job(env):
-    """Start the running job: put it off while a transaction that counts on
-    it (``hold_pending_jobs``) has not ended.
-
-    Without waiting: the job goes back to waiting for a second (not counted
-    as a try), and its worker serves other jobs meanwhile. Nothing to claim
-    outside a job (a method called directly).
+    Registered once per transaction; the check runs on a cursor of its own
+    (the committed transaction's cursor may be closed right after).
     """
-    uuid = env.context.get("job_uuid")
-    if not uuid:
-        return
-    env.cr.execute(
-        SQL("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", HOLD_LOCK, uuid)
-    )
-    if not env.cr.fetchone()[0]:
-        raise RetryableJobError(
-            "a transaction that counts on this job has not committed yet",
-            seconds=1,
-            ignore_retry=True,
+    data = env.cr.postcommit.data
+    followed = data.get(HELD_JOBS)
+    if followed is None:
+        followed = data[HELD_JOBS] = {}
+        registry, uid, context = env.registry, env.uid, dict(env.context)
+
+        def check():
+            todo = data.pop(HELD_JOBS, None)
+            if todo:
+                with registry.cursor() as cr:
+                    _check_held_jobs(api.Environment(cr, uid, context), todo)
+
+        env.cr.postcommit.add(check)
+    for method, kwargs, key, description, _eta in specs:
+        records = method.__self__
+        followed.setdefault(
+            held[key],
+            (
+                records._name,
+                records.ids,
+                method.__name__,
+                kwargs,
+                key,
+                description,
+                running_eta,
+            ),
         )
 
 
-def store_jobs(env, specs, running_eta=None, hold=None):
-    """Create the jobs of ``specs`` that no held pending job covers.
+def _check_held_jobs(env, followed):
+    """``followed``: ``{uuid: spec}`` of the waiting jobs a committed
+    transaction counted on. A job still pending will see that transaction;
+    the others get a new job of their key (one, shared with a job that is
+    pending now)."""
+    env.cr.execute(
+        SQL(
+            "SELECT uuid FROM queue_job WHERE uuid = ANY(%s) AND state = 'pending'",
+            list(followed),
+        )
+    )
+    waiting = {row[0] for row in env.cr.fetchall()}
+    specs = [
+        (
+            getattr(env[model].browse(ids), method_name),
+            kwargs,
+            key,
+            description,
+            running_eta,
+        )
+        for uuid, (model, ids, method_name, kwargs, key, description, running_eta) in (
+            followed.items()
+        )
+        if uuid not in waiting
+    ]
+    if specs:
+        # nothing of this transaction is left to commit: a job pending now
+        # will see everything, so it is counted on without a check
+        held, running = hold_pending_jobs(env, [spec[2] for spec in specs])
+        store_jobs(env, specs, hold=(held, running), follow=False)
+
+
+def store_jobs(env, specs, running_eta=None, hold=None, follow=True):
+    """Create the jobs of ``specs`` that no pending job covers.
 
     ``specs``: ``(method, kwargs, identity_key, description, eta)`` tuples,
     ``method`` a bound method of a recordset. ``running_eta``, when given,
     is the eta of a job created while the key's job is running (a burst
     window); an ``eta`` of 0 means at once, whatever runs. ``hold`` is the
-    result of ``hold_pending_jobs`` when the caller took it already.
+    result of ``hold_pending_jobs`` when the caller took it already. A key
+    left to a pending job is checked again after the commit (``follow``).
     Returns the new ``Job`` objects.
     """
     specs = list(specs)
     held, running = hold or hold_pending_jobs(env, [spec[2] for spec in specs])
     todo = [spec for spec in specs if spec[2] not in held]
+    if follow:
+        left = [spec for spec in specs if spec[2] in held]
+        if left:
+            _follow_held_jobs(env, left, held, running_eta)
     jobs = []
     seen = set()
     for method, kwargs, key, description, eta in todo:

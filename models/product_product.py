@@ -22,7 +22,7 @@ from .channel_binding import LOCK_RETRY_SECONDS
 
 #: seconds a SKU job waits for its channels (``stock_channel_sync.push_wait_seconds``)
 DEFAULT_PUSH_WAIT = 3.0
-from .job_store import claim_job, lock_rows_or_retry, store_jobs
+from .job_store import lock_rows_or_retry, store_jobs
 
 #: pre-commit sets of the variants to push (see ``_scs_push_at_commit``)
 PENDING_CHANGED = "stock_channel_sync.changed_products"
@@ -80,9 +80,8 @@ class ProductProduct(models.Model):
         Every caller inside a transaction goes through here (stock changes,
         binding edits, "Push Now", oversells): the jobs are then created
         after the transaction's last change (or at a flushing savepoint,
-        where Odoo runs the pre-commit hooks too: the hold on a waiting job
-        then lasts until the commit, which delays that job only, see
-        ``job_store``).
+        where Odoo runs the pre-commit hooks too: a change left to a waiting
+        job is checked again after the commit, see ``job_store``).
         """
         product_ids = {pid for pid in self.ids if pid}
         if not product_ids:
@@ -150,11 +149,7 @@ class ProductProduct(models.Model):
         finds the SKU pushed less than an interval ago waits for the rest of
         it instead of pushing again. Pushes of one SKU are therefore at least
         one interval apart, whatever the concurrency.
-
-        A transaction that counted on this job while it waited, and has not
-        committed yet, puts it off for a second (see ``job_store``).
         """
-        claim_job(self.env)
         bindings = self.env["channel.binding"].search(
             [
                 ("product_id", "in", self.ids),

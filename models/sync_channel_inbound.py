@@ -62,7 +62,7 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.utils import must_run_without_delay
 
 from ..lib.ordering import MAX_AHEAD
-from .job_store import claim_job, lock_rows_or_retry, store_jobs
+from .job_store import lock_rows_or_retry, store_jobs
 from .sync_event import (
     DEFERRED,
     _scs_log_line,
@@ -526,13 +526,8 @@ class SyncChannel(models.Model):
         )
 
     def _scs_job_apply_inbound(self):
-        """Apply the channel's queued inbound events, per subject, oldest first.
-
-        A transaction that counted on this job while it waited (a poll of
-        orders), and has not committed yet, puts it off for a second (see
-        ``job_store``)."""
+        """Apply the channel's queued inbound events, per subject, oldest first."""
         self.ensure_one()
-        claim_job(self.env)
         events = self._scs_take_queued_events()
         more = len(events) > APPLY_BATCH
         events = events[:APPLY_BATCH]

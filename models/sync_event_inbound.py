@@ -348,8 +348,9 @@ class SyncEventInbound(models.Model):
         """Insert inbound events: ``([id, or None when the key is taken], hold)``.
 
         For callers inside a transaction of their own (a poll of orders, a
-        test): ``hold_key`` then takes the channel's waiting apply job (see
-        ``job_store.hold_pending_jobs``); ``hold`` is what that found. With
+        test): ``hold_key`` then finds the channel's waiting apply job, which
+        the new events may be left to (see ``job_store``); ``hold`` is what
+        that found. With
         ``savepoints``, each serialization failure is absorbed here (the
         event is a duplicate; the job is not held); without, it is raised.
         """
@@ -369,8 +370,7 @@ class SyncEventInbound(models.Model):
             ids.append(row[0] if row else None)
         hold = None
         if hold_key and any(ids):
-            # last, so that the job's row stays locked only for the commit
-            hold = hold_pending_jobs(self.env, [hold_key], savepoint=savepoints)
+            hold = hold_pending_jobs(self.env, [hold_key])
         return ids, hold
 
     @api.model

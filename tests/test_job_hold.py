@@ -1,19 +1,16 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """A transaction that counts on a waiting job, on real cursors.
 
-A stock change left to the SKU's waiting job holds that job until the
-change commits. Odoo runs the pre-commit hooks at every flushing savepoint,
-so the hold can come long before the commit: it must delay that one job,
-never the job runner (which marks the jobs it starts in one loop for the
-whole server). The rows are committed, so the test deletes them afterwards.
+A stock change left to the SKU's waiting job must reach the channels even
+when that job starts before the change commits, and the transaction must
+hold back neither the job nor the job runner (which marks the jobs it
+starts in one loop for the whole server): Odoo runs the pre-commit hooks at
+every flushing savepoint, long before the commit. The rows are committed,
+so the test deletes them afterwards.
 """
 
 from odoo import SUPERUSER_ID, api
 from odoo.tests import TransactionCase, tagged
-
-from odoo.addons.queue_job.exception import RetryableJobError
-
-from ..models.job_store import claim_job
 
 
 @tagged("post_install", "-at_install")
@@ -69,7 +66,7 @@ class TestJobHold(TransactionCase):
         cr.execute("UPDATE queue_job SET state = %s WHERE uuid = %s", [state, uuid])
         self.assertEqual(cr.rowcount, 1)
 
-    def test_a_held_job_waits_the_runner_does_not(self):
+    def test_the_runner_and_the_job_do_not_wait_for_an_open_transaction(self):
         with self.registry.cursor() as cr:
             cr.execute("DELETE FROM queue_job WHERE identity_key = %s", [self.key])
             self._enqueue(cr)
@@ -81,22 +78,32 @@ class TestJobHold(TransactionCase):
             # a second change, left to the waiting job (as at a savepoint)
             self._enqueue(holder)
             self.assertEqual(self._jobs(holder), [("pending", uuid)], "coalesced")
-            # the runner starts the job: not held up by the open transaction
             with self.registry.cursor() as runner:
                 self._start(runner, uuid, "enqueued")
             with self.registry.cursor() as runner:
                 self._start(runner, uuid, "started")
-            # the job itself waits for the change it counts on: put off
-            with self.registry.cursor() as job_cr:
-                job_env = api.Environment(job_cr, SUPERUSER_ID, {"job_uuid": uuid})
-                with self.assertRaises(RetryableJobError):
-                    job_env["product.product"].browse(self.ids[0])._scs_job_push_sku()
+                # nor does the job itself lock anything the holder holds
+                runner.execute(
+                    "SELECT 1 FROM queue_job WHERE uuid = %s FOR UPDATE NOWAIT",
+                    [uuid],
+                )
+            # the job started before the change committed: it may not see
+            # it, so the commit gives the change a job of its own
             holder.commit()
         finally:
             holder.close()
-        # committed: the job runs
-        with self.registry.cursor() as job_cr:
-            claim_job(api.Environment(job_cr, SUPERUSER_ID, {"job_uuid": uuid}))
+        with self.registry.cursor() as cr:
+            self.assertEqual([s for s, _u in self._jobs(cr)], ["started", "pending"])
+
+    def test_a_change_committed_while_its_job_waits_is_left_to_it(self):
+        with self.registry.cursor() as cr:
+            cr.execute("DELETE FROM queue_job WHERE identity_key = %s", [self.key])
+            self._enqueue(cr)
+        for _change in range(3):
+            with self.registry.cursor() as cr:
+                self._enqueue(cr)
+        with self.registry.cursor() as cr:
+            self.assertEqual([s for s, _u in self._jobs(cr)], ["pending"])
 
     def test_a_job_started_since_the_snapshot_is_not_counted_on(self):
         """A transaction whose snapshot shows the job waiting, while the job
@@ -119,17 +126,9 @@ class TestJobHold(TransactionCase):
         with self.registry.cursor() as cr:
             self.assertEqual([s for s, _u in self._jobs(cr)], ["enqueued", "pending"])
             self._start(cr, uuid, "started")
-        job_cr = self.registry.cursor()
-        try:
-            claim_job(api.Environment(job_cr, SUPERUSER_ID, {"job_uuid": uuid}))
-            # the job runs: the changes made meanwhile share the new job
-            for _change in range(3):
-                with self.registry.cursor() as cr:
-                    self._enqueue(cr)
+        # the job runs: the changes made meanwhile share the new job
+        for _change in range(3):
             with self.registry.cursor() as cr:
-                self.assertEqual(
-                    [s for s, _u in self._jobs(cr)], ["started", "pending"]
-                )
-        finally:
-            job_cr.rollback()
-            job_cr.close()
+                self._enqueue(cr)
+        with self.registry.cursor() as cr:
+            self.assertEqual([s for s, _u in self._jobs(cr)], ["started", "pending"])
