@@ -10,20 +10,28 @@ repeatable read, the transaction that finds the job *pending* in its
 snapshot may commit after the job has been started and has taken its own
 snapshot, and the change is then never seen by any job.
 
-Here a change is left to a waiting job as queue_job would (the job is
-*pending* in this transaction's snapshot), and checked again once the
-transaction has committed (``_follow_held_jobs``, a post-commit hook on a
-cursor of its own): a job that is still pending then has not taken its
-snapshot yet, so it will see the change; one that has started meanwhile
-(or before, unknown to a stale snapshot) may not, and the change gets a new
-job. Nothing is locked: a job never waits for a transaction that counts on
-it, and neither does the job runner (Odoo runs the pre-commit hooks at every
-flushing savepoint, so a lock taken there would last until the commit, and
-queue_job's runner marks the jobs it starts with an ``UPDATE`` in one loop
-for the whole server). A spare job costs a little work; a missing one
-would lose an update. A change whose transaction committed while its job
-started, in a worker that died before the post-commit hook ran, waits for
-the next change of the SKU or the reconciliation pass.
+In a job's transaction (an apply run, a push, a poll: short, and ending
+with the enqueue), a waiting job absorbs a change while this transaction
+holds a share lock on its row (``FOR SHARE``): the runner cannot start it
+before the commit, so it runs on a snapshot that holds the change, and not
+beside the job that counts on it; one that changed since this
+transaction's snapshot (a serialization failure) gets a new job instead.
+
+In a user's transaction, a change is left to a waiting job as queue_job
+would (the job is *pending* in this transaction's snapshot), and checked
+again once the transaction has committed (``_follow_held_jobs``, a
+post-commit hook on a cursor of its own): a job that is still pending then
+has not taken its snapshot yet, so it will see the change; one that has
+started meanwhile (or before, unknown to a stale snapshot) may not, and the
+change gets a new job. Nothing is locked there: a job never waits for a
+user's transaction that counts on it, and neither does the job runner (Odoo
+runs the pre-commit hooks at every flushing savepoint, so a lock taken there
+would last until the commit, and queue_job's runner marks the jobs it
+starts with an ``UPDATE`` in one loop for the whole server). A spare job
+costs a little work; a missing one would lose an update. A change whose
+transaction committed while its job started, in a worker that died before
+the post-commit hook ran, waits for the next change of the SKU or the
+reconciliation pass.
 
 The webhook route does not use this: it counts on the channel's job under a
 lock of its own, within its one message to the database (see
@@ -68,28 +76,53 @@ def hold_pending_jobs(env, keys):
     """The waiting jobs of ``keys``; which keys have a running job.
 
     Returns ``(held, running)``: ``{identity key: uuid}`` of the pending job
-    a change may be left to (see ``store_jobs``, which checks it again after
-    the commit), and the keys whose job is enqueued or started. One query.
+    a change may be left to, and the keys whose job is enqueued or started.
+    One query.
+
+    Inside a job (an apply run, a push, a poll: short transactions that end
+    with this call), the pending job's row is share-locked until the commit
+    (``FOR SHARE``): the runner cannot start that job before, so it sees the
+    change, and it does not run beside the job that counts on it; a job
+    changed since our snapshot (a serialization failure) is not held. In a
+    user's transaction, which may stay open long after Odoo ran the
+    pre-commit hooks at a flushing savepoint, nothing is locked (the runner
+    would wait for it, and every job of the server with it): ``store_jobs``
+    checks the job again after the commit instead.
     """
     if not keys:
         return {}, set()
     env["queue.job"].flush_model(["identity_key", "state"])
+    keys = sorted(set(keys))
     # a job enqueueing its own follow-up must not count itself as waiting
     own = env.context.get("job_uuid") or ""
-    env.cr.execute(
-        SQL(
-            """
-            SELECT identity_key, uuid, state FROM queue_job
-             WHERE identity_key = ANY(%s) AND uuid != %s
-               AND state IN ('pending', 'enqueued', 'started')
-             ORDER BY id
-            """,
-            sorted(set(keys)),
-            own,
+    lock = SQL("FOR SHARE") if own else SQL()
+    query = SQL(
+        """
+        WITH pending AS (
+            SELECT identity_key, uuid FROM queue_job
+             WHERE identity_key = ANY(%s) AND state = 'pending' AND uuid != %s
+             ORDER BY id %s
         )
+        SELECT identity_key, uuid, 'pending' FROM pending
+        UNION ALL
+        SELECT identity_key, uuid, state FROM queue_job
+         WHERE identity_key = ANY(%s) AND state IN ('enqueued', 'started')
+        """,
+        keys,
+        own,
+        lock,
+        keys,
     )
+    try:
+        with env.cr.savepoint(flush=False):
+            # an expected serialization failure is not a "bad query" in the log
+            env.cr.execute(query, log_exceptions=False)
+            rows = env.cr.fetchall()
+    except psycopg2.errors.SerializationFailure:
+        # the runner took a job since our snapshot: new jobs
+        return {}, set(keys)
     held, running = {}, set()
-    for key, uuid, state in env.cr.fetchall():
+    for key, uuid, state in rows:
         if state == "pending":
             held.setdefault(key, uuid)
         else:
@@ -179,7 +212,7 @@ def store_jobs(env, specs, running_eta=None, hold=None, follow=True):
     specs = list(specs)
     held, running = hold or hold_pending_jobs(env, [spec[2] for spec in specs])
     todo = [spec for spec in specs if spec[2] not in held]
-    if follow:
+    if follow and not env.context.get("job_uuid"):
         left = [spec for spec in specs if spec[2] in held]
         if left:
             _follow_held_jobs(env, left, held, running_eta)

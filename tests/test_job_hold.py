@@ -9,6 +9,8 @@ every flushing savepoint, long before the commit. The rows are committed,
 so the test deletes them afterwards.
 """
 
+import psycopg2.errors
+
 from odoo import SUPERUSER_ID, api
 from odoo.tests import TransactionCase, tagged
 
@@ -132,3 +134,31 @@ class TestJobHold(TransactionCase):
                 self._enqueue(cr)
         with self.registry.cursor() as cr:
             self.assertEqual([s for s, _u in self._jobs(cr)], ["started", "pending"])
+
+    def test_inside_a_job_the_waiting_job_is_held_until_the_commit(self):
+        """A job's own transaction is short and ends with the enqueue: the
+        waiting job is held there (the runner starts it after the commit),
+        so it neither misses the change nor runs beside the job."""
+        with self.registry.cursor() as cr:
+            cr.execute("DELETE FROM queue_job WHERE identity_key = %s", [self.key])
+            self._enqueue(cr)
+        with self.registry.cursor() as cr:
+            [(_state, uuid)] = self._jobs(cr)
+        job_cr = self.registry.cursor()
+        try:
+            env = api.Environment(job_cr, SUPERUSER_ID, {"job_uuid": "another-job"})
+            env["product.product"].browse(self.ids[0])._scs_enqueue_push()
+            with self.registry.cursor() as runner:
+                runner.execute("SET LOCAL lock_timeout = '300ms'")
+                with self.assertRaises(psycopg2.errors.LockNotAvailable):
+                    runner.execute(
+                        "UPDATE queue_job SET state = 'enqueued' WHERE uuid = %s",
+                        [uuid],
+                        log_exceptions=False,
+                    )
+            job_cr.commit()
+        finally:
+            job_cr.close()
+        with self.registry.cursor() as cr:
+            self.assertEqual(self._jobs(cr), [("pending", uuid)], "left to it")
+            self._start(cr, uuid, "enqueued")
