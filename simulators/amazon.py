@@ -114,6 +114,16 @@ def issue(code, message, attribute="fulfillment_availability"):
     }
 
 
+def _page_size(query, name):
+    """The orders page size asked for (v0 and 2026-01-01 name it apart);
+    ``None`` when it is not 1 to ``MAX_ORDERS_PER_PAGE``."""
+    try:
+        size = int(query.get(name, MAX_ORDERS_PER_PAGE))
+    except ValueError:
+        return None
+    return size if 1 <= size <= MAX_ORDERS_PER_PAGE else None
+
+
 class AmazonSimulator(TokenSimulator):
     """SP-API for one seller in one marketplace."""
 
@@ -750,11 +760,8 @@ class AmazonSimulator(TokenSimulator):
                     "InvalidInput",
                     "Either CreatedAfter or LastUpdatedAfter must be specified.",
                 )
-        try:
-            size = int(query.get("MaxResultsPerPage", MAX_ORDERS_PER_PAGE))
-        except ValueError:
-            size = 0
-        if not 1 <= size <= MAX_ORDERS_PER_PAGE:
+        size = _page_size(query, "MaxResultsPerPage")
+        if size is None:
             return errors(400, "InvalidInput", "MaxResultsPerPage must be 1 to 100.")
         field, since = "LastUpdateDate", parse_iso(query.get("LastUpdatedAfter"))
         if since is None:
@@ -817,11 +824,8 @@ class AmazonSimulator(TokenSimulator):
                 "InvalidInput",
                 "Exactly one of createdAfter and lastUpdatedAfter must be provided.",
             )
-        try:
-            size = int(query.get("maxResultsPerPage", MAX_ORDERS_PER_PAGE))
-        except ValueError:
-            size = 0
-        if not 1 <= size <= MAX_ORDERS_PER_PAGE:
+        size = _page_size(query, "maxResultsPerPage")
+        if size is None:
             return errors(400, "InvalidInput", "maxResultsPerPage must be 1 to 100.")
         field, since = (
             ("LastUpdateDate", parse_iso(updated))

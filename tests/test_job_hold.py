@@ -9,10 +9,14 @@ every flushing savepoint, long before the commit. The rows are committed,
 so the test deletes them afterwards.
 """
 
+from unittest.mock import patch
+
 import psycopg2.errors
 
 from odoo import SUPERUSER_ID, api
 from odoo.tests import TransactionCase, tagged
+
+from ..models import job_store
 
 
 @tagged("post_install", "-at_install")
@@ -63,18 +67,23 @@ class TestJobHold(TransactionCase):
         env = api.Environment(cr, SUPERUSER_ID, {})
         env["product.product"].browse(self.ids[0])._scs_enqueue_push()
 
-    def _start(self, cr, uuid, state):
-        cr.execute("SET LOCAL lock_timeout = '3s'")
-        cr.execute("UPDATE queue_job SET state = %s WHERE uuid = %s", [state, uuid])
-        self.assertEqual(cr.rowcount, 1)
-
-    def test_the_runner_and_the_job_do_not_wait_for_an_open_transaction(self):
+    def _waiting_job(self):
+        """A fresh waiting job of the SKU, committed: its uuid."""
         with self.registry.cursor() as cr:
             cr.execute("DELETE FROM queue_job WHERE identity_key = %s", [self.key])
             self._enqueue(cr)
         with self.registry.cursor() as cr:
             [(state, uuid)] = self._jobs(cr)
         self.assertEqual(state, "pending")
+        return uuid
+
+    def _start(self, cr, uuid, state):
+        cr.execute("SET LOCAL lock_timeout = '3s'")
+        cr.execute("UPDATE queue_job SET state = %s WHERE uuid = %s", [state, uuid])
+        self.assertEqual(cr.rowcount, 1)
+
+    def test_the_runner_and_the_job_do_not_wait_for_an_open_transaction(self):
+        uuid = self._waiting_job()
         holder = self.registry.cursor()
         try:
             # a second change, left to the waiting job (as at a savepoint)
@@ -98,9 +107,7 @@ class TestJobHold(TransactionCase):
             self.assertEqual([s for s, _u in self._jobs(cr)], ["started", "pending"])
 
     def test_a_change_committed_while_its_job_waits_is_left_to_it(self):
-        with self.registry.cursor() as cr:
-            cr.execute("DELETE FROM queue_job WHERE identity_key = %s", [self.key])
-            self._enqueue(cr)
+        self._waiting_job()
         for _change in range(3):
             with self.registry.cursor() as cr:
                 self._enqueue(cr)
@@ -111,11 +118,7 @@ class TestJobHold(TransactionCase):
         """A transaction whose snapshot shows the job waiting, while the job
         has started since (and may have read the stock): the change gets a
         job of its own. The same while the job runs."""
-        with self.registry.cursor() as cr:
-            cr.execute("DELETE FROM queue_job WHERE identity_key = %s", [self.key])
-            self._enqueue(cr)
-        with self.registry.cursor() as cr:
-            [(_state, uuid)] = self._jobs(cr)
+        uuid = self._waiting_job()
         late = self.registry.cursor()
         try:
             self.assertEqual(len(self._jobs(late)), 1)  # the snapshot
@@ -139,11 +142,7 @@ class TestJobHold(TransactionCase):
         """A job's own transaction is short and ends with the enqueue: the
         waiting job is held there (the runner starts it after the commit),
         so it neither misses the change nor runs beside the job."""
-        with self.registry.cursor() as cr:
-            cr.execute("DELETE FROM queue_job WHERE identity_key = %s", [self.key])
-            self._enqueue(cr)
-        with self.registry.cursor() as cr:
-            [(_state, uuid)] = self._jobs(cr)
+        uuid = self._waiting_job()
         job_cr = self.registry.cursor()
         try:
             env = api.Environment(job_cr, SUPERUSER_ID, {"job_uuid": "another-job"})
@@ -162,3 +161,25 @@ class TestJobHold(TransactionCase):
         with self.registry.cursor() as cr:
             self.assertEqual(self._jobs(cr), [("pending", uuid)], "left to it")
             self._start(cr, uuid, "enqueued")
+
+    def test_a_failing_check_after_the_commit_is_logged_not_raised(self):
+        """The check runs after the commit: raised, it would turn a saved
+        change into an error for its user. It is logged, with the SKU."""
+        uuid = self._waiting_job()
+        holder = self.registry.cursor()
+        try:
+            self._enqueue(holder)
+            with self.registry.cursor() as runner:
+                self._start(runner, uuid, "started")
+            with (
+                patch.object(
+                    job_store, "_check_held_jobs", side_effect=RuntimeError("down")
+                ),
+                self.assertLogs(job_store.__name__, "ERROR") as logs,
+            ):
+                holder.commit()
+        finally:
+            holder.close()
+        self.assertIn(self.key, logs.output[0])
+        with self.registry.cursor() as cr:
+            self.assertEqual([s for s, _u in self._jobs(cr)], ["started"])
