@@ -49,8 +49,11 @@ Throttling
     ``throttleStatus``). The adapter mirrors the leaky bucket and, before the
     next call, sleeps (through the injectable ``sleep``) until the bucket holds
     the cost that operation last requested, so bulk pushes slow down instead of
-    failing. A ``THROTTLED`` answer or an HTTP 429 becomes
-    :class:`RateLimitedError` whose ``retry_after`` is computed from the bucket.
+    failing. A ``THROTTLED`` answer or an HTTP 429 (Shopify ran nothing) is
+    waited out, from the figures it carries or its Retry-After, and sent
+    again, up to ``THROTTLE_RESENDS`` times while each wait stays under
+    ``MAX_THROTTLE_WAIT``; past that it becomes :class:`RateLimitedError`
+    whose ``retry_after`` is computed from the bucket.
 
 Identifiers (``StockUpdate`` / ``LiveLevel`` fields)
     ``external_variant_id`` is the InventoryItem GID (what the mutation needs),
@@ -115,6 +118,11 @@ REFUND_LINES_PAGE_SIZE = 40
 DEFAULT_COST = 10.0
 #: seconds to wait on a throttle when Shopify gave no figures to compute it
 FALLBACK_RETRY_AFTER = 1.0
+#: a throttled call (``THROTTLED`` or 429: Shopify ran nothing) is sent again
+#: after waiting for the bucket, this many times, when the wait is at most
+#: ``MAX_THROTTLE_WAIT`` seconds; past either, it is a ``RateLimitedError``
+THROTTLE_RESENDS = 4
+MAX_THROTTLE_WAIT = 10.0
 
 STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
 #: "A previous request with this idempotency key failed. Retry with a new
@@ -357,7 +365,36 @@ class ShopifyAdapter(ChannelAdapter):
         return delay if delay > 0 else FALLBACK_RETRY_AFTER
 
     def graphql(self, operation, query, variables=None):
-        """Send one GraphQL document; return ``data`` or raise a ChannelError."""
+        """Send one GraphQL document; return ``data`` or raise a ChannelError.
+
+        A throttled call is waited out and sent again. Shopify runs nothing
+        of a throttled call, so sending it again is safe, mutations included.
+        The mirror of the bucket cannot see what other processes spend on
+        the same shop (two workers reading one shop's catalogue): the
+        throttled answer's ``throttleStatus`` can, so the wait is computed
+        from it. Failing the job instead would retry the whole batch from
+        its first page, against the same bucket, until its retries run out.
+        """
+        resends = 0
+        while True:
+            try:
+                return self._graphql_once(operation, query, variables)
+            except RateLimitedError as err:
+                wait = err.retry_after
+                if (
+                    resends >= THROTTLE_RESENDS
+                    or wait is None
+                    or wait > MAX_THROTTLE_WAIT
+                ):
+                    raise
+                resends += 1
+                _logger.info(
+                    "shopify: %s throttled, sent again in %.2fs", operation, wait
+                )
+                self.waits.append(wait)
+                self.sleep(wait)
+
+    def _graphql_once(self, operation, query, variables):
         self._honour_bucket(operation)
         response = self.request(
             "POST",

@@ -23,6 +23,7 @@ from lib.adapters.base import (
 )
 from lib.adapters.shopify import (
     REFUNDS_PAGE_SIZE,
+    THROTTLE_RESENDS,
     ShopifyAdapter,
     WebhookPayloadError,
     to_gid,
@@ -461,28 +462,125 @@ def test_adapter_waits_for_the_bucket_instead_of_being_throttled(clock):
         sim.stop()
 
 
-def test_throttled_answer_becomes_rate_limited_error(clock):
+def throttled_answer(available=0, rate=100, requested=10):
+    """Shopify's answer to a call its bucket cannot pay for (nothing ran)."""
+    return Response(
+        200,
+        {
+            "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+            "extensions": {
+                "cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": None,
+                    "throttleStatus": {
+                        "maximumAvailable": 2000,
+                        "currentlyAvailable": available,
+                        "restoreRate": rate,
+                    },
+                }
+            },
+        },
+    )
+
+
+def test_throttled_call_is_waited_out_and_sent_again(clock):
     sim = ShopifySimulator(bucket_size=50, restore_rate=10, clock=clock).start()
     try:
         sim.add_item("A", quantity=2)
+        # another process spent the bucket: this adapter's mirror cannot know
         sim.drain_bucket(4)
+        result = make_adapter(sim, clock=clock).set_quantity(update_for(sim, "A", 9, 2))
+        assert result.ok
+        assert sim.throttled_count == 1
+        # (10 - 4) / 10 s, from the figures of the throttled answer
+        assert clock.sleeps == pytest.approx([0.6])
+        assert sim.quantity("A") == 9
+    finally:
+        sim.stop()
+
+
+def test_two_readers_of_one_shop_share_its_bucket(clock):
+    """Two workers reading one shop: each one's mirror goes stale as the
+    other spends, and both reads still complete."""
+    sim = ShopifySimulator(bucket_size=1000, restore_rate=100, clock=clock).start()
+    try:
+        gids = sim.seed_items(1000, quantity=5)
+        first, second = make_adapter(sim, clock=clock), make_adapter(sim, clock=clock)
+        updates = [
+            StockUpdate(sku=f"SKU-{n:05d}", quantity=0, external_variant_id=gid)
+            for n, gid in enumerate(gids)
+        ]
+        reads = [
+            first.read_quantities(updates[:500]),
+            second.read_quantities(updates[500:]),
+        ]
+        levels = [[], []]
+        done = [False, False]
+        while not all(done):  # the two reads page by page, in turns
+            for index, read in enumerate(reads):
+                if not done[index]:
+                    try:
+                        levels[index].append(next(read))
+                    except StopIteration:
+                        done[index] = True
+        assert [len(found) for found in levels] == [500, 500]
+        assert {level.quantity for found in levels for level in found} == {5}
+        assert sim.throttled_count > 0  # the stale mirrors were caught out
+    finally:
+        sim.stop()
+
+
+def test_throttled_past_the_resends_becomes_rate_limited_error(sim):
+    sim.add_item("A", quantity=2)
+    sim.scripted.extend([throttled_answer()] * (THROTTLE_RESENDS + 1))
+    adapter = make_adapter(sim)
+    with pytest.raises(RateLimitedError) as err:
+        adapter.set_quantity(update_for(sim, "A", 9, 2))
+    assert err.value.retryable
+    assert err.value.retry_after == pytest.approx(0.1, abs=0.01)
+    # sent once, then again after each of the resends' waits
+    assert len(mutations(sim)) == THROTTLE_RESENDS + 1
+    assert sim.quantity("A") == 2
+
+
+def test_throttle_too_long_to_wait_in_place_is_rate_limited_error(clock):
+    sim = ShopifySimulator(bucket_size=50, restore_rate=0.5, clock=clock).start()
+    try:
+        sim.add_item("A", quantity=2)
+        sim.drain_bucket(0)
         with pytest.raises(RateLimitedError) as err:
             make_adapter(sim, clock=clock).set_quantity(update_for(sim, "A", 9, 2))
-        assert err.value.retryable
-        assert err.value.retry_after == pytest.approx((10 - 4) / 10)
+        assert err.value.retry_after == pytest.approx(10 / 0.5)
+        assert clock.sleeps == []
         assert sim.throttled_count == 1
         assert sim.quantity("A") == 2
     finally:
         sim.stop()
 
 
-def test_http_429_uses_retry_after(sim):
+def test_http_429_waits_its_retry_after_and_is_sent_again(clock):
+    sim = ShopifySimulator(clock=clock).start()
+    try:
+        sim.add_item("A", quantity=2)
+        sim.scripted.append(
+            Response(429, {"errors": "Throttled"}, {"Retry-After": "3"})
+        )
+        result = make_adapter(sim, clock=clock).set_quantity(update_for(sim, "A", 9, 2))
+        assert result.ok
+        assert clock.sleeps == pytest.approx([3.0])
+        assert sim.quantity("A") == 9
+    finally:
+        sim.stop()
+
+
+def test_http_429_with_a_long_retry_after_is_rate_limited_error(sim):
     sim.add_item("A", quantity=2)
-    sim.scripted.append(Response(429, {"errors": "Throttled"}, {"Retry-After": "3"}))
+    sim.scripted.append(Response(429, {"errors": "Throttled"}, {"Retry-After": "60"}))
     with pytest.raises(RateLimitedError) as err:
         make_adapter(sim).set_quantity(update_for(sim, "A", 9, 2))
-    assert err.value.retry_after == 3.0
+    assert err.value.retry_after == 60.0
     assert err.value.status == 429
+    assert sim.quantity("A") == 2
 
 
 def test_server_error_is_retryable(sim):
@@ -494,21 +592,8 @@ def test_server_error_is_retryable(sim):
 
 def test_failure_after_a_sent_chunk_is_reported_per_item(sim):
     gids = sim.seed_items(4, quantity=0)
-    throttled = {
-        "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
-        "extensions": {
-            "cost": {
-                "requestedQueryCost": 10,
-                "actualQueryCost": None,
-                "throttleStatus": {
-                    "maximumAvailable": 2000,
-                    "currentlyAvailable": 0,
-                    "restoreRate": 100,
-                },
-            }
-        },
-    }
-    sim.scripted.extend([None, Response(200, throttled)])
+    # the second chunk stays throttled past the resends
+    sim.scripted.extend([None] + [throttled_answer()] * (THROTTLE_RESENDS + 1))
     adapter = make_adapter(sim)
     adapter.max_batch = 2
     updates = [
