@@ -15,7 +15,7 @@
 #   DB                database, created if missing              (default: scs_demo)
 #   ODOO_ADDONS_PATH  more addons directories, comma separated (queue_job's, ...)
 #   PYTHON            Python for the simulators      (default: ODOO_PYTHON, python3)
-#   ODOO_QUEUE_JOB_CHANNELS  job runner capacity (default: root:2,root.channel_sync:2)
+#   ODOO_QUEUE_JOB_CHANNELS  job runner capacity (default: root:2,root.channel_sync:2,root.channel_sync.reconcile:1)
 #
 # Options given here go to Odoo after the script's own, so they win (an
 # --addons-path is appended to the module's directory, not replacing it).
@@ -30,7 +30,7 @@ MODULE=stock_channel_sync
 DB="${DB:-scs_demo}"
 SIM_HOST=127.0.0.1
 SIM_PORT=8701
-export ODOO_QUEUE_JOB_CHANNELS="${ODOO_QUEUE_JOB_CHANNELS:-root:2,root.channel_sync:2}"
+export ODOO_QUEUE_JOB_CHANNELS="${ODOO_QUEUE_JOB_CHANNELS:-root:2,root.channel_sync:2,root.channel_sync.reconcile:1}"
 
 if [ -n "${ODOO_PYTHON:-}" ]; then
     if [ -n "${ODOO_BIN:-}" ]; then

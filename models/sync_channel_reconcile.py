@@ -51,10 +51,10 @@ from .sync_channel_inbound import item_keys
 
 _logger = logging.getLogger(__name__)
 
-#: queued inbound events a pass reads for the items they name
 #: seconds before a batch began from which an inbound event is taken as
 #: arrived during its read of the channel (see _scs_bindings_awaiting_inbound)
 RECENT_MARGIN = 10
+#: queued inbound events a pass reads for the items they name
 AWAITING_LIMIT = 5000
 
 REASONS = [
@@ -68,6 +68,14 @@ SAFETY_MIN_BINDINGS = 20
 #: a pass not closed after this long (its jobs lost) no longer keeps the
 #: next one from starting
 PASS_TIMEOUT_HOURS = 6
+#: queue_job priority of a pass's jobs (lower runs first; pushes and inbound
+#: applies keep queue_job's default 10). A pass over a large catalogue queues
+#: a batch job per 500 bindings of every channel: when a slot frees, a push
+#: or an order waiting behind them goes first, not after the whole pass.
+#: Their own channel, ``root.channel_sync.reconcile``, can also be given a
+#: capacity below ``root.channel_sync``'s, so that a pass never takes every
+#: slot (see the README)
+RECONCILE_PRIORITY = 20
 
 
 class SyncChannel(models.Model):
@@ -223,6 +231,7 @@ class SyncChannel(models.Model):
             self._scs_requeue_orphans()
         key = f"stock_channel_sync.reconcile.{self.id}"
         self.with_delay(
+            priority=RECONCILE_PRIORITY,
             identity_key=f"{key}.dry" if dry_run else key,
             description=f"Reconcile {self.name}" + (" (dry run)" if dry_run else ""),
         )._scs_job_reconcile_start(dry_run=dry_run)
@@ -372,6 +381,7 @@ class SyncChannel(models.Model):
         self.reconcile_pending = len(batches)
         for index, ids in enumerate(batches):
             self.with_delay(
+                priority=RECONCILE_PRIORITY,
                 description=f"Reconcile {self.name} batch {index + 1}/{len(batches)}",
             )._scs_job_reconcile_batch(ids, dry_run=dry_run)
         if not batches:

@@ -13,6 +13,7 @@ from odoo.tests import tagged
 from odoo.tools import SQL, mute_logger
 
 from odoo.addons.queue_job.exception import RetryableJobError
+from odoo.addons.queue_job.jobrunner.channels import ChannelManager
 
 from ..lib.adapters import ChannelOrder, InboundEvent, OrderLine
 from ..models import sync_event_operations
@@ -624,6 +625,49 @@ class TestReconcile(SyncCase):
             [("name", "=", "<sync.channel>._scs_job_reconcile_batch")]
         )
         self.assertEqual(function.on_fail_method, "_scs_on_reconcile_batch_failed")
+
+    def test_pass_jobs_wait_behind_pushes_in_a_channel_of_their_own(self):
+        """A pass over a large catalogue queues a batch job per 500 bindings
+        of every channel. Its jobs run in root.channel_sync.reconcile at a
+        lower priority: the runner gives a freed slot to a waiting push
+        first, and a capacity of 1 on that channel keeps a slot free."""
+        self.channel.reconcile_batch_size = 1
+        self.discard_jobs()
+        self.channel._scs_start_reconcile()
+        start = self.sync_jobs("_scs_job_reconcile_start")
+        self.run_jobs("_scs_job_reconcile_start")
+        batches = self.sync_jobs("_scs_job_reconcile_batch")
+        self.assertEqual(len(batches), 2)
+        # a sale in Odoo while the batches wait
+        self.move_stock(self.product_a, -1)
+        self.commit_point()
+        push = self.sync_jobs("_scs_job_push_sku")
+        self.assertEqual(len(push), 1)
+        self.assertEqual(
+            set((start | batches).mapped("channel")), {"root.channel_sync.reconcile"}
+        )
+        self.assertEqual(push.channel, "root.channel_sync")
+        self.assertGreater(min(batches.mapped("priority")), push.priority)
+
+        # queue_job's own scheduler, configured as the README advises
+        manager = ChannelManager()
+        manager.simple_configure(
+            "root:2,root.channel_sync:2,root.channel_sync.reconcile:1"
+        )
+        for seq, job in enumerate(batches | push):  # the batches came first
+            manager.notify(
+                self.env.cr.dbname,
+                job.channel,
+                job.uuid,
+                seq,
+                job.date_created,
+                job.priority,
+                None,
+                "pending",
+            )
+        running = [job.uuid for job in manager.get_jobs_to_run(time.time())]
+        self.assertEqual(running[0], push.uuid, "the push goes first")
+        self.assertEqual(len(running), 2, "one batch at a time, beside the push")
 
     def test_channel_refusing_the_read_closes_the_pass(self):
         """Refused for good (here: no base URL): no retry, no failed job; the
