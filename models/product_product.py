@@ -34,8 +34,13 @@ DEFAULT_MIN_INTERVAL = 1.0
 class ProductProduct(models.Model):
     _inherit = "product.product"
 
+    # for Channel Sync users only: a read of every field (what external API
+    # clients do) by an inventory or sales user must not need the bindings
     channel_binding_ids = fields.One2many(
-        "channel.binding", "product_id", string="Channel Bindings"
+        "channel.binding",
+        "product_id",
+        string="Channel Bindings",
+        groups="stock_channel_sync.group_sync_user",
     )
 
     def write(self, vals):

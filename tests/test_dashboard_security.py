@@ -182,6 +182,44 @@ class TestSecurity(SyncCase):
         self.channel.with_user(self.manager).write({"buffer_qty": 2})
         self.assertEqual(self.channel.with_user(self.manager).api_secret, "top-secret")
 
+    def test_stock_users_without_sync_rights_read_whole_records(self):
+        """A read with no field list (what external API clients do) of the
+        records the module extends works for users with no Channel Sync
+        group, as it does without the module."""
+        picking = self.env["stock.picking"].create(
+            {
+                "picking_type_id": self.env.ref("stock.picking_type_out").id,
+                "scs_channel_id": self.channel.id,
+                "scs_external_order_id": "EXT-1",
+            }
+        )
+        quant = self.env["stock.quant"].search(
+            [("product_id", "=", self.product_a.id)], limit=1
+        )
+        self.assertTrue(quant)
+        for groups in ("stock.group_stock_user", "stock.group_stock_manager"):
+            user = new_test_user(
+                self.env, login=f"scs_{groups.split('.')[1]}", groups=groups
+            )
+            for record in (
+                self.product_a,
+                self.product_a.product_tmpl_id,
+                picking,
+                quant,
+                self.stock,
+            ):
+                with self.subTest(groups=groups, model=record._name):
+                    values = record.with_user(user).read()
+                    self.assertEqual(values[0]["id"], record.id)
+            self.assertNotIn(
+                "channel_binding_ids",
+                list(
+                    self.env["product.product"]
+                    .with_user(user)
+                    .fields_get(attributes=["type"])
+                ),
+            )
+
     def test_portal_and_public_reach_nothing(self):
         public = self.env.ref("base.public_user")
         for user in (self.portal, public):
