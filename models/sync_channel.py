@@ -335,12 +335,20 @@ class SyncChannel(models.Model):
             message = self._scs_adapter().test_connection()
         except (ChannelError, KeyError, ValueError) as err:
             raise UserError(_("Connection failed: %s", err)) from err
+        return self._scs_notification(
+            _("Connection OK"), message or _("The channel answered.")
+        )
+
+    @api.model
+    def _scs_notification(self, title, message):
+        """A button's answer the user sees: what it did, or started (a
+        button that only enqueues jobs would otherwise show nothing)."""
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
             "params": {
-                "title": _("Connection OK"),
-                "message": message or _("The channel answered."),
+                "title": title,
+                "message": message,
                 "type": "success",
                 "sticky": False,
             },
@@ -398,6 +406,7 @@ class SyncChannel(models.Model):
         """
         self._scs_check_configure()
         Binding = self.env["channel.binding"]
+        queued = 0
         for channel in self:
             bindings = Binding.search([("channel_id", "=", channel.id)], order="id")
             size = max(1, channel.reconcile_batch_size or 500)
@@ -406,7 +415,15 @@ class SyncChannel(models.Model):
                 batch.with_delay(
                     description=f"Push {channel.name}: batch {index}/{len(batches)}"
                 )._scs_job_push_batch()
-        return True
+            queued += len(bindings)
+        return self._scs_notification(
+            _("Push queued"),
+            _(
+                "%(count)s binding(s) will be pushed in the background; those"
+                " already showing their number are skipped.",
+                count=queued,
+            ),
+        )
 
     def action_match_listings(self):
         """Bind variants to the channel's listings whose SKU is their reference.

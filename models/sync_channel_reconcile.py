@@ -187,14 +187,26 @@ class SyncChannel(models.Model):
         self._scs_refuse_if_running()
         for channel in self:
             channel._scs_start_reconcile()
-        return True
+        return self._scs_notification(
+            _("Reconciliation started"),
+            _(
+                "The pass runs in the background; the channel shows its figures"
+                " (checked, drift, corrections) when it ends."
+            ),
+        )
 
     def action_reconcile_dry_run(self):
         self._scs_check_configure()
         self._scs_refuse_if_running()
         for channel in self:
             channel._scs_start_reconcile(dry_run=True)
-        return True
+        return self._scs_notification(
+            _("Dry run started"),
+            _(
+                "The pass compares in the background and corrects nothing; the"
+                " channel shows the drift it found when it ends."
+            ),
+        )
 
     def _scs_start_reconcile(self, dry_run=None):
         """Reset the pass figures and enqueue the pass's start job.

@@ -669,6 +669,21 @@ class TestReconcile(SyncCase):
         self.assertEqual(running[0], push.uuid, "the push goes first")
         self.assertEqual(len(running), 2, "one batch at a time, beside the push")
 
+    def test_buttons_say_what_they_started(self):
+        """Push All Now and Reconcile only enqueue jobs: the user is told so,
+        rather than shown nothing."""
+        for action, title in (
+            (self.channel.action_reconcile_dry_run, "Dry run started"),
+            (self.channel.action_reconcile_now, "Reconciliation started"),
+            (self.channel.action_push_all, "Push queued"),
+        ):
+            answer = action()
+            self.assertEqual(answer["tag"], "display_notification")
+            self.assertEqual(answer["params"]["title"], title)
+            self.run_jobs()
+            self.channel.invalidate_recordset()
+        self.assertIn("2 binding(s)", answer["params"]["message"])
+
     def test_channel_refusing_the_read_closes_the_pass(self):
         """Refused for good (here: no base URL): no retry, no failed job; the
         pass closes, the channel shows why, its responsible user is told
