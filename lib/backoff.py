@@ -5,7 +5,12 @@ Two rules, in this order:
 1. When the channel said how long to wait (``Retry-After`` on a 429 or a
    503, carried as ``ChannelError.retry_after``), wait at least that long:
    retrying earlier is certain to be throttled again and may get the app's
-   credentials blocked.
+   credentials blocked. Up to :data:`MAX_RETRY_AFTER`: a longer wait (a
+   year, by mistake or malice) is read as that bound, so the job comes
+   back, is throttled again and spends one of its retries, and the push
+   ends as a dead letter someone sees instead of a job parked out of sight
+   (queue_job's runner cannot even wait that long: its ``select`` timeout
+   overflows past about 24 days).
 2. Otherwise use exponential backoff with *full jitter* (a uniformly random
    delay between 0 and ``min(cap, base * 2 ** (attempt - 1))``). The jitter
    matters more than the exponent: when a channel comes back after an outage,
@@ -21,6 +26,9 @@ import random
 
 DEFAULT_BASE = 2.0
 DEFAULT_CAP = 300.0
+#: longest wait a channel may ask for (a day: eBay's daily call limits reset
+#: within one); see the module docstring
+MAX_RETRY_AFTER = 86400.0
 #: beyond this exponent the ceiling is always the cap (and 2**n would overflow)
 _MAX_EXPONENT = 62
 
@@ -59,7 +67,7 @@ def retry_delay(
     ``error.retry_after`` (seconds, set from the channel's ``Retry-After``)
     wins when present, plus up to ``spread`` of itself at random so that jobs
     throttled by the same answer do not come back in lockstep; it is never
-    shortened, and not capped either, since the channel knows its own limits.
+    shortened, except to :data:`MAX_RETRY_AFTER`.
     Without it, :func:`backoff_delay`. Whether to retry at all is the caller's
     call (``error.retryable``); this only says when.
     """
@@ -70,7 +78,7 @@ def retry_delay(
         except (TypeError, ValueError):
             retry_after = None
     if retry_after is not None and math.isfinite(retry_after):
-        retry_after = max(0.0, retry_after)
+        retry_after = min(max(0.0, retry_after), MAX_RETRY_AFTER)
         fraction = rng()
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"rng must return a float in [0, 1), got {fraction!r}")

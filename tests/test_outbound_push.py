@@ -700,6 +700,24 @@ class TestOutboundPush(SyncCase):
             binding._scs_job_push_binding()
         self.assertEqual(caught.exception.seconds, 7)
 
+    def test_retry_after_of_a_year_waits_a_day(self):
+        """A job parked a year out is out of sight (and past what queue_job's
+        runner can wait for): the wait is bounded, the retries still count."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "31536000"})
+        with trap_jobs() as trap:
+            binding._scs_push()
+            retry = self.jobs_of(trap, PUSH_BINDING)[0]
+            wait = (retry.eta - retry.date_created).total_seconds()
+            self.assertGreaterEqual(wait, 86400 - 1)
+            self.assertLessEqual(wait, 86400 + 1)
+        sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "31536000"})
+        with self.assertRaises(RetryableJobError) as caught:
+            binding._scs_job_push_binding()
+        self.assertEqual(caught.exception.seconds, 86400)
+
     def test_client_error_is_dead_at_once_with_message(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim)

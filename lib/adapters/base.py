@@ -19,6 +19,8 @@ from datetime import datetime
 
 import requests
 
+from ..backoff import MAX_RETRY_AFTER
+
 DEFAULT_TIMEOUT = 10.0
 #: how much of a response body is kept in results and error messages
 RESPONSE_EXCERPT = 2000
@@ -36,6 +38,25 @@ class ChannelError(Exception):
         #: seconds to wait before the next attempt, when the channel said so
         self.retry_after = retry_after
         self.response_text = (response_text or "")[:RESPONSE_EXCERPT]
+
+    @property
+    def retry_after(self):
+        return self._retry_after
+
+    @retry_after.setter
+    def retry_after(self, seconds):
+        """At most ``MAX_RETRY_AFTER`` (see ``lib.backoff``), however the
+        wait was learnt: a header, a rate, a reset time."""
+        if seconds is not None:
+            try:
+                seconds = float(seconds)
+            except (TypeError, ValueError):
+                seconds = None
+        if seconds is not None:
+            # not a number of seconds (nan, inf): as if the channel said none
+            finite = math.isfinite(seconds)
+            seconds = min(max(0.0, seconds), MAX_RETRY_AFTER) if finite else None
+        self._retry_after = seconds
 
     def __str__(self):
         if self.status:

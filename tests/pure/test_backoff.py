@@ -3,13 +3,15 @@
 import random
 
 import pytest
+import requests
 
 from lib.adapters.base import (
     PermanentChannelError,
     RateLimitedError,
     RetryableChannelError,
+    raise_for_status,
 )
-from lib.backoff import backoff_ceiling, backoff_delay, retry_delay
+from lib.backoff import MAX_RETRY_AFTER, backoff_ceiling, backoff_delay, retry_delay
 
 
 def almost_one():
@@ -70,9 +72,39 @@ def test_retry_after_wins_over_backoff():
     assert retry_delay(err, attempt=1, rng=almost_one) < 7.7
 
 
-def test_retry_after_is_not_capped():
+def test_retry_after_is_not_capped_by_the_backoff_cap():
     err = RateLimitedError("come back in an hour", status=429, retry_after=3600)
     assert retry_delay(err, attempt=1, cap=300.0, rng=lambda: 0.0) == 3600.0
+
+
+@pytest.mark.parametrize("asked", [MAX_RETRY_AFTER + 1, 365 * 86400.0, 1e300])
+def test_retry_after_is_bounded_to_a_day(asked):
+    """A channel asking for a year gets a day: the job comes back, spends a
+    retry, and ends as a dead letter instead of parked out of sight."""
+    err = RateLimitedError("come back next year", status=429, retry_after=asked)
+    assert err.retry_after == MAX_RETRY_AFTER == 86400.0
+    assert retry_delay(err, attempt=1, rng=lambda: 0.0) == MAX_RETRY_AFTER
+    err.retry_after = asked  # set later (the channel circuit does)
+    assert err.retry_after == MAX_RETRY_AFTER
+
+    class Bare:
+        retry_after = asked
+
+    assert retry_delay(Bare(), attempt=1, rng=almost_one) < MAX_RETRY_AFTER * 1.1
+
+
+def test_far_retry_after_header_is_bounded():
+    """The header, as seconds or as an HTTP date, reaches the error bounded."""
+    far = {"Retry-After": "31536000"}
+    dated = {"Retry-After": "Fri, 31 Dec 2100 23:59:59 GMT"}
+    for headers in (far, dated):
+        response = requests.Response()
+        response.status_code = 429
+        response.headers.update(headers)
+        response._content = b"{}"
+        with pytest.raises(RateLimitedError) as caught:
+            raise_for_status(response)
+        assert caught.value.retry_after == MAX_RETRY_AFTER
 
 
 def test_retry_after_zero_means_now():
