@@ -33,7 +33,12 @@ from ..lib.adapters import (
 )
 from ..lib.fanout import run_all
 from ..lib.quantity import breakdown
-from .job_store import lock_rows_or_retry, retry_later
+from .job_store import (
+    LOST_CONNECTION_ETA,
+    lock_rows_or_retry,
+    retry_later,
+    run_again_after_lost_connection,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -873,10 +878,16 @@ class ChannelBinding(models.Model):
         return f"pushed {qty}"
 
     def _scs_on_push_failed(self, exc_name=None, exc_message=None, exc_info=None, **kw):
-        """queue_job ``on_fail`` hook: the retry job is dead, so is its event."""
+        """queue_job ``on_fail`` hook: the retry job is dead, so is its event;
+        unless the job only lost its database connection: it runs again."""
         for binding in self.exists():
             event = binding.pending_event_id
             if not event:
+                continue
+            if run_again_after_lost_connection(
+                binding.env, f"stock_channel_sync.binding.{binding.id}", exc_name
+            ):
+                binding._scs_enqueue_retry(LOST_CONNECTION_ETA)
                 continue
             job = self.env["queue.job"].search(
                 [("identity_key", "=", f"stock_channel_sync.binding.{binding.id}")],

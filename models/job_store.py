@@ -339,3 +339,84 @@ def retry_later(err):
     """
     seconds = max(1, round(err.retry_after)) if err.retry_after else None
     return RetryableJobError(str(err), seconds=seconds)
+
+
+#: ``exc_name`` of a job that failed because its database connection went
+#: away (a restart, a failover, a killed backend). queue_job retries only
+#: serialization failures: any other database error fails the job at its
+#: first try and calls its ``on_fail`` hook, though the job did nothing
+#: wrong and its transaction was simply rolled back. A plain
+#: ``OperationalError`` is one that carries no SQLSTATE: the connection's.
+LOST_CONNECTION_ERRORS = (
+    "psycopg2.InterfaceError",
+    "psycopg2.OperationalError",
+    "psycopg2.errors.AdminShutdown",
+    "psycopg2.errors.CrashShutdown",
+    "psycopg2.errors.CannotConnectNow",
+)
+#: how many times a job key is run again after a lost connection within
+#: ``LOST_CONNECTION_WINDOW`` seconds before its hook handles the failure
+LOST_CONNECTION_RUNS = 5
+LOST_CONNECTION_WINDOW = 900
+#: seconds a job run again after a lost connection waits (a restarting
+#: database is not back at once)
+LOST_CONNECTION_ETA = 5
+
+
+def connection_lost(err):
+    """Whether ``err`` says the job's database connection is gone.
+
+    Nothing can be written on that cursor any more (handing an event over
+    to a job of its own would fail too): the run must end, and is run
+    again (see ``run_again_after_lost_connection``).
+    """
+    if isinstance(err, psycopg2.InterfaceError):
+        return True
+    if isinstance(err, psycopg2.OperationalError):
+        return err.pgcode is None or err.pgcode.startswith("57P")
+    return False
+
+
+def run_again_after_lost_connection(env, identity_key, exc_name):
+    """``on_fail``: whether the failed job should just get a new one.
+
+    ``identity_key``: the job's key, or a list of the keys its kind of job
+    uses (a SKU's ordinary and forced pushes).
+
+    True when it failed on a lost connection (``LOST_CONNECTION_ERRORS``)
+    and its key has not failed so more than ``LOST_CONNECTION_RUNS`` times
+    in ``LOST_CONNECTION_WINDOW`` seconds: the hook then enqueues the job
+    again instead of making dead letters of what the job had to do. A
+    connection lost on every run is no passing outage: the hook's own
+    handling (dead letters, activities) takes over.
+    """
+    if exc_name not in LOST_CONNECTION_ERRORS:
+        return False
+    env["queue.job"].flush_model(["identity_key", "state", "exc_name"])
+    env.cr.execute(
+        SQL(
+            "SELECT count(*) FROM queue_job WHERE identity_key = ANY(%s)"
+            " AND state = 'failed' AND exc_name IN %s"
+            " AND date_created > (now() AT TIME ZONE 'UTC')"
+            " - make_interval(secs => %s)",
+            [identity_key] if isinstance(identity_key, str) else list(identity_key),
+            LOST_CONNECTION_ERRORS,
+            LOST_CONNECTION_WINDOW,
+        )
+    )
+    failed = env.cr.fetchone()[0]
+    if failed > LOST_CONNECTION_RUNS:
+        _logger.error(
+            "job %s lost its database connection %s times in %s s: not run again",
+            identity_key,
+            failed,
+            LOST_CONNECTION_WINDOW,
+        )
+        return False
+    _logger.warning(
+        "job %s lost its database connection (%s): run again in %s s",
+        identity_key,
+        exc_name,
+        LOST_CONNECTION_ETA,
+    )
+    return True

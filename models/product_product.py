@@ -22,7 +22,11 @@ from .channel_binding import LOCK_RETRY_SECONDS
 
 #: seconds a SKU job waits for its channels (``stock_channel_sync.push_wait_seconds``)
 DEFAULT_PUSH_WAIT = 3.0
-from .job_store import lock_rows_or_retry, store_jobs
+from .job_store import (
+    lock_rows_or_retry,
+    run_again_after_lost_connection,
+    store_jobs,
+)
 
 #: pre-commit sets of the variants to push (see ``_scs_push_at_commit``)
 PENDING_CHANGED = "stock_channel_sync.changed_products"
@@ -215,11 +219,26 @@ class ProductProduct(models.Model):
         this catches the unexpected ones (a bug, a database error after the
         retries): each binding of the SKU gets a dead-letter event carrying
         the error, and its channel's responsible user an activity. Retrying
-        the event pushes today's number.
+        the event pushes today's number. A job that only lost its database
+        connection pushed nothing wrong: the SKU gets a new job instead.
         """
         Binding = self.env["channel.binding"].sudo()
         stamp = time.time()
-        for product in self:
+        again = self.browse(
+            product.id
+            for product in self
+            if run_again_after_lost_connection(
+                self.env,
+                [
+                    f"stock_channel_sync.sku.{product.id}",
+                    f"stock_channel_sync.sku.{product.id}.force",
+                ],
+                exc_name,
+            )
+        )
+        if again:
+            again._scs_enqueue_push()
+        for product in self - again:
             bindings = Binding.search([("product_id", "=", product.id)])
             events = (
                 self.env["sync.event"]

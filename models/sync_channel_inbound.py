@@ -62,7 +62,13 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.utils import must_run_without_delay
 
 from ..lib.ordering import MAX_AHEAD
-from .job_store import lock_rows_or_retry, store_jobs
+from .job_store import (
+    LOST_CONNECTION_ETA,
+    connection_lost,
+    lock_rows_or_retry,
+    run_again_after_lost_connection,
+    store_jobs,
+)
 from .sync_event import (
     DEFERRED,
     _scs_log_line,
@@ -829,7 +835,9 @@ class SyncChannel(models.Model):
                             published=run.published,
                         )
                         applied += result != DEFERRED
-        except Exception as err:  # noqa: BLE001 - applied event by event instead
+        except Exception as err:  # applied event by event instead
+            if connection_lost(err):
+                raise
             _logger.debug("channel %s: run applied event by event: %s", self.id, err)
             return False, False
         log_lines(lines)
@@ -855,13 +863,17 @@ class SyncChannel(models.Model):
                 counts["waiting"] += len(todo) - index
                 return
             except psycopg2.OperationalError as err:
+                if connection_lost(err):
+                    raise
                 if err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY:
                     event._scs_hand_over(err)
                     counts["handed_over"] += 1
                     continue
                 counts["waiting"] += len(todo) - index
                 return
-            except Exception as err:  # noqa: BLE001 - retried by a job of its own
+            except Exception as err:  # retried by a job of its own
+                if connection_lost(err):
+                    raise
                 event._scs_hand_over(err)
                 counts["handed_over"] += 1
             else:
@@ -920,10 +932,14 @@ class SyncChannel(models.Model):
             counts["waiting"] += len(deferred)
             return
         except psycopg2.OperationalError as err:
+            if connection_lost(err):
+                raise
             if err.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
                 counts["waiting"] += len(deferred)
                 return
-        except Exception as err:  # noqa: BLE001 - each order is tried alone below
+        except Exception as err:  # each order is tried alone below
+            if connection_lost(err):
+                raise
             _logger.info(
                 "channel %s: batch reservation of %s orders failed (%s);"
                 " reserving order by order",
@@ -931,6 +947,9 @@ class SyncChannel(models.Model):
                 len(deferred),
                 err,
             )
+        self._scs_reserve_one_by_one(deferred, counts)
+
+    def _scs_reserve_one_by_one(self, deferred, counts):
         for event, order_id, known in deferred:
             try:
                 with self.env.cr.savepoint():
@@ -939,12 +958,16 @@ class SyncChannel(models.Model):
             except RetryableJobError:
                 counts["waiting"] += 1
             except psycopg2.OperationalError as err:
+                if connection_lost(err):
+                    raise
                 if err.pgcode not in PG_CONCURRENCY_ERRORS_TO_RETRY:
                     event._scs_hand_over(err)
                     counts["handed_over"] += 1
                 else:
                     counts["waiting"] += 1
-            except Exception as err:  # noqa: BLE001 - retried by a job of its own
+            except Exception as err:  # retried by a job of its own
+                if connection_lost(err):
+                    raise
                 event._scs_hand_over(err)
                 counts["handed_over"] += 1
             else:
@@ -956,9 +979,16 @@ class SyncChannel(models.Model):
         When the channel's apply job has failed for good and no other one is
         waiting or running, the channel's queued inbound events become dead
         letters (visible, retryable, with an activity for the responsible
-        user) instead of waiting for a job that will not come.
+        user) instead of waiting for a job that will not come. A run that
+        lost its database connection failed no event: it is run again
+        (``run_again_after_lost_connection``).
         """
         for channel in self.sudo():
+            if run_again_after_lost_connection(
+                channel.env, channel._scs_inbound_identity(), exc_name
+            ):
+                channel._scs_enqueue_inbound(eta=LOST_CONNECTION_ETA)
+                continue
             channel._scs_dead_orphans(exc_message or exc_name)
 
     def _scs_dead_orphans(self, error):

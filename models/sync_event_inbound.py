@@ -18,7 +18,11 @@ from odoo import _, api, fields, models, sql_db
 from odoo.tools import SQL
 
 from ..lib.ordering import bounded_event_ts, is_stale, to_timestamp
-from .job_store import hold_pending_jobs
+from .job_store import (
+    LOST_CONNECTION_ETA,
+    hold_pending_jobs,
+    run_again_after_lost_connection,
+)
 from .sync_event import APPLY_KINDS, KIND_VALUES, _scs_log_line
 
 #: what the webhook route writes of an inbound event, in one INSERT
@@ -546,14 +550,28 @@ class SyncEventInbound(models.Model):
         self._scs_set_state(
             "failed", error=str(error)[:2000], attempts=self.attempts + 1
         )
+        self._scs_enqueue_apply(eta=2)
+
+    def _scs_apply_identity(self):
+        return f"stock_channel_sync.in.{self.id}"
+
+    def _scs_enqueue_apply(self, eta):
+        self.ensure_one()
         self.with_delay(
-            eta=2,
-            identity_key=f"stock_channel_sync.in.{self.id}",
+            eta=eta,
+            identity_key=self._scs_apply_identity(),
             description=f"Retry {self.kind} {self.external_ref or ''}",
         )._scs_job_apply()
 
     def _scs_on_apply_failed(self, exc_name=None, exc_message=None, **kw):
+        """queue_job ``on_fail`` hook: the event's retries are spent, it is a
+        dead letter; unless the job only lost its database connection."""
         for event in self.sudo():
+            if run_again_after_lost_connection(
+                event.env, event._scs_apply_identity(), exc_name
+            ):
+                event._scs_enqueue_apply(eta=LOST_CONNECTION_ETA)
+                continue
             event._scs_set_state(
                 "dead", error=exc_message or exc_name, attempts=event.attempts + 1
             )

@@ -759,6 +759,42 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(event.state, "skipped")
         self.assertIn("not sent", event.reason)
 
+    def test_push_jobs_that_lost_their_connection_run_again(self):
+        """A job that failed because its database connection went away
+        pushed nothing wrong: its hook gives it a new job, no dead letter."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        self.run_jobs()
+        lost = {
+            "exc_name": "psycopg2.OperationalError",
+            "exc_message": "server closed the connection unexpectedly",
+        }
+        self.product_a._scs_on_push_failed(**lost)
+        self.assertFalse(
+            self.env["sync.event"].search(
+                [("binding_id", "=", binding.id), ("state", "=", "dead")]
+            )
+        )
+        self.assertEqual(len(self.sync_jobs("_scs_job_push_sku")), 1)
+        self.run_jobs()
+        sim.queue_response(500)
+        binding._scs_push(force=True)
+        event = binding.pending_event_id
+        self.assertEqual(event.state, "failed")
+        retries = self.sync_jobs("_scs_job_push_binding")
+        self.assertEqual(len(retries), 1)
+        retries.sudo().write({"state": "failed", "exc_name": lost["exc_name"]})
+        binding._scs_on_push_failed(**lost)
+        self.assertEqual(event.state, "failed", "not a dead letter")
+        self.assertEqual(len(self.sync_jobs("_scs_job_push_binding")), 1)
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        self.assertEqual(event.state, "applied")
+        # any other failure stays a dead letter
+        self.product_a._scs_on_push_failed(exc_message="database went away")
+        self.assertEqual(channel.dead_count, 1)
+
     def test_failed_sku_job_is_a_dead_letter(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim)

@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from unittest.mock import patch
 
+import psycopg2
 import requests
 
 from odoo import fields
@@ -26,6 +27,7 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.job import Job
 
 from ..lib import signatures
+from ..models.job_store import LOST_CONNECTION_RUNS
 from ..models.sync_event_inbound import SyncEventInbound
 from ..models.sync_event_order import SyncEventOrder
 from ..simulators.shopify import ShopifySimulator
@@ -2918,6 +2920,57 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                 [("res_model", "=", "sync.channel"), ("res_id", "=", self.generic.id)]
             )
         )
+
+    def test_apply_run_that_lost_its_connection_runs_again(self):
+        """A run whose database connection went away failed no event: it
+        hands nothing over on the dead cursor, and its failure hook gives
+        the channel a new run instead of dead letters; a connection lost on
+        every run ends, after a few, in dead letters as any failure."""
+        self.move_stock(self.product_a, 20)
+        self.post_generic(self.order_payload("G-LOST"), msg_id="msg_lost")
+        Event = self.env["sync.event"]
+        event = Event.search([("idempotency_key", "=", "msg_lost")])
+
+        def lost(events, **kw):
+            raise psycopg2.InterfaceError("connection already closed")
+
+        with (
+            patch.object(SyncEventInbound, "_scs_job_apply", lost),
+            self.assertRaises(psycopg2.InterfaceError),
+        ):
+            self.generic._scs_job_apply_inbound()
+        self.assertEqual(event.state, "queued", "nothing handed over")
+        self.assertFalse(self.sync_jobs("_scs_job_apply"))
+
+        def fail_run(exc_name="psycopg2.InterfaceError"):
+            job = self.apply_jobs()
+            self.assertEqual(len(job), 1)
+            job.sudo().write({"state": "failed", "exc_name": exc_name})
+            self.generic._scs_on_apply_inbound_failed(
+                exc_name=exc_name, exc_message="connection already closed"
+            )
+
+        fail_run()
+        self.assertEqual(event.state, "queued")
+        again = self.apply_jobs()
+        self.assertEqual(len(again), 1, "the channel got a new run")
+        self.assertGreater(again.eta, fields.Datetime.now())
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(event.state, "applied")
+        self.assertEqual(len(self.reservations(self.generic, "G-LOST")), 1)
+
+        self.post_generic(self.order_payload("G-LOST-2"), msg_id="msg_lost_2")
+        second = Event.search([("idempotency_key", "=", "msg_lost_2")])
+        runs = 1
+        while True:
+            fail_run()
+            if second.state != "queued":
+                break
+            runs += 1
+            self.assertLessEqual(runs, LOST_CONNECTION_RUNS)
+        self.assertEqual(runs, LOST_CONNECTION_RUNS)
+        self.assertEqual(second.state, "dead")
+        self.assertFalse(self.apply_jobs())
 
     def test_blocked_sku_waits_for_a_follow_up_run(self):
         """Another job holds the SKU: its events stay queued, in order, for a
