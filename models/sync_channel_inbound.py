@@ -98,6 +98,9 @@ APPLY_BATCH = 200
 APPLY_SECONDS = 5.0
 #: default burst window of a channel's apply job (seconds)
 DEFAULT_APPLY_INTERVAL = 1.0
+#: seconds after which the minute cron gives a queued inbound event without
+#: a live apply job one (see ``_scs_cron_requeue_orphans``)
+ORPHAN_AGE = 60
 #: channel fields the webhook route needs; a change of one clears the cache
 WEBHOOK_FIELDS = (
     "active",
@@ -1037,3 +1040,28 @@ class SyncChannel(models.Model):
         )
         self._scs_enqueue_inbound()
         return True
+
+    @api.model
+    def _scs_cron_requeue_orphans(self):
+        """Every minute: the safety net above, for every channel at once.
+
+        A worker killed in the middle of an apply run leaves its job
+        *started*: queue_job's runner puts it back in the queue at a later
+        loop (10 s at least after it was enqueued), but once the job's
+        retries are spent it marks it failed (``JobFoundDead``) without
+        calling its failure hook, and the channel's deliveries meanwhile
+        count on it. Their events would wait for the hourly reconciliation
+        pass; here they wait a minute or two. One query when nothing is
+        left behind. Returns the channels that got a job.
+        """
+        self.env["sync.event"].flush_model(["channel_id", "state", "enqueue_ts"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT DISTINCT channel_id FROM sync_event WHERE direction = 'in'"
+                " AND state = 'queued' AND enqueue_ts < %s",
+                time.time() - ORPHAN_AGE,
+            )
+        )
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        channels = self.sudo().search([("id", "in", ids)]) if ids else self
+        return channels.filtered(lambda c: c._scs_requeue_orphans(age=ORPHAN_AGE))

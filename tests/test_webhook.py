@@ -2791,6 +2791,30 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(event.state, "applied")
         self.assertEqual(len(self.reservations(self.generic, "G-ORPHAN")), 1)
 
+    def test_minute_cron_requeues_events_a_killed_run_left(self):
+        """A worker killed during each try of the run: queue_job's runner
+        ends by marking the job failed (``JobFoundDead``) without its hook.
+        The minute cron gives the channel's events a new job, once."""
+        self.post_generic(self.order_payload("G-KILLED"), msg_id="msg_G-KILLED")
+        event = self.env["sync.event"].search(
+            [("idempotency_key", "=", "msg_G-KILLED")]
+        )
+        self.apply_jobs().sudo().write({"state": "failed", "exc_name": "JobFoundDead"})
+        Channel = self.env["sync.channel"]
+        self.assertNotIn(self.generic, Channel._scs_cron_requeue_orphans())
+        self.assertFalse(self.apply_jobs(), "too recent")
+        event.sudo().write({"enqueue_ts": time.time() - 90})
+        self.assertIn(self.generic, Channel._scs_cron_requeue_orphans())
+        self.assertEqual(len(self.apply_jobs()), 1)
+        self.assertNotIn(self.generic, Channel._scs_cron_requeue_orphans())
+        self.assertEqual(len(self.apply_jobs()), 1, "it has a job now")
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(event.state, "applied")
+        self.assertEqual(len(self.reservations(self.generic, "G-KILLED")), 1)
+        cron = self.env.ref("stock_channel_sync.ir_cron_requeue_orphans")
+        self.assertTrue(cron.active)
+        self.assertEqual((cron.interval_number, cron.interval_type), (1, "minutes"))
+
     def test_run_falls_back_to_event_by_event_and_logs_once(self):
         """A run applies its events in one savepoint; when one fails, nothing
         of that pass is kept or logged, and the run applies event by event:
