@@ -101,6 +101,9 @@ DEFAULT_APPLY_INTERVAL = 1.0
 #: seconds after which the minute cron gives a queued inbound event without
 #: a live apply job one (see ``_scs_cron_requeue_orphans``)
 ORPHAN_AGE = 60
+#: seconds after its start a run whose worker is gone counts as dead (the
+#: job runner's own margin)
+DEAD_RUN_AGE = 10
 #: channel fields the webhook route needs; a change of one clears the cache
 WEBHOOK_FIELDS = (
     "active",
@@ -1032,27 +1035,61 @@ class SyncChannel(models.Model):
                 time.time() - age,
             )
         )
-        if not self.env.cr.fetchone() or self._scs_live_apply_job():
+        if not self.env.cr.fetchone():
+            return False
+        if self._scs_live_apply_job() and not self._scs_apply_job_died():
             return False
         _logger.warning(
-            "channel %s: queued inbound events had no apply job; one is enqueued",
+            "channel %s: queued inbound events had no live apply job; one is enqueued",
             self.id,
         )
         self._scs_enqueue_inbound()
         return True
+
+    def _scs_apply_job_died(self):
+        """Whether the channel's apply job is *started* by a worker that died.
+
+        A running job holds its ``queue_job_lock`` row until it ends; a
+        killed worker's row is free. queue_job's runner finds such jobs at
+        the next turn of its loop, which, when nothing happens, waits until
+        the earliest eta of the pending jobs: one retry a day out, and the
+        channel's events wait that long. Taking the free row says the worker
+        is gone; the lock is given back at once (the savepoint is rolled
+        back), so that the runner can still requeue the job.
+        """
+        self.ensure_one()
+        cr = self.env.cr
+        cr.execute("SAVEPOINT scs_dead_run")
+        try:
+            cr.execute(
+                SQL(
+                    "SELECT lk.id FROM queue_job qj JOIN queue_job_lock lk"
+                    " ON lk.queue_job_id = qj.id"
+                    " WHERE qj.identity_key = %s AND qj.state = 'started'"
+                    " AND qj.date_started < (now() AT TIME ZONE 'UTC')"
+                    " - make_interval(secs => %s)"
+                    " FOR NO KEY UPDATE OF lk SKIP LOCKED",
+                    self._scs_inbound_identity(),
+                    DEAD_RUN_AGE,
+                )
+            )
+            return bool(cr.fetchall())
+        finally:
+            cr.execute("ROLLBACK TO SAVEPOINT scs_dead_run")
+            cr.execute("RELEASE SAVEPOINT scs_dead_run")
 
     @api.model
     def _scs_cron_requeue_orphans(self):
         """Every minute: the safety net above, for every channel at once.
 
         A worker killed in the middle of an apply run leaves its job
-        *started*: queue_job's runner puts it back in the queue at a later
-        loop (10 s at least after it was enqueued), but once the job's
-        retries are spent it marks it failed (``JobFoundDead``) without
-        calling its failure hook, and the channel's deliveries meanwhile
-        count on it. Their events would wait for the hourly reconciliation
-        pass; here they wait a minute or two. One query when nothing is
-        left behind. Returns the channels that got a job.
+        *started*, and the channel's deliveries count on it: queue_job's
+        runner puts it back in the queue at a later turn of its loop (see
+        ``_scs_apply_job_died``), and once the job's retries are spent it
+        marks it failed (``JobFoundDead``) without calling its failure
+        hook. Their events would wait for the hourly reconciliation pass;
+        here they wait a minute or two. One query when nothing is left
+        behind. Returns the channels that got a job.
         """
         self.env["sync.event"].flush_model(["channel_id", "state", "enqueue_ts"])
         self.env.cr.execute(

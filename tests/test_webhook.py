@@ -2794,7 +2794,8 @@ class TestWebhook(SyncCaseMixin, HttpCase):
     def test_minute_cron_requeues_events_a_killed_run_left(self):
         """A worker killed during each try of the run: queue_job's runner
         ends by marking the job failed (``JobFoundDead``) without its hook.
-        The minute cron gives the channel's events a new job, once."""
+        The minute cron gives the channel's events a new job, once; also
+        beside a job left *started* by a worker that died."""
         self.post_generic(self.order_payload("G-KILLED"), msg_id="msg_G-KILLED")
         event = self.env["sync.event"].search(
             [("idempotency_key", "=", "msg_G-KILLED")]
@@ -2811,6 +2812,35 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.run_jobs("_scs_job_apply_inbound")
         self.assertEqual(event.state, "applied")
         self.assertEqual(len(self.reservations(self.generic, "G-KILLED")), 1)
+        # killed while started: its lock row is free; queue_job's runner may
+        # not turn for a long time (it waits for the earliest eta)
+        self.post_generic(self.order_payload("G-KILLED-2"), msg_id="msg_G-KILLED-2")
+        second = self.env["sync.event"].search(
+            [("idempotency_key", "=", "msg_G-KILLED-2")]
+        )
+        second.sudo().write({"enqueue_ts": time.time() - 90})
+        started = self.apply_jobs()
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE queue_job SET state = 'started', date_started ="
+            " (now() AT TIME ZONE 'UTC') - interval '1 second' WHERE id = %s;"
+            " INSERT INTO queue_job_lock (id, queue_job_id) VALUES (%s, %s)",
+            (started.id, started.id, started.id),
+        )
+        self.assertNotIn(
+            self.generic, Channel._scs_cron_requeue_orphans(), "just started"
+        )
+        self.env.cr.execute(
+            "UPDATE queue_job SET date_started = date_started - interval '1 minute'"
+            " WHERE id = %s",
+            (started.id,),
+        )
+        self.assertIn(self.generic, Channel._scs_cron_requeue_orphans())
+        self.env.invalidate_all()
+        self.assertEqual(len(self.apply_jobs()), 1, "a new run beside the dead one")
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(second.state, "applied")
+        self.assertEqual(len(self.reservations(self.generic, "G-KILLED-2")), 1)
         cron = self.env.ref("stock_channel_sync.ir_cron_requeue_orphans")
         self.assertTrue(cron.active)
         self.assertEqual((cron.interval_number, cron.interval_type), (1, "minutes"))
