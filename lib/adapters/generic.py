@@ -16,6 +16,10 @@ small web shop, an ERP, a test double. The contract, kept deliberately small:
     can cause: the push is then an error (``NewerSequenceError``) that says
     what to go above, not a delivery. A redelivered ``webhook-id`` may be
     answered ``{"applied": false, "duplicate": true}``: already applied.
+    Any other 2xx answer is a delivery when its body is a JSON object (such
+    as ``{"applied": true}``) or is empty (``204 No Content``), as Standard
+    Webhooks lets a receiver acknowledge; a 2xx with any other body (a
+    proxy's HTML page, garbage) is a retryable error, not a delivery.
 ``GET {base_url}?page=N&per_page=M``
     ``{"items": [{"sku", "quantity"}], "next_page": N | null}``
 ``GET {base_url}/orders?updated_since=<iso>&page=N``
@@ -146,6 +150,33 @@ def _json(response, what):
         response,
         f"{what}: the channel answered something that is not JSON",
         PermanentChannelError,
+    )
+
+
+def _push_answer(response):
+    """The JSON object a 2xx push answer carries, or ``None`` for no body.
+
+    Per Standard Webhooks any 2xx acknowledges a delivery, so ``204 No
+    Content`` or an empty body is a plain "received". A body is the JSON
+    object of the contract; anything else (a proxy's HTML page, a truncated
+    or garbled answer) does not say the shop took the update: it is retried,
+    not recorded as delivered.
+    """
+    if response.status_code == 204 or not response.content.strip():
+        return None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict):
+        return answer
+    content_type = response.headers.get("Content-Type") or "no content type"
+    raise RetryableChannelError(
+        f"pushing: the shop answered {response.status_code} with a body that is"
+        f" not the JSON object of the contract ({content_type}); not counted"
+        " as delivered",
+        status=response.status_code,
+        response_text=response.text,
     )
 
 
@@ -293,10 +324,7 @@ class GenericAdapter(ChannelAdapter):
             status=response.status_code,
             response=response.text[:RESPONSE_EXCERPT],
         )
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
+        answer = _push_answer(response)
         # The shop kept a value of a newer sequence. A redelivery of what it
         # already applied (``duplicate``) is no news. Otherwise the push did
         # not land: Odoo's sequences went back (a restored database), and

@@ -250,6 +250,43 @@ def test_server_error_is_retryable_and_per_item(sim):
         adapter.set_quantity(update("C"))
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"<html><body>502 Bad Gateway</body></html>", "text/html"),
+        (b"garbage\x00\xff", "application/octet-stream"),
+        (b'{"applied": tr', "application/json"),
+        (b'["applied"]', "application/json"),
+        (b"OK", "text/plain"),
+    ],
+)
+def test_a_2xx_not_the_contracts_json_is_not_a_delivery(sim, body, content_type):
+    """A proxy or a broken shop answering 200 with an HTML page or garbage
+    says nothing about the update: retried, never recorded as delivered."""
+    adapter = make_adapter(sim)
+    sim.queue_response(200, body, {"Content-Type": content_type})
+    (result,) = adapter.set_quantities([update("A")])
+    assert not result.ok
+    assert type(result.error) is RetryableChannelError and result.error.retryable
+    assert result.status == 200 and result.error.status == 200
+    assert "not the JSON object of the contract" in str(result.error)
+    assert result.error.response_text.startswith(body[:7].decode())
+    # the next update goes on: the shop is reachable
+    assert adapter.set_quantity(update("B")).ok and sim.quantity("B") == 5
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(204, None), (200, None), (200, b" \r\n"), (202, {"applied": True})],
+)
+def test_an_empty_or_json_object_2xx_is_a_delivery(sim, status, body):
+    """Standard Webhooks lets a receiver acknowledge with any 2xx and no
+    body: ``204 No Content`` and an empty 200 are deliveries."""
+    sim.queue_response(status, body)
+    result = make_adapter(sim).set_quantity(update("A"))
+    assert result.ok and result.status == status and result.error is None
+
+
 def test_timeout_is_retryable(sim):
     adapter = make_adapter(sim, timeout=0.3)
     sim.queue_hang(2.0)
