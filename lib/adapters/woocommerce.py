@@ -14,7 +14,10 @@ Why batch endpoints
 Per-item errors
     The batch answer lists one entry per item, in order; a failed item is
     ``{"id", "error": {"code", "message", "data": {"status"}}}`` while the
-    others are applied. They become per-item :class:`PushResult` errors.
+    others are applied. They become per-item :class:`PushResult` errors:
+    a ``data.status`` of 429 is a :class:`RateLimitedError`, 5xx a
+    :class:`RetryableChannelError` (the shop failed, not the item, as eBay's
+    per-item statuses are read), anything else a :class:`PermanentChannelError`.
 
 Shops that lowered the batch limit
     A 413 says "Unable to accept more than N items"; the adapter adopts N as
@@ -49,6 +52,7 @@ from .base import (
     OrderLine,
     PermanentChannelError,
     PushResult,
+    RateLimitedError,
     RetryableChannelError,
     as_quantity,
     is_identifier,
@@ -99,6 +103,21 @@ def _target(update):
 def _woo_id(value):
     text = str(value).strip()
     return int(text) if text.isdigit() else text
+
+
+def _item_error(message, status, text):
+    """The error of one batch item WooCommerce refused with ``data.status``:
+    429 and 5xx say the shop could not take it now (retry), the rest that
+    the item itself is wrong (as ``ebay._item_error`` reads its statuses)."""
+    try:
+        code = int(status)
+    except (TypeError, ValueError):
+        code = 0
+    if code == 429:
+        return RateLimitedError(message, status=status, response_text=text)
+    if code >= 500:
+        return RetryableChannelError(message, status=status, response_text=text)
+    return PermanentChannelError(message, status=status, response_text=text)
 
 
 class WooCommerceAdapter(ChannelAdapter):
@@ -283,10 +302,10 @@ class WooCommerceAdapter(ChannelAdapter):
                     quantity=update.quantity,
                     status=item_status,
                     response=text,
-                    error=PermanentChannelError(
+                    error=_item_error(
                         f"{update.sku}: {text}",
-                        status=item_status,
-                        response_text=json.dumps(answer)[:2000],
+                        item_status,
+                        json.dumps(answer)[:2000],
                     ),
                 )
                 continue

@@ -164,6 +164,46 @@ def test_per_item_errors_map_to_their_results(sim):
     assert (sim.quantity("A"), sim.quantity("B")) == (1, 2)
 
 
+def test_per_item_server_errors_are_retryable(sim):
+    """An item refused with a 5xx or 429 ``data.status`` failed on the shop's
+    side (a lock, an overloaded database): it is tried again, while a 4xx
+    says the item itself is wrong."""
+    ids = [sim.add_product(sku) for sku in ("A", "B", "C", "D", "E")]
+
+    def refused(pid, status):
+        data = {"status": status}
+        return {"id": pid, "error": {"code": "c", "message": "m", "data": data}}
+
+    sim.scripted.append(
+        Response(
+            200,
+            {
+                "update": [
+                    refused(ids[0], 500),
+                    refused(ids[1], 503),
+                    refused(ids[2], 429),
+                    refused(ids[3], 400),
+                    refused(ids[4], "502"),
+                ]
+            },
+        )
+    )
+    updates = [
+        StockUpdate(sku, 1, external_id=str(pid))
+        for sku, pid in zip("ABCDE", ids, strict=True)
+    ]
+    results = make_adapter(sim).set_quantities(updates)
+    assert not any(r.ok for r in results)
+    errors = [r.error for r in results]
+    assert [e.retryable for e in errors] == [True, True, True, False, True]
+    assert type(errors[0]) is RetryableChannelError and errors[0].status == 500
+    assert type(errors[1]) is RetryableChannelError
+    assert isinstance(errors[2], RateLimitedError) and errors[2].status == 429
+    assert type(errors[3]) is PermanentChannelError and errors[3].status == 400
+    assert type(errors[4]) is RetryableChannelError
+    assert "c: m" in str(errors[0]) and '"status": 500' in errors[0].response_text
+
+
 def test_duplicates_in_a_batch_keep_the_newest(sim):
     pid = sim.add_product("A")
     older = StockUpdate("A", 3, external_id=str(pid), sequence=1)
