@@ -7,9 +7,10 @@ a bounded pool of threads shared by the process. Each task is a plain callable
 (an adapter call with plain values); no Odoo environment crosses a thread.
 """
 
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 
 _state = {"pool": None, "size": None}
 _pool_lock = threading.Lock()
@@ -24,12 +25,88 @@ class NotStarted(Exception):
     (cancelled), so its channel is not to blame: it is tried again soon."""
 
 
+class DaemonPool(Executor):
+    """A bounded pool of daemon threads, for tasks the process may abandon.
+
+    ``ThreadPoolExecutor`` joins its threads when the interpreter exits,
+    after running every task still queued: one channel call that does not
+    end would keep the process (an Odoo worker being recycled, a script)
+    from exiting. A task still running here when the process ends ends
+    with it; :func:`run_all` has already reported it as not answered.
+    """
+
+    def __init__(self, max_workers, thread_name_prefix="pool"):
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        self._max_workers = max_workers
+        self._prefix = thread_name_prefix
+        self._queue = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads = []
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._queue.put((future, fn, args, kwargs))
+            # a thread waiting for work takes it; else start one, up to the cap
+            if not self._idle.acquire(blocking=False) and (
+                len(self._threads) < self._max_workers
+            ):
+                thread = threading.Thread(
+                    target=self._work,
+                    name=f"{self._prefix}_{len(self._threads)}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+        return future
+
+    def _work(self):
+        while True:
+            item = self._queue.get()
+            if item is None:  # shut down: pass the word on to the next thread
+                self._queue.put(None)
+                return
+            future, fn, args, kwargs = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as err:  # noqa: BLE001 - for the caller
+                    future.set_exception(err)
+                else:
+                    future.set_result(result)
+            del future, fn, args, kwargs
+            self._idle.release()
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        with self._lock:
+            self._shutdown = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        self._queue.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
 def get_pool(max_workers=DEFAULT_WORKERS):
     """The process-wide pool, created on first use (after any fork)."""
     with _pool_lock:
         if _state["pool"] is None or _state["size"] != max_workers:
             old = _state["pool"]
-            _state["pool"] = ThreadPoolExecutor(
+            _state["pool"] = DaemonPool(
                 max_workers=max_workers, thread_name_prefix="stock_channel_sync"
             )
             _state["size"] = max_workers

@@ -12,6 +12,7 @@ codes. Nothing is swallowed: an adapter either returns a result or raises.
 
 import json
 import math
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -417,23 +418,101 @@ class ChannelAdapter:
         raise NotImplementedError
 
     # -- helpers ------------------------------------------------------------
+    #: the answer must be complete within this many times ``config.timeout``
+    #: from the start of the call: requests' timeout bounds each read, so a
+    #: channel that trickles its answer a byte at a time, each just within
+    #: the timeout, would otherwise hold the call (and its thread) for ever
+    deadline_factor = 3.0
+
     def request(self, method, url, **kwargs):
         """Send one HTTP request with a timeout; map transport errors.
 
-        Returns the response for any status; callers map statuses with
-        :func:`raise_for_status`.
+        Returns the response for any status, its body read (``json()``,
+        ``text``, ``content`` and ``headers`` as usual); callers map statuses
+        with :func:`raise_for_status`. ``timeout`` bounds the connection and
+        each read; the whole body must have arrived within
+        :attr:`deadline_factor` times it, else the call fails as a timeout
+        does (:class:`UnreachableError`).
         """
-        kwargs.setdefault("timeout", self.config.timeout)
+        timeout = kwargs.setdefault("timeout", self.config.timeout)
+        # the body is read here, under the deadline (see _read_body)
+        kwargs["stream"] = True
         with self._lock:
             self.calls += 1
+        started = time.monotonic()
         try:
-            return self.session.request(method, url, **kwargs)
+            response = self.session.request(method, url, **kwargs)
+            self._read_body(response, started, self._deadline(timeout))
+            return response
         except requests.Timeout as err:
             raise UnreachableError(f"timeout: {err}") from err
         except requests.ConnectionError as err:
             raise UnreachableError(f"connection error: {err}") from err
         except requests.RequestException as err:
             raise RetryableChannelError(f"request failed: {err}") from err
+
+    def _deadline(self, timeout):
+        """Seconds a whole call may last for a ``timeout`` (None: no bound)."""
+        if isinstance(timeout, (tuple, list)):
+            timeout = None if None in timeout else max(timeout)
+        try:
+            return self.deadline_factor * float(timeout)
+        except (TypeError, ValueError):
+            return None
+
+    @staticmethod
+    def _read_body(response, started, budget):
+        """Read the body of a streamed ``response`` by ``started + budget``.
+
+        A read blocks for as long as bytes keep coming, however slowly: at
+        the deadline a timer shuts the connection's socket down, which ends
+        it, and the call fails as a timeout. The connection, shut, is not
+        used again (the pool finds it dropped).
+        """
+        sock = _socket_of(response) if budget is not None else None
+        if sock is None:
+            _ = response.content
+            return
+        expired = threading.Event()
+
+        def cut():
+            expired.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # the peer closed it meanwhile: nothing to end
+                return
+
+        timer = threading.Timer(max(0.0, started + budget - time.monotonic()), cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            _ = response.content
+        except OSError:  # requests' errors are OSErrors too
+            if not expired.is_set():
+                raise
+        finally:
+            timer.cancel()
+            timer.join()
+            sock.close()
+        if expired.is_set():
+            response.close()
+            raise UnreachableError(
+                f"timeout: no complete answer within {budget:g} s (the channel"
+                " sends it too slowly)"
+            )
+
+
+def _socket_of(response):
+    """A socket of its own on the connection ``response`` is read from.
+
+    A duplicate of the descriptor, so shutting it down from another thread
+    wakes the reading one (``close`` would not), and the descriptor cannot
+    be another connection's by then. ``None`` when there is none to read.
+    """
+    try:
+        return socket.fromfd(response.raw.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def parse_retry_after(value, now=None):

@@ -1,0 +1,152 @@
+"""A channel that never finishes answering holds neither a call nor the process.
+
+requests' timeout bounds each read, not the call: a "slow-loris" server that
+sends a byte just within it would keep a call alive for ever. These tests
+talk to a real loopback server that sends its headers at once and then
+dribbles the body.
+"""
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lib.adapters.base import (
+    ChannelAdapter,
+    ChannelConfig,
+    UnreachableError,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BODY = b'{"ok": true}'
+
+
+class TrickleServer:
+    """Answers ``GET /slow`` a byte every ``gap`` seconds (giving up after
+    ``give_up`` seconds) and anything else at once."""
+
+    def __init__(self, gap, size=200, chunked=False, give_up=4.0):
+        self.gap = gap
+        self.size = size
+        self.chunked = chunked
+        self.give_up = give_up
+        self.stopped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def stop(self):
+        self.stopped.set()
+        self.listener.close()
+
+    def _serve(self):
+        while not self.stopped.is_set():
+            try:
+                conn, _address = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        with conn:
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    request += data
+                slow = request.startswith(b"GET /slow ")
+                body = (b" " * self.size + BODY) if slow else BODY
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                head += b"X-Trickle: yes\r\nConnection: close\r\n"
+                if self.chunked:
+                    head += b"Transfer-Encoding: chunked\r\n\r\n"
+                else:
+                    head += b"Content-Length: %d\r\n\r\n" % len(body)
+                conn.sendall(head)
+                pieces = [body[i : i + 1] for i in range(len(body))] if slow else [body]
+                end = time.monotonic() + self.give_up
+                for piece in pieces:
+                    if self.stopped.is_set() or time.monotonic() > end:
+                        return
+                    if slow:
+                        time.sleep(self.gap)
+                    if self.chunked:
+                        piece = b"%x\r\n%s\r\n" % (len(piece), piece)
+                    conn.sendall(piece)
+                if self.chunked:
+                    conn.sendall(b"0\r\n\r\n")
+            except OSError:
+                return
+
+
+@pytest.fixture
+def server(request):
+    trickle = TrickleServer(**getattr(request, "param", {"gap": 0.1}))
+    yield trickle
+    trickle.stop()
+
+
+def make_adapter(timeout):
+    return ChannelAdapter(ChannelConfig("generic", timeout=timeout))
+
+
+@pytest.mark.parametrize(
+    "server", [{"gap": 0.1}, {"gap": 0.1, "chunked": True}], indirect=True
+)
+def test_a_trickled_answer_fails_as_a_timeout_within_the_deadline(server):
+    """Each byte comes within the 0.2 s read timeout; the call still ends
+    at its deadline (3 x 0.2 s), as a timeout, instead of after 20 s."""
+    adapter = make_adapter(timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(UnreachableError, match="timeout") as info:
+        adapter.request("GET", f"{server.url}/slow")
+    elapsed = time.monotonic() - started
+    assert 0.5 < elapsed < 1.5
+    assert info.value.retryable and info.value.status is None
+    # the shut connection is not reused: the next call gets its answer
+    response = adapter.request("GET", f"{server.url}/fast")
+    assert response.json() == {"ok": True}
+
+
+@pytest.mark.parametrize("server", [{"gap": 0.03, "size": 0}], indirect=True)
+def test_a_slow_answer_complete_within_the_deadline_is_read(server):
+    """Longer than one read timeout in all, within the deadline: an answer,
+    whose body, text and headers the callers read as usual."""
+    adapter = make_adapter(timeout=0.2)
+    started = time.monotonic()
+    response = adapter.request("GET", f"{server.url}/slow")
+    assert time.monotonic() - started > 0.2
+    assert response.status_code == 200
+    assert response.json() == {"ok": True} and response.text == BODY.decode()
+    assert response.headers["X-Trickle"] == "yes"
+
+
+def test_a_hung_fan_out_task_does_not_keep_the_process_alive():
+    """run_all gives up on a task at its timeout; the thread left running
+    it must not hold the interpreter at exit."""
+    script = (
+        "import threading\n"
+        "from lib.fanout import run_all\n"
+        "hang = threading.Event().wait\n"
+        "out = run_all({'a': hang, 'b': hang}, timeout=0.1)\n"
+        "print(sorted(type(err).__name__ for _result, err in out.values()))\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=8,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['TimeoutError', 'TimeoutError']"
+    assert time.monotonic() - started < 5
