@@ -34,7 +34,6 @@ from ..lib.adapters import (
 from ..lib.fanout import run_all
 from ..lib.quantity import breakdown
 from .job_store import (
-    LOST_CONNECTION_ETA,
     lock_rows_or_retry,
     retry_later,
     run_again_after_lost_connection,
@@ -884,10 +883,11 @@ class ChannelBinding(models.Model):
             event = binding.pending_event_id
             if not event:
                 continue
-            if run_again_after_lost_connection(
+            delay = run_again_after_lost_connection(
                 binding.env, f"stock_channel_sync.binding.{binding.id}", exc_name
-            ):
-                binding._scs_enqueue_retry(LOST_CONNECTION_ETA)
+            )
+            if delay:
+                binding._scs_enqueue_retry(delay)
                 continue
             job = self.env["queue.job"].search(
                 [("identity_key", "=", f"stock_channel_sync.binding.{binding.id}")],

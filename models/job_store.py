@@ -354,12 +354,13 @@ LOST_CONNECTION_ERRORS = (
     "psycopg2.errors.CrashShutdown",
     "psycopg2.errors.CannotConnectNow",
 )
-#: how many times a job key is run again after a lost connection within
-#: ``LOST_CONNECTION_WINDOW`` seconds before its hook handles the failure
+#: how many times in a row a job key is run again after a lost connection
+#: (no run of the key done in between, all within ``LOST_CONNECTION_WINDOW``
+#: seconds) before its hook handles the failure as any other
 LOST_CONNECTION_RUNS = 5
 LOST_CONNECTION_WINDOW = 900
-#: seconds a job run again after a lost connection waits (a restarting
-#: database is not back at once)
+#: seconds the first run again waits, doubled for each next one in a row
+#: (5, 10, 20, 40, 80: a restarting database is not back at once)
 LOST_CONNECTION_ETA = 5
 
 
@@ -378,45 +379,49 @@ def connection_lost(err):
 
 
 def run_again_after_lost_connection(env, identity_key, exc_name):
-    """``on_fail``: whether the failed job should just get a new one.
+    """``on_fail``: in how many seconds the failed job should simply run
+    again (0: it should not).
 
-    ``identity_key``: the job's key, or a list of the keys its kind of job
-    uses (a SKU's ordinary and forced pushes).
-
-    True when it failed on a lost connection (``LOST_CONNECTION_ERRORS``)
+    Non-zero when it failed on a lost connection (``LOST_CONNECTION_ERRORS``)
     and its key has not failed so more than ``LOST_CONNECTION_RUNS`` times
-    in ``LOST_CONNECTION_WINDOW`` seconds: the hook then enqueues the job
-    again instead of making dead letters of what the job had to do. A
-    connection lost on every run is no passing outage: the hook's own
-    handling (dead letters, activities) takes over.
+    in a row (since the key's last run that was done, within
+    ``LOST_CONNECTION_WINDOW`` seconds): the hook then enqueues the job again
+    instead of making dead letters of what the job had to do. Outages apart
+    from each other each get their runs; a connection lost on every run is
+    no passing outage, and the hook's own handling (dead letters,
+    activities) takes over.
     """
     if exc_name not in LOST_CONNECTION_ERRORS:
-        return False
+        return 0
     env["queue.job"].flush_model(["identity_key", "state", "exc_name"])
     env.cr.execute(
         SQL(
-            "SELECT count(*) FROM queue_job WHERE identity_key = ANY(%s)"
+            "SELECT count(*) FROM queue_job WHERE identity_key = %s"
             " AND state = 'failed' AND exc_name IN %s"
             " AND date_created > (now() AT TIME ZONE 'UTC')"
-            " - make_interval(secs => %s)",
-            [identity_key] if isinstance(identity_key, str) else list(identity_key),
+            " - make_interval(secs => %s)"
+            # after the key's last job done (ids follow the order of creation)
+            " AND id > COALESCE((SELECT max(id) FROM queue_job"
+            " WHERE identity_key = %s AND state = 'done'), 0)",
+            identity_key,
             LOST_CONNECTION_ERRORS,
             LOST_CONNECTION_WINDOW,
+            identity_key,
         )
     )
     failed = env.cr.fetchone()[0]
     if failed > LOST_CONNECTION_RUNS:
         _logger.error(
-            "job %s lost its database connection %s times in %s s: not run again",
+            "job %s lost its database connection %s times in a row: not run again",
             identity_key,
             failed,
-            LOST_CONNECTION_WINDOW,
         )
-        return False
+        return 0
+    delay = LOST_CONNECTION_ETA * 2 ** max(0, failed - 1)
     _logger.warning(
         "job %s lost its database connection (%s): run again in %s s",
         identity_key,
         exc_name,
-        LOST_CONNECTION_ETA,
+        delay,
     )
-    return True
+    return delay

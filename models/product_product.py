@@ -114,7 +114,7 @@ class ProductProduct(models.Model):
             cr.precommit.add(_flush)
         pending.update(product_ids)
 
-    def _scs_enqueue_push(self, force=False, changed_ts=None):
+    def _scs_enqueue_push(self, force=False, changed_ts=None, delay=None):
         """One job per bound SKU; coalesced with a pending job of the same SKU.
 
         Burst throttle: a SKU pushed less than ``min_push_interval`` seconds
@@ -122,7 +122,8 @@ class ProductProduct(models.Model):
         made meanwhile coalesces into that one pending job (same identity
         key), so a flash sale of 1,000 changes a second costs each channel a
         couple of pushes, the last one carrying the final number. A SKU that
-        was quiet is pushed at once.
+        was quiet is pushed at once. ``delay``: seconds the job waits at
+        least (a job run again after a lost database connection).
         """
         now = time.time()
         changed_ts = changed_ts or now
@@ -140,6 +141,8 @@ class ProductProduct(models.Model):
             next_allowed = (bound[product.id] or 0.0) + interval
             if not force and next_allowed > now:
                 eta = _eta_after(next_allowed)
+            if delay:
+                eta = _eta_after(max(now + delay, 0.0 if force else next_allowed))
             specs.append((product, eta, f"stock_channel_sync.sku.{product.id}{suffix}"))
         kwargs = {"changed_ts": changed_ts, "force": force}
         if must_run_without_delay(self.env):
@@ -224,20 +227,12 @@ class ProductProduct(models.Model):
         """
         Binding = self.env["channel.binding"].sudo()
         stamp = time.time()
-        again = self.browse(
-            product.id
-            for product in self
-            if run_again_after_lost_connection(
-                self.env,
-                [
-                    f"stock_channel_sync.sku.{product.id}",
-                    f"stock_channel_sync.sku.{product.id}.force",
-                ],
-                exc_name,
-            )
-        )
-        if again:
-            again._scs_enqueue_push()
+        again = self.browse()
+        for product in self:
+            key, delay = product._scs_push_job_to_run_again(exc_name)
+            if delay:
+                product._scs_enqueue_push(force=key.endswith(".force"), delay=delay)
+                again |= product
         for product in self - again:
             bindings = Binding.search([("product_id", "=", product.id)])
             events = (
@@ -266,6 +261,25 @@ class ProductProduct(models.Model):
             )
             for event in events:
                 event.channel_id._scs_notify_dead_letter(event)
+
+    def _scs_push_job_to_run_again(self, exc_name):
+        """``(key, seconds)`` of this SKU's failed job, when it only lost its
+        database connection (see ``run_again_after_lost_connection``); a
+        forced push is run again forced (its key says so)."""
+        self.ensure_one()
+        key = f"stock_channel_sync.sku.{self.id}"
+        keys = [key, f"{key}.force"]
+        self.env["queue.job"].flush_model(["identity_key", "state"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT identity_key FROM queue_job WHERE identity_key = ANY(%s)"
+                " AND state = 'failed' ORDER BY date_created DESC, id DESC LIMIT 1",
+                keys,
+            )
+        )
+        row = self.env.cr.fetchone()
+        key = row[0] if row else keys[0]
+        return key, run_again_after_lost_connection(self.env, key, exc_name)
 
     def _scs_store_jobs(self, specs, kwargs, interval=DEFAULT_MIN_INTERVAL):
         """Create the SKU jobs of a transaction: one lock query and one insert.

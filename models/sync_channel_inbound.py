@@ -63,7 +63,6 @@ from odoo.addons.queue_job.utils import must_run_without_delay
 
 from ..lib.ordering import MAX_AHEAD
 from .job_store import (
-    LOST_CONNECTION_ETA,
     connection_lost,
     lock_rows_or_retry,
     run_again_after_lost_connection,
@@ -990,10 +989,11 @@ class SyncChannel(models.Model):
         (``run_again_after_lost_connection``).
         """
         for channel in self.sudo():
-            if run_again_after_lost_connection(
+            delay = run_again_after_lost_connection(
                 channel.env, channel._scs_inbound_identity(), exc_name
-            ):
-                channel._scs_enqueue_inbound(eta=LOST_CONNECTION_ETA)
+            )
+            if delay:
+                channel._scs_enqueue_inbound(eta=delay)
                 continue
             channel._scs_dead_orphans(exc_message or exc_name)
 

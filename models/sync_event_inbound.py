@@ -19,7 +19,6 @@ from odoo.tools import SQL
 
 from ..lib.ordering import bounded_event_ts, is_stale, to_timestamp
 from .job_store import (
-    LOST_CONNECTION_ETA,
     hold_pending_jobs,
     run_again_after_lost_connection,
 )
@@ -553,7 +552,10 @@ class SyncEventInbound(models.Model):
         self._scs_enqueue_apply(eta=2)
 
     def _scs_apply_identity(self):
-        return f"stock_channel_sync.in.{self.id}"
+        """The key of this event's own apply job. Not ``...in.<id>``: that
+        is a channel's apply run (``sync.channel._scs_inbound_identity``),
+        and an event whose id is a channel's would share its job."""
+        return f"stock_channel_sync.event.{self.id}"
 
     def _scs_enqueue_apply(self, eta):
         self.ensure_one()
@@ -567,10 +569,11 @@ class SyncEventInbound(models.Model):
         """queue_job ``on_fail`` hook: the event's retries are spent, it is a
         dead letter; unless the job only lost its database connection."""
         for event in self.sudo():
-            if run_again_after_lost_connection(
+            delay = run_again_after_lost_connection(
                 event.env, event._scs_apply_identity(), exc_name
-            ):
-                event._scs_enqueue_apply(eta=LOST_CONNECTION_ETA)
+            )
+            if delay:
+                event._scs_enqueue_apply(eta=delay)
                 continue
             event._scs_set_state(
                 "dead", error=exc_message or exc_name, attempts=event.attempts + 1

@@ -104,7 +104,7 @@ class SyncEventOperations(models.Model):
             else:
                 event._scs_set_state("queued", error=False)
                 event.with_delay(
-                    identity_key=f"stock_channel_sync.in.{event.id}",
+                    identity_key=event._scs_apply_identity(),
                     description=f"Retry {event.kind} {event.external_ref or ''}",
                 )._scs_job_apply()
         return True
@@ -150,7 +150,7 @@ class SyncEventOperations(models.Model):
                 continue
             replay = event._scs_copy_as_replay()
             replay.with_delay(
-                identity_key=f"stock_channel_sync.in.{replay.id}",
+                identity_key=replay._scs_apply_identity(),
                 description=f"Replay {event.kind} {event.external_ref or ''}",
             )._scs_job_apply()
             replays |= replay

@@ -778,6 +778,19 @@ class TestOutboundPush(SyncCase):
         )
         self.assertEqual(len(self.sync_jobs("_scs_job_push_sku")), 1)
         self.run_jobs()
+        # a forced push (Push Now) runs again forced: the edit on the channel
+        # is overwritten though Odoo's figure did not change
+        sim.set_stock("SCS-MUG", 5)
+        self.product_a._scs_enqueue_push(force=True)
+        forced = self.sync_jobs("_scs_job_push_sku")
+        key = f"stock_channel_sync.sku.{self.product_a.id}.force"
+        self.assertEqual(forced.identity_key, key)
+        forced.sudo().write({"state": "failed", "exc_name": lost["exc_name"]})
+        self.product_a._scs_on_push_failed(**lost)
+        rerun = self.sync_jobs("_scs_job_push_sku")
+        self.assertEqual(rerun.identity_key, key)
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
         sim.queue_response(500)
         binding._scs_push(force=True)
         event = binding.pending_event_id

@@ -2936,7 +2936,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertFalse(self.reservations(self.generic, "G-BAD"))
         retry = self.sync_jobs("_scs_job_apply")
         self.assertEqual(retry.records, bad)
-        self.assertEqual(retry.identity_key, f"stock_channel_sync.in.{bad.id}")
+        self.assertEqual(retry.identity_key, f"stock_channel_sync.event.{bad.id}")
         self.run_jobs("_scs_job_apply")
         self.assertEqual(bad.state, "applied")
         self.assertEqual(len(self.reservations(self.generic, "G-BAD")), 1)
@@ -3004,25 +3004,39 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                 exc_name=exc_name, exc_message="connection already closed"
             )
 
-        fail_run()
-        self.assertEqual(event.state, "queued")
-        again = self.apply_jobs()
-        self.assertEqual(len(again), 1, "the channel got a new run")
-        self.assertGreater(again.eta, fields.Datetime.now())
-        self.run_jobs("_scs_job_apply_inbound")
+        # losses apart from each other (a run done in between) each get a
+        # run, however many: the bound is for a connection lost on every run
+        self.move_stock(self.product_a, 20)
+        for n in range(LOST_CONNECTION_RUNS + 2):
+            if n:
+                self.post_generic(
+                    self.order_payload(f"G-LOST-{n}"), msg_id=f"msg_lost_{n}"
+                )
+            fail_run()
+            again = self.apply_jobs()
+            self.assertEqual(len(again), 1, "the channel got a new run")
+            wait = (again.eta - fields.Datetime.now()).total_seconds()
+            self.assertTrue(3 <= wait <= 6, wait)
+            self.run_jobs("_scs_job_apply_inbound")
+            order = f"G-LOST-{n}" if n else "G-LOST"
+            self.assertEqual(len(self.reservations(self.generic, order)), 1)
         self.assertEqual(event.state, "applied")
-        self.assertEqual(len(self.reservations(self.generic, "G-LOST")), 1)
 
-        self.post_generic(self.order_payload("G-LOST-2"), msg_id="msg_lost_2")
-        second = Event.search([("idempotency_key", "=", "msg_lost_2")])
-        runs = 1
+        # lost on every run: runs again LOST_CONNECTION_RUNS times, waiting
+        # twice as long each time, then dead letters
+        self.post_generic(self.order_payload("G-LOST-X"), msg_id="msg_lost_x")
+        second = Event.search([("idempotency_key", "=", "msg_lost_x")])
+        waits = []
         while True:
             fail_run()
             if second.state != "queued":
                 break
-            runs += 1
-            self.assertLessEqual(runs, LOST_CONNECTION_RUNS)
-        self.assertEqual(runs, LOST_CONNECTION_RUNS)
+            again = self.apply_jobs()
+            waits.append(round((again.eta - fields.Datetime.now()).total_seconds()))
+            self.assertLessEqual(len(waits), LOST_CONNECTION_RUNS)
+        self.assertEqual(len(waits), LOST_CONNECTION_RUNS)
+        for shorter, longer in itertools.pairwise(waits):
+            self.assertAlmostEqual(longer, 2 * shorter, delta=1)
         self.assertEqual(second.state, "dead")
         self.assertFalse(self.apply_jobs())
 
