@@ -108,14 +108,16 @@ def _woo_id(value):
 def _item_error(message, status, text):
     """The error of one batch item WooCommerce refused with ``data.status``:
     429 and 5xx say the shop could not take it now (retry), the rest that
-    the item itself is wrong (as ``ebay._item_error`` reads its statuses)."""
+    the item itself is wrong (as ``ebay._item_error`` reads its statuses);
+    408, 409 and 425 are retried, as for a whole answer
+    (``raise_for_status``)."""
     try:
         code = int(status)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         code = 0
     if code == 429:
         return RateLimitedError(message, status=status, response_text=text)
-    if code >= 500:
+    if code >= 500 or code in (408, 409, 425):
         return RetryableChannelError(message, status=status, response_text=text)
     return PermanentChannelError(message, status=status, response_text=text)
 
@@ -293,9 +295,12 @@ class WooCommerceAdapter(ChannelAdapter):
                 continue
             error = answer.get("error")
             if error:
+                if not isinstance(error, dict):  # a bare message
+                    error = {"message": error}
                 code = error.get("code")
                 text = f"{code}: {error.get('message')}"
-                item_status = (error.get("data") or {}).get("status")
+                data = error.get("data")
+                item_status = data.get("status") if isinstance(data, dict) else None
                 results[index] = PushResult(
                     sku=update.sku,
                     ok=False,

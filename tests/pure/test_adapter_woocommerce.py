@@ -204,6 +204,30 @@ def test_per_item_server_errors_are_retryable(sim):
     assert "c: m" in str(errors[0]) and '"status": 500' in errors[0].response_text
 
 
+def test_odd_item_errors_are_read_not_raised(sim):
+    """An item error with an unreadable status (infinite, text) or without
+    its object shape is that item's error: the rest of the batch is read."""
+    ids = [sim.add_product(sku) for sku in ("A", "B", "C", "D")]
+    body = (
+        '{"update": ['
+        f'{{"id": {ids[0]}, "error": {{"code": "c", "data": {{"status": 1e400}}}}}},'
+        f'{{"id": {ids[1]}, "error": "the shop said no"}},'
+        f'{{"id": {ids[2]}, "error": {{"code": "c", "data": {{"status": 409}}}}}},'
+        f'{{"id": {ids[3]}, "stock_quantity": 1}}'
+        "]}"
+    )
+    sim.scripted.append(Response(200, body))
+    updates = [
+        StockUpdate(sku, 1, external_id=str(pid))
+        for sku, pid in zip("ABCD", ids, strict=True)
+    ]
+    results = make_adapter(sim).set_quantities(updates)
+    assert [r.ok for r in results] == [False, False, False, True]
+    assert type(results[0].error) is PermanentChannelError
+    assert "the shop said no" in str(results[1].error)
+    assert results[2].error.retryable, "409 is retried, as for a whole answer"
+
+
 def test_duplicates_in_a_batch_keep_the_newest(sim):
     pid = sim.add_product("A")
     older = StockUpdate("A", 3, external_id=str(pid), sequence=1)
