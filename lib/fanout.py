@@ -7,13 +7,13 @@ a bounded pool of threads shared by the process. Each task is a plain callable
 (an adapter call with plain values); no Odoo environment crosses a thread.
 """
 
+import os
 import queue
 import threading
 import time
 from concurrent.futures import Executor, Future
 
-_state = {"pool": None, "size": None}
-_pool_lock = threading.Lock()
+_state = {"pool": None, "size": None, "lock": threading.Lock()}
 
 #: threads of the process-wide pool: a SKU's job sends to each of its
 #: channels at once, so the pool holds more channels than a SKU is sold on
@@ -103,7 +103,7 @@ class DaemonPool(Executor):
 
 def get_pool(max_workers=DEFAULT_WORKERS):
     """The process-wide pool, created on first use (after any fork)."""
-    with _pool_lock:
+    with _state["lock"]:
         if _state["pool"] is None or _state["size"] != max_workers:
             old = _state["pool"]
             _state["pool"] = DaemonPool(
@@ -113,6 +113,19 @@ def get_pool(max_workers=DEFAULT_WORKERS):
             if old is not None:
                 old.shutdown(wait=False)
         return _state["pool"]
+
+
+def _forget_pool_after_fork():
+    """A forked child has none of its parent's threads: the pool it inherits
+    would queue tasks that nothing runs. The child makes its own."""
+    # a lock held by a thread of the parent at the fork would stay held
+    _state["lock"] = threading.Lock()
+    _state["pool"] = None
+    _state["size"] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def run_all(tasks, max_workers=None, timeout=None):

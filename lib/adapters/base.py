@@ -12,6 +12,7 @@ codes. Nothing is swallowed: an adapter either returns a result or raises.
 
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -19,6 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 
 from ..backoff import MAX_RETRY_AFTER
 
@@ -356,7 +360,7 @@ class ChannelAdapter:
 
     def __init__(self, config, session=None, clock=time.time):
         self.config = config
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self.clock = clock
         #: number of HTTP requests sent, for benchmarks and tests
         self.calls = 0
@@ -430,19 +434,35 @@ class ChannelAdapter:
         Returns the response for any status, its body read (``json()``,
         ``text``, ``content`` and ``headers`` as usual); callers map statuses
         with :func:`raise_for_status`. ``timeout`` bounds the connection and
-        each read; the whole body must have arrived within
-        :attr:`deadline_factor` times it, else the call fails as a timeout
-        does (:class:`UnreachableError`).
+        each read; the whole answer, headers and body, must have arrived
+        within :attr:`deadline_factor` times it from the start of the call,
+        else the call fails as a timeout does (:class:`UnreachableError`).
         """
         timeout = kwargs.setdefault("timeout", self.config.timeout)
-        # the body is read here, under the deadline (see _read_body)
+        # the body is read here, under the deadline
         kwargs["stream"] = True
         with self._lock:
             self.calls += 1
-        started = time.monotonic()
+        budget = self._deadline(timeout)
         try:
-            response = self.session.request(method, url, **kwargs)
-            self._read_body(response, started, self._deadline(timeout))
+            if budget is None:
+                response = self.session.request(method, url, **kwargs)
+                _ = response.content
+                return response
+            with CallDeadline(budget) as deadline:
+                try:
+                    response = self.session.request(method, url, **kwargs)
+                    # a session not made here has no watched connections:
+                    # its body at least is read under the deadline
+                    deadline.attach_response(response)
+                    _ = response.content
+                except (requests.RequestException, OSError) as err:
+                    if deadline.finish():
+                        raise deadline.error() from err
+                    raise
+                if deadline.finish():
+                    response.close()
+                    raise deadline.error()
             return response
         except requests.Timeout as err:
             raise UnreachableError(f"timeout: {err}") from err
@@ -456,80 +476,178 @@ class ChannelAdapter:
         if isinstance(timeout, (tuple, list)):
             timeout = None if None in timeout else max(timeout)
         try:
-            return self.deadline_factor * float(timeout)
+            budget = self.deadline_factor * float(timeout)
         except (TypeError, ValueError):
             return None
+        return budget if math.isfinite(budget) and budget > 0 else None
 
-    @staticmethod
-    def _read_body(response, started, budget):
-        """Read the body of a streamed ``response`` by ``started + budget``.
 
-        A read blocks for as long as bytes keep coming, however slowly: at
-        the deadline a timer shuts the connection's socket down, which ends
-        it, and the call fails as a timeout. The connection, shut, is not
-        used again (the pool finds it dropped).
-        """
-        sock = _socket_of(response) if budget is not None else None
-        if sock is None:
-            _ = response.content
+#: the deadline of the call this thread is making (see ``CallDeadline``)
+_current = threading.local()
+
+
+class CallDeadline:
+    """The deadline of one call: at its end, a timer shuts the call's
+    connection down, which ends a read however slowly the bytes come.
+
+    requests' timeout bounds each read, so a channel sending its answer,
+    headers or body, a byte at a time would hold the call, and a worker
+    with it, for ever. The connection is learnt when its answer is about
+    to be read (``_WatchedConnectionMixin``); the deadline shuts down a
+    duplicate of its descriptor (never the one the pool may hand to another
+    call), which wakes the reading thread, TLS or not. A shut connection is
+    not used again: the pool finds it dropped.
+    """
+
+    def __init__(self, budget):
+        self.budget = budget
+        self.expired = False
+        self._done = False
+        self._socks = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(budget, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        _current.deadline = None
+        self.finish()
+        self._timer.cancel()
+        for sock in self._socks:
+            sock.close()
+        return False
+
+    def attach(self, fileno):
+        """Watch the connection of descriptor ``fileno``."""
+        try:
+            sock = socket.fromfd(fileno, socket.AF_INET, socket.SOCK_STREAM)
+        except (OSError, ValueError, TypeError):
             return
-        expired = threading.Event()
+        with self._lock:
+            self._socks.append(sock)
+            late = self.expired and not self._done
+        if late:
+            _shut(sock)
 
-        def cut():
-            expired.set()
+    def attach_response(self, response):
+        if not self._socks:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:  # the peer closed it meanwhile: nothing to end
+                self.attach(response.raw.fileno())
+            except (AttributeError, OSError, ValueError):
                 return
 
-        timer = threading.Timer(max(0.0, started + budget - time.monotonic()), cut)
-        timer.daemon = True
-        timer.start()
-        try:
-            _ = response.content
-        except OSError:  # requests' errors are OSErrors too
-            if not expired.is_set():
-                raise
-        finally:
-            timer.cancel()
-            timer.join()
-            sock.close()
-        if expired.is_set():
-            response.close()
-            raise UnreachableError(
-                f"timeout: no complete answer within {budget:g} s (the channel"
-                " sends it too slowly)"
-            )
+    def finish(self):
+        """The call is over: whether the deadline had passed before."""
+        with self._lock:
+            self._done = True
+            return self.expired
+
+    def error(self):
+        return UnreachableError(
+            f"timeout: no complete answer within {self.budget:g} s (the channel"
+            " sends it too slowly)"
+        )
+
+    def _cut(self):
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shut(sock)
 
 
-def _socket_of(response):
-    """A socket of its own on the connection ``response`` is read from.
-
-    A duplicate of the descriptor, so shutting it down from another thread
-    wakes the reading one (``close`` would not), and the descriptor cannot
-    be another connection's by then. ``None`` when there is none to read.
-    """
+def _shut(sock):
     try:
-        return socket.fromfd(response.raw.fileno(), socket.AF_INET, socket.SOCK_STREAM)
-    except (AttributeError, OSError, ValueError):
-        return None
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # the peer closed it meanwhile: nothing to end
+        return
+
+
+class _WatchedConnectionMixin:
+    """Hands the connection to the deadline of the call reading its answer."""
+
+    def getresponse(self, *args, **kwargs):
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None and self.sock is not None:
+            deadline.attach(self.sock.fileno())
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPConnection(
+    _WatchedConnectionMixin, urllib3.connection.HTTPConnection
+):
+    pass
+
+
+class _WatchedHTTPSConnection(
+    _WatchedConnectionMixin, urllib3.connection.HTTPSConnection
+):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class WatchedHTTPAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, whose connections a call's deadline can shut."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
+
+
+def new_session():
+    """A requests session whose calls the deadline of ``request`` bounds."""
+    session = requests.Session()
+    adapter = WatchedHTTPAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def parse_retry_after(value, now=None):
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date).
+
+    ``None`` when the header is absent or unreadable (the caller's backoff
+    then decides); at most ``MAX_RETRY_AFTER``, since a number too large
+    for a float still asks for a long wait.
+    """
     if value is None or value == "":
         return None
     text = str(value).strip()
-    if text.replace(".", "", 1).isdigit():
-        return max(0.0, float(text))
+    if _DELTA_SECONDS.fullmatch(text):
+        seconds = float(text)
+        return (
+            min(seconds, MAX_RETRY_AFTER)
+            if math.isfinite(seconds)
+            else (MAX_RETRY_AFTER)
+        )
     from email.utils import parsedate_to_datetime
 
     try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        when = parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, OverflowError, IndexError, AttributeError):
         return None
     now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
+    return min(max(0.0, when - now), MAX_RETRY_AFTER)
+
+
+#: delta-seconds, in ASCII digits (``str.isdigit`` also takes "²")
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
 
 def raise_for_status(response, message=None):

@@ -9,6 +9,7 @@ from lib.adapters.base import (
     PermanentChannelError,
     RateLimitedError,
     RetryableChannelError,
+    parse_retry_after,
     raise_for_status,
 )
 from lib.backoff import MAX_RETRY_AFTER, backoff_ceiling, backoff_delay, retry_delay
@@ -91,6 +92,23 @@ def test_retry_after_is_bounded_to_a_day(asked):
         retry_after = asked
 
     assert retry_delay(Bare(), attempt=1, rng=almost_one) < MAX_RETRY_AFTER * 1.1
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("\u00b2", None),  # a digit to str.isdigit, not to float
+        ("\u0663", None),  # an Arabic-Indic three
+        ("Mon, 01 Jan 99999999999 00:00:00 GMT", None),
+        ("-5", None),
+        ("soon", None),
+        ("9" * 400, MAX_RETRY_AFTER),  # too large for a float: a long wait
+        (" 7 ", 7.0),
+        ("1.5", 1.5),
+    ],
+)
+def test_odd_retry_after_headers_are_read_not_raised(header, seconds):
+    assert parse_retry_after(header) == seconds
 
 
 def test_far_retry_after_header_is_bounded():

@@ -29,8 +29,9 @@ class TrickleServer:
     """Answers ``GET /slow`` a byte every ``gap`` seconds (giving up after
     ``give_up`` seconds) and anything else at once."""
 
-    def __init__(self, gap, size=200, chunked=False, give_up=4.0):
+    def __init__(self, gap, size=200, chunked=False, give_up=4.0, head_too=False):
         self.gap = gap
+        self.head_too = head_too
         self.size = size
         self.chunked = chunked
         self.give_up = give_up
@@ -69,7 +70,15 @@ class TrickleServer:
                     head += b"Transfer-Encoding: chunked\r\n\r\n"
                 else:
                     head += b"Content-Length: %d\r\n\r\n" % len(body)
-                conn.sendall(head)
+                if slow and self.head_too:
+                    # the status line and headers a byte at a time, too
+                    for i in range(len(head)):
+                        if self.stopped.is_set():
+                            return
+                        time.sleep(self.gap)
+                        conn.sendall(head[i : i + 1])
+                else:
+                    conn.sendall(head)
                 pieces = [body[i : i + 1] for i in range(len(body))] if slow else [body]
                 end = time.monotonic() + self.give_up
                 for piece in pieces:
@@ -98,11 +107,18 @@ def make_adapter(timeout):
 
 
 @pytest.mark.parametrize(
-    "server", [{"gap": 0.1}, {"gap": 0.1, "chunked": True}], indirect=True
+    "server",
+    [
+        {"gap": 0.1},
+        {"gap": 0.1, "chunked": True},
+        {"gap": 0.1, "size": 0, "head_too": True},
+    ],
+    indirect=True,
 )
 def test_a_trickled_answer_fails_as_a_timeout_within_the_deadline(server):
     """Each byte comes within the 0.2 s read timeout; the call still ends
-    at its deadline (3 x 0.2 s), as a timeout, instead of after 20 s."""
+    at its deadline (3 x 0.2 s), as a timeout, instead of after 20 s; also
+    when the status line and headers are what comes slowly."""
     adapter = make_adapter(timeout=0.2)
     started = time.monotonic()
     with pytest.raises(UnreachableError, match="timeout") as info:
@@ -150,3 +166,29 @@ def test_a_hung_fan_out_task_does_not_keep_the_process_alive():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['TimeoutError', 'TimeoutError']"
     assert time.monotonic() - started < 5
+
+
+def test_a_forked_child_runs_its_own_fan_out():
+    """A process forked after using the pool (Odoo's prefork workers) has
+    none of its parent's threads: it gets a pool of its own, not one whose
+    queued tasks nothing runs."""
+    script = (
+        "import os\n"
+        "from lib.fanout import run_all\n"
+        "print(run_all({'a': lambda: 1}, timeout=2)['a'][0])\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    out = run_all({'b': lambda: 2}, timeout=2)\n"
+        "    os._exit(0 if out['b'][0] == 2 else 3)\n"
+        "print(os.waitpid(pid, 0)[1])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "0"]
