@@ -603,11 +603,12 @@ class WatchedHTTPAdapter(requests.adapters.HTTPAdapter):
     """requests' adapter, whose connections a call's deadline can shut."""
 
     def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
+        result = super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {
             "http": _WatchedHTTPPool,
             "https": _WatchedHTTPSPool,
         }
+        return result
 
 
 def new_session():
