@@ -6,7 +6,9 @@ talk to a real loopback server that sends its headers at once and then
 dribbles the body.
 """
 
+import datetime
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -192,3 +194,87 @@ def test_a_forked_child_runs_its_own_fan_out():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "0"]
+
+
+def _self_signed(tmp_path):
+    """A certificate and key for ``localhost``, written under ``tmp_path``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.parametrize("path", ["/head", "/body"])
+def test_a_trickled_tls_answer_is_cut_at_the_deadline_too(tmp_path, path):
+    """Over TLS (every marketplace), headers or body trickled a byte at a
+    time: the call ends at its deadline; a prompt answer is read."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer(conn):
+        try:
+            tls = context.wrap_socket(conn, server_side=True)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += tls.recv(4096)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            head += b"Content-Length: %d\r\n\r\n" % len(BODY)
+            if b"/fast" in request:
+                tls.sendall(head + BODY)
+                return
+            slow = head + BODY if b"/head" in request else BODY
+            if b"/body" in request:
+                tls.sendall(head)
+            for i in range(len(slow)):
+                time.sleep(0.1)
+                tls.sendall(slow[i : i + 1])
+        except OSError:
+            return
+
+    def serve():
+        while True:
+            try:
+                conn, _address = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        adapter = make_adapter(timeout=0.2)
+        started = time.monotonic()
+        with pytest.raises(UnreachableError, match="no complete answer"):
+            adapter.request("GET", f"https://localhost:{port}{path}", verify=cert)
+        assert 0.5 < time.monotonic() - started < 1.5
+        response = adapter.request("GET", f"https://localhost:{port}/fast", verify=cert)
+        assert response.json() == {"ok": True}
+    finally:
+        listener.close()
