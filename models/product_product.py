@@ -270,11 +270,15 @@ class ProductProduct(models.Model):
         key = f"stock_channel_sync.sku.{self.id}"
         keys = [key, f"{key}.force"]
         self.env["queue.job"].flush_model(["identity_key", "state"])
+        # the failed job itself (queue_job keeps its uuid in the hook's
+        # context); else the newest failed job of the SKU
         self.env.cr.execute(
             SQL(
                 "SELECT identity_key FROM queue_job WHERE identity_key = ANY(%s)"
-                " AND state = 'failed' ORDER BY date_created DESC, id DESC LIMIT 1",
+                " AND state = 'failed'"
+                " ORDER BY uuid = %s DESC, date_created DESC, id DESC LIMIT 1",
                 keys,
+                self.env.context.get("job_uuid") or "",
             )
         )
         row = self.env.cr.fetchone()

@@ -457,7 +457,10 @@ class SyncChannel(models.Model):
         self.env["queue.job"].flush_model(["identity_key", "state"])
         self.env.cr.execute(
             SQL(
+                # the method too: an event's own job had the same key
+                # before its key was renamed (jobs from before an upgrade)
                 "SELECT 1 FROM queue_job WHERE identity_key = %s"
+                " AND method_name = '_scs_job_apply_inbound'"
                 " AND state IN %s LIMIT 1",
                 self._scs_inbound_identity(),
                 LIVE_JOB_STATES,
@@ -1066,6 +1069,7 @@ class SyncChannel(models.Model):
                     "SELECT lk.id FROM queue_job qj JOIN queue_job_lock lk"
                     " ON lk.queue_job_id = qj.id"
                     " WHERE qj.identity_key = %s AND qj.state = 'started'"
+                    " AND qj.method_name = '_scs_job_apply_inbound'"
                     " AND qj.date_started < (now() AT TIME ZONE 'UTC')"
                     " - make_interval(secs => %s)"
                     " FOR NO KEY UPDATE OF lk SKIP LOCKED",

@@ -786,7 +786,12 @@ class TestOutboundPush(SyncCase):
         key = f"stock_channel_sync.sku.{self.product_a.id}.force"
         self.assertEqual(forced.identity_key, key)
         forced.sudo().write({"state": "failed", "exc_name": lost["exc_name"]})
-        self.product_a._scs_on_push_failed(**lost)
+        # an ordinary push of the SKU failed after it: the hook of the forced
+        # job still reruns the forced one (the job's uuid is in its context)
+        self.product_a._scs_enqueue_push()
+        newer = self.sync_jobs("_scs_job_push_sku")
+        newer.sudo().write({"state": "failed", "exc_name": "ValueError"})
+        self.product_a.with_context(job_uuid=forced.uuid)._scs_on_push_failed(**lost)
         rerun = self.sync_jobs("_scs_job_push_sku")
         self.assertEqual(rerun.identity_key, key)
         self.run_jobs()
