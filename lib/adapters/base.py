@@ -528,8 +528,12 @@ class CallDeadline:
         except (OSError, ValueError, TypeError):
             return
         with self._lock:
-            self._socks.append(sock)
+            # the connection of this answer only: one left behind by a
+            # redirect is back in the pool, maybe in another call's hands
+            old, self._socks = self._socks, [sock]
             late = self.expired and not self._done
+        for previous in old:
+            previous.close()
         if late:
             _shut(sock)
 
@@ -599,16 +603,24 @@ class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
 class WatchedHTTPAdapter(requests.adapters.HTTPAdapter):
     """requests' adapter, whose connections a call's deadline can shut."""
 
     def init_poolmanager(self, *args, **kwargs):
         result = super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _WatchedHTTPPool,
-            "https": _WatchedHTTPSPool,
-        }
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
         return result
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        """Calls through an HTTP(S) proxy are watched too (a SOCKS proxy's
+        connections are not: their answers are bounded per read)."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is urllib3.ProxyManager:
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
 
 
 def new_session():

@@ -38,6 +38,7 @@ Identifiers
 
 import hashlib
 import json
+import math
 import re
 import time
 from datetime import timezone
@@ -103,6 +104,19 @@ def _target(update):
 def _woo_id(value):
     text = str(value).strip()
     return int(text) if text.isdigit() else text
+
+
+def _whole(value):
+    """``value`` as a whole number of units, or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number) or number != int(number):
+        return None
+    return int(number)
 
 
 def _item_error(message, status, text):
@@ -278,7 +292,8 @@ class WooCommerceAdapter(ChannelAdapter):
         for pos, (index, item_id) in enumerate(chunk):
             update = updates[index]
             answer = None
-            if pos < len(items) and str(items[pos].get("id")) == str(item_id):
+            at_pos = items[pos] if pos < len(items) else None
+            if isinstance(at_pos, dict) and str(at_pos.get("id")) == str(item_id):
                 answer = items[pos]
             elif str(item_id) in by_id:
                 answer = items[by_id[str(item_id)]]
@@ -315,7 +330,21 @@ class WooCommerceAdapter(ChannelAdapter):
                 )
                 continue
             held = answer.get("stock_quantity")
-            if held is not None and int(held) != int(update.quantity):
+            if held is not None and _whole(held) is None:
+                message = (
+                    f"{update.sku}: WooCommerce answered stock_quantity {held!r},"
+                    " not a number of units"
+                )
+                results[index] = PushResult(
+                    sku=update.sku,
+                    ok=False,
+                    quantity=update.quantity,
+                    status=status,
+                    response=message,
+                    error=RetryableChannelError(message, status=status),
+                )
+                continue
+            if held is not None and _whole(held) != int(update.quantity):
                 message = (
                     f"{update.sku}: WooCommerce kept stock_quantity {held} "
                     f"instead of {update.quantity}"
@@ -326,7 +355,7 @@ class WooCommerceAdapter(ChannelAdapter):
                     quantity=update.quantity,
                     status=status,
                     response=message,
-                    live_quantity=int(held),
+                    live_quantity=_whole(held),
                     error=PermanentChannelError(message, status=status),
                 )
                 continue

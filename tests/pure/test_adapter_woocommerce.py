@@ -606,3 +606,27 @@ def test_product_level_must_be_a_whole_number(adapter, stock):
     }
     with pytest.raises(ValueError, match="stock_quantity"):
         adapter.parse_webhook("product.updated", body, {})
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "null",
+        '"oops"',
+        '{"id": %(b)s, "stock_quantity": "many"}',
+        '{"id": %(b)s, "stock_quantity": 1e400}',
+    ],
+)
+def test_one_odd_item_is_that_items_error(sim, odd):
+    """An item answered with no object, or a quantity that is no number of
+    units: that item is retried, the rest of the batch is delivered."""
+    a, b = sim.add_product("A"), sim.add_product("B")
+    odd = odd.replace("%(b)s", str(b))
+    body = f'{{"update": [{{"id": {a}, "stock_quantity": 1}}, {odd}]}}'
+    sim.scripted.append(Response(200, body))
+    updates = [
+        StockUpdate(sku, 1, external_id=str(pid)) for sku, pid in (("A", a), ("B", b))
+    ]
+    results = make_adapter(sim).set_quantities(updates)
+    assert results[0].ok
+    assert not results[1].ok and results[1].error.retryable

@@ -64,7 +64,8 @@ class TrickleServer:
                     if not data:
                         return
                     request += data
-                slow = request.startswith(b"GET /slow ")
+                # "GET /slow" or, through a proxy, "GET http://host/slow"
+                slow = b"/slow " in request.split(b"\r\n", 1)[0]
                 body = (b" " * self.size + BODY) if slow else BODY
                 head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 head += b"X-Trickle: yes\r\nConnection: close\r\n"
@@ -131,6 +132,21 @@ def test_a_trickled_answer_fails_as_a_timeout_within_the_deadline(server):
     # the shut connection is not reused: the next call gets its answer
     response = adapter.request("GET", f"{server.url}/fast")
     assert response.json() == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    "server", [{"gap": 0.1, "size": 0, "head_too": True}], indirect=True
+)
+def test_a_trickled_answer_through_a_proxy_is_cut_too(server):
+    """Through an HTTP proxy (here the slow server itself plays it), the
+    headers are under the deadline as well."""
+    adapter = make_adapter(timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(UnreachableError, match="no complete answer"):
+        adapter.request(
+            "GET", "http://channel.example/slow", proxies={"http": server.url}
+        )
+    assert 0.5 < time.monotonic() - started < 1.5
 
 
 @pytest.mark.parametrize("server", [{"gap": 0.03, "size": 0}], indirect=True)
