@@ -23,6 +23,7 @@ from .channel_binding import LOCK_RETRY_SECONDS
 #: seconds a SKU job waits for its channels (``stock_channel_sync.push_wait_seconds``)
 DEFAULT_PUSH_WAIT = 3.0
 from .job_store import (
+    LOST_CONNECTION_ERRORS,
     lock_rows_or_retry,
     run_again_after_lost_connection,
     store_jobs,
@@ -268,6 +269,8 @@ class ProductProduct(models.Model):
         forced push is run again forced (its key says so)."""
         self.ensure_one()
         key = f"stock_channel_sync.sku.{self.id}"
+        if exc_name not in LOST_CONNECTION_ERRORS:
+            return key, 0
         keys = [key, f"{key}.force"]
         self.env["queue.job"].flush_model(["identity_key", "state"])
         # the failed job itself (queue_job keeps its uuid in the hook's
