@@ -119,6 +119,66 @@ def _whole(value):
     return int(number)
 
 
+def _failed(update, status, message, error, **extra):
+    return PushResult(
+        sku=update.sku,
+        ok=False,
+        quantity=update.quantity,
+        status=status,
+        response=message,
+        error=error,
+        **extra,
+    )
+
+
+def _item_result(update, item_id, answer, status):
+    """The ``PushResult`` of one item of a batch answer (``answer``: the
+    item's entry, None when the answer does not name it)."""
+    if answer is None:
+        message = f"{update.sku}: WooCommerce said nothing about item {item_id}"
+        return _failed(
+            update, status, message, RetryableChannelError(message, status=status)
+        )
+    error = answer.get("error")
+    if error:
+        if not isinstance(error, dict):  # a bare message
+            error = {"message": error}
+        text = f"{error.get('code')}: {error.get('message')}"
+        data = error.get("data")
+        item_status = data.get("status") if isinstance(data, dict) else None
+        excerpt = json.dumps(answer)[:2000]
+        return _failed(
+            update,
+            item_status,
+            text,
+            _item_error(f"{update.sku}: {text}", item_status, excerpt),
+        )
+    held = answer.get("stock_quantity")
+    if held is not None and _whole(held) is None:
+        message = (
+            f"{update.sku}: WooCommerce answered stock_quantity {held!r},"
+            " not a number of units"
+        )
+        return _failed(
+            update, status, message, RetryableChannelError(message, status=status)
+        )
+    if held is not None and _whole(held) != int(update.quantity):
+        message = (
+            f"{update.sku}: WooCommerce kept stock_quantity {held} "
+            f"instead of {update.quantity}"
+        )
+        return _failed(
+            update,
+            status,
+            message,
+            PermanentChannelError(message, status=status),
+            live_quantity=_whole(held),
+        )
+    return PushResult(
+        sku=update.sku, ok=True, quantity=update.quantity, status=status, response="set"
+    )
+
+
 def _item_error(message, status, text):
     """The error of one batch item WooCommerce refused with ``data.status``:
     429 and 5xx say the shop could not take it now (retry), the rest that
@@ -290,82 +350,13 @@ class WooCommerceAdapter(ChannelAdapter):
             if isinstance(item, dict):
                 by_id.setdefault(str(item.get("id")), pos)
         for pos, (index, item_id) in enumerate(chunk):
-            update = updates[index]
             answer = None
             at_pos = items[pos] if pos < len(items) else None
             if isinstance(at_pos, dict) and str(at_pos.get("id")) == str(item_id):
-                answer = items[pos]
+                answer = at_pos
             elif str(item_id) in by_id:
                 answer = items[by_id[str(item_id)]]
-            if answer is None:
-                message = f"{update.sku}: WooCommerce said nothing about item {item_id}"
-                results[index] = PushResult(
-                    sku=update.sku,
-                    ok=False,
-                    quantity=update.quantity,
-                    status=status,
-                    response=message,
-                    error=RetryableChannelError(message, status=status),
-                )
-                continue
-            error = answer.get("error")
-            if error:
-                if not isinstance(error, dict):  # a bare message
-                    error = {"message": error}
-                code = error.get("code")
-                text = f"{code}: {error.get('message')}"
-                data = error.get("data")
-                item_status = data.get("status") if isinstance(data, dict) else None
-                results[index] = PushResult(
-                    sku=update.sku,
-                    ok=False,
-                    quantity=update.quantity,
-                    status=item_status,
-                    response=text,
-                    error=_item_error(
-                        f"{update.sku}: {text}",
-                        item_status,
-                        json.dumps(answer)[:2000],
-                    ),
-                )
-                continue
-            held = answer.get("stock_quantity")
-            if held is not None and _whole(held) is None:
-                message = (
-                    f"{update.sku}: WooCommerce answered stock_quantity {held!r},"
-                    " not a number of units"
-                )
-                results[index] = PushResult(
-                    sku=update.sku,
-                    ok=False,
-                    quantity=update.quantity,
-                    status=status,
-                    response=message,
-                    error=RetryableChannelError(message, status=status),
-                )
-                continue
-            if held is not None and _whole(held) != int(update.quantity):
-                message = (
-                    f"{update.sku}: WooCommerce kept stock_quantity {held} "
-                    f"instead of {update.quantity}"
-                )
-                results[index] = PushResult(
-                    sku=update.sku,
-                    ok=False,
-                    quantity=update.quantity,
-                    status=status,
-                    response=message,
-                    live_quantity=_whole(held),
-                    error=PermanentChannelError(message, status=status),
-                )
-                continue
-            results[index] = PushResult(
-                sku=update.sku,
-                ok=True,
-                quantity=update.quantity,
-                status=status,
-                response="set",
-            )
+            results[index] = _item_result(updates[index], item_id, answer, status)
 
     # -- read -----------------------------------------------------------------
     def pages(self, path, params):
