@@ -105,6 +105,21 @@ def server(request):
     trickle.stop()
 
 
+def run_script(script, timeout):
+    """Run ``script`` in a Python of its own, from the addon's root; it must
+    end well within ``timeout`` seconds and exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def make_adapter(timeout):
     return ChannelAdapter(ChannelConfig("generic", timeout=timeout))
 
@@ -173,15 +188,7 @@ def test_a_hung_fan_out_task_does_not_keep_the_process_alive():
         "print(sorted(type(err).__name__ for _result, err in out.values()))\n"
     )
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=8,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_script(script, timeout=8)
     assert done.stdout.strip() == "['TimeoutError', 'TimeoutError']"
     assert time.monotonic() - started < 5
 
@@ -200,15 +207,7 @@ def test_a_forked_child_runs_its_own_fan_out():
         "    os._exit(0 if out['b'][0] == 2 else 3)\n"
         "print(os.waitpid(pid, 0)[1])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_script(script, timeout=20)
     assert done.stdout.split() == ["1", "0"]
 
 
