@@ -293,3 +293,101 @@ def test_a_trickled_tls_answer_is_cut_at_the_deadline_too(tmp_path, path):
         assert response.json() == {"ok": True}
     finally:
         listener.close()
+
+
+def _keep_alive_server(answer):
+    """A loopback server that hands each connection to ``answer(conn,
+    request_line)`` for every request it reads on it (keep-alive)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_connection(conn):
+        with conn:
+            buffer = b""
+            try:
+                while True:
+                    while b"\r\n\r\n" not in buffer:
+                        data = conn.recv(4096)
+                        if not data:
+                            return
+                        buffer += data
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    answer(conn, head.split(b"\r\n", 1)[0])
+            except OSError:
+                return
+
+    def serve():
+        while True:
+            try:
+                conn, _address = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_deadline_after_a_redirect_spares_the_connection_it_left():
+    """One adapter, one session, two threads (the adapter cache does that).
+    The first call is redirected: its connection to the first host goes
+    back to the pool, where the second call takes it. The first call's
+    deadline, passing while the second call reads a slow but timely answer
+    on that connection, cuts only the first call's own connection."""
+    slow_listener, slow_url = _keep_alive_server(
+        lambda conn, _line: _trickle(conn, b"HTTP/1.1 200 OK\r\n", 0.2, 40)
+    )
+    accepted = []
+
+    def first_host(conn, line):
+        if conn not in accepted:
+            accepted.append(conn)
+        if line.startswith(b"GET /redirect "):
+            conn.sendall(
+                b"HTTP/1.1 302 Found\r\nLocation: %s/slow\r\n"
+                b"Content-Length: 0\r\n\r\n" % slow_url.encode()
+            )
+            return
+        # within each read timeout (1 s), complete within this call's own
+        # deadline, across the other call's deadline
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY))
+        for i in range(len(BODY)):
+            time.sleep(2.5 / len(BODY))
+            conn.sendall(BODY[i : i + 1])
+
+    listener, url = _keep_alive_server(first_host)
+    adapter = make_adapter(timeout=1.0)  # a deadline of 3 s per call
+    outcome = {}
+
+    def call(name, path):
+        started = time.monotonic()
+        try:
+            outcome[name] = adapter.request("GET", url + path).json()
+        except UnreachableError as err:
+            outcome[name] = str(err)
+        outcome[name + "_s"] = time.monotonic() - started
+
+    try:
+        first = threading.Thread(target=call, args=("first", "/redirect"))
+        first.start()
+        time.sleep(1.5)
+        second = threading.Thread(target=call, args=("second", "/timely"))
+        second.start()
+        first.join(10)
+        second.join(10)
+    finally:
+        listener.close()
+        slow_listener.close()
+    assert "no complete answer" in outcome["first"]
+    assert 2.5 < outcome["first_s"] < 4.0
+    # the second call ran on the connection the redirect left behind
+    assert len(accepted) == 1
+    assert outcome["second"] == {"ok": True}
+    assert outcome["second_s"] > 2.0
+
+
+def _trickle(conn, head, gap, count):
+    """Headers at once, then a body of ``count`` bytes a byte every ``gap``."""
+    conn.sendall(head + b"Content-Length: %d\r\n\r\n" % count)
+    for _ in range(count):
+        time.sleep(gap)
+        conn.sendall(b" ")
