@@ -42,6 +42,13 @@ INSERT_COLUMNS = (
     "state",
     "subject",
 )
+#: the rows of the channel's apply run while it waits or runs; the method
+#: too, as in ``sync.channel._scs_live_apply_job``: an event's own job had
+#: the channel's key before its key was renamed (jobs from before an upgrade)
+LIVE_RUN = (
+    " AND method_name = '_scs_job_apply_inbound'"
+    " AND state IN ('pending', 'enqueued', 'started')"
+)
 INSERT_INBOUND = (
     "INSERT INTO sync_event ("
     + ", ".join(INSERT_COLUMNS)
@@ -51,12 +58,12 @@ INSERT_INBOUND = (
     " ON CONFLICT (channel_id, direction, idempotency_key) DO NOTHING"
     " RETURNING id"
 )
-#: the same, and whether the channel has an apply job waiting or running, in
-#: one statement (the webhook route, see ``_scs_insert_delivered``)
+#: ``INSERT_INBOUND``, and whether the channel has an apply job waiting or
+#: running, in one statement (the webhook route, see ``_scs_insert_delivered``)
 INSERT_AND_CHECK = (
     "WITH ins AS (" + INSERT_INBOUND + ")"
     " SELECT (SELECT id FROM ins), EXISTS (SELECT 1 FROM queue_job"
-    " WHERE identity_key = %s AND state IN ('pending', 'enqueued', 'started'))"
+    " WHERE identity_key = %s" + LIVE_RUN + ")"
 )
 #: the webhook route's whole write in one message, on a connection in
 #: autocommit mode (``_scs_deliver_at_once``). The statements of one message
@@ -80,8 +87,7 @@ DELIVER_AT_ONCE = (
     " true);"
     " SELECT pg_advisory_xact_lock_shared(%s, %s);"
     " SELECT current_setting('stock_channel_sync.delivered'),"
-    " EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s"
-    " AND state IN ('pending', 'enqueued', 'started'))"
+    " EXISTS (SELECT 1 FROM queue_job WHERE identity_key = %s" + LIVE_RUN + ")"
 )
 DELIVER_ROW = (
     "("

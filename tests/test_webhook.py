@@ -2845,6 +2845,42 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertTrue(cron.active)
         self.assertEqual((cron.interval_number, cron.interval_type), (1, "minutes"))
 
+    def test_an_event_job_keyed_before_the_rename_is_no_channel_run(self):
+        """An event's own job from before the upgrade that renamed its key
+        may carry the key of the channel whose id equals the event's: it
+        applies that one event, not the channel's queue. Taken up by the
+        runner, it is no run the next deliveries can count on; started by
+        a worker that died, it is no dead run either."""
+        self.post_generic(self.order_payload("G-OLDKEY"), msg_id="msg_G-OLDKEY")
+        job = self.apply_jobs()
+        self.assertEqual(len(job), 1)
+        self.assertTrue(self.generic._scs_live_apply_job())
+        self.env.flush_all()
+        # what an event job of the old key looked like, taken by the runner
+        self.env.cr.execute(
+            "UPDATE queue_job SET model_name = 'sync.event',"
+            " method_name = '_scs_job_apply', state = 'enqueued' WHERE id = %s",
+            (job.id,),
+        )
+        self.env.invalidate_all()
+        self.assertFalse(self.generic._scs_live_apply_job())
+        self.post_generic(self.order_payload("G-OLDKEY-2"), msg_id="msg_G-OLDKEY-2")
+        runs = self.apply_jobs()
+        self.assertEqual(len(runs), 1, "the delivery started a run of its own")
+        self.assertEqual(self.run_jobs("_scs_job_apply_inbound"), 1)
+        for ref in ("G-OLDKEY", "G-OLDKEY-2"):
+            self.assertEqual(len(self.reservations(self.generic, ref)), 1, ref)
+        # started by a worker that died (its lock row is free)
+        self.env.cr.execute(
+            "UPDATE queue_job SET state = 'started', date_started ="
+            " (now() AT TIME ZONE 'UTC') - interval '2 minutes' WHERE id = %s;"
+            " INSERT INTO queue_job_lock (id, queue_job_id) VALUES (%s, %s)",
+            (job.id, job.id, job.id),
+        )
+        self.env.invalidate_all()
+        self.assertFalse(self.generic._scs_apply_job_died())
+        self.assertFalse(self.generic._scs_live_apply_job())
+
     def test_run_falls_back_to_event_by_event_and_logs_once(self):
         """A run applies its events in one savepoint; when one fails, nothing
         of that pass is kept or logged, and the run applies event by event:
