@@ -19,6 +19,8 @@
 #
 # Options given here go to Odoo after the script's own, so they win (an
 # --addons-path is appended to the module's directory, not replacing it).
+# Odoo listens on loopback only, unless told otherwise: a new demo database
+# logs in as admin/admin (--http-interface=0.0.0.0 opens it to the network).
 # The demo channels expect the simulators on 127.0.0.1:8701-8705; if
 # `python -m simulators` already runs there, it is used as it is.
 # Ctrl-C stops Odoo and the simulators.
@@ -127,6 +129,12 @@ if [ -n "$USER_ADDONS" ]; then
 fi
 HTTP_PORT="${HTTP_PORT:-$(config_value http_port)}"
 HTTP_PORT="${HTTP_PORT:-8069}"
+# loopback, unless the config file names an interface (an option given here
+# comes after it and wins anyway)
+INTERFACE=()
+if [ -z "$(config_value http_interface)" ]; then
+    INTERFACE=(--http-interface=127.0.0.1)
+fi
 
 # --------------------------------------------------------------- simulators ---
 sim_up() {
@@ -205,6 +213,7 @@ WATCH_PID=$!
     --addons-path="$ADDONS" \
     -d "$DB" \
     --db-filter="^${DB}\$" \
+    ${INTERFACE[@]+"${INTERFACE[@]}"} \
     -i "$MODULE" \
     --with-demo \
     --load=base,web,queue_job \
