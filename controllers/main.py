@@ -49,7 +49,6 @@ from ..models.ir_http import WEBHOOK_ROUTE
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 1024 * 1024
 #: the widest timestamp tolerance honoured (``sync.channel`` refuses more)
 MAX_TOLERANCE = 3600
 WEBHOOK_TYPES = ("generic", "shopify", "woocommerce")
@@ -76,16 +75,7 @@ def _refuse_constant(name):
 
 def _max_bytes(env):
     """The body size limit (``stock_channel_sync.webhook_max_bytes``)."""
-    value = (
-        env["ir.config_parameter"]
-        .sudo()
-        .get_param("stock_channel_sync.webhook_max_bytes", DEFAULT_MAX_BYTES)
-    )
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        _logger.error("invalid stock_channel_sync.webhook_max_bytes %r", value)
-        return DEFAULT_MAX_BYTES
+    return env["sync.channel"]._scs_webhook_max_bytes()
 
 
 def _json_response(body, http_status):
@@ -305,7 +295,7 @@ class WebhookController(http.Controller):
             return _answer(400, error=err.description)
         if body is None:
             return _answer(413, error=f"body larger than {limit} bytes")
-        headers = signatures.Headers(httprequest.headers)
+        headers = signatures.Headers.from_wsgi_environ(httprequest.headers.environ)
 
         if conf["channel_type"] == "woocommerce" and self._is_woocommerce_ping(
             httprequest, headers

@@ -94,6 +94,29 @@ class Headers(dict):
                 value = value.decode("latin-1")
             self.setdefault(key.lower(), value)
 
+    @classmethod
+    def from_wsgi_environ(cls, environ):
+        """The headers of a WSGI request, read from its environ directly
+        (PEP 3333: ``HTTP_*`` keys, ``CONTENT_TYPE`` and ``CONTENT_LENGTH``)
+        as werkzeug's ``EnvironHeaders`` would list them, for a fraction of
+        its cost (the route builds this on every delivery)."""
+        headers = cls()
+        for key, value in environ.items():
+            if key.startswith("HTTP_"):
+                if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                    continue
+                name = key[5:]
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                if not value:
+                    continue
+                name = key
+            else:
+                continue
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            headers.setdefault(name.replace("_", "-").lower(), value)
+        return headers
+
 
 def get_header(headers, name):
     """Return one header value looked up case-insensitively, or ``None``.

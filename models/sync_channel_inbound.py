@@ -97,6 +97,9 @@ APPLY_BATCH = 200
 APPLY_SECONDS = 5.0
 #: default burst window of a channel's apply job (seconds)
 DEFAULT_APPLY_INTERVAL = 1.0
+#: the webhook body size limit when ``stock_channel_sync.webhook_max_bytes``
+#: is not set
+DEFAULT_MAX_BYTES = 1024 * 1024
 #: seconds after which the minute cron gives a queued inbound event without
 #: a live apply job one (see ``_scs_cron_requeue_orphans``)
 ORPHAN_AGE = 60
@@ -233,6 +236,23 @@ class SyncChannel(models.Model):
             )
         )
         return {row["webhook_token"]: row for row in self.env.cr.dictfetchall()}
+
+    @api.model
+    @tools.ormcache(cache="stable")
+    def _scs_webhook_max_bytes(self):
+        """The webhook body size limit, cached per worker as Odoo caches the
+        system parameters (the same cache, cleared when one changes): the
+        route reads it on every delivery."""
+        value = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("stock_channel_sync.webhook_max_bytes", DEFAULT_MAX_BYTES)
+        )
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            _logger.error("invalid stock_channel_sync.webhook_max_bytes %r", value)
+            return DEFAULT_MAX_BYTES
 
     @api.model_create_multi
     def create(self, vals_list):

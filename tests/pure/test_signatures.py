@@ -298,6 +298,36 @@ def test_standard_header_lookup_is_case_insensitive():
     assert get_header({"other": "x"}, "webhook-id") is None
 
 
+def test_headers_from_a_wsgi_environ_are_the_request_headers():
+    """The route reads them from the WSGI environ (PEP 3333), as werkzeug
+    lists them: ``HTTP_*`` keys and the two CGI ones, an empty content type
+    left out, nothing else of the environ."""
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/stock_channel_sync/webhook/x",
+        "SERVER_NAME": "shop",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": "",
+        "HTTP_CONTENT_TYPE": "text/plain",
+        "HTTP_WEBHOOK_ID": "msg_1",
+        "HTTP_WEBHOOK_SIGNATURE": "v1,abc v1,def",
+        "HTTP_X_SHOPIFY_HMAC_SHA256": "c2ln",
+        "HTTP_X_LATIN": "caf\xe9",
+        "wsgi.input": object(),
+    }
+    assert Headers.from_wsgi_environ(environ) == {
+        "content-type": "application/json",
+        "webhook-id": "msg_1",
+        "webhook-signature": "v1,abc v1,def",
+        "x-shopify-hmac-sha256": "c2ln",
+        "x-latin": "caf\xe9",
+    }
+    verified = Headers.from_wsgi_environ(
+        {"HTTP_" + k.upper().replace("-", "_"): v for k, v in sw_headers().items()}
+    )
+    assert verify_standard(verified, SW_BODY, [SW_SECRET], now=SW_TS) == SW_MSG_ID
+
+
 def test_headers_lowered_once_keep_the_first_of_a_repeated_name():
     """The webhook route hands ``Headers`` over: one lookup each, and the
     value the walk over the raw headers would find."""
