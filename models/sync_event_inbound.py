@@ -118,6 +118,10 @@ def _location_key(value):
 
 def _jsonable(value):
     """Dataclasses from the adapters -> JSON-ready dicts (datetimes as ISO)."""
+    if value is None or type(value) in (str, int, float, bool):
+        # most values: answered before the attribute probes below, which
+        # cost an exception each on a str (the route runs this per field)
+        return value
     if hasattr(value, "__dataclass_fields__"):
         return {k: _jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
     if isinstance(value, dict):
@@ -477,7 +481,7 @@ class SyncEventInbound(models.Model):
         params.extend((DELIVERY_LOCK, channel.id, job_key or ""))
         query = DELIVER_AT_ONCE.replace("{rows}", ", ".join([DELIVER_ROW] * len(first)))
         cnx = cr._cnx
-        if cnx.info.transaction_status != TRANSACTION_STATUS_IDLE:
+        if cnx.get_transaction_status() != TRANSACTION_STATUS_IDLE:
             # whatever the request read so far is not part of the delivery
             cr.rollback()
         # Odoo's connection keeps its isolation level and read/write mode as
