@@ -145,6 +145,11 @@ class ProductProduct(models.Model):
             if delay:
                 eta = _eta_after(max(now + delay, 0.0 if force else next_allowed))
             specs.append((product, eta, f"stock_channel_sync.sku.{product.id}{suffix}"))
+        if not self.env.registry.ready:
+            # a change made while modules load (an install's demo stock, an
+            # update's data): the server serves no jobs before it is done, so
+            # the push's latency counts from its job, not from the change
+            changed_ts = None
         kwargs = {"changed_ts": changed_ts, "force": force}
         if must_run_without_delay(self.env):
             for product, _eta, _key in specs:

@@ -264,6 +264,35 @@ class TestOutboundPush(SyncCase):
             self.assertGreaterEqual(event.sent_ts, event.change_ts)
             self.assertGreater(event.latency_ms, 0)
 
+    def test_a_change_made_while_modules_load_counts_latency_from_its_push(self):
+        """An install's demo stock or an update's data is pushed once the
+        server runs jobs, after the install: its latency counts from the
+        push, not from a change made before anything could run it. A change
+        made on a running server counts from the change."""
+        sim = self.start_simulator()
+        self.bind(self.make_channel(sim), self.product_a)
+        with patch.object(self.env.registry, "ready", False):
+            self.move_stock(self.product_a, 2)
+            self.commit_point()
+        job = self.sync_jobs(PUSH_SKU)
+        self.assertIsNone(Job.load(self.env, job.uuid).kwargs["changed_ts"])
+        before_run = time.time()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 12)
+        Event = self.env["sync.event"]
+        first = Event.search([("sku", "=", "SCS-MUG"), ("direction", "=", "out")])
+        self.assertEqual(first.state, "applied")
+        self.assertGreaterEqual(first.change_ts, before_run)
+        self.move_stock(self.product_a, -1)
+        self.commit_point()
+        after_change = time.time()
+        self.run_jobs()
+        second = (
+            Event.search([("sku", "=", "SCS-MUG"), ("direction", "=", "out")]) - first
+        )
+        self.assertEqual(sim.quantity("SCS-MUG"), 11)
+        self.assertLessEqual(second.change_ts, after_change)
+
     def test_channel_rule_changes_are_pushed(self):
         """The channel's buffer, what it sells and Push Stock are part of the
         figure it is offered: a change is pushed at commit, as a binding's."""
