@@ -448,6 +448,7 @@ class ChannelAdapter:
             if budget is None:
                 response = self.session.request(method, url, **kwargs)
                 _ = response.content
+                _check_complete(method, response)
                 return response
             with CallDeadline(budget) as deadline:
                 try:
@@ -463,6 +464,7 @@ class ChannelAdapter:
                 if deadline.finish():
                     response.close()
                     raise deadline.error()
+            _check_complete(method, response)
             return response
         except requests.Timeout as err:
             raise UnreachableError(f"timeout: {err}") from err
@@ -480,6 +482,38 @@ class ChannelAdapter:
         except (TypeError, ValueError):
             return None
         return budget if math.isfinite(budget) and budget > 0 else None
+
+
+def _check_complete(method, response):
+    """Raise ``UnreachableError`` when the answer's body ended before the
+    length its headers declared (the connection closed under it).
+
+    urllib3 before 2.0 hands such a body over as if complete: an empty one
+    would pass for a channel's acknowledgement, a cut one for its data.
+    """
+    declared = response.headers.get("Content-Length")
+    if (
+        not declared
+        or method.upper() == "HEAD"
+        or response.status_code in (204, 304)
+        or response.status_code < 200
+    ):
+        return
+    try:
+        expected = int(declared)
+    except ValueError:
+        return
+    tell = getattr(response.raw, "tell", None)
+    try:
+        # the bytes that came over the wire, before any decoding (gzip)
+        received = tell() if callable(tell) else len(response.content)
+    except (OSError, ValueError):
+        return
+    if isinstance(received, int) and received < expected:
+        raise UnreachableError(
+            f"connection error: the answer ended after {received} of its"
+            f" {expected} bytes"
+        )
 
 
 #: the deadline of the call this thread is making (see ``CallDeadline``)

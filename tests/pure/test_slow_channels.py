@@ -391,3 +391,39 @@ def _trickle(conn, head, gap, count):
     for _ in range(count):
         time.sleep(gap)
         conn.sendall(b" ")
+
+
+@pytest.mark.parametrize("sent", [0, 10])
+def test_an_answer_cut_short_of_its_length_is_no_answer(sent):
+    """A channel whose connection closes before the body its headers
+    declared (urllib3 before 2.0 would hand the rest over as complete): an
+    empty body must not pass for an acknowledgement, nor a cut one for data.
+    A whole body, plain or gzip-encoded, is read as usual."""
+    import gzip
+
+    packed = gzip.compress(BODY)
+
+    def answer(conn, line):
+        if line.startswith(b"GET /whole "):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY))
+            conn.sendall(BODY)
+        elif line.startswith(b"GET /gzip "):
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(packed) + packed
+            )
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            conn.sendall(b"x" * sent)
+            conn.shutdown(socket.SHUT_RDWR)
+            raise OSError("closed")
+
+    listener, url = _keep_alive_server(answer)
+    try:
+        adapter = make_adapter(timeout=2.0)
+        with pytest.raises(UnreachableError, match=f"after {sent} of its 100 bytes"):
+            adapter.request("GET", f"{url}/cut")
+        assert adapter.request("GET", f"{url}/whole").json() == {"ok": True}
+        assert adapter.request("GET", f"{url}/gzip").json() == {"ok": True}
+    finally:
+        listener.close()
