@@ -267,8 +267,9 @@ class SyncChannel(models.Model):
         marketplaces switch with some delay (Shopify: up to an hour), and
         deliveries signed meanwhile must not be refused. One previous secret
         is kept: a second change within the grace period ends the first
-        secret's. Clearing the secret stops every delivery at once, the
-        previous secret's too."""
+        secret's. Clearing the secret stops every delivery signed with a
+        secret at once, the previous secret's too (Ed25519 signatures, ``v1a``,
+        rest on the public key, which is cleared on its own)."""
         if "webhook_secret" in vals and not vals["webhook_secret"]:
             vals = dict(
                 {
