@@ -209,8 +209,36 @@ def _route_max_bytes(_controller):
         # parsing then reads this copy (werkzeug parses cached data)
         httprequest.max_content_length = limit
         httprequest.get_data(cache=True)
+        _parse_form(httprequest, limit)
     # Odoo sets it as the request's limit: the handler reads it there
     return limit
+
+
+def _parse_form(httprequest, limit):
+    """Parse a form body here, where a malformed one is still answered in
+    JSON as the handler answers.
+
+    Odoo parses it right after this hook, to pass its fields to the handler
+    as keyword arguments: a multipart body with an empty boundary or a part
+    of an unknown charset would raise out of werkzeug, and a part without a
+    name gives a field named ``None``, which no keyword can be; each would
+    be a 500. Nothing is written before this, and nothing is verified: the
+    answer is 400 whatever the token.
+    """
+    try:
+        names = [*httprequest.form.keys(), *httprequest.files.keys()]
+    except (BadRequest, RequestEntityTooLarge) as err:
+        if err.response is not None:
+            raise  # _CappedInput's, in JSON already
+        if isinstance(err, RequestEntityTooLarge):
+            message = f"body larger than {limit} bytes"
+        else:
+            message = f"malformed form body: {err.description}"
+        raise _json_error(type(err), message) from err
+    except (ValueError, LookupError, AttributeError, TypeError, UnicodeError) as err:
+        raise _json_error(BadRequest, f"malformed form body: {err}") from err
+    if not all(isinstance(name, str) for name in names):
+        raise _json_error(BadRequest, "malformed form body: a part without a name")
 
 
 def _file_size(upload):

@@ -1002,6 +1002,36 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free - 2)
 
+    def test_malformed_form_bodies_are_refused_in_json(self):
+        """Odoo parses a form body before the handler: a multipart body it
+        cannot parse, or whose part has no name (no keyword argument can
+        carry it), is a JSON 400 whatever the token, and writes nothing."""
+        before = self.counts()
+        part = b"--zz\r\nContent-Disposition: form-data%s\r\n%s\r\nx\r\n--zz--\r\n"
+        cases = [
+            ("boundary=zz", part % (b"; name=", b"")),
+            ("boundary=zz", part % (b"", b"")),
+            ("boundary=zz", part % (b'; filename="a"', b"")),
+            ("boundary=", b"--\r\n\r\n"),
+            (
+                "boundary=zz",
+                part % (b'; name="a"', b"Content-Type: text/plain; charset=bogus\r\n"),
+            ),
+        ]
+        for token in (self.woo.webhook_token, "no-such-token"):
+            for params, body in cases:
+                res = self.url_open(
+                    URL + token,
+                    data=body,
+                    headers={"Content-Type": f"multipart/form-data; {params}"},
+                )
+                self.assertEqual(res.status_code, 400, (token, body, res.text))
+                self.assertIn("malformed form body", res.json()["error"])
+        self.assertEqual(self.counts(), before)
+        # a well-formed form is still the WooCommerce ping it was
+        ping = self.url_open(URL + self.woo.webhook_token, data={"webhook_id": "3"})
+        self.assertEqual(ping.json(), {"status": "ping"})
+
     def test_woocommerce_ping_and_order(self):
         before = self.counts()
         url = URL + self.woo.webhook_token
