@@ -750,12 +750,13 @@ class ChannelBinding(models.Model):
                 found += 1
         return f"{found} of {len(bindings)} listing(s) completed"
 
-    def _scs_job_push_batch(self):
+    def _scs_job_push_batch(self, force=False):
         """Push a batch of one channel's bindings (``sync.channel.action_push_all``).
 
         One concurrent round under the locks of these bindings: per-SKU jobs
         of the same bindings wait for it, so no push of a SKU overtakes
-        another. Bindings already showing their number are skipped. A
+        another. Bindings already showing their number are skipped, unless
+        ``force`` (*Push All Now*). A
         binding another job holds (a sale being pushed) is left to a batch
         of its own a second later: waiting for all of them to be free at
         once could take as long as a flash sale lasts.
@@ -776,10 +777,10 @@ class ChannelBinding(models.Model):
             busy.with_delay(
                 eta=LOCK_RETRY_SECONDS,
                 description=f"Push {len(busy)} busy binding(s) again",
-            )._scs_job_push_batch()
+            )._scs_job_push_batch(force=force)
         summary = free.with_context(
             scs_locked_binding_ids=frozenset(free.ids)
-        )._scs_push()
+        )._scs_push(force=force)
         summary["busy"] = len(busy)
         return (
             "pushed {pushed}, unchanged {skipped}, failed {failed}, busy {busy}".format(

@@ -389,10 +389,10 @@ class SyncChannel(models.Model):
         if not self.RULE_FIELDS.isdisjoint(vals):
             channels = self.filtered(lambda c: c.active and c.sync_enabled)
             if channels:
-                channels.sudo().action_push_all()
+                channels.sudo().action_push_all(force=False)
         return res
 
-    def action_push_all(self):
+    def action_push_all(self, force=True):
         """Enqueue a push of every binding of these channels, in batches.
 
         A change of a channel's settings moves that channel's numbers only:
@@ -400,9 +400,14 @@ class SyncChannel(models.Model):
         (500) bindings each, one round of the adapter's batch calls per job
         (250 quantities per Shopify call, 100 per WooCommerce call), not one
         job per SKU fanned out to every channel: with 10,000 SKUs that was
-        10,000 jobs and, on Shopify, 10,000 calls against its throttle. A
-        binding already showing its number is skipped; a failing channel
-        gets its retry jobs, as any push.
+        10,000 jobs and, on Shopify, 10,000 calls against its throttle; a
+        failing channel gets its retry jobs, as any push.
+
+        ``force``: *Push All Now* sends every binding's number, whatever
+        Odoo last recorded of it: the user presses it because the shop shows
+        something else (a hand edit, a shop restored from a backup), which
+        Odoo cannot know. A settings change (``force=False``) skips the
+        bindings whose number it did not move.
         """
         self._scs_check_configure()
         Binding = self.env["channel.binding"]
@@ -414,16 +419,21 @@ class SyncChannel(models.Model):
             for index, batch in enumerate(batches, 1):
                 batch.with_delay(
                     description=f"Push {channel.name}: batch {index}/{len(batches)}"
-                )._scs_job_push_batch()
+                )._scs_job_push_batch(force=bool(force))
             queued += len(bindings)
-        return self._scs_notification(
-            _("Push queued"),
-            _(
+        if force:
+            message = _(
+                "%(count)s binding(s) will be pushed in the background, each"
+                " with its number, whatever the channel shows now.",
+                count=queued,
+            )
+        else:
+            message = _(
                 "%(count)s binding(s) will be pushed in the background; those"
                 " already showing their number are skipped.",
                 count=queued,
-            ),
-        )
+            )
+        return self._scs_notification(_("Push queued"), message)
 
     def action_match_listings(self):
         """Bind variants to the channel's listings whose SKU is their reference.

@@ -439,6 +439,32 @@ class TestOutboundPush(SyncCase):
         self.run_jobs("_scs_job_push_batch")
         self.assertEqual(sim.quantity("SCS-MUG"), 9)
 
+    def test_push_all_now_sends_every_number_whatever_odoo_recorded(self):
+        """A shop edited by hand, or restored from a backup, shows another
+        number than the one Odoo recorded as pushed: *Push All Now* sends
+        each binding's number again, while a settings change that moves no
+        number skips the bindings it did not move."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        self.bind(channel, self.product_a)
+        self.bind(channel, self.product_b)
+        self.product_a._scs_job_push_sku()
+        self.product_b._scs_job_push_sku()
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        sim.set_stock("SCS-MUG", 40)
+        sim.set_stock("SCS-CAP", 41)
+        pushes = len(sim.history)
+        # what a settings change asks for: the numbers it moved only
+        channel.action_push_all(force=False)
+        self.run_jobs("_scs_job_push_batch")
+        self.assertEqual(len(sim.history), pushes)
+        self.assertEqual(sim.quantity("SCS-MUG"), 40)
+        res = channel.action_push_all()
+        self.assertIn("whatever the channel shows", str(res))
+        self.run_jobs("_scs_job_push_batch")
+        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        self.assertEqual(sim.quantity("SCS-CAP"), 5)
+
     def test_delivery_return_scrap_adjustment(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim)
