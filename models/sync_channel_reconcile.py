@@ -620,6 +620,7 @@ class SyncChannel(models.Model):
             why = "dry run" if dry_run else "safety limit" if limited else "push off"
             self._scs_record_drift(drift, why)
         if correct:
+            self._scs_note_levels_read(drift)
             reasons = {b.id: reason for b, (_s, _p, reason) in drift.items()}
             self.env["channel.binding"].union(*drift)._scs_push(
                 force=True, kind="correction", reasons=reasons
@@ -630,6 +631,19 @@ class SyncChannel(models.Model):
             if on
         ]
         return f"checked {len(bindings)}, drift {len(drift)} {' '.join(notes)}"
+
+    def _scs_note_levels_read(self, drift):
+        """Record what the channel holds, as the pass just read it, before
+        correcting it: the correction compares against it (Shopify's
+        compare-and-set), as a level webhook's does, so that a hand edit is
+        not taken for units sold there and kept; a sale made since the read
+        still fails the compare and is not offered again."""
+        now = fields.Datetime.now()
+        for binding, (seen, _published, _reason) in drift.items():
+            if seen is not None and (
+                seen != binding.last_seen_qty or not binding.last_seen_at
+            ):
+                binding.write({"last_seen_qty": seen, "last_seen_at": now})
 
     def _scs_over_safety_limit(self, unexplained, batch_size):
         """Whether a batch's unexplained drift exceeds the safety share.

@@ -181,6 +181,15 @@ class TestChannelTypes(SyncCase):
             limit=1,
         )
         self.assertIn("Odoo does not know of yet", event.response)
+        # a hand edit on Shopify, no sale: one reconciliation pass puts
+        # Odoo's number back (compared against the level it read, not taken
+        # for units sold there)
+        sim.set_level("SCS-MUG", 3)
+        channel._scs_start_reconcile()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 8)
+        binding.invalidate_recordset()
+        self.assertEqual((binding.last_pushed_qty, binding.last_seen_qty), (8, 8))
 
     def woo_channel(self, sim):
         return self.channel_from_form(
