@@ -586,17 +586,21 @@ class ChannelBinding(models.Model):
         now = time.time()
         confirmed = result.quantity if result and result.quantity is not None else qty
         if self.push_state == "failed":
-            # a later push landed: older dead letters of this binding are moot
-            self.env["sync.event"].search(
+            # a later push landed: older dead letters of this binding are
+            # moot; each stays a failure on the dashboard (discarded from
+            # dead, as by hand): that push never reached the channel
+            older = self.env["sync.event"].search(
                 [
                     ("binding_id", "=", self.id),
                     ("direction", "=", "out"),
                     ("state", "in", ("dead", "failed", "queued")),
                     ("id", "!=", event.id),
                 ]
-            )._scs_set_state(
-                "skipped", reason=_("superseded by a later successful push")
             )
+            reason = _("superseded by a later successful push")
+            dead = older.filtered(lambda e: e.state == "dead")
+            (older - dead)._scs_set_state("skipped", reason=reason)
+            dead._scs_set_state("discarded", reason=reason, discarded_from="dead")
         self.write(
             {
                 "last_pushed_qty": qty,

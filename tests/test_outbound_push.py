@@ -921,6 +921,33 @@ class TestOutboundPush(SyncCase):
         self.assertIn("binding was deleted", third.reason)
         self.assertEqual(Job.load(self.env, job.uuid).perform(), "binding deleted")
 
+    def test_a_dead_letter_superseded_by_a_later_push_stays_a_failure(self):
+        """A later push lands: the binding's dead letter is closed, but that
+        push never reached the channel, so the dashboard still counts it as
+        a failure (as a dead letter discarded by hand)."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        sim.queue_response(503)
+        binding._scs_push()
+        self.assertEqual(binding.push_state, "failed")
+        self.product_a._scs_on_push_failed(exc_message="channel down")
+        dead = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("state", "=", "dead")]
+        )
+        self.assertEqual(len(dead), 1)
+        self.move_stock(self.product_a, 1)
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), 11)
+        self.assertEqual((dead.state, dead.discarded_from), ("discarded", "dead"))
+        self.assertIn("superseded", dead.reason)
+        board = self.env["sync.dashboard"].create(
+            {"period": "1", "channel_id": channel.id}
+        )
+        self.assertEqual(board.events_failed, 1)
+        self.assertLess(board.success_rate, 100.0)
+
     def test_uninstall_leaves_no_job_behind(self):
         """Uninstalling removes the module's waiting jobs (the runner would
         run them against a model that is gone) and its push sequence."""
