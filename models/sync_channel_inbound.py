@@ -75,6 +75,7 @@ from .sync_event import (
     log_lines,
 )
 from .sync_event_inbound import DELIVERY_LOCK
+from .sync_event_order import NoReserveSource
 
 _logger = logging.getLogger(__name__)
 
@@ -984,6 +985,9 @@ class SyncChannel(models.Model):
                 with self.env.cr.savepoint():
                     picking = event._scs_reserve(self, order_id, known)
                     event._scs_finish_order(picking, known)
+            except NoReserveSource as err:
+                event._scs_set_state("attention", error=str(err))
+                counts["handed_over"] += 1
             except RetryableJobError:
                 counts["waiting"] += 1
             except psycopg2.OperationalError as err:

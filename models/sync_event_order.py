@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timezone
 
 from odoo import _, api, fields, models
+from odoo.exceptions import UserError
 from odoo.tools import SQL
 
 from .job_store import lock_rows_or_retry
@@ -76,6 +77,12 @@ def _is_line_refund(order):
     other events (each releases its own lines, once) instead of replacing
     them."""
     return order.get("status") == "refunded" and bool(order.get("lines"))
+
+
+class NoReserveSource(UserError):
+    """The channel has nowhere to reserve an order from (its company has no
+    warehouse yet, none of the chosen ones is left): no retry can help
+    until one exists, so the event needs attention, not retries."""
 
 
 class SyncEventOrder(models.Model):
@@ -404,7 +411,11 @@ class SyncEventOrder(models.Model):
             # one confirmation, one reservation for all of them)
             defer.append((self, order_id, known))
             return DEFERRED
-        picking = self._scs_reserve(channel, order_id, known)
+        try:
+            picking = self._scs_reserve(channel, order_id, known)
+        except NoReserveSource as err:
+            self._scs_set_state("attention", error=str(err))
+            return "no stock location"
         result = self._scs_finish_order(
             picking, known, refunded, as_of, dropped=dropped
         )
@@ -771,6 +782,17 @@ class SyncEventOrder(models.Model):
                 .search([("company_id", "=", channel.company_id.id)], limit=1)
             )
             sources = warehouse.lot_stock_id
+        if not sources:
+            raise NoReserveSource(
+                _(
+                    "%(channel)s has no stock location to reserve orders from:"
+                    " its company %(company)s has no warehouse, or the"
+                    " channel's warehouses and locations are archived. Create"
+                    " or choose one, then replay the event.",
+                    channel=channel.name,
+                    company=channel.company_id.name,
+                )
+            )
         return sources
 
     @staticmethod

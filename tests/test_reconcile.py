@@ -98,6 +98,36 @@ class TestReconcile(SyncCase):
             [(3, 0, 0, False), (3, 3, 3, False)],
         )
 
+    def test_order_of_a_company_without_warehouse_needs_attention(self):
+        """A company without a warehouse (a new one, before its first, or
+        its only one archived): its channel's order needs attention, with
+        why, instead of failing its retries into a dead letter; a run's
+        other orders are reserved."""
+        company = self.env["res.company"].create({"name": "No Warehouse Co"})
+        self.env["stock.warehouse"].search([("company_id", "=", company.id)]).write(
+            {"active": False}
+        )
+        channel = self.make_channel(
+            self.sim, name="Bare", company_id=company.id, warehouse_ids=[]
+        )
+        self.bind(channel, self.product_a)
+        events = self.env["sync.event"]
+        for key, target in (("msg_bare", channel), ("msg_ok", self.channel)):
+            order = ChannelOrder(key.upper(), "open", [OrderLine("SCS-MUG", 1)])
+            self.env["sync.event"]._scs_record_inbound(
+                target,
+                [InboundEvent("order", key, order=order)],
+                b"{}",
+                "order.created",
+            )
+            events |= self.env["sync.event"].search([("idempotency_key", "=", key)])
+        self.run_jobs("_scs_job_apply_inbound")
+        bare, ok = events
+        self.assertEqual(bare.state, "attention")
+        self.assertIn("has no stock location to reserve orders from", bare.error)
+        self.assertEqual(ok.state, "applied", ok.error)
+        self.assertFalse(self.sync_jobs("_scs_job_apply"), "no retry job")
+
     def test_sale_awaiting_its_apply_job_is_not_overwritten(self):
         """The shop sold 2 and lowered its figure; the order's webhook is
         recorded but its apply job has not run yet. The pass leaves that SKU
