@@ -76,6 +76,10 @@ PASS_TIMEOUT_HOURS = 6
 #: capacity below ``root.channel_sync``'s, so that a pass never takes every
 #: slot (see the README)
 RECONCILE_PRIORITY = 20
+#: channel types that send this module no webhook: their orders are polled
+#: (every ``DEFAULT_POLL_MINUTES`` by default), not left to the hourly pass
+POLL_TYPES = ("amazon", "ebay")
+DEFAULT_POLL_MINUTES = 2
 
 
 class SyncChannel(models.Model):
@@ -105,6 +109,17 @@ class SyncChannel(models.Model):
         "or absent, such as Amazon).",
     )
     order_fetch_overlap = fields.Integer("Order Fetch Overlap (min)", default=15)
+    order_poll_interval = fields.Integer(
+        "Poll Orders Every (min)",
+        compute="_compute_order_poll_interval",
+        store=True,
+        readonly=False,
+        precompute=True,
+        help="Between passes, the channel's new orders are fetched this often "
+        "and reserved, so that a sale reaches the other channels within "
+        "minutes, not at the next pass (channels that send no webhooks: "
+        "Amazon and eBay, 2 minutes by default). 0: at the passes only.",
+    )
     last_order_fetch_at = fields.Datetime(readonly=True)
     reconcile_started_at = fields.Datetime("Last Pass Started", readonly=True)
     reconcile_started_ts = fields.Float(readonly=True, digits=(16, 3))
@@ -138,6 +153,15 @@ class SyncChannel(models.Model):
                 100.0 * channel.last_reconcile_drift / checked if checked else 0.0
             )
 
+    @api.depends("channel_type")
+    def _compute_order_poll_interval(self):
+        """Channels that send no webhooks are polled, the others not (a
+        default by type, which the user may change)."""
+        for channel in self:
+            channel.order_poll_interval = (
+                DEFAULT_POLL_MINUTES if channel.channel_type in POLL_TYPES else 0
+            )
+
     # -- entry points --
     @api.model
     def _scs_cron_reconcile(self):
@@ -151,6 +175,62 @@ class SyncChannel(models.Model):
                 continue  # the next tick, once it has closed
             channel._scs_start_reconcile()
         return True
+
+    @api.model
+    def _scs_cron_poll_orders(self):
+        """Every minute: a poll of its orders for each channel that is due.
+
+        Amazon and eBay send this module no webhook: a sale there would
+        otherwise reach Odoo, and the other channels, at the next pass, and
+        any push of the SKU meanwhile would offer the sold units again on
+        that marketplace. One job per channel (its identity key keeps one
+        waiting), none while a pass runs (the pass fetches them first).
+        Returns the channels polled.
+        """
+        now = fields.Datetime.now()
+        channels = self.search(
+            [("order_poll_interval", ">", 0), ("fetch_orders", "=", True)]
+        )
+        polled = self.browse()
+        for channel in channels:
+            last = channel.last_order_fetch_at
+            due = not last or last + timedelta(
+                minutes=channel.order_poll_interval
+            ) <= now + timedelta(seconds=5)
+            if not due or channel._scs_pass_running():
+                continue
+            channel.with_delay(
+                identity_key=f"stock_channel_sync.poll.{channel.id}",
+                description=f"Poll the orders of {channel.name}",
+            )._scs_job_poll_orders()
+            polled |= channel
+        return polled
+
+    def _scs_job_poll_orders(self):
+        """Fetch and apply the channel's new orders (between passes).
+
+        A paused channel is asked no sooner than its pushes would be; a
+        retryable error (5xx, 429, a timeout) is retried with backoff, the
+        next minute's poll waiting for this one; an error for good is shown
+        on the channel, as a pass shows it.
+        """
+        self.ensure_one()
+        if not self.active or not self.fetch_orders or self._scs_pass_running():
+            return "not polled: channel archived, not fetching, or in a pass"
+        probing = self._scs_wait_for_pause()
+        try:
+            fetched = self._scs_fetch_orders()
+            probing._scs_answered()
+        except ChannelError as err:
+            if isinstance(err, UnreachableError):
+                self._scs_pause(err)
+            if err.retryable:
+                raise retry_later(err) from err
+            self.last_reconcile_error = _(
+                "the channel's orders could not be read: %s", err
+            )
+            return f"not polled: {err}"
+        return f"{fetched} order event(s) fetched"
 
     def _scs_pass_running(self):
         """Whether a pass of this channel (real or dry) started and has not

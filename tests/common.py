@@ -100,6 +100,7 @@ class SyncCaseMixin:
         "_scs_job_apply_inbound",
         "_scs_job_reconcile_start",
         "_scs_job_reconcile_batch",
+        "_scs_job_poll_orders",
     )
 
     def sync_jobs(self, method=None, states=("pending",)):

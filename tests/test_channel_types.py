@@ -303,6 +303,47 @@ class TestChannelTypes(SyncCase):
         self.assertEqual(self.product_b.free_qty, 5)
         self.assertEqual(self.product_a.free_qty, 8)
 
+    def test_amazon_orders_are_polled_between_passes(self):
+        """Amazon sends this module no webhook: the minute cron polls its
+        orders (every 2 minutes by default, for Amazon and eBay only), so a
+        sale there is reserved, and pushed to the other channels, within
+        minutes instead of at the next pass. One job per channel waits; a
+        channel polled recently, or in a pass, is not polled."""
+        sim = self.start(AmazonSimulator())
+        (row,) = sim.seed_skus(1, quantity=0)
+        channel = self.channel_from_form("amazon", **sim.config_fields())
+        self.assertEqual(channel.order_poll_interval, 2)
+        self.assertEqual(self.make_channel().order_poll_interval, 0, "webhooks")
+        self.bind(channel, self.product_a, sku=row["sku"])
+        other_sim = self.start(GenericSimulator())
+        other = self.make_channel(other_sim)
+        self.bind(other, self.product_a)
+        self.product_a._scs_job_push_sku(force=True)
+        self.assertEqual(other_sim.quantity("SCS-MUG"), 10)
+        order_id = sim.seed_order([(row["sku"], 3)])
+        Channel = self.env["sync.channel"]
+        # the other channels of the database are not this test's
+        Channel.search([("id", "!=", channel.id)]).order_poll_interval = 0
+        self.assertEqual(Channel._scs_cron_poll_orders(), channel)
+        Channel._scs_cron_poll_orders()
+        self.assertEqual(len(self.sync_jobs("_scs_job_poll_orders")), 1)
+        self.run_jobs()
+        picking = self.env["stock.picking"].search(
+            [
+                ("scs_channel_id", "=", channel.id),
+                ("scs_external_order_id", "=", order_id),
+            ]
+        )
+        self.assertEqual(picking.move_ids.quantity, 3)
+        self.assertEqual(other_sim.quantity("SCS-MUG"), 7)
+        # polled a moment ago: not due
+        self.assertFalse(Channel._scs_cron_poll_orders())
+        self.assertFalse(self.sync_jobs("_scs_job_poll_orders"))
+        channel.order_poll_interval = 0
+        channel.last_order_fetch_at = False
+        Channel._scs_cron_poll_orders()
+        self.assertFalse(self.sync_jobs("_scs_job_poll_orders"), "polling off")
+
     def test_ebay(self):
         sim = self.start(EbaySimulator())
         (row,) = sim.seed_skus(1, quantity=0)
