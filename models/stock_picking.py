@@ -10,7 +10,15 @@ covers alone has one transfer per warehouse it is reserved from; a backorder
 (a partial shipment) keeps the order's id.
 """
 
-from odoo import api, fields, models
+from odoo import _, api, fields, models
+from odoo.exceptions import AccessError
+
+#: what ties a transfer to a channel's order: set by the module only (or a
+#: sync manager); a stock user retagging a transfer would make an order's
+#: cancellation release nothing, or a new order reserve nothing
+ORDER_FIELDS = frozenset(
+    {"scs_channel_id", "scs_external_order_id", "scs_cancelled_in_odoo"}
+)
 
 
 class StockPicking(models.Model):
@@ -21,6 +29,10 @@ class StockPicking(models.Model):
         string="Sales Channel",
         readonly=True,
         index="btree_not_null",
+        # a duplicate (or a return) is no reservation of the order; a
+        # backorder gets the order's channel and id from
+        # _create_backorder_picking
+        copy=False,
         # a transfer of another company tagged with a channel's order would
         # be taken for that order's reservation, and block it (stock.picking
         # checks no company by itself: see create and write)
@@ -45,15 +57,36 @@ class StockPicking(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        for vals in vals_list:
+            self._scs_check_order_fields(vals)
         pickings = super().create(vals_list)
         pickings.filtered("scs_channel_id")._check_company(["scs_channel_id"])
         return pickings
 
     def write(self, vals):
+        self._scs_check_order_fields(vals)
         res = super().write(vals)
         if {"scs_channel_id", "company_id"} & set(vals):
             self.filtered("scs_channel_id")._check_company(["scs_channel_id"])
         return res
+
+    def _scs_check_order_fields(self, vals):
+        """The order fields are readonly in the views, which an RPC call
+        does not go through: only the module (as the superuser) and sync
+        managers set them."""
+        if (
+            self.env.su
+            or not ORDER_FIELDS.intersection(vals)
+            or self.env.user.has_group("stock_channel_sync.group_sync_manager")
+        ):
+            return
+        raise AccessError(
+            _(
+                "Only Stock Channel Sync sets a transfer's sales channel and"
+                " channel order: the channel's cancellations and updates"
+                " find the order's reservation by them."
+            )
+        )
 
     def action_cancel(self):
         """Note a channel order's transfer cancelled by a user (the module
@@ -61,7 +94,7 @@ class StockPicking(models.Model):
         if not self.env.context.get("scs_release"):
             self.filtered(
                 lambda p: p.scs_external_order_id and p.state not in ("done", "cancel")
-            ).write({"scs_cancelled_in_odoo": True})
+            ).sudo().write({"scs_cancelled_in_odoo": True})
         return super().action_cancel()
 
     def _create_backorder_picking(self):
@@ -71,5 +104,10 @@ class StockPicking(models.Model):
         counts the first transfer of an order only)."""
         backorder = super()._create_backorder_picking()
         if self.scs_external_order_id:
-            backorder.scs_external_order_id = self.scs_external_order_id
+            backorder.sudo().write(
+                {
+                    "scs_channel_id": self.scs_channel_id.id,
+                    "scs_external_order_id": self.scs_external_order_id,
+                }
+            )
         return backorder

@@ -220,6 +220,51 @@ class TestSecurity(SyncCase):
                 ),
             )
 
+    def test_stock_users_cannot_retag_a_channel_order_s_transfer(self):
+        """The order fields are readonly in the views only: over RPC a stock
+        user could rename an order's transfer (its cancellation would then
+        release nothing) or tag a draft one with an order to come (that
+        order would reserve nothing). Only the module and sync managers set
+        them; cancelling and duplicating a channel's transfer still work."""
+        picking = self.env["stock.picking"].create(
+            {
+                "picking_type_id": self.env.ref("stock.picking_type_out").id,
+                "scs_channel_id": self.channel.id,
+                "scs_external_order_id": "SEC-1",
+            }
+        )
+        stock_user = new_test_user(
+            self.env, login="scs_stock_only", groups="stock.group_stock_user"
+        )
+        as_stock = picking.with_user(stock_user)
+        for vals in (
+            {"scs_external_order_id": "RENAMED"},
+            {"scs_channel_id": False},
+            {"scs_cancelled_in_odoo": True},
+        ):
+            with self.assertRaises(AccessError):
+                as_stock.write(vals)
+        with self.assertRaises(AccessError):
+            self.env["stock.picking"].with_user(stock_user).create(
+                {
+                    "picking_type_id": self.env.ref("stock.picking_type_out").id,
+                    "scs_channel_id": self.channel.id,
+                    "scs_external_order_id": "HIJ-1",
+                }
+            )
+        self.assertEqual(picking.scs_external_order_id, "SEC-1")
+        duplicate = as_stock.copy()
+        self.assertFalse(duplicate.scs_channel_id or duplicate.scs_external_order_id)
+        as_stock.action_cancel()
+        self.assertTrue(picking.scs_cancelled_in_odoo)
+        stock_manager = new_test_user(
+            self.env,
+            login="scs_stock_sync_manager",
+            groups="stock.group_stock_user,stock_channel_sync.group_sync_manager",
+        )
+        picking.with_user(stock_manager).write({"scs_external_order_id": "SEC-2"})
+        self.assertEqual(picking.scs_external_order_id, "SEC-2")
+
     def test_portal_and_public_reach_nothing(self):
         public = self.env.ref("base.public_user")
         for user in (self.portal, public):
