@@ -1015,16 +1015,11 @@ class SyncEventOrder(models.Model):
                 quantity=qty,
                 error=error,
             )
+            # the incident's own figures (what was asked, offered and could
+            # be reserved), not the whole line as if none of it was there
             self.channel_id._scs_notify(
                 _("Oversell on %s", binding.sku),
-                _(
-                    "Order %(order)s sold %(qty)s of %(sku)s beyond what was "
-                    "available. "
-                    "Every channel is being pushed the new quantity.",
-                    order=picking[:1].scs_external_order_id,
-                    qty=qty,
-                    sku=binding.sku,
-                ),
+                error + " " + _("Every channel is being pushed the new quantity."),
             )
             binding.product_id._scs_push_at_commit(force=True)
 

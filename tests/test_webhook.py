@@ -1549,7 +1549,10 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         activities = self.env["mail.activity"].search(
             [("res_model", "=", "sync.channel"), ("res_id", "=", self.generic.id)]
         )
-        self.assertTrue(activities)
+        alert = activities.filtered(lambda a: a.summary == "Oversell on SCS-MUG")
+        self.assertEqual(len(alert), 1)
+        # the incident's figures, not the whole line as if none was there
+        self.assertIn("was offered 2 and 5 could be reserved", str(alert.note))
         forced = self.sync_jobs("_scs_job_push_sku").filtered(
             lambda j: j.identity_key.endswith(".force")
         )
