@@ -107,7 +107,15 @@ class SyncEventOperations(models.Model):
                     identity_key=event._scs_apply_identity(),
                     description=f"Retry {event.kind} {event.external_ref or ''}",
                 )._scs_job_apply()
-        return True
+        left = len(self) - len(events)
+        message = _("%s event(s) retried in the background.", len(events))
+        if left:
+            message += " " + _(
+                "%s left as they were: only dead and failed events are retried"
+                " (a push is sent again by the binding's Push Now).",
+                left,
+            )
+        return self.env["sync.channel"]._scs_notification(_("Retry"), message)
 
     def action_discard(self):
         return {
@@ -155,6 +163,25 @@ class SyncEventOperations(models.Model):
             )._scs_job_apply()
             replays |= replay
         return replays
+
+    def action_replay_selected(self):
+        """The Replay button: replays, and says how many and why not the
+        others (only inbound orders, cancellations and levels replay; a
+        push is sent again by Retry or Push Now)."""
+        replays = self.action_replay()
+        message = _(
+            "%s event(s) replayed in the background: applying is idempotent,"
+            " what was applied changes nothing.",
+            len(replays),
+        )
+        left = len(self) - len(replays)
+        if left:
+            message += " " + _(
+                "%s not replayed: only inbound orders, cancellations and levels"
+                " are (a push is sent again by Retry or the binding's Push Now).",
+                left,
+            )
+        return self.env["sync.channel"]._scs_notification(_("Replay"), message)
 
     def _scs_copy_as_replay(self):
         """A new event replaying this one, keyed ``<key>:replay:<n>``.

@@ -881,7 +881,10 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(dead.state, "dead")
         self.assertEqual(dead.error, "database went away")
         self.assertEqual(channel.dead_count, 1)
-        dead.action_retry()
+        applied = dead.copy({"state": "applied", "idempotency_key": "not-dead"})
+        answer = (dead | applied).action_retry()
+        self.assertIn("1 event(s) retried", answer["params"]["message"])
+        self.assertIn("1 left as they were", answer["params"]["message"])
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 10, "retrying pushes today's number")
 

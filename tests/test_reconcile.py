@@ -618,6 +618,15 @@ class TestReconcile(SyncCase):
         replay.unlink()
         again = event.action_replay()
         self.assertEqual(again.idempotency_key, "key-r1:replay:3")
+        # the button says what it did, and why not for an outbound event
+        pushed = self.env["sync.event"].search(
+            [("direction", "=", "out"), ("channel_id", "=", self.channel.id)], limit=1
+        )
+        self.assertTrue(pushed)
+        answer = (event | pushed).action_replay_selected()
+        self.assertIn("1 event(s) replayed", answer["params"]["message"])
+        self.assertIn("1 not replayed", answer["params"]["message"])
+        self.run_jobs()
 
     def reconcile_activities(self):
         return self.env["mail.activity"].search(
