@@ -229,6 +229,22 @@ class SyncEventOperations(models.Model):
         )
 
     # -- retention --
+    @api.model
+    def _scs_retention_days(self, name, default):
+        """A retention parameter in days. A value that is no number of days
+        (``"7.5"`` is read as 7; ``"a week"``, or below 1) keeps the
+        default, with an error in the log: retention never stops on it."""
+        key = f"stock_channel_sync.{name}"
+        value = self.env["ir.config_parameter"].sudo().get_param(key, default)
+        try:
+            days = int(float(value))
+        except (TypeError, ValueError, OverflowError):
+            days = 0
+        if days < 1:
+            _logger.error("invalid %s %r: %s days kept", key, value, default)
+            return default
+        return days
+
     @api.autovacuum
     def _gc_sync_events(self):
         """Delete processed events past their retention; keep problems longer.
@@ -247,11 +263,8 @@ class SyncEventOperations(models.Model):
         gone, in a later call). The server log keeps the full history (one
         JSON line per event state, with its reason).
         """
-        params = self.env["ir.config_parameter"].sudo()
-        days = int(params.get_param("stock_channel_sync.event_retention_days", 30))
-        problem_days = int(
-            params.get_param("stock_channel_sync.problem_retention_days", 180)
-        )
+        days = self._scs_retention_days("event_retention_days", 30)
+        problem_days = self._scs_retention_days("problem_retention_days", 180)
         self.flush_model()
         self.env["channel.binding"].flush_model(["pending_event_id"])
         self.env["stock.picking"].flush_model(

@@ -890,6 +890,30 @@ class TestReconcile(SyncCase):
         self.assertEqual(replay.replay_of_id, replayed)
         self.assertEqual(binding.pending_event_id, waited)
 
+    def test_retention_days_that_are_no_number_keep_the_default(self):
+        """A retention of "7.5" days is 7; one that is no number of days
+        ("a week", 0) keeps the default instead of stopping retention."""
+        make = self._aged_event
+        params = self.env["ir.config_parameter"]
+        params.set_param("stock_channel_sync.event_retention_days", "7.5")
+        eight = make("eight-days", "applied", 8)
+        six = make("six-days", "applied", 6)
+        self.env.flush_all()
+        self.gc_events()
+        self.assertFalse(eight.exists())
+        self.assertTrue(six.exists())
+        for wrong in ("a week", "0"):
+            params.set_param("stock_channel_sync.event_retention_days", wrong)
+            month = make(f"month-{wrong}", "applied", 31)
+            fortnight = make(f"fortnight-{wrong}", "applied", 14)
+            self.env.flush_all()
+            with self.assertLogs(
+                "odoo.addons.stock_channel_sync.models.sync_event_operations", "ERROR"
+            ):
+                self.gc_events()
+            self.assertFalse(month.exists(), wrong)
+            self.assertTrue(fortnight.exists(), wrong)
+
     def test_retention_lets_a_replayed_order_go(self):
         """A dead order replayed (applied): the original is done with, so
         neither keeps the other once both are past their retention."""
