@@ -6,11 +6,13 @@ import time
 from unittest.mock import patch
 
 import psycopg2
+from lxml import etree
 
 from odoo import fields
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 from odoo.tools import SQL, mute_logger
+from odoo.tools.safe_eval import safe_eval
 
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.jobrunner.channels import ChannelManager
@@ -889,6 +891,27 @@ class TestReconcile(SyncCase):
         self.assertEqual(Event.search([("id", "in", events.ids)]), kept)
         self.assertEqual(replay.replay_of_id, replayed)
         self.assertEqual(binding.pending_event_id, waited)
+
+    def test_event_log_search_by_sku_finds_orders_of_several_skus(self):
+        """The event log's SKU search finds an order of several SKUs (its
+        subject names the order, its lines the SKUs), and no other order."""
+        Event = self.env["sync.event"]
+        for key, lines in (
+            ("key-two", [OrderLine("SCS-MUG", 1), OrderLine("SCS-CAP", 2)]),
+            ("key-mug", [OrderLine("SCS-MUG", 1)]),
+        ):
+            Event._scs_record_inbound(
+                self.channel,
+                [InboundEvent("order", key, order=ChannelOrder(key, "open", lines))],
+                b"{}",
+                "test",
+                enqueue=False,
+            )
+        arch = self.env.ref("stock_channel_sync.sync_event_view_search").arch
+        node = etree.fromstring(arch).xpath("//field[@name='sku']")[0]
+        domain = safe_eval(node.get("filter_domain"), {"self": "SCS-CAP"})
+        found = Event.search(domain + [("channel_id", "=", self.channel.id)])
+        self.assertEqual(found.mapped("idempotency_key"), ["key-two"])
 
     def test_retention_days_that_are_no_number_keep_the_default(self):
         """A retention of "7.5" days is 7; one that is no number of days
