@@ -4,10 +4,13 @@
 import time
 from datetime import timedelta
 
+from lxml import etree
+
 from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import SQL
+from odoo.tools.safe_eval import safe_eval
 
 from odoo.addons.queue_job.tests.common import trap_jobs
 
@@ -264,6 +267,27 @@ class TestSecurity(SyncCase):
         )
         picking.with_user(stock_manager).write({"scs_external_order_id": "SEC-2"})
         self.assertEqual(picking.scs_external_order_id, "SEC-2")
+
+    def test_responsible_user_is_chosen_among_those_who_open_the_channel(self):
+        """The form offers as responsible user (who gets the channel's
+        activities) only internal users of its company with Channel Sync
+        rights: a stock user, or another company's manager, could not open
+        the channel the activity is on."""
+        arch = self.env["sync.channel"].get_views([(False, "form")])["views"]["form"][
+            "arch"
+        ]
+        node = etree.fromstring(arch).xpath("//field[@name='user_id']")[0]
+        domain = safe_eval(
+            node.get("domain"), {"company_id": self.channel.company_id.id}
+        )
+        stock_only = new_test_user(
+            self.env, login="scs_stock_resp", groups="stock.group_stock_user"
+        )
+        offered = self.env["res.users"].search(domain)
+        self.assertIn(self.user, offered)
+        self.assertIn(self.manager, offered)
+        for user in (stock_only, self.other, self.portal):
+            self.assertNotIn(user, offered, user.login)
 
     def test_portal_and_public_reach_nothing(self):
         public = self.env.ref("base.public_user")
