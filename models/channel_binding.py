@@ -782,6 +782,8 @@ class ChannelBinding(models.Model):
                 eta=LOCK_RETRY_SECONDS,
                 description=f"Push {len(busy)} busy binding(s) again",
             )._scs_job_push_batch(force=force)
+        if force and free:
+            free._scs_note_live_levels()
         summary = free.with_context(
             scs_locked_binding_ids=frozenset(free.ids)
         )._scs_push(force=force)
@@ -791,6 +793,56 @@ class ChannelBinding(models.Model):
                 **summary
             )
         )
+
+    def _scs_levels_seen(self, levels):
+        """``{binding: quantity}``: what the channel's ``LiveLevel`` values
+        say each of these bindings holds (absent: it reports none)."""
+        live = {}
+        for level in levels:
+            for key in (level.external_variant_id, level.external_id, level.sku):
+                if key:
+                    live.setdefault(str(key), level.quantity)
+        seen = {}
+        for binding in self:
+            # a variation's own id, else its SKU: the product id it shares
+            # with its siblings (WooCommerce reports a variation's level
+            # under its parent too) would read a sibling's level for one
+            # that reports none (a variation selling without a stock level)
+            keys = (
+                (binding.external_variant_id, binding.sku)
+                if binding.external_variant_id
+                else (binding.external_id, binding.sku)
+            )
+            for key in keys:
+                if key and str(key) in live:
+                    seen[binding] = live[str(key)]
+                    break
+        return seen
+
+    def _scs_note_live_levels(self):
+        """*Push All Now* on a channel that compares before it sets
+        (Shopify): what the channel holds, read first, is the compare
+        value, so that a shop edited by hand or restored from a backup gets
+        Odoo's number, where the last figure Odoo saw would fail the compare
+        and the hand edit be taken for units sold there. A read that fails
+        leaves the compare value as it was (the pushes report the channel's
+        error themselves). ``self``: bindings of one channel."""
+        channel = self.channel_id
+        channel.ensure_one()
+        adapter = channel._scs_adapter()
+        if not adapter.compares_previous:
+            return
+        try:
+            levels = list(adapter.read_quantities([b._scs_update(0) for b in self]))
+        except ChannelError as err:
+            _logger.info(
+                "channel %s: levels not read before Push All Now: %s", channel.id, err
+            )
+            return
+        now = fields.Datetime.now()
+        for binding, seen in self._scs_levels_seen(levels).items():
+            if seen != binding.last_seen_qty or not binding.last_seen_at:
+                binding.write({"last_seen_qty": seen, "last_seen_at": now})
 
     def _scs_job_push_binding(self):
         """Retry job of one failed binding: push today's number again.

@@ -605,7 +605,6 @@ class SyncChannel(models.Model):
         )
         adapter = self._scs_adapter()
         updates = [b._scs_update(0) for b in bindings]
-        live = {}
         probing = self._scs_wait_for_pause()
         try:
             levels = list(adapter.read_quantities(updates))
@@ -622,27 +621,11 @@ class SyncChannel(models.Model):
             # help, the channel shows why and the pass closes
             self._scs_reconcile_batch_unread(str(err))
             return f"not compared: {err}"
-        for level in levels:
-            for key in (level.external_variant_id, level.external_id, level.sku):
-                if key:
-                    live.setdefault(str(key), level.quantity)
+        seen_of = bindings._scs_levels_seen(levels)
         quantities = bindings._scs_quantities()
         drift = {}
         for binding in bindings:
-            seen = None
-            # a variation's own id, else its SKU: the product id it shares
-            # with its siblings (WooCommerce reports a variation's level
-            # under its parent too) would read a sibling's level for one
-            # that reports none (a variation selling without a stock level)
-            keys = (
-                (binding.external_variant_id, binding.sku)
-                if binding.external_variant_id
-                else (binding.external_id, binding.sku)
-            )
-            for key in keys:
-                if key and str(key) in live:
-                    seen = live[str(key)]
-                    break
+            seen = seen_of.get(binding)
             published = quantities[binding.id].published
             if seen == published:
                 continue

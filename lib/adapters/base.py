@@ -357,6 +357,10 @@ class ChannelAdapter:
     max_batch = 1
     #: HTTP requests one batch costs at the least (a feed protocol needs several)
     calls_per_batch = 1
+    #: whether a set is compared with ``StockUpdate.previous_quantity`` (a
+    #: compare-and-set that keeps units sold there): a forced push of the
+    #: whole channel reads the live levels first, as the compare value
+    compares_previous = False
 
     def __init__(self, config, session=None, clock=time.time):
         self.config = config

@@ -305,6 +305,7 @@ class ShopifyAdapter(ChannelAdapter):
 
     channel_type = "shopify"
     max_batch = MAX_QUANTITIES
+    compares_previous = True
 
     def __init__(self, config, session=None, clock=time.time, sleep=time.sleep):
         super().__init__(config, session=session, clock=clock)
