@@ -76,10 +76,11 @@ PASS_TIMEOUT_HOURS = 6
 #: capacity below ``root.channel_sync``'s, so that a pass never takes every
 #: slot (see the README)
 RECONCILE_PRIORITY = 20
-#: channel types that send this module no webhook: their orders are polled
-#: (every ``DEFAULT_POLL_MINUTES`` by default), not left to the hourly pass
-POLL_TYPES = ("amazon", "ebay")
-DEFAULT_POLL_MINUTES = 2
+#: minutes between two polls of the orders of the channel types that send
+#: this module no webhook, not left to the hourly pass; Amazon's
+#: ``searchOrders`` refills one call per 179 s (burst 20): every 4 minutes,
+#: with the hourly pass's fetch, stays within it
+POLL_MINUTES = {"amazon": 4, "ebay": 2}
 
 
 class SyncChannel(models.Model):
@@ -118,9 +119,11 @@ class SyncChannel(models.Model):
         help="Between passes, the channel's new orders are fetched this often "
         "and reserved, so that a sale reaches the other channels within "
         "minutes, not at the next pass (channels that send no webhooks: "
-        "Amazon and eBay, 2 minutes by default). 0: at the passes only.",
+        "Amazon every 4 minutes, eBay every 2, by default). 0: at the passes "
+        "only. A channel in dry run, or whose passes are off, is not polled.",
     )
     last_order_fetch_at = fields.Datetime(readonly=True)
+    last_order_poll_at = fields.Datetime("Last Order Poll", readonly=True)
     reconcile_started_at = fields.Datetime("Last Pass Started", readonly=True)
     reconcile_started_ts = fields.Float(readonly=True, digits=(16, 3))
     last_reconcile_at = fields.Datetime("Last Pass Finished", readonly=True)
@@ -158,9 +161,7 @@ class SyncChannel(models.Model):
         """Channels that send no webhooks are polled, the others not (a
         default by type, which the user may change)."""
         for channel in self:
-            channel.order_poll_interval = (
-                DEFAULT_POLL_MINUTES if channel.channel_type in POLL_TYPES else 0
-            )
+            channel.order_poll_interval = POLL_MINUTES.get(channel.channel_type, 0)
 
     # -- entry points --
     @api.model
@@ -189,11 +190,20 @@ class SyncChannel(models.Model):
         """
         now = fields.Datetime.now()
         channels = self.search(
-            [("order_poll_interval", ">", 0), ("fetch_orders", "=", True)]
+            [
+                ("order_poll_interval", ">", 0),
+                ("fetch_orders", "=", True),
+                # a dry run changes nothing; passes off take no order either
+                ("reconcile_dry_run", "=", False),
+                ("reconcile_interval", ">", 0),
+            ]
         )
         polled = self.browse()
         for channel in channels:
-            last = channel.last_order_fetch_at
+            # the last attempt too: a poll that fails for good is not sent
+            # again every minute
+            tried = [channel.last_order_fetch_at, channel.last_order_poll_at]
+            last = max((t for t in tried if t), default=None)
             due = not last or last + timedelta(
                 minutes=channel.order_poll_interval
             ) <= now + timedelta(seconds=5)
@@ -215,9 +225,19 @@ class SyncChannel(models.Model):
         on the channel, as a pass shows it.
         """
         self.ensure_one()
-        if not self.active or not self.fetch_orders or self._scs_pass_running():
-            return "not polled: channel archived, not fetching, or in a pass"
+        if (
+            not self.active
+            or not self.fetch_orders
+            or self.reconcile_dry_run
+            or self.reconcile_interval <= 0
+            or self._scs_pass_running()
+        ):
+            return (
+                "not polled: archived, not fetching, dry run, passes off or in a pass"
+            )
         probing = self._scs_wait_for_pause()
+        self.last_order_poll_at = fields.Datetime.now()
+        unread = _("the channel's orders could not be read: %s", "")
         try:
             fetched = self._scs_fetch_orders()
             probing._scs_answered()
@@ -226,10 +246,13 @@ class SyncChannel(models.Model):
                 self._scs_pause(err)
             if err.retryable:
                 raise retry_later(err) from err
-            self.last_reconcile_error = _(
-                "the channel's orders could not be read: %s", err
-            )
+            error = _("the channel's orders could not be read: %s", err)
+            self.last_reconcile_error = error
+            self._scs_notify(_("Orders not polled"), error, key="poll")
             return f"not polled: {err}"
+        if (self.last_reconcile_error or "").startswith(unread):
+            # read again: the error shown on the channel is over
+            self.last_reconcile_error = False
         return f"{fetched} order event(s) fetched"
 
     def _scs_pass_running(self):

@@ -14,6 +14,9 @@ from .sync_event import APPLY_KINDS, FINAL_STATES
 
 _logger = logging.getLogger(__name__)
 
+#: the longest retention honoured (days)
+MAX_RETENTION_DAYS = 36500
+
 
 #: rows one retention call deletes, per kind (final, problems)
 GC_CHUNK = 10000
@@ -233,7 +236,8 @@ class SyncEventOperations(models.Model):
     def _scs_retention_days(self, name, default):
         """A retention parameter in days. A value that is no number of days
         (``"7.5"`` is read as 7; ``"a week"``, or below 1) keeps the
-        default, with an error in the log: retention never stops on it."""
+        default, with an error in the log, and one over a century is a
+        century: retention never stops on it."""
         key = f"stock_channel_sync.{name}"
         value = self.env["ir.config_parameter"].sudo().get_param(key, default)
         try:
@@ -243,7 +247,9 @@ class SyncEventOperations(models.Model):
         if days < 1:
             _logger.error("invalid %s %r: %s days kept", key, value, default)
             return default
-        return days
+        # a century keeps everything: more would overflow the date it counts
+        # back to, and the error would stop retention
+        return min(days, MAX_RETENTION_DAYS)
 
     @api.autovacuum
     def _gc_sync_events(self):

@@ -311,14 +311,14 @@ class TestChannelTypes(SyncCase):
 
     def test_amazon_orders_are_polled_between_passes(self):
         """Amazon sends this module no webhook: the minute cron polls its
-        orders (every 2 minutes by default, for Amazon and eBay only), so a
+        orders (every 4 minutes by default for Amazon, 2 for eBay), so a
         sale there is reserved, and pushed to the other channels, within
         minutes instead of at the next pass. One job per channel waits; a
         channel polled recently, or in a pass, is not polled."""
         sim = self.start(AmazonSimulator())
         (row,) = sim.seed_skus(1, quantity=0)
         channel = self.channel_from_form("amazon", **sim.config_fields())
-        self.assertEqual(channel.order_poll_interval, 2)
+        self.assertEqual(channel.order_poll_interval, 4)
         self.assertEqual(self.make_channel().order_poll_interval, 0, "webhooks")
         self.bind(channel, self.product_a, sku=row["sku"])
         other_sim = self.start(GenericSimulator())
@@ -345,10 +345,36 @@ class TestChannelTypes(SyncCase):
         # polled a moment ago: not due
         self.assertFalse(Channel._scs_cron_poll_orders())
         self.assertFalse(self.sync_jobs("_scs_job_poll_orders"))
-        channel.order_poll_interval = 0
-        channel.last_order_fetch_at = False
-        Channel._scs_cron_poll_orders()
-        self.assertFalse(self.sync_jobs("_scs_job_poll_orders"), "polling off")
+        channel.last_order_fetch_at = channel.last_order_poll_at = False
+        for off in (
+            {"reconcile_dry_run": True},
+            {"reconcile_interval": 0},
+            {"order_poll_interval": 0},
+        ):
+            with self.subTest(off=off):
+                channel.write(off)
+                self.assertFalse(Channel._scs_cron_poll_orders())
+                channel.write(
+                    {
+                        "reconcile_dry_run": False,
+                        "reconcile_interval": 1,
+                        "order_poll_interval": 4,
+                    }
+                )
+        # refused for good: shown on the channel, with an activity, and not
+        # asked again before the interval; read again, the error is over
+        sim.client_secret = "rotated"
+        sim.expire_tokens()
+        self.assertEqual(Channel._scs_cron_poll_orders(), channel)
+        self.run_jobs("_scs_job_poll_orders")
+        self.assertIn("could not be read", channel.last_reconcile_error)
+        self.assertTrue(channel._scs_has_activity("Orders not polled"))
+        self.assertFalse(Channel._scs_cron_poll_orders(), "not every minute")
+        sim.client_secret = channel.sudo().api_secret
+        channel.last_order_poll_at = False
+        self.assertEqual(Channel._scs_cron_poll_orders(), channel)
+        self.run_jobs("_scs_job_poll_orders")
+        self.assertFalse(channel.last_reconcile_error)
 
     def test_ebay(self):
         sim = self.start(EbaySimulator())

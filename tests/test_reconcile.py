@@ -925,6 +925,12 @@ class TestReconcile(SyncCase):
         self.gc_events()
         self.assertFalse(eight.exists())
         self.assertTrue(six.exists())
+        params.set_param("stock_channel_sync.event_retention_days", "99999999999")
+        params.set_param("stock_channel_sync.problem_retention_days", "1000000")
+        self.env.flush_all()
+        self.gc_events()  # a century: nothing of this test is that old
+        self.assertTrue(six.exists())
+        params.set_param("stock_channel_sync.problem_retention_days", "180")
         for wrong in ("a week", "0"):
             params.set_param("stock_channel_sync.event_retention_days", wrong)
             month = make(f"month-{wrong}", "applied", 31)
