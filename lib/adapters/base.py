@@ -472,6 +472,12 @@ class ChannelAdapter:
             return response
         except requests.Timeout as err:
             raise UnreachableError(f"timeout: {err}") from err
+        except requests.exceptions.ChunkedEncodingError as err:
+            # the connection closed under the body (urllib3 2 checks the
+            # declared length itself; before, _check_complete does)
+            raise UnreachableError(
+                f"connection error: the answer ended early: {err}"
+            ) from err
         except requests.ConnectionError as err:
             raise UnreachableError(f"connection error: {err}") from err
         except requests.RequestException as err:
@@ -515,8 +521,8 @@ def _check_complete(method, response):
         return
     if isinstance(received, int) and received < expected:
         raise UnreachableError(
-            f"connection error: the answer ended after {received} of its"
-            f" {expected} bytes"
+            f"connection error: the answer ended early, after {received} of"
+            f" its {expected} bytes"
         )
 
 

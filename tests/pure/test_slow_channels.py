@@ -421,7 +421,9 @@ def test_an_answer_cut_short_of_its_length_is_no_answer(sent):
     listener, url = _keep_alive_server(answer)
     try:
         adapter = make_adapter(timeout=2.0)
-        with pytest.raises(UnreachableError, match=f"after {sent} of its 100 bytes"):
+        # urllib3 2 finds it itself, urllib3 1.26 hands the body over as
+        # complete: the adapter's check finds it then
+        with pytest.raises(UnreachableError, match="the answer ended early"):
             adapter.request("GET", f"{url}/cut")
         assert adapter.request("GET", f"{url}/whole").json() == {"ok": True}
         assert adapter.request("GET", f"{url}/gzip").json() == {"ok": True}
