@@ -235,9 +235,26 @@ class SyncChannel(models.Model):
             return (
                 "not polled: archived, not fetching, dry run, passes off or in a pass"
             )
-        probing = self._scs_wait_for_pause()
         self.last_order_poll_at = fields.Datetime.now()
         unread = _("the channel's orders could not be read: %s", "")
+        fetched, error = self._scs_fetch_orders_watched("poll")
+        if error:
+            self.last_reconcile_error = error
+            self._scs_notify(_("Orders not polled"), error, key="poll")
+            return f"not polled: {error}"
+        if (self.last_reconcile_error or "").startswith(unread):
+            # read again: the error shown on the channel is over
+            self.last_reconcile_error = False
+        return f"{fetched} order event(s) fetched"
+
+    def _scs_fetch_orders_watched(self, what):
+        """``_scs_fetch_orders`` as a pass or a poll runs it: ``(fetched,
+        error)``. A paused channel is asked no sooner than its pushes would
+        be; a channel that does not answer is paused; a retryable error
+        (5xx, 429, a timeout) retries the job after the channel's
+        Retry-After or the job's retry pattern; an error for good is
+        answered, for the caller to show on the channel."""
+        probing = self._scs_wait_for_pause()
         try:
             fetched = self._scs_fetch_orders()
             probing._scs_answered()
@@ -245,15 +262,12 @@ class SyncChannel(models.Model):
             if isinstance(err, UnreachableError):
                 self._scs_pause(err)
             if err.retryable:
+                _logger.info(
+                    "channel %s: order fetch failed, %s retried: %s", self.id, what, err
+                )
                 raise retry_later(err) from err
-            error = _("the channel's orders could not be read: %s", err)
-            self.last_reconcile_error = error
-            self._scs_notify(_("Orders not polled"), error, key="poll")
-            return f"not polled: {err}"
-        if (self.last_reconcile_error or "").startswith(unread):
-            # read again: the error shown on the channel is over
-            self.last_reconcile_error = False
-        return f"{fetched} order event(s) fetched"
+            return 0, _("the channel's orders could not be read: %s", err)
+        return fetched, None
 
     def _scs_pass_running(self):
         """Whether a pass of this channel (real or dry) started and has not
@@ -471,21 +485,8 @@ class SyncChannel(models.Model):
                     " comparing."
                 )
         elif self.fetch_orders:
-            probing = self._scs_wait_for_pause()
-            try:
-                fetched = self._scs_fetch_orders()
-                probing._scs_answered()
-            except ChannelError as err:
-                if isinstance(err, UnreachableError):
-                    self._scs_pause(err)
-                if err.retryable:
-                    _logger.info(
-                        "channel %s: order fetch failed, pass retried: %s",
-                        self.id,
-                        err,
-                    )
-                    raise retry_later(err) from err
-                error = _("the channel's orders could not be read: %s", err)
+            fetched, error = self._scs_fetch_orders_watched("pass")
+            if error:
                 self._scs_reconcile_not_run(error)
                 return f"not compared: {error}"
         bindings = self.env["channel.binding"].search(
