@@ -244,6 +244,21 @@ def _self_signed(tmp_path):
     return str(cert_path), str(key_path)
 
 
+def _serve_each_connection(listener, handle):
+    """Accept connections on ``listener`` until it is closed, each handled
+    by ``handle(conn)`` in a thread of its own."""
+
+    def serve():
+        while True:
+            try:
+                conn, _address = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
 @pytest.mark.parametrize("path", ["/head", "/body"])
 def test_a_trickled_tls_answer_is_cut_at_the_deadline_too(tmp_path, path):
     """Over TLS (every marketplace), headers or body trickled a byte at a
@@ -274,15 +289,7 @@ def test_a_trickled_tls_answer_is_cut_at_the_deadline_too(tmp_path, path):
         except OSError:
             return
 
-    def serve():
-        while True:
-            try:
-                conn, _address = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
+    _serve_each_connection(listener, answer)
     try:
         adapter = make_adapter(timeout=0.2)
         started = time.monotonic()
@@ -315,15 +322,7 @@ def _keep_alive_server(answer):
             except OSError:
                 return
 
-    def serve():
-        while True:
-            try:
-                conn, _address = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
+    _serve_each_connection(listener, serve_connection)
     return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
