@@ -321,10 +321,11 @@ class ProductProduct(models.Model):
 
 
 def _eta_after(timestamp):
-    """A naive UTC datetime at or after ``timestamp``.
+    """``timestamp`` as queue_job's ``eta``: a naive UTC datetime.
 
-    queue_job keeps ``eta`` to the second: round up, never early.
+    Kept to the microsecond: the jobs are inserted with their ``eta`` as is
+    (``job_store.insert_jobs``) and the job runner compares
+    ``EXTRACT(EPOCH FROM eta)`` with ``time.time()``, so a SKU pushed 0.2 s
+    ago waits 0.8 s, not until the next whole second.
     """
-    return datetime.fromtimestamp(math.ceil(timestamp), tz=timezone.utc).replace(
-        tzinfo=None
-    )
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).replace(tzinfo=None)

@@ -423,8 +423,8 @@ class SyncChannel(models.Model):
         )
         running_eta = None
         if interval > 0:
-            # the next whole second (queue_job keeps eta to the second), so a
-            # busy channel costs about a job a second
+            # the next whole second, so a busy channel costs about a job a
+            # second, and a burst's tail waits half a second on average
             running_eta = datetime.fromtimestamp(
                 math.floor(time.time()) + max(1, math.ceil(interval)), tz=timezone.utc
             ).replace(tzinfo=None)

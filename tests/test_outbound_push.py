@@ -4,7 +4,7 @@
 import json
 import socket
 import time
-from datetime import timedelta
+from datetime import timedelta, timezone
 from unittest.mock import patch
 
 from odoo import Command, api, fields
@@ -155,13 +155,18 @@ class TestOutboundEnqueue(SyncCase):
         binding = self.channel.binding_ids.filtered(
             lambda b: b.product_id == self.product_a
         )
-        binding.last_push_ts = time.time()
+        pushed = time.time() - 0.25
+        binding.last_push_ts = pushed
         self.move_stock(self.product_a, 1)
         self.commit_point()
         job = self.sync_jobs(PUSH_SKU)
         self.assertEqual(len(job), 1)
         self.assertTrue(job.eta, "burst throttle delays the next push")
-        self.assertLessEqual((job.eta - job.date_created).total_seconds(), 2.5)
+        # exactly one interval after the last push, not the next whole second
+        # (the runner compares the eta to the microsecond)
+        self.assertAlmostEqual(
+            job.eta.replace(tzinfo=timezone.utc).timestamp(), pushed + 1, delta=0.001
+        )
         # everything changed meanwhile coalesces into that job
         for _i in range(20):
             self.move_stock(self.product_a, -1)
