@@ -7,6 +7,7 @@ from . import sync_event_operations
 from . import stock_quant
 from . import stock_location
 from . import product_product
+from . import product_template
 from . import stock_picking
 from . import sync_channel_reconcile
 from . import sync_channel_inbound

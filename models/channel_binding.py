@@ -217,6 +217,26 @@ class ChannelBinding(models.Model):
                 )
             )
 
+    @api.constrains("product_id", "active")
+    def _check_product_storable(self):
+        """Only a product whose stock Odoo tracks can be bound: of any other
+        Odoo knows no quantity, so its channels would be told 0 and the
+        listing shown sold out. The form's domain says so; this also holds
+        for RPC and imports."""
+        untracked = self.filtered(
+            lambda b: b.active and not b.sudo().product_id.is_storable
+        )
+        if untracked:
+            raise ValidationError(
+                _(
+                    "%(product)s does not track its stock (Track Inventory is"
+                    " off): Odoo has no quantity to publish on %(channel)s."
+                    " Track its inventory, or bind a product that does.",
+                    product=untracked[0].sudo().product_id.display_name,
+                    channel=untracked[0].channel_id.display_name,
+                )
+            )
+
     # -- compute --
     @api.depends("product_id.default_code")
     def _compute_sku(self):

@@ -999,6 +999,40 @@ class TestReconcile(SyncCase):
 
 @tagged("post_install", "-at_install")
 class TestBindingTools(SyncCase):
+    def test_only_a_product_that_tracks_its_stock_is_bound(self):
+        """A consumable has no quantity in Odoo: bound, its channels would
+        be told 0 and show it sold out. Refused over RPC too (the form's
+        domain is no check), and a bound product keeps tracking its stock."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        untracked = self.env["product.product"].create(
+            {"name": "Gift wrap", "default_code": "SCS-WRAP", "is_storable": False}
+        )
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            self.env["channel.binding"].create(
+                {"channel_id": channel.id, "product_id": untracked.id}
+            )
+        bound = self.bind(channel, self.product_a)
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            bound.product_id = untracked
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            self.product_a.is_storable = False
+        self.assertTrue(self.product_a.is_storable)
+        # archived bindings hold nothing back, and an archived binding of a
+        # consumable cannot be restored
+        bound.active = False
+        self.product_a.is_storable = False
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            bound.active = True
+        self.assertFalse(
+            self.env["channel.binding"].search(
+                [
+                    ("channel_id", "=", channel.id),
+                    ("product_id.is_storable", "=", False),
+                ]
+            )
+        )
+
     def test_match_listings_leaves_shared_references_unbound(self):
         """Two variants with one reference are not both bound to its listing
         (their pushes would overwrite each other); a variant bound by hand
