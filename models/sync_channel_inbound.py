@@ -41,7 +41,7 @@ fails. An event that fails for a reason of its own goes to a job of its
 own, with the retry pattern and dead-letter hook of event jobs, and does
 not hold back the others. A subject whose rows are locked by another job
 (or that meets a serialization failure) is left queued, with its later
-events, for a follow-up run a second later.
+events, for a follow-up run a moment later (``CONTENTION_RETRY``).
 """
 
 import dataclasses
@@ -50,7 +50,7 @@ import logging
 import math
 import time
 from collections import Counter, OrderedDict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import psycopg2
 
@@ -98,6 +98,9 @@ APPLY_BATCH = 200
 APPLY_SECONDS = 5.0
 #: default burst window of a channel's apply job (seconds)
 DEFAULT_APPLY_INTERVAL = 1.0
+#: seconds before the follow-up run of events whose SKU another job held:
+#: the holder is mostly a push, which takes a fraction of a second
+CONTENTION_RETRY = 0.25
 #: the webhook body size limit when ``stock_channel_sync.webhook_max_bytes``
 #: is not set
 DEFAULT_MAX_BYTES = 1024 * 1024
@@ -653,8 +656,10 @@ class SyncChannel(models.Model):
             self._scs_apply_group([event], run)
         self._scs_push_corrections(run.corrections)
         if more or counts["waiting"]:
-            # contention: a second later; a backlog: at once
-            self._scs_enqueue_inbound(eta=1 if counts["waiting"] else 0)
+            # contention: a moment later; a backlog: at once
+            self._scs_enqueue_inbound(
+                eta=timedelta(seconds=CONTENTION_RETRY) if counts["waiting"] else 0
+            )
             late = False
         else:
             late = self._scs_follow_late_deliveries(seen_ids)

@@ -648,7 +648,7 @@ class SyncEventOrder(models.Model):
         one can have (Odoo then puts the second reservation on a new quant
         without quantity), and neither sees an oversell. With it, the second
         job finds the quants locked, or changed since its snapshot, and its
-        events wait for a run a second later, on the stock the first left.
+        events wait for a run a moment later, on the stock the first left.
         """
         if not products or not location:
             return
