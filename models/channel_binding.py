@@ -16,6 +16,7 @@ delayed or retried job publishes today's number, not yesterday's.
 import logging
 import math
 import time
+from datetime import timedelta
 from html import escape
 
 from odoo import _, api, fields, models
@@ -42,7 +43,10 @@ from .job_store import (
 _logger = logging.getLogger(__name__)
 
 #: seconds a job waits before trying again a SKU another worker is publishing
-LOCK_RETRY_SECONDS = 1
+#: (the holder is mostly a push or an apply run, of a fraction of a second:
+#: a whole second, chained over a few holders, made a sale take seconds to
+#: reach the channels when stock moved meanwhile)
+LOCK_RETRY_SECONDS = 0.5
 
 
 #: bindings whose listing ids one job reads (one call each)
@@ -693,7 +697,9 @@ class ChannelBinding(models.Model):
 
     def _scs_enqueue_retry(self, delay=None):
         self.ensure_one()
-        eta = max(1, round(delay)) if delay else 1
+        # queue_job takes an int as seconds, and the runner reads an eta to
+        # the microsecond: a fraction of a second is given as a timedelta
+        eta = timedelta(seconds=max(0.1, delay)) if delay else 1
         self.with_delay(
             eta=eta,
             max_retries=self.channel_id.max_retries or 8,
@@ -782,7 +788,7 @@ class ChannelBinding(models.Model):
         another. Bindings already showing their number are skipped, unless
         ``force`` (*Push All Now*). A
         binding another job holds (a sale being pushed) is left to a batch
-        of its own a second later: waiting for all of them to be free at
+        of its own a moment later: waiting for all of them to be free at
         once could take as long as a flash sale lasts.
         """
         bindings = self.exists()
@@ -799,7 +805,7 @@ class ChannelBinding(models.Model):
         busy = bindings - free
         if busy:
             busy.with_delay(
-                eta=LOCK_RETRY_SECONDS,
+                eta=timedelta(seconds=LOCK_RETRY_SECONDS),
                 description=f"Push {len(busy)} busy binding(s) again",
             )._scs_job_push_batch(force=force)
         if force and free:

@@ -8,7 +8,6 @@ of the SKU at once. Channels, not jobs, are the unit of fan-out: 30 channels
 cost one job, not 30.
 """
 
-import math
 import time
 from datetime import datetime, timezone
 
@@ -190,7 +189,7 @@ class ProductProduct(models.Model):
             )
             if not locked:
                 # every binding held: another job pushes this SKU; the next
-                # run, a second later, finds its numbers
+                # run, a moment later, finds its numbers
                 raise RetryableJobError(
                     "SKU busy", seconds=LOCK_RETRY_SECONDS, ignore_retry=True
                 )
@@ -208,9 +207,11 @@ class ProductProduct(models.Model):
             )
             wait = max(bindings.mapped("last_push_ts")) + interval - time.time()
             if wait > 0:
+                # the rest of the interval, to the microsecond (the runner
+                # reads etas so)
                 raise RetryableJobError(
                     f"pushed less than {interval:g} s ago",
-                    seconds=max(1, math.ceil(wait)),
+                    seconds=wait,
                     ignore_retry=True,
                 )
         wait = float(

@@ -614,10 +614,13 @@ class TestOutboundPush(SyncCase):
         self.product_a._scs_job_push_sku()
         self.assertEqual(len(sim.requests), 1)
         self.move_stock(self.product_a, -1)
+        binding = channel.binding_ids
+        binding.last_push_ts -= 0.5
         with self.assertRaises(RetryableJobError) as caught:
             self.product_a._scs_job_push_sku()
         self.assertTrue(caught.exception.ignore_retry)
-        self.assertIn(caught.exception.seconds, (1, 2))
+        # the rest of the interval, not rounded up to whole seconds
+        self.assertAlmostEqual(caught.exception.seconds, 1.5, delta=0.2)
         self.assertEqual(len(sim.requests), 1, "nothing sent within the interval")
         # a forced push is not held back
         self.product_a._scs_job_push_sku(force=True)
@@ -1209,6 +1212,9 @@ class TestOutboundPush(SyncCase):
         self.assertIsNone(sim_a.quantity("SCS-MUG"))
         (follow_up,) = self.sync_jobs(PUSH_BINDING)
         self.assertEqual(follow_up.records, held)
+        # a moment later: the holder is mostly a push of a fraction of a second
+        wait = (follow_up.eta - follow_up.date_created).total_seconds()
+        self.assertTrue(0 < wait < 0.9, wait)
         self.run_jobs(PUSH_BINDING)
         self.assertEqual(sim_a.quantity("SCS-MUG"), 10)
 
