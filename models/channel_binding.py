@@ -852,11 +852,20 @@ class ChannelBinding(models.Model):
         Odoo's number, where the last figure Odoo saw would fail the compare
         and the hand edit be taken for units sold there. A read that fails
         leaves the compare value as it was (the pushes report the channel's
-        error themselves). ``self``: bindings of one channel."""
+        error themselves). ``self``: bindings of one channel.
+
+        Not for a binding that an order of the channel not reserved in Odoo
+        names (queued, or failed to apply: a dead letter): its lower level
+        is those units sold, as for the reconciliation; the compare against
+        what Odoo last saw keeps them off sale."""
         channel = self.channel_id
         channel.ensure_one()
         adapter = channel._scs_adapter()
         if not adapter.compares_previous:
+            return
+        if channel.id in channel._scs_may_send()[0]:
+            # paused: a read would hold this job (and its bindings) for the
+            # timeout; its pushes wait for the channel too
             return
         try:
             levels = list(adapter.read_quantities([b._scs_update(0) for b in self]))
@@ -865,8 +874,16 @@ class ChannelBinding(models.Model):
                 "channel %s: levels not read before Push All Now: %s", channel.id, err
             )
             return
+        seen_of = self._scs_levels_seen(levels)
+        awaiting = set(
+            channel._scs_bindings_awaiting_inbound(
+                [b for b, seen in seen_of.items() if seen != b.last_seen_qty]
+            )
+        )
         now = fields.Datetime.now()
-        for binding, seen in self._scs_levels_seen(levels).items():
+        for binding, seen in seen_of.items():
+            if binding in awaiting:
+                continue
             if seen != binding.last_seen_qty or not binding.last_seen_at:
                 binding.write({"last_seen_qty": seen, "last_seen_at": now})
 

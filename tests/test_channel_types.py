@@ -9,12 +9,15 @@ free quantity minus the channel's buffer. Wrong credentials make *Test
 connection* fail with the channel's own message.
 """
 
+import json
 import time
+from unittest.mock import patch
 
 from odoo import fields
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import Form, tagged
 
+from ..lib.adapters.shopify import ShopifyAdapter
 from ..simulators.amazon import AmazonSimulator
 from ..simulators.ebay import EbaySimulator
 from ..simulators.generic import GenericSimulator
@@ -196,6 +199,39 @@ class TestChannelTypes(SyncCase):
         channel.action_push_all()
         self.run_jobs("_scs_job_push_batch")
         self.assertEqual(sim.quantity("SCS-MUG"), 8)
+        # 1 sold on Shopify whose order failed to apply (a dead letter): the
+        # level it lowered is that sale, and Push All Now keeps it off sale
+        sim.set_level("SCS-MUG", 7)
+        self.env["sync.event"].create(
+            {
+                "direction": "in",
+                "channel_id": channel.id,
+                "kind": "order",
+                "idempotency_key": "shopify-dead-order",
+                "state": "dead",
+                "external_ref": "gid://shopify/Order/9",
+                "data": json.dumps(
+                    {"order": {"id": "9", "lines": [{"sku": "SCS-MUG", "qty": 1}]}}
+                ),
+            }
+        )
+        channel.action_push_all()
+        self.run_jobs("_scs_job_push_batch")
+        self.assertEqual(sim.quantity("SCS-MUG"), 7)
+        # a paused channel is not read first (the read would hold the job
+        # and its bindings for the timeout)
+        self.env.cr.execute(
+            "UPDATE sync_channel SET pause_count = 1, paused_until = %s WHERE id = %s",
+            [time.time() + 30, channel.id],
+        )
+        channel.invalidate_recordset()
+        with (
+            self.enter_registry_test_mode(),
+            patch.object(
+                ShopifyAdapter, "read_quantities", side_effect=AssertionError("read")
+            ),
+        ):
+            binding._scs_note_live_levels()
 
     def woo_channel(self, sim):
         return self.channel_from_form(
