@@ -544,19 +544,22 @@ class SyncEventOrder(models.Model):
         taken out are released, so that the other channels neither sell units
         that are gone nor miss units that are back. An event that names no
         line, or a line whose SKU has no binding, releases nothing: it cannot
-        say what the order no longer holds. Once part of the order has
-        shipped, the transfer is left as it is: Odoo's shipment is not undone.
+        say what the order no longer holds.
+
+        Once part of the order has shipped, what it shipped counts as held:
+        units the channel took out (an item Amazon cancelled alone, an edit)
+        are released from what is still open, units added are not reserved
+        (the shipment was made on the order as it was), and units taken out
+        that Odoo has shipped already need attention: no edit undoes a
+        shipment.
         """
         names = ", ".join(pickings.mapped("name"))
+        shipped = pickings.filtered(lambda p: p.state == "done")
         unchanged = _("order already reserved (%s)", pickings[0].name)
-        if any(picking.state == "done" for picking in pickings):
-            self._scs_set_state(
-                "applied",
-                reason=_(
-                    "order already shipped (%s): its lines are not followed", names
-                ),
+        if shipped:
+            unchanged = _(
+                "order already shipped (%s)", ", ".join(shipped.mapped("name"))
             )
-            return "already shipped"
         known = [(line, binding) for line, binding in lines if binding]
         if not lines:
             self._scs_set_state("applied", reason=unchanged)
@@ -568,9 +571,9 @@ class SyncEventOrder(models.Model):
         moves = pickings.move_ids.filtered(lambda m: m.state != "cancel")
         held = {}
         for move in moves:
-            held[move.product_id] = (
-                held.get(move.product_id, 0.0) + move.product_uom_qty
-            )
+            # a shipped move holds what it shipped
+            qty = move.quantity if move.state == "done" else move.product_uom_qty
+            held[move.product_id] = held.get(move.product_id, 0.0) + qty
         Binding = self.env["channel.binding"].sudo()
         gone = Binding
         if len(known) == len(lines):
@@ -602,6 +605,9 @@ class SyncEventOrder(models.Model):
         ]
         if unbound:
             unchanged += _("; no binding for %s: nothing released", ", ".join(unbound))
+        if more and shipped:
+            unchanged += _("; units added after a shipment are not reserved")
+            more = {}
         if more and self._scs_cancelled_in_odoo(pickings[:1].scs_external_order_id):
             # part of the order was cancelled in Odoo (a split transfer):
             # an update of the order does not reserve it again
@@ -614,7 +620,7 @@ class SyncEventOrder(models.Model):
             # added before anything is taken out: an edit that replaces every
             # line would otherwise cancel the transfer the new lines go to
             self._scs_reserve_more(pickings, more)
-        released, _unheld = self._scs_take_out(pickings, less)
+        released, unheld = self._scs_take_out(pickings, less)
         self._scs_note_channel_sale([({"quantity": qty}, b) for b, qty in more.items()])
         self._scs_note_channel_sale(
             [({"quantity": q}, b) for b, q in less],
@@ -624,6 +630,11 @@ class SyncEventOrder(models.Model):
         if more:
             totals = [({"quantity": want[b.product_id][1]}, b) for b in more]
             self._scs_check_oversell(pickings, totals, more)
+        self._scs_note_followed(names, more, released, unbound, unheld, shipped)
+        return "changed"
+
+    def _scs_note_followed(self, names, more, released, unbound, unheld, shipped):
+        """The outcome of an order's change, said on its event."""
         added = [_qty_label(binding, qty) for binding, qty in more.items()]
         reason = _(
             "order changed (%(pickings)s): reserved %(added)s more,"
@@ -634,8 +645,16 @@ class SyncEventOrder(models.Model):
         )
         if unbound:
             reason += _("; no binding for %s: nothing released", ", ".join(unbound))
+        if unheld and shipped:
+            # taken out on the channel, shipped by Odoo: a person decides
+            # (recall the parcel, or bill the customer)
+            reason += _(
+                "; taken out of the order on the channel after Odoo shipped them: %s",
+                ", ".join(unheld),
+            )
+            self._scs_set_state("attention", ack_ts=time.time(), error=reason)
+            return
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)
-        return "changed"
 
     @api.model
     def _scs_lock_stock(self, products, location):

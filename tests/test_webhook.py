@@ -2099,6 +2099,50 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertIn("released 2 SCS-CAP", event.reason)
         self.assertEqual(self.held("G-ARCH"), {"SCS-MUG": (1, 1)})
 
+    def test_item_taken_out_after_a_partial_shipment_is_released(self):
+        """Part of an order shipped, the rest in a backorder: an item the
+        channel takes out (Amazon cancels one alone, a shop edits the
+        order) is released from the backorder; units added are not reserved;
+        an item taken out that Odoo shipped already needs attention."""
+        self.t0 = fields.Datetime.now()
+        self.bind(self.generic, self.product_b)
+        self.post_edit(
+            "G-PSHIP", [("SCS-MUG", 3), ("SCS-CAP", 1)], 0, event="order.created"
+        )
+        picking = self.reservations(self.generic, "G-PSHIP")
+        cap_move = picking.move_ids.filtered(lambda m: m.product_id == self.product_b)
+        mug_move = picking.move_ids - cap_move
+        cap_move.write({"quantity": 1, "picked": True})
+        mug_move.write({"quantity": 1, "picked": True})
+        picking._action_done()
+        self.assertEqual(picking.state, "done")
+        backorder = self.reservations(self.generic, "G-PSHIP") - picking
+        self.assertEqual(self.held("G-PSHIP"), {"SCS-MUG": (3, 3), "SCS-CAP": (1, 1)})
+        free_mug = self.product_a.free_qty
+        # 1 of the 2 mugs still open cancelled on the channel
+        event = self.post_edit("G-PSHIP", [("SCS-MUG", 2), ("SCS-CAP", 1)], 1)
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertIn("released 1 SCS-MUG", event.reason)
+        self.assertEqual(backorder.move_ids.product_uom_qty, 1)
+        self.assertEqual(backorder.state, "assigned")
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free_mug + 1)
+        # more mugs after the shipment: not reserved, said so
+        event = self.post_edit("G-PSHIP", [("SCS-MUG", 5), ("SCS-CAP", 1)], 2)
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertIn("not reserved", event.reason)
+        self.assertEqual(backorder.move_ids.product_uom_qty, 1)
+        # the shipped cap and the open mug taken out: the mug is released,
+        # the cap needs a person
+        event = self.post_edit("G-PSHIP", [("SCS-MUG", 1)], 3)
+        self.assertEqual(event.state, "attention")
+        self.assertIn("released 1 SCS-MUG", event.error)
+        self.assertIn("after Odoo shipped them: 1 SCS-CAP", event.error)
+        self.assertEqual(backorder.state, "cancel")
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free_mug + 2)
+        self.assertEqual(picking.state, "done")
+
     def test_edited_order_reservation_follows_its_lines(self):
         """An order edited on the channel (a line added, a quantity changed,
         a line removed) holds what it sells now; a stale edit, an edit
