@@ -247,6 +247,19 @@ class SyncChannel(models.Model):
             self.last_reconcile_error = False
         return f"{fetched} order event(s) fetched"
 
+    def _scs_on_poll_failed(self, exc_name=None, exc_message=None, **kw):
+        """queue_job ``on_fail`` hook: the poll's retries are spent (a
+        channel that kept answering 5xx or 429). Never a silent failure: the
+        channel shows why and its responsible user gets an activity; the
+        next minute's cron polls again."""
+        for channel in self:
+            error = _(
+                "the channel's orders could not be read: %s",
+                exc_message or exc_name or _("failed"),
+            )
+            channel.last_reconcile_error = error
+            channel._scs_notify(_("Orders not polled"), error, key="poll")
+
     def _scs_fetch_orders_watched(self, what):
         """``_scs_fetch_orders`` as a pass or a poll runs it: ``(fetched,
         error)``. A paused channel is asked no sooner than its pushes would

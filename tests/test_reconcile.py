@@ -809,6 +809,30 @@ class TestReconcile(SyncCase):
         )
         self.assertEqual(function.on_fail_method, "_scs_on_reconcile_start_failed")
 
+    def test_poll_out_of_retries_says_so(self):
+        """An order poll whose retries are spent (a channel answering 429 or
+        5xx for the whole retry pattern) is no silent failure: its
+        ``on_fail`` hook shows the error on the channel, with one activity,
+        however many polls fail."""
+        for _attempt in range(2):
+            self.channel._scs_on_poll_failed(
+                exc_name="FailedJobError", exc_message="[429] quota exceeded"
+            )
+        self.channel.invalidate_recordset()
+        self.assertIn("[429] quota exceeded", self.channel.last_reconcile_error)
+        activities = self.env["mail.activity"].search(
+            [
+                ("res_model", "=", "sync.channel"),
+                ("res_id", "=", self.channel.id),
+                ("summary", "=", "Orders not polled"),
+            ]
+        )
+        self.assertEqual(len(activities), 1)
+        function = self.env["queue.job.function"].search(
+            [("name", "=", "<sync.channel>._scs_job_poll_orders")]
+        )
+        self.assertEqual(function.on_fail_method, "_scs_on_poll_failed")
+
     def test_dead_letter_retry_and_discard(self):
         self.sim.queue_response(400, {"error": "listing closed"})
         self.b_a._scs_push()
