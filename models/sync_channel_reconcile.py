@@ -83,6 +83,20 @@ RECONCILE_PRIORITY = 20
 POLL_MINUTES = {"amazon": 4, "ebay": 2}
 
 
+class IncompleteFetch(Exception):
+    """An order fetch the channel stopped at its rate limit after some
+    pages: what was read is recorded, the next fetch reads the rest."""
+
+    def __init__(self, recorded, read, error):
+        self.recorded = recorded
+        self.read = read
+        self.error = error
+        super().__init__(
+            f"{read} order(s) read, the rest at the next fetch, as the channel"
+            f" allows it ({error})"
+        )
+
+
 class SyncChannel(models.Model):
     _inherit = "sync.channel"
 
@@ -123,6 +137,10 @@ class SyncChannel(models.Model):
         "only. A channel in dry run, or whose passes are off, is not polled.",
     )
     last_order_fetch_at = fields.Datetime(readonly=True)
+    # where an order fetch stopped at the channel's rate limit, to go on from
+    # (JSON: the page token, the window's start and end); see
+    # ``_scs_fetch_orders``
+    order_fetch_resume = fields.Char(readonly=True, copy=False)
     last_order_poll_at = fields.Datetime("Last Order Poll", readonly=True)
     reconcile_started_at = fields.Datetime("Last Pass Started", readonly=True)
     reconcile_started_ts = fields.Float(readonly=True, digits=(16, 3))
@@ -271,6 +289,14 @@ class SyncChannel(models.Model):
         try:
             fetched = self._scs_fetch_orders()
             probing._scs_answered()
+        except IncompleteFetch as stop:
+            # what was read is kept (this job commits); the next poll or
+            # pass goes on from where the channel stopped
+            probing._scs_answered()
+            _logger.info("channel %s: order fetch stopped, %s: %s", self.id, what, stop)
+            return stop.recorded, _(
+                "the channel's orders could not be read: %s", str(stop)
+            )
         except ChannelError as err:
             if isinstance(err, UnreachableError):
                 self._scs_pause(err)
@@ -520,15 +546,48 @@ class SyncChannel(models.Model):
         return f"{fetched} order event(s) fetched, {len(batches)} batch(es)"
 
     def _scs_fetch_orders(self):
-        """Orders updated since the last fetch, through the webhook intake."""
+        """Orders updated since the last fetch, through the webhook intake.
+
+        A channel that stops a long fetch at its rate limit (Amazon: a burst
+        of 20 pages, then one every three minutes) keeps what it read: the
+        orders are recorded and applied, the page to go on from is kept
+        (``order_fetch_resume``), and the fetch is answered as incomplete
+        (``IncompleteFetch``) rather than retried, which would undo them and
+        read page 1 again. The next fetch goes on from that page; the window
+        closes (``last_order_fetch_at``) once its last page is read.
+        """
         now = fields.Datetime.now()
         since = self.last_order_fetch_at or fields.Datetime.subtract(now, days=1)
         since = fields.Datetime.subtract(since, minutes=self.order_fetch_overlap or 0)
         adapter = self._scs_adapter()
+        token = None
+        if adapter.resumes_orders and self.order_fetch_resume:
+            try:
+                state = json.loads(self.order_fetch_resume)
+                token = state["token"]
+                since = fields.Datetime.to_datetime(state["since"])
+                now = fields.Datetime.to_datetime(state["until"])
+            except (ValueError, KeyError, TypeError):
+                token = None
+        orders, stopped = [], None
         try:
-            orders = list(adapter.fetch_orders(since))
+            fetched = (
+                adapter.fetch_orders(since, resume=token)
+                if adapter.resumes_orders
+                else adapter.fetch_orders(since)
+            )
+            # one by one: the orders read before a page fails are kept
+            for order in fetched:
+                orders.append(order)  # noqa: PERF402
         except NotImplementedError:
             return 0
+        except ChannelError as err:
+            if not (err.retryable and err.resume and orders):
+                if token and not err.retryable:
+                    # the page token is no longer taken: the window again
+                    self.sudo().order_fetch_resume = False
+                raise
+            stopped = err
         parsed = []
         refused = []
         for order in orders:
@@ -585,6 +644,16 @@ class SyncChannel(models.Model):
             )
         if problems:
             self.last_reconcile_error = "\n".join(problems)
+        if stopped:
+            self.sudo().order_fetch_resume = json.dumps(
+                {
+                    "token": stopped.resume,
+                    "since": fields.Datetime.to_string(since),
+                    "until": fields.Datetime.to_string(now),
+                }
+            )
+            raise IncompleteFetch(len(new_keys), len(orders), stopped)
+        self.sudo().order_fetch_resume = False
         self.last_order_fetch_at = now
         return len(new_keys)
 

@@ -17,8 +17,10 @@ from odoo import fields
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import Form, tagged
 
+from ..lib.adapters import amazon as amazon_adapter
 from ..lib.adapters.shopify import ShopifyAdapter
 from ..simulators.amazon import AmazonSimulator
+from ..simulators.base import RateBucket
 from ..simulators.ebay import EbaySimulator
 from ..simulators.generic import GenericSimulator
 from ..simulators.shopify import ShopifySimulator
@@ -344,6 +346,50 @@ class TestChannelTypes(SyncCase):
         self.assertEqual(reserved()[self.product_a], 2)
         self.assertEqual(self.product_b.free_qty, 5)
         self.assertEqual(self.product_a.free_qty, 8)
+
+    def test_amazon_backlog_past_the_burst_is_read_on(self):
+        """More pages of orders than Amazon's burst allows: the orders read
+        before the 429 are kept (reserved), the page it stopped at is kept,
+        and the next fetch goes on from there instead of from page 1 (which
+        would stop at the same page for ever); then the window closes."""
+        sim = self.start(AmazonSimulator())
+        (row,) = sim.seed_skus(1, quantity=0)
+        channel = self.channel_from_form("amazon", **sim.config_fields())
+        self.bind(channel, self.product_a, sku=row["sku"])
+        ids = [sim.seed_order([(row["sku"], 1)]) for _i in range(5)]
+        # pages of 2, a burst of 2 pages and no refill: 4 orders, then a 429
+        sim.buckets["searchOrders"] = RateBucket(0.0, 2, time.monotonic)
+        Channel = self.env["sync.channel"]
+        Channel.search([("id", "!=", channel.id)]).order_poll_interval = 0
+
+        def reserved():
+            return self.env["stock.picking"].search_count(
+                [
+                    ("scs_channel_id", "=", channel.id),
+                    ("scs_external_order_id", "in", ids),
+                ]
+            )
+
+        with patch.object(amazon_adapter, "ORDERS_PAGE_SIZE", 2):
+            self.assertEqual(Channel._scs_cron_poll_orders(), channel)
+            self.run_jobs("_scs_job_poll_orders")
+            self.assertEqual(reserved(), 4)
+            self.assertFalse(channel.last_order_fetch_at, "the window is open")
+            self.assertTrue(channel.order_fetch_resume)
+            self.assertIn("4 order(s) read", channel.last_reconcile_error)
+            pages = len(sim.requests_for("GET", "/orders/2026-01-01/orders"))
+            # the channel allows one more page: the fetch goes on from page 3
+            sim.buckets["searchOrders"] = RateBucket(0.0, 1, time.monotonic)
+            channel.last_order_poll_at = False
+            self.assertEqual(Channel._scs_cron_poll_orders(), channel)
+            self.run_jobs("_scs_job_poll_orders")
+        self.assertEqual(
+            len(sim.requests_for("GET", "/orders/2026-01-01/orders")), pages + 1
+        )
+        self.assertEqual(reserved(), 5)
+        self.assertTrue(channel.last_order_fetch_at, "the window is read")
+        self.assertFalse(channel.order_fetch_resume)
+        self.assertFalse(channel.last_reconcile_error)
 
     def test_amazon_orders_are_polled_between_passes(self):
         """Amazon sends this module no webhook: the minute cron polls its

@@ -291,7 +291,9 @@ class AmazonAdapter(RefreshTokenAdapter):
                 if level is not None:
                     yield level
 
-    def fetch_orders(self, since):
+    resumes_orders = True
+
+    def fetch_orders(self, since, resume=None):
         """Yield orders updated since ``since``, with their lines.
 
         Orders API 2026-01-01 ``searchOrders``: each order carries its
@@ -299,9 +301,11 @@ class AmazonAdapter(RefreshTokenAdapter):
         and due to be removed in 2027, needed one more call per order). The
         usage plan allows a burst of 20 pages, then one every three
         minutes: past the burst the generator raises
-        :class:`RateLimitedError` rather than hold a worker for minutes.
-        Orders already yielded come again on the next pass, which the intake
-        absorbs (it is keyed by order id).
+        :class:`RateLimitedError` rather than hold a worker for minutes,
+        with the token of the page it could not read (``err.resume``): the
+        caller keeps the orders yielded and goes on from that page later
+        (``resume``, with the same ``since``), so that a backlog of more than
+        20 pages is read at Amazon's rate, not from page 1 every time.
 
         Only orders the seller fulfils (``fulfilledBy`` ``MERCHANT``): Amazon
         ships its own (FBA) from its warehouses, so they never take stock
@@ -316,9 +320,15 @@ class AmazonAdapter(RefreshTokenAdapter):
             "fulfilledBy": SELLER_FULFILLED_BY,
             "includedData": "FULFILLMENT,CANCELLATION",
         }
+        if resume:
+            params["paginationToken"] = resume
         while True:
-            response = self._call("searchOrders", "GET", ORDERS_PATH, params=params)
-            body = _json(response, "searchOrders")
+            try:
+                response = self._call("searchOrders", "GET", ORDERS_PATH, params=params)
+                body = _json(response, "searchOrders")
+            except ChannelError as err:
+                err.resume = params.get("paginationToken")
+                raise
             for order in body.get("orders") or []:
                 fulfillment = order.get("fulfillment") or {}
                 if fulfillment.get("fulfilledBy", SELLER_FULFILLED_BY) != (

@@ -35,6 +35,8 @@ class ChannelError(Exception):
     """Base of every error an adapter raises."""
 
     retryable = False
+    #: the page token an order fetch stopped at (``fetch_orders``)
+    resume = None
 
     def __init__(self, message, *, status=None, retry_after=None, response_text=None):
         super().__init__(message)
@@ -392,8 +394,17 @@ class ChannelAdapter:
         raise NotImplementedError
 
     def fetch_orders(self, since):
-        """Yield ChannelOrder updated since ``since`` (a datetime), paginated."""
+        """Yield ChannelOrder updated since ``since`` (a datetime), paginated.
+
+        An adapter whose ``resumes_orders`` is true also takes ``resume``:
+        the page token a fetch stopped at. When a page fails, the error it
+        raises carries that page's token (``ChannelError.resume``), so that
+        what was read is kept and the next fetch goes on from there.
+        """
         raise NotImplementedError
+
+    #: whether ``fetch_orders`` takes ``resume`` (see there)
+    resumes_orders = False
 
     def test_connection(self):
         """Check credentials and reachability; return a short message or raise."""

@@ -568,6 +568,33 @@ def test_an_item_cancelled_on_its_own_sells_nothing(sim):
         assert ("cancellation" in item) is shown
 
 
+def test_fetch_orders_stopped_by_the_burst_goes_on_from_its_page():
+    """Past searchOrders' burst the fetch stops with a 429 that carries the
+    page it could not read; a fetch given that page reads on from there."""
+    with AmazonSimulator(rate_limits={"searchOrders": (0.0, 2)}) as limited:
+        [row] = limited.seed_skus(1)
+        since = datetime.now(timezone.utc) - timedelta(hours=1)
+        for n in range(250):
+            limited.seed_order(
+                [(row["sku"], 1)], updated_at=since + timedelta(seconds=n)
+            )
+        adapter = make_adapter(limited)
+        read = []
+        with pytest.raises(RateLimitedError) as caught:
+            read.extend(adapter.fetch_orders(since))
+        assert len(read) == 200
+        assert caught.value.resume
+        limited.buckets["searchOrders"].tokens = 1.0
+        rest = list(adapter.fetch_orders(since, resume=caught.value.resume))
+        assert len(rest) == 50
+        assert {o.external_id for o in read + rest} == set(limited.orders)
+    # the first page refused: nothing to go on from
+    with AmazonSimulator(rate_limits={"searchOrders": (0.0, 0)}) as closed:
+        with pytest.raises(RateLimitedError) as caught:
+            list(make_adapter(closed).fetch_orders(since))
+        assert caught.value.resume is None
+
+
 def test_search_orders_simulator_keeps_the_contract(sim):
     """The simulator refuses what searchOrders refuses: both dates or
     neither, a page size over 100, a page token with other parameters, an
