@@ -329,15 +329,26 @@ class SyncChannel(models.Model):
         self.check_access("write")
 
     def action_test_connection(self):
+        """Check the channel's credentials and reachability. A channel
+        paused because it did not answer, and that answers now, is resumed
+        at once: its circuit closes and the bindings whose number it missed
+        are pushed, instead of waiting for the pause to end (up to 10
+        minutes, during which it would sell what other channels sold)."""
         self.ensure_one()
         self._scs_check_configure()
         try:
             message = self._scs_adapter().test_connection()
         except (ChannelError, KeyError, ValueError) as err:
             raise UserError(_("Connection failed: %s", err)) from err
-        return self._scs_notification(
-            _("Connection OK"), message or _("The channel answered.")
-        )
+        message = message or _("The channel answered.")
+        if self._scs_pause_state().get(self.id, (0, 0.0))[0]:
+            self._scs_answered()
+            self.invalidate_recordset(["pause_count", "paused_until"])
+            self.action_push_all(force=False)
+            message += " " + _(
+                "It was paused after it did not answer: its pushes resume now."
+            )
+        return self._scs_notification(_("Connection OK"), message)
 
     @api.model
     def _scs_notification(self, title, message):
@@ -432,6 +443,14 @@ class SyncChannel(models.Model):
                 "%(count)s binding(s) will be pushed in the background; those"
                 " already showing their number are skipped.",
                 count=queued,
+            )
+        paused = self.filtered(lambda c: c.id in self._scs_may_send()[0])
+        if paused:
+            message += " " + _(
+                "%(channels)s did not answer lately and is paused: its pushes"
+                " wait for the pause to end (Test Connection resumes it once"
+                " it answers).",
+                channels=", ".join(paused.mapped("name")),
             )
         return self._scs_notification(_("Push queued"), message)
 

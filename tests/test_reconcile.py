@@ -226,6 +226,35 @@ class TestReconcile(SyncCase):
             sorted(self.corrections().mapped("sku")), ["SCS-CAP", "SCS-MUG"]
         )
 
+    def test_test_connection_resumes_a_paused_channel_that_answers(self):
+        """A channel paused after it did not answer, and back: Test
+        Connection closes its circuit and pushes what it missed at once (the
+        pause could last 10 minutes, selling units sold elsewhere); Push
+        All Now on a paused channel says its pushes wait."""
+        (self.b_a | self.b_b)._scs_push()
+        self.move_stock(self.product_a, -3)
+        self.commit_point()
+        self.discard_jobs()
+        self.env.cr.execute(
+            "UPDATE sync_channel SET pause_count = 4, paused_until = %s WHERE id = %s",
+            [time.time() + 480, self.channel.id],
+        )
+        self.channel.invalidate_recordset()
+        with self.enter_registry_test_mode():
+            answer = self.channel.action_push_all()
+            self.assertIn("whatever the channel shows", answer["params"]["message"])
+            self.assertIn("paused", answer["params"]["message"])
+            self.discard_jobs()
+            answer = self.channel.action_test_connection()
+            self.assertIn("resume", answer["params"]["message"])
+            self.channel.invalidate_recordset()
+            self.assertEqual(
+                (self.channel.pause_count, self.channel.paused_until), (0, 0.0)
+            )
+            self.assertEqual(len(self.sync_jobs("_scs_job_push_batch")), 1)
+            self.run_jobs("_scs_job_push_batch")
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 7)
+
     def test_pass_waits_for_a_paused_channel_then_closes_its_circuit(self):
         """A channel paused after it did not answer is not read by a pass
         until its pause ends (the attempt counts); then the pass is the one
