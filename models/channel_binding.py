@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from datetime import timedelta
+from functools import partial
 from html import escape
 
 from odoo import _, api, fields, models
@@ -31,6 +32,7 @@ from ..lib.adapters import (
     StockUpdate,
     UnreachableError,
     get_adapter_class,
+    wait_budget,
 )
 from ..lib.fanout import run_all
 from ..lib.quantity import breakdown
@@ -550,6 +552,9 @@ class ChannelBinding(models.Model):
         )
         tasks = {}
         by_channel = {}
+        # a throttle an adapter would wait out in place must leave the call
+        # time to answer within the job's wait (see ``wait_budget``)
+        budget = None if wait is None else wait / 2
         for (binding, qty), event in zip(plan, events, strict=True):
             by_channel.setdefault(binding.channel_id, []).append((binding, qty, event))
         # a channel that did not answer lately is not tried again here: its
@@ -568,7 +573,7 @@ class ChannelBinding(models.Model):
                 self.browse([binding.id for binding, _q, _e in items])
             )
             updates = [binding._scs_update(qty, event) for binding, qty, event in items]
-            tasks[channel.id] = lambda a=adapter, u=updates: a.set_quantities(u)
+            tasks[channel.id] = partial(_send, adapter, updates, budget)
         sent_ts = time.time()
         events.filtered(lambda e: e.state == "received").sudo().write(
             {"sent_ts": sent_ts, "state": "queued"}
@@ -1001,3 +1006,9 @@ class ChannelBinding(models.Model):
                 job_uuid=job.uuid if job else event.job_uuid,
             )
             binding.channel_id._scs_notify_dead_letter(event)
+
+
+def _send(adapter, updates, budget):
+    """One channel's share of a push, in a thread of the shared pool."""
+    with wait_budget(budget):
+        return adapter.set_quantities(updates)

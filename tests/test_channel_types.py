@@ -20,7 +20,7 @@ from odoo.tests import Form, tagged
 from ..lib.adapters import amazon as amazon_adapter
 from ..lib.adapters.shopify import ShopifyAdapter
 from ..simulators.amazon import AmazonSimulator
-from ..simulators.base import RateBucket
+from ..simulators.base import RateBucket, Response
 from ..simulators.ebay import EbaySimulator
 from ..simulators.generic import GenericSimulator
 from ..simulators.shopify import ShopifySimulator
@@ -234,6 +234,48 @@ class TestChannelTypes(SyncCase):
             ),
         ):
             binding._scs_note_live_levels()
+
+    def test_shopify_throttle_is_retried_not_taken_for_silence(self):
+        """Shopify answers 429 with a Retry-After the SKU job cannot wait
+        out in place: the push is retried at that time, and the channel is
+        neither paused nor sent a resend after the job gave it up."""
+        sim = self.start(ShopifySimulator(access_token="shpat_form_test"))
+        gid = sim.add_item("SCS-MUG", quantity=0)
+        channel = self.channel_from_form(
+            "shopify",
+            base_url=sim.url,
+            access_token=sim.access_token,
+            location_id=sim.location_id,
+        )
+        binding = self.bind(
+            channel,
+            self.product_a,
+            external_id=sim.items[gid]["variant"],
+            external_variant_id=gid,
+        )
+        self.product_a._scs_job_push_sku(force=True)
+        before = sim.quantity("SCS-MUG")
+        self.assertEqual(before, self.expected_quantity())
+        for _i in range(2):
+            sim.scripted.append(
+                Response(429, {"errors": "Throttled"}, {"Retry-After": "2"})
+            )
+        self.move_stock(self.product_a, -1)
+        self.commit_point()
+        self.discard_jobs()
+        started = time.monotonic()
+        with self.enter_registry_test_mode():
+            self.product_a._scs_job_push_sku()
+        self.assertLess(time.monotonic() - started, 2, "not waited out in place")
+        channel.invalidate_recordset()
+        self.assertEqual(channel.pause_count, 0)
+        self.assertIn("429", binding.pending_event_id.error)
+        (retry,) = self.sync_jobs("_scs_job_push_binding")
+        wait = (retry.eta - retry.date_created).total_seconds()
+        self.assertAlmostEqual(wait, 2, delta=1)
+        sim.scripted.clear()
+        self.run_jobs("_scs_job_push_binding")
+        self.assertEqual(sim.quantity("SCS-MUG"), before - 1)
 
     def woo_channel(self, sim):
         return self.channel_from_form(

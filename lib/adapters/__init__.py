@@ -21,6 +21,7 @@ from .base import (
     UnreachableError,
     check_inbound,
     json_depth_exceeds,
+    wait_budget,
 )
 
 #: channel type -> (module, class name); modules load on first use

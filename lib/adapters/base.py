@@ -16,6 +16,7 @@ import re
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -539,6 +540,35 @@ def _check_complete(method, response):
 
 #: the deadline of the call this thread is making (see ``CallDeadline``)
 _current = threading.local()
+#: until when (``time.monotonic``) this thread's caller waits for its
+#: adapter's answer (see ``wait_budget``)
+_budget = threading.local()
+
+
+@contextmanager
+def wait_budget(seconds):
+    """Bound what an adapter may sleep in place (a throttle waited out and
+    sent again) to ``seconds`` from now, in this thread.
+
+    A live push waits for its channels a few seconds only (the SKU job's
+    ``push_wait_seconds``): an adapter that sleeps longer on a 429 would be
+    taken for a channel that does not answer, paused, and its resend would
+    land after the job gave it up. Within a budget, a wait that does not fit
+    raises :class:`RateLimitedError` instead, retried by the job at the
+    channel's Retry-After. ``None``: no bound (batch jobs).
+    """
+    previous = getattr(_budget, "until", None)
+    _budget.until = None if seconds is None else time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _budget.until = previous
+
+
+def may_wait(seconds):
+    """Whether sleeping ``seconds`` fits this thread's ``wait_budget``."""
+    until = getattr(_budget, "until", None)
+    return until is None or time.monotonic() + seconds <= until
 
 
 class CallDeadline:

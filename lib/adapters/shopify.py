@@ -88,6 +88,7 @@ from .base import (
     StaleQuantityError,
     as_quantity,
     is_identifier,
+    may_wait,
     parse_retry_after,
     push_coalesced,
     raise_for_status,
@@ -353,6 +354,12 @@ class ShopifyAdapter(ChannelAdapter):
     def _honour_bucket(self, operation):
         needed = self._estimated_cost(operation)
         wait = self.bucket.seconds_until(needed, self.clock())
+        if wait > 0 and not may_wait(wait):
+            # a live push cannot wait that long: retried at that time
+            raise RateLimitedError(
+                f"Shopify: the cost bucket needs {wait:.1f}s before {operation}",
+                retry_after=wait,
+            )
         if wait > 0:
             _logger.info(
                 "shopify: waiting %.2fs for the cost bucket before %s", wait, operation
@@ -386,6 +393,7 @@ class ShopifyAdapter(ChannelAdapter):
                     resends >= THROTTLE_RESENDS
                     or wait is None
                     or wait > MAX_THROTTLE_WAIT
+                    or not may_wait(wait)
                 ):
                     raise
                 resends += 1

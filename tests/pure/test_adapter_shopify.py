@@ -20,6 +20,7 @@ from lib.adapters.base import (
     RetryableChannelError,
     StaleQuantityError,
     StockUpdate,
+    wait_budget,
 )
 from lib.adapters.shopify import (
     REFUNDS_PAGE_SIZE,
@@ -569,6 +570,43 @@ def test_http_429_waits_its_retry_after_and_is_sent_again(clock):
         assert result.ok
         assert clock.sleeps == pytest.approx([3.0])
         assert sim.quantity("A") == 9
+    finally:
+        sim.stop()
+
+
+def test_a_live_push_does_not_wait_a_throttle_past_its_budget(clock):
+    """Within a live push's wait budget, a 429 whose Retry-After does not
+    fit is a RateLimitedError at once (retried by the job at that time),
+    not a sleep that outlasts the caller's wait and a resend that lands
+    after it; a bucket wait that does not fit either. Outside it, the
+    throttle is waited out in place as before."""
+    sim = ShopifySimulator(clock=clock).start()
+    try:
+        sim.add_item("A", quantity=2)
+        sim.scripted.append(
+            Response(429, {"errors": "Throttled"}, {"Retry-After": "2"})
+        )
+        adapter = make_adapter(sim, clock=clock)
+        with wait_budget(1.5), pytest.raises(RateLimitedError) as err:
+            adapter.set_quantity(update_for(sim, "A", 9, 2))
+        assert err.value.retry_after == 2.0
+        assert clock.sleeps == []
+        assert sim.quantity("A") == 2
+        # the bucket says 5 s before the next call: not waited within 1.5 s
+        sim.drain_bucket(0)
+        adapter.bucket.update(
+            {
+                "throttleStatus": {
+                    "maximumAvailable": 100,
+                    "currentlyAvailable": 0,
+                    "restoreRate": 2,
+                }
+            },
+            clock(),
+        )
+        with wait_budget(1.5), pytest.raises(RateLimitedError):
+            adapter.set_quantity(update_for(sim, "A", 9, 2))
+        assert clock.sleeps == []
     finally:
         sim.stop()
 
