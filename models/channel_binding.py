@@ -572,7 +572,15 @@ class ChannelBinding(models.Model):
             adapter = channel._scs_push_adapter(
                 self.browse([binding.id for binding, _q, _e in items])
             )
-            updates = [binding._scs_update(qty, event) for binding, qty, event in items]
+            unconfirmed = (
+                self.browse([b.id for b, _q, _e in items])._scs_unconfirmed_sends()
+                if adapter.compares_previous
+                else {}
+            )
+            updates = [
+                binding._scs_update(qty, event, unconfirmed.get(binding.id, ()))
+                for binding, qty, event in items
+            ]
             tasks[channel.id] = partial(_send, adapter, updates, budget)
         sent_ts = time.time()
         events.filtered(lambda e: e.state == "received").sudo().write(
@@ -594,7 +602,40 @@ class ChannelBinding(models.Model):
                     binding._scs_record_failure(event, item_error)
         return {"pushed": len(plan) - failed, "skipped": skipped, "failed": failed}
 
-    def _scs_update(self, qty, event=None):
+    def _scs_unconfirmed_sends(self):
+        """``{binding id: quantities}`` Odoo sent these bindings since their
+        last confirmed level whose outcome it does not know (given up before
+        the answer, or failed): for a compare-and-set channel, a live level
+        among them is one of Odoo's own pushes that landed, not a sale there
+        (see ``StockUpdate.unconfirmed``). One query; the last day only."""
+        if not self:
+            return {}
+        self.env["sync.event"].flush_model(
+            ["binding_id", "direction", "sent_ts", "state", "quantity"]
+        )
+        self.flush_recordset(["last_seen_at"])
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT e.binding_id, array_agg(DISTINCT e.quantity)
+                  FROM sync_event e
+                  JOIN channel_binding b ON b.id = e.binding_id
+                 WHERE e.binding_id = ANY(%s) AND e.direction = 'out'
+                   AND e.sent_ts > %s AND e.state != 'applied'
+                   AND (b.last_seen_at IS NULL OR e.sent_ts >=
+                        EXTRACT(EPOCH FROM b.last_seen_at) - 1)
+              GROUP BY e.binding_id
+                """,
+                self.ids,
+                time.time() - 86400,
+            )
+        )
+        return {
+            binding_id: tuple(int(q) for q in quantities if q is not None)
+            for binding_id, quantities in self.env.cr.fetchall()
+        }
+
+    def _scs_update(self, qty, event=None, unconfirmed=()):
         """The plain value handed to the adapter (a push, or a read reference)."""
         self.ensure_one()
         return StockUpdate(
@@ -606,6 +647,7 @@ class ChannelBinding(models.Model):
             sequence=event.sequence if event else 0,
             idempotency_key=(event.idempotency_key if event else "") or "",
             previous_quantity=self.last_seen_qty if self.last_seen_at else None,
+            unconfirmed=tuple(unconfirmed),
             changed_at=(event.change_ts if event else None) or None,
         )
 
@@ -970,7 +1012,12 @@ class ChannelBinding(models.Model):
         )
         adapter = binding.channel_id._scs_push_adapter(binding)
         try:
-            result = adapter.set_quantity(binding._scs_update(qty, event))
+            unconfirmed = (
+                binding._scs_unconfirmed_sends().get(binding.id, ())
+                if adapter.compares_previous
+                else ()
+            )
+            result = adapter.set_quantity(binding._scs_update(qty, event, unconfirmed))
         except ChannelError as err:
             if isinstance(err, UnreachableError):
                 binding.channel_id._scs_pause(err)

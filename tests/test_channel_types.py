@@ -151,7 +151,9 @@ class TestChannelTypes(SyncCase):
         self.assert_test_connection_ok(channel)
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
 
-    def test_shopify(self):
+    def shopify_channel(self):
+        """A Shopify channel made through the form, its simulator, and a
+        binding of the mug to the simulator's item."""
         sim = self.start(ShopifySimulator(access_token="shpat_form_test"))
         gid = sim.add_item("SCS-MUG", quantity=0)
         channel = self.channel_from_form(
@@ -166,6 +168,10 @@ class TestChannelTypes(SyncCase):
             external_id=sim.items[gid]["variant"],
             external_variant_id=gid,
         )
+        return sim, channel, binding
+
+    def test_shopify(self):
+        sim, channel, binding = self.shopify_channel()
         action = self.assert_test_connection_ok(channel)
         self.assertIn(sim.shop_name, action["params"]["message"])
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity("SCS-MUG"))
@@ -239,20 +245,7 @@ class TestChannelTypes(SyncCase):
         """Shopify answers 429 with a Retry-After the SKU job cannot wait
         out in place: the push is retried at that time, and the channel is
         neither paused nor sent a resend after the job gave it up."""
-        sim = self.start(ShopifySimulator(access_token="shpat_form_test"))
-        gid = sim.add_item("SCS-MUG", quantity=0)
-        channel = self.channel_from_form(
-            "shopify",
-            base_url=sim.url,
-            access_token=sim.access_token,
-            location_id=sim.location_id,
-        )
-        binding = self.bind(
-            channel,
-            self.product_a,
-            external_id=sim.items[gid]["variant"],
-            external_variant_id=gid,
-        )
+        sim, channel, binding = self.shopify_channel()
         self.product_a._scs_job_push_sku(force=True)
         before = sim.quantity("SCS-MUG")
         self.assertEqual(before, self.expected_quantity())
@@ -276,6 +269,47 @@ class TestChannelTypes(SyncCase):
         sim.scripted.clear()
         self.run_jobs("_scs_job_push_binding")
         self.assertEqual(sim.quantity("SCS-MUG"), before - 1)
+
+    def test_shopify_level_set_by_an_unanswered_push_is_not_a_sale(self):
+        """A push given up before its answer landed on Shopify: the next
+        push's compare fails on that level, which is Odoo's own number, not
+        units sold there. It sets Odoo's number, not that number less the
+        difference (which kept units off sale until the next pass)."""
+        sim, channel, binding = self.shopify_channel()
+        self.product_a._scs_job_push_sku(force=True)
+        before = sim.quantity("SCS-MUG")
+        binding.invalidate_recordset()
+        self.assertEqual(binding.last_seen_qty, before)
+        # a push of before - 3 (a sale of 3 in Odoo) landed, its answer lost
+        self.env["sync.event"].create(
+            {
+                "direction": "out",
+                "channel_id": channel.id,
+                "binding_id": binding.id,
+                "product_id": self.product_a.id,
+                "sku": binding.sku,
+                "kind": "push",
+                "idempotency_key": "unanswered-push",
+                "state": "failed",
+                "error": "no answer within 3.0 s",
+                "quantity": before - 3,
+                "sent_ts": time.time(),
+                "change_ts": time.time(),
+            }
+        )
+        sim.set_level("SCS-MUG", before - 3)
+        self.move_stock(self.product_a, -4)
+        self.commit_point()
+        self.discard_jobs()
+        self.product_a._scs_job_push_sku()
+        self.assertEqual(sim.quantity("SCS-MUG"), before - 4)
+        # a level Odoo never sent is still units sold there, kept off sale
+        sim.set_level("SCS-MUG", before - 6)
+        self.move_stock(self.product_a, 1)
+        self.commit_point()
+        self.discard_jobs()
+        self.product_a._scs_job_push_sku(force=True)
+        self.assertEqual(sim.quantity("SCS-MUG"), before - 5)
 
     def woo_channel(self, sim):
         return self.channel_from_form(

@@ -157,6 +157,9 @@ class StockUpdate:
     idempotency_key: str = ""
     #: the quantity we believe the channel holds now (compare-and-set)
     previous_quantity: int | None = None
+    #: quantities Odoo sent since, whose outcome it does not know (a push
+    #: given up before its answer): a live level among them is Odoo's own
+    unconfirmed: tuple = ()
     #: when the stock change happened in Odoo (unix seconds)
     changed_at: float | None = None
 
