@@ -345,8 +345,10 @@ class SyncChannel(models.Model):
             self._scs_answered()
             self.invalidate_recordset(["pause_count", "paused_until"])
             self.action_push_all(force=False)
-            message += " " + _(
-                "It was paused after it did not answer: its pushes resume now."
+            message = (
+                message.rstrip(". ")
+                + ". "
+                + _("It was paused after it did not answer: its pushes resume now.")
             )
         return self._scs_notification(_("Connection OK"), message)
 
