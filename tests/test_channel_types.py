@@ -466,6 +466,33 @@ class TestChannelTypes(SyncCase):
         self.assertTrue(channel.last_order_fetch_at, "the window is read")
         self.assertFalse(channel.order_fetch_resume)
         self.assertFalse(channel.last_reconcile_error)
+        # a page token Amazon no longer takes (expired): said, dropped, and
+        # the next fetch reads its window again from the start
+        order_id = sim.seed_order([(row["sku"], 1)])
+        sim.buckets["searchOrders"] = RateBucket(0.0, 5, time.monotonic)
+        channel.last_order_fetch_at = fields.Datetime.subtract(
+            fields.Datetime.now(), minutes=10
+        )
+        channel.sudo().order_fetch_resume = json.dumps(
+            {
+                "token": "expired",
+                "since": fields.Datetime.to_string(channel.last_order_fetch_at),
+                "until": fields.Datetime.to_string(fields.Datetime.now()),
+            }
+        )
+        channel.last_order_poll_at = False
+        self.assertEqual(Channel._scs_cron_poll_orders(), channel)
+        self.run_jobs("_scs_job_poll_orders")
+        self.assertIn("paginationToken", channel.last_reconcile_error)
+        self.assertFalse(channel.order_fetch_resume)
+        channel.last_order_poll_at = channel.last_order_fetch_at = (
+            fields.Datetime.subtract(fields.Datetime.now(), minutes=10)
+        )
+        self.assertEqual(Channel._scs_cron_poll_orders(), channel)
+        self.run_jobs("_scs_job_poll_orders")
+        ids.append(order_id)
+        self.assertEqual(reserved(), 6)
+        self.assertFalse(channel.last_reconcile_error)
 
     def test_amazon_orders_are_polled_between_passes(self):
         """Amazon sends this module no webhook: the minute cron polls its
