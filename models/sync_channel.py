@@ -835,6 +835,24 @@ class SyncChannel(models.Model):
             )
         )
 
+    def _scs_resolve_activity(self, summary, feedback):
+        """Mark done the channel's open activity of ``summary``: the
+        condition it raised is over (a poll or a pass read the channel
+        again), so that an operator is not left an alert about the past."""
+        activities = (
+            self.env["mail.activity"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "sync.channel"),
+                    ("res_id", "in", self.ids),
+                    ("summary", "=", summary),
+                ]
+            )
+        )
+        if activities:
+            activities.action_feedback(feedback=feedback)
+
     def _scs_notify_dead_letter(self, event):
         """The first open dead letter of a channel alerts its responsible user."""
         self._scs_notify(

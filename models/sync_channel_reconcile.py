@@ -263,6 +263,9 @@ class SyncChannel(models.Model):
         if (self.last_reconcile_error or "").startswith(unread):
             # read again: the error shown on the channel is over
             self.last_reconcile_error = False
+        self._scs_resolve_activity(
+            _("Orders not polled"), _("The channel's orders were read again.")
+        )
         return f"{fetched} order event(s) fetched"
 
     def _scs_on_poll_failed(self, exc_name=None, exc_message=None, **kw):
@@ -1068,5 +1071,12 @@ class SyncChannel(models.Model):
                     "last_reconcile_duration": time.time() - (started or time.time()),
                 }
             )
+            self.invalidate_recordset(["last_reconcile_error"])
+            if not self.last_reconcile_error:
+                # a pass ran through: an earlier pass's failure is over (a
+                # batch failing now raises its own activity after this)
+                self._scs_resolve_activity(
+                    _("Reconciliation failed"), _("A later pass ran through.")
+                )
             # the dashboard counts passes over its period, not the last one
             self.env["sync.reconcile.pass"]._scs_record(self)

@@ -560,6 +560,7 @@ class TestChannelTypes(SyncCase):
         self.assertEqual(Channel._scs_cron_poll_orders(), channel)
         self.run_jobs("_scs_job_poll_orders")
         self.assertFalse(channel.last_reconcile_error)
+        self.assertFalse(channel._scs_has_activity("Orders not polled"), "over")
 
     def test_ebay(self):
         sim = self.start(EbaySimulator())

@@ -837,6 +837,11 @@ class TestReconcile(SyncCase):
             [("name", "=", "<sync.channel>._scs_job_reconcile_start")]
         )
         self.assertEqual(function.on_fail_method, "_scs_on_reconcile_start_failed")
+        # the channel is back: the next pass runs through, and the alert of
+        # the failed one is marked done
+        self.pass_()
+        self.assertFalse(self.channel.last_reconcile_error)
+        self.assertFalse(self.reconcile_activities())
 
     def test_poll_out_of_retries_says_so(self):
         """An order poll whose retries are spent (a channel answering 429 or
