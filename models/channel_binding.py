@@ -44,6 +44,9 @@ from .job_store import (
 
 _logger = logging.getLogger(__name__)
 
+#: the errors of a push that may have landed all the same (``ILIKE``
+#: patterns): no answer in time, or an answer cut short
+UNKNOWN_OUTCOME_ERRORS = ("no answer within%", "timeout%", "%answer ended early%")
 #: seconds a job waits before trying again a SKU another worker is publishing
 #: (the holder is mostly a push or an apply run, of a fraction of a second:
 #: a whole second, chained over a few holders, made a sale take seconds to
@@ -604,10 +607,12 @@ class ChannelBinding(models.Model):
 
     def _scs_unconfirmed_sends(self):
         """``{binding id: quantities}`` Odoo sent these bindings since their
-        last confirmed level whose outcome it does not know (given up before
-        the answer, or failed): for a compare-and-set channel, a live level
-        among them is one of Odoo's own pushes that landed, not a sale there
-        (see ``StockUpdate.unconfirmed``). One query; the last day only."""
+        last confirmed level whose outcome it does not know: given up before
+        the answer, timed out, or cut short (an HTTP error answer, a refused
+        connection, certainly did not land). For a compare-and-set channel,
+        a live level among them is one of Odoo's own pushes that landed, not
+        a sale there (see ``StockUpdate.unconfirmed``). One query; the last
+        day only."""
         if not self:
             return {}
         self.env["sync.event"].flush_model(
@@ -622,12 +627,14 @@ class ChannelBinding(models.Model):
                   JOIN channel_binding b ON b.id = e.binding_id
                  WHERE e.binding_id = ANY(%s) AND e.direction = 'out'
                    AND e.sent_ts > %s AND e.state != 'applied'
+                   AND (e.state = 'queued' OR e.error ILIKE ANY(%s))
                    AND (b.last_seen_at IS NULL OR e.sent_ts >=
                         EXTRACT(EPOCH FROM b.last_seen_at) - 1)
               GROUP BY e.binding_id
                 """,
                 self.ids,
                 time.time() - 86400,
+                list(UNKNOWN_OUTCOME_ERRORS),
             )
         )
         return {

@@ -42,6 +42,7 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from ..lib.adapters import (
     ChannelError,
     InboundEvent,
+    RateLimitedError,
     UnreachableError,
     check_inbound,
     woocommerce,
@@ -585,7 +586,9 @@ class SyncChannel(models.Model):
         except NotImplementedError:
             return 0
         except ChannelError as err:
-            if not (err.retryable and err.resume and orders):
+            # only the channel's rate limit stops a fetch that keeps what it
+            # read; any other error retries it (or refuses it) as before
+            if not (isinstance(err, RateLimitedError) and err.resume and orders):
                 if token and not err.retryable:
                     # the page token is no longer taken: the window again
                     self.sudo().order_fetch_resume = False

@@ -17,6 +17,8 @@ from odoo import fields
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import Form, tagged
 
+from odoo.addons.queue_job.exception import RetryableJobError
+
 from ..lib.adapters import amazon as amazon_adapter
 from ..lib.adapters.shopify import ShopifyAdapter
 from ..simulators.amazon import AmazonSimulator
@@ -310,6 +312,42 @@ class TestChannelTypes(SyncCase):
         self.discard_jobs()
         self.product_a._scs_job_push_sku(force=True)
         self.assertEqual(sim.quantity("SCS-MUG"), before - 5)
+        # in step again (the units sold there arrived as an order)
+        sim.set_level("SCS-MUG", before - 3)
+        binding.last_seen_qty = before - 3
+        self.move_stock(self.product_a, -1)
+        self.commit_point()
+        self.discard_jobs()
+        # a sale of 1 on Shopify, its order on its way, and one in Odoo at the
+        # same moment: the level equals Odoo's new number, yet it is a sale
+        # there (Odoo never sent it): both units stay off sale
+        sim.set_level("SCS-MUG", before - 4)
+        self.product_a._scs_job_push_sku(force=True)
+        self.assertEqual(sim.quantity("SCS-MUG"), before - 5)
+        # nor is a level that a push refused with an HTTP error would have
+        # set: a sale of 2 there, with the refused push's number
+        self.env["sync.event"].create(
+            {
+                "direction": "out",
+                "channel_id": channel.id,
+                "binding_id": binding.id,
+                "product_id": self.product_a.id,
+                "sku": binding.sku,
+                "kind": "push",
+                "idempotency_key": "refused-push",
+                "state": "failed",
+                "error": "[503] Service Unavailable",
+                "quantity": before - 7,
+                "sent_ts": time.time(),
+                "change_ts": time.time(),
+            }
+        )
+        sim.set_level("SCS-MUG", before - 7)
+        self.move_stock(self.product_a, -1)
+        self.commit_point()
+        self.discard_jobs()
+        self.product_a._scs_job_push_sku(force=True)
+        self.assertEqual(sim.quantity("SCS-MUG"), before - 7)
 
     def woo_channel(self, sim):
         return self.channel_from_form(
@@ -466,6 +504,29 @@ class TestChannelTypes(SyncCase):
         self.assertTrue(channel.last_order_fetch_at, "the window is read")
         self.assertFalse(channel.order_fetch_resume)
         self.assertFalse(channel.last_reconcile_error)
+        # a 503 on a later page is no rate limit: the poll is retried (as
+        # any failed fetch), nothing is kept half-read
+        route = next(r for r in sim._routes if r[3] == "searchOrders")
+        failed = []
+
+        def flaky(req):
+            if req.query.get("paginationToken") and not failed:
+                failed.append(req)
+                return Response(503, {"errors": [{"code": "ServiceUnavailable"}]})
+            return route[2](req)
+
+        sim._routes[sim._routes.index(route)] = (*route[:2], flaky, route[3])
+        sim.buckets["searchOrders"] = RateBucket(0.0, 10, time.monotonic)
+        fetched_at = channel.last_order_fetch_at
+        with (
+            patch.object(amazon_adapter, "ORDERS_PAGE_SIZE", 2),
+            self.assertRaises(RetryableJobError),
+        ):
+            channel._scs_job_poll_orders()
+        self.assertEqual(len(failed), 1)
+        self.assertFalse(channel.order_fetch_resume)
+        self.assertEqual(channel.last_order_fetch_at, fetched_at)
+        sim._routes[sim._routes.index((*route[:2], flaky, route[3]))] = route
         # a page token Amazon no longer takes (expired): said, dropped, and
         # the next fetch reads its window again from the start
         order_id = sim.seed_order([(row["sku"], 1)])

@@ -615,13 +615,10 @@ class ShopifyAdapter(ChannelAdapter):
                 # the retry compares against the live level; units gone that
                 # Odoo does not know of (a sale on its way) are not offered
                 # again meanwhile. A level Odoo itself may have set (a push
-                # whose answer it never had, or the number it sets now) is no
-                # such sale: taking it for one would keep units off sale
+                # whose answer it never had) is no such sale: taking it for
+                # one would keep units off sale
                 previous = entry["compare"]
-                update = updates[entry["index"]]
-                ours = level.quantity == update.quantity or (
-                    level.quantity in update.unconfirmed
-                )
+                ours = level.quantity in updates[entry["index"]].unconfirmed
                 if previous is not None and level.quantity < previous and not ours:
                     unknown = previous - level.quantity
                     entry["quantity"] = max(0, entry["quantity"] - unknown)
