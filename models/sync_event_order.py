@@ -561,7 +561,12 @@ class SyncEventOrder(models.Model):
                 "order already shipped (%s)", ", ".join(shipped.mapped("name"))
             )
         known = [(line, binding) for line, binding in lines if binding]
-        if not lines:
+        if not lines or (shipped and self._scs_refunded_before(applied)):
+            # shipped and refunded: a refund of lines may be of shipped units
+            # (a return, which Odoo handles as one), so what the order still
+            # owes cannot be told from its lines (see ``_scs_release``)
+            if lines:
+                unchanged += _("; refunded since: its lines are not followed")
             self._scs_set_state("applied", reason=unchanged)
             return "already reserved"
         wanted, _refunded = self._scs_less_refunded(applied, known, bindings)
@@ -605,15 +610,17 @@ class SyncEventOrder(models.Model):
         ]
         if unbound:
             unchanged += _("; no binding for %s: nothing released", ", ".join(unbound))
-        if more and shipped:
-            unchanged += _("; units added after a shipment are not reserved")
+        # added after a shipment: not reserved (the shipment was made on the
+        # order as it was), and said, for a person to decide
+        dropped = [_qty_label(b, q) for b, q in more.items()] if shipped else []
+        if dropped:
             more = {}
         if more and self._scs_cancelled_in_odoo(pickings[:1].scs_external_order_id):
             # part of the order was cancelled in Odoo (a split transfer):
             # an update of the order does not reserve it again
             unchanged += _("; part of it was cancelled in Odoo: not reserved again")
             more = {}
-        if not more and not less:
+        if not more and not less and not dropped:
             self._scs_set_state("applied", reason=unchanged)
             return "already reserved"
         if more:
@@ -630,11 +637,19 @@ class SyncEventOrder(models.Model):
         if more:
             totals = [({"quantity": want[b.product_id][1]}, b) for b in more]
             self._scs_check_oversell(pickings, totals, more)
-        self._scs_note_followed(names, more, released, unbound, unheld, shipped)
+        unheld = unheld if shipped else []
+        self._scs_note_followed(names, more, released, unbound, unheld, dropped)
         return "changed"
 
-    def _scs_note_followed(self, names, more, released, unbound, unheld, shipped):
-        """The outcome of an order's change, said on its event."""
+    @staticmethod
+    def _scs_refunded_before(applied):
+        """Whether a refund of lines of the order was applied."""
+        return any(_is_line_refund(order) for _event, order in applied)
+
+    def _scs_note_followed(self, names, more, released, unbound, unheld, dropped):
+        """The outcome of an order's change, said on its event; it needs
+        attention when the change asks what no transfer can give (units taken
+        out that shipped, units added after a shipment)."""
         added = [_qty_label(binding, qty) for binding, qty in more.items()]
         reason = _(
             "order changed (%(pickings)s): reserved %(added)s more,"
@@ -645,13 +660,21 @@ class SyncEventOrder(models.Model):
         )
         if unbound:
             reason += _("; no binding for %s: nothing released", ", ".join(unbound))
-        if unheld and shipped:
+        if unheld:
             # taken out on the channel, shipped by Odoo: a person decides
             # (recall the parcel, or bill the customer)
             reason += _(
                 "; taken out of the order on the channel after Odoo shipped them: %s",
                 ", ".join(unheld),
             )
+        if dropped:
+            # sold on the channel, after the shipment: a person decides
+            # (a new transfer, or the channel's refund)
+            reason += _(
+                "; added to the order after a shipment, not reserved: %s",
+                ", ".join(dropped),
+            )
+        if unheld or dropped:
             self._scs_set_state("attention", ack_ts=time.time(), error=reason)
             return
         self._scs_set_state("applied", ack_ts=time.time(), reason=reason)

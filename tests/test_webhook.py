@@ -1661,6 +1661,24 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                     [("external_ref", "=", order_id), ("kind", "=", "cancel")]
                 )
                 self.assertIn("partly shipped", event.reason)
+                # nor does the order's next update, which carries its lines
+                # as they were: the refund may be a return
+                update = self.order_payload(
+                    order_id,
+                    qty=5,
+                    event="order.updated",
+                    ts=fields.Datetime.add(fields.Datetime.now(), seconds=2),
+                )
+                self.assertEqual(self.post_generic(update).status_code, 200)
+                self.run_jobs("_scs_job_apply_inbound")
+                self.assertEqual(backorder.move_ids.product_uom_qty, 3)
+                event = self.env["sync.event"].search(
+                    [("external_ref", "=", order_id), ("kind", "=", "order")],
+                    order="id desc",
+                    limit=1,
+                )
+                self.assertEqual(event.state, "applied", event.error)
+                self.assertIn("refunded since", event.reason)
         self.product_a.invalidate_recordset()
         # 2 + 2 shipped, 3 still held by the refunded order's backorder
         self.assertEqual(
@@ -2127,10 +2145,10 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(backorder.state, "assigned")
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free_mug + 1)
-        # more mugs after the shipment: not reserved, said so
+        # more mugs after the shipment: not reserved, and a person is told
         event = self.post_edit("G-PSHIP", [("SCS-MUG", 5), ("SCS-CAP", 1)], 2)
-        self.assertEqual(event.state, "applied", event.error)
-        self.assertIn("not reserved", event.reason)
+        self.assertEqual(event.state, "attention")
+        self.assertIn("after a shipment, not reserved: 3 SCS-MUG", event.error)
         self.assertEqual(backorder.move_ids.product_uom_qty, 1)
         # the shipped cap and the open mug taken out: the mug is released,
         # the cap needs a person
@@ -2196,7 +2214,10 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         picking._action_done()
         self.assertEqual(picking.state, "done")
         event = self.post_edit("G-ED", [("SCS-MUG", 4)], 5)
-        self.assertIn("order already shipped", event.reason)
+        # nothing reserved after the shipment; a person is told of the units
+        # sold on the channel since
+        self.assertEqual(event.state, "attention")
+        self.assertIn("after a shipment, not reserved: 3 SCS-MUG", event.error)
         self.assertEqual(len(self.reservations(self.generic, "G-ED")), 1)
         self.assertEqual(
             sum(
