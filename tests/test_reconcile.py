@@ -244,6 +244,13 @@ class TestReconcile(SyncCase):
             answer = self.channel.action_push_all()
             self.assertIn("whatever the channel shows", answer["params"]["message"])
             self.assertIn("paused", answer["params"]["message"])
+            answer = self.channel.action_push_all(force=False)
+            self.assertIn("are skipped", answer["params"]["message"])
+            self.assertIn("paused", answer["params"]["message"])
+            # a setting of a paused channel is saved (it pushes its numbers)
+            self.channel.buffer_qty = 1
+            self.assertEqual(self.channel.buffer_qty, 1)
+            self.channel.buffer_qty = 0
             self.discard_jobs()
             answer = self.channel.action_test_connection()
             self.assertIn("resume", answer["params"]["message"])
