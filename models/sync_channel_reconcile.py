@@ -84,6 +84,11 @@ RECONCILE_PRIORITY = 20
 POLL_MINUTES = {"amazon": 4, "ebay": 2}
 
 
+class ReadOn(str):
+    """The message of an order fetch that stopped at the channel's rate
+    limit, having kept what it read: shown, but no failure to alert of."""
+
+
 class IncompleteFetch(Exception):
     """An order fetch the channel stopped at its rate limit after some
     pages: what was read is recorded, the next fetch reads the rest."""
@@ -259,6 +264,9 @@ class SyncChannel(models.Model):
         fetched, error = self._scs_fetch_orders_watched("poll")
         if error:
             self.last_reconcile_error = error
+            if isinstance(error, ReadOn):
+                # a backlog read at the channel's rate: progress, no alert
+                return f"{fetched} order event(s) fetched, more at the next poll"
             self._scs_notify(_("Orders not polled"), error, key="poll")
             return f"not polled: {error}"
         if (self.last_reconcile_error or "").startswith(unread):
@@ -298,8 +306,8 @@ class SyncChannel(models.Model):
             # pass goes on from where the channel stopped
             probing._scs_answered()
             _logger.info("channel %s: order fetch stopped, %s: %s", self.id, what, stop)
-            return stop.recorded, _(
-                "the channel's orders could not be read: %s", str(stop)
+            return stop.recorded, ReadOn(
+                _("the channel's orders could not be read: %s", str(stop))
             )
         except ChannelError as err:
             if isinstance(err, UnreachableError):
@@ -529,6 +537,14 @@ class SyncChannel(models.Model):
                 )
         elif self.fetch_orders:
             fetched, error = self._scs_fetch_orders_watched("pass")
+            if isinstance(error, ReadOn):
+                # a backlog read at the channel's rate: the pass cannot
+                # compare yet, which is progress, not a failure to alert of
+                self._scs_finish_batch(0, 0, 0, False)
+                self.last_reconcile_error = _(
+                    "Reconciliation waits for the channel's orders: %s", error
+                )
+                return f"not compared yet: {error}"
             if error:
                 self._scs_reconcile_not_run(error)
                 return f"not compared: {error}"

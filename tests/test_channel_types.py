@@ -491,6 +491,8 @@ class TestChannelTypes(SyncCase):
             self.assertFalse(channel.last_order_fetch_at, "the window is open")
             self.assertTrue(channel.order_fetch_resume)
             self.assertIn("4 order(s) read", channel.last_reconcile_error)
+            # progress at the channel's rate, not a failure to alert of
+            self.assertFalse(channel._scs_has_activity("Orders not polled"))
             pages = len(sim.requests_for("GET", "/orders/2026-01-01/orders"))
             # the channel allows one more page: the fetch goes on from page 3
             sim.buckets["searchOrders"] = RateBucket(0.0, 1, time.monotonic)
