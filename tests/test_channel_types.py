@@ -272,33 +272,37 @@ class TestChannelTypes(SyncCase):
         self.run_jobs("_scs_job_push_binding")
         self.assertEqual(sim.quantity("SCS-MUG"), before - 1)
 
+    def failed_send(self, binding, error, qty):
+        """The event a push leaves when it failed with ``error``."""
+        return self.env["sync.event"].create(
+            {
+                "direction": "out",
+                "channel_id": binding.channel_id.id,
+                "binding_id": binding.id,
+                "product_id": binding.product_id.id,
+                "sku": binding.sku,
+                "kind": "push",
+                "idempotency_key": f"failed-push-{qty}",
+                "state": "failed",
+                "error": error,
+                "quantity": qty,
+                "sent_ts": time.time(),
+                "change_ts": time.time(),
+            }
+        )
+
     def test_shopify_level_set_by_an_unanswered_push_is_not_a_sale(self):
         """A push given up before its answer landed on Shopify: the next
         push's compare fails on that level, which is Odoo's own number, not
         units sold there. It sets Odoo's number, not that number less the
         difference (which kept units off sale until the next pass)."""
-        sim, channel, binding = self.shopify_channel()
+        sim, _channel, binding = self.shopify_channel()
         self.product_a._scs_job_push_sku(force=True)
         before = sim.quantity("SCS-MUG")
         binding.invalidate_recordset()
         self.assertEqual(binding.last_seen_qty, before)
         # a push of before - 3 (a sale of 3 in Odoo) landed, its answer lost
-        self.env["sync.event"].create(
-            {
-                "direction": "out",
-                "channel_id": channel.id,
-                "binding_id": binding.id,
-                "product_id": self.product_a.id,
-                "sku": binding.sku,
-                "kind": "push",
-                "idempotency_key": "unanswered-push",
-                "state": "failed",
-                "error": "no answer within 3.0 s",
-                "quantity": before - 3,
-                "sent_ts": time.time(),
-                "change_ts": time.time(),
-            }
-        )
+        self.failed_send(binding, "no answer within 3.0 s", before - 3)
         sim.set_level("SCS-MUG", before - 3)
         self.move_stock(self.product_a, -4)
         self.commit_point()
@@ -326,22 +330,7 @@ class TestChannelTypes(SyncCase):
         self.assertEqual(sim.quantity("SCS-MUG"), before - 5)
         # nor is a level that a push refused with an HTTP error would have
         # set: a sale of 2 there, with the refused push's number
-        self.env["sync.event"].create(
-            {
-                "direction": "out",
-                "channel_id": channel.id,
-                "binding_id": binding.id,
-                "product_id": self.product_a.id,
-                "sku": binding.sku,
-                "kind": "push",
-                "idempotency_key": "refused-push",
-                "state": "failed",
-                "error": "[503] Service Unavailable",
-                "quantity": before - 7,
-                "sent_ts": time.time(),
-                "change_ts": time.time(),
-            }
-        )
+        self.failed_send(binding, "[503] Service Unavailable", before - 7)
         sim.set_level("SCS-MUG", before - 7)
         self.move_stock(self.product_a, -1)
         self.commit_point()
