@@ -610,10 +610,12 @@ class SyncEventOrder(models.Model):
         ]
         if unbound:
             unchanged += _("; no binding for %s: nothing released", ", ".join(unbound))
-        # added after a shipment: not reserved (the shipment was made on the
-        # order as it was), and said, for a person to decide
-        dropped = [_qty_label(b, q) for b, q in more.items()] if shipped else []
-        if dropped:
+        dropped = []
+        if shipped and more:
+            # nothing is reserved after a shipment (it was made on the order
+            # as it was, and what Odoo chose not to ship stays so)
+            dropped, note = self._scs_added_after_shipment(applied, want, bindings)
+            unchanged += note
             more = {}
         if more and self._scs_cancelled_in_odoo(pickings[:1].scs_external_order_id):
             # part of the order was cancelled in Odoo (a split transfer):
@@ -643,8 +645,54 @@ class SyncEventOrder(models.Model):
 
     @staticmethod
     def _scs_refunded_before(applied):
-        """Whether a refund of lines of the order was applied."""
-        return any(_is_line_refund(order) for _event, order in applied)
+        """Whether a restocking refund of lines of the order was applied (one
+        without restock moves no quantity)."""
+        return any(
+            _is_line_refund(order) and order.get("restock") is not False
+            for _event, order in applied
+        )
+
+    def _scs_added_after_shipment(self, applied, want, bindings=None):
+        """``(labels, note)``: the units the channel added to a shipped
+        order since its last state, said for a person to decide (a new
+        transfer, or the channel's refund); else a note that what Odoo did
+        not ship is not reserved again."""
+        added = self._scs_added_since(applied, want, bindings)
+        if not added:
+            return [], _("; not shipped in Odoo: not reserved again")
+        return [_qty_label(binding, qty) for binding, qty in added], ""
+
+    def _scs_added_since(self, applied, want, bindings=None):
+        """``[(binding, qty)]``: what each line of ``want`` grew by since the
+        order's last applied state (none known: nothing)."""
+        previous = next(
+            (
+                order
+                for event, order in reversed(applied)
+                if event.kind == "order"
+                and event.state == "applied"
+                and not _is_line_refund(order)
+            ),
+            None,
+        )
+        if previous is None:
+            return []
+        before = {
+            binding.product_id: qty
+            for binding, qty in _per_binding(
+                [
+                    (line, binding)
+                    for line, binding in self._scs_order_lines(previous, bindings)
+                    if binding
+                ]
+            )
+        }
+        added = []
+        for product, (binding, qty) in want.items():
+            grew = qty - before.get(product, 0.0)
+            if product.uom_id.compare(grew, 0) > 0:
+                added.append((binding, grew))
+        return added
 
     def _scs_note_followed(self, names, more, released, unbound, unheld, dropped):
         """The outcome of an order's change, said on its event; it needs

@@ -2161,6 +2161,48 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(self.product_a.free_qty, free_mug + 2)
         self.assertEqual(picking.state, "done")
 
+    def test_shipped_order_updates_without_change_or_after_a_money_refund(self):
+        """What Odoo chose not to ship (no backorder) is not taken for units
+        added: the order's next update is applied, not put in attention. A
+        refund without restock moves no quantity: the order still follows
+        its edits (a line removed is released from the backorder)."""
+        self.t0 = fields.Datetime.now()
+        self.bind(self.generic, self.product_b)
+        lines = [("SCS-MUG", 2), ("SCS-CAP", 3)]
+        self.post_edit("G-NOBO", lines, 0, event="order.created")
+        picking = self.reservations(self.generic, "G-NOBO")
+        for move in picking.move_ids:
+            move.write({"quantity": 1 if move.product_id == self.product_a else 3})
+        picking.move_ids.picked = True
+        picking.with_context(cancel_backorder=True)._action_done()
+        self.assertEqual(self.reservations(self.generic, "G-NOBO"), picking)
+        event = self.post_edit("G-NOBO", lines, 1)
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertIn("not reserved again", event.reason)
+        # shipped in part, then refunded without restock, then a line removed
+        self.post_edit("G-MONEY", lines, 0, event="order.created")
+        picking = self.reservations(self.generic, "G-MONEY")
+        cap_move = picking.move_ids.filtered(lambda m: m.product_id == self.product_b)
+        cap_move.write({"quantity": 3, "picked": True})
+        (picking.move_ids - cap_move).write({"quantity": 0, "picked": False})
+        picking._action_done()
+        backorder = self.reservations(self.generic, "G-MONEY") - picking
+        self.assertEqual(backorder.move_ids.product_uom_qty, 2)
+        refund = self.order_payload(
+            "G-MONEY",
+            qty=1,
+            sku="SCS-CAP",
+            event="order.refunded",
+            ts=fields.Datetime.add(self.t0, seconds=1),
+        )
+        refund["data"]["restock"] = False
+        self.assertEqual(self.post_generic(refund).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        event = self.post_edit("G-MONEY", [("SCS-CAP", 3)], 2)
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertIn("released 2 SCS-MUG", event.reason)
+        self.assertEqual(backorder.state, "cancel")
+
     def test_edited_order_reservation_follows_its_lines(self):
         """An order edited on the channel (a line added, a quantity changed,
         a line removed) holds what it sells now; a stale edit, an edit
