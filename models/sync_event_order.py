@@ -645,10 +645,13 @@ class SyncEventOrder(models.Model):
 
     @staticmethod
     def _scs_refunded_before(applied):
-        """Whether a restocking refund of lines of the order was applied (one
-        without restock moves no quantity)."""
+        """Whether a refund of lines of the order that may be a return was
+        applied (one without restock moves no quantity; one of units never
+        fulfilled returns nothing)."""
         return any(
-            _is_line_refund(order) and order.get("restock") is not False
+            _is_line_refund(order)
+            and order.get("restock") is not False
+            and not order.get("unshipped")
             for _event, order in applied
         )
 
@@ -1317,7 +1320,12 @@ class SyncEventOrder(models.Model):
             return reason
         open_pickings = pickings.filtered(lambda p: p.state not in ("done", "cancel"))
         shipped = any(p.state == "done" for p in pickings)
-        if open_pickings and _is_line_refund(order) and shipped:
+        if (
+            open_pickings
+            and _is_line_refund(order)
+            and shipped
+            and not order.get("unshipped")
+        ):
             # part of the order left: a refund of lines may be of units that
             # shipped (a return), and the rest is still to ship
             reason = _(

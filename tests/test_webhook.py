@@ -604,6 +604,52 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(res.status_code, 200, res.text)
         self.run_jobs("_scs_job_apply_inbound")
 
+    def test_shopify_cancel_of_unfulfilled_units_after_a_partial_shipment(self):
+        """1 of 3 mugs shipped, the other 2 cancelled on Shopify (a refund
+        with ``restock_type: cancel``: units never fulfilled): they are
+        released from the backorder, and the order's next update is still
+        followed. A refund with ``return`` may be of the shipped mug: it
+        releases nothing from what is still to ship."""
+        mug = {"id": 1, "sku": "SCS-MUG", "quantity": 3, "variant_id": 111}
+        for order_id, restock_type in ((5151, "cancel"), (5252, "return")):
+            gid = f"gid://shopify/Order/{order_id}"
+            self.post_shopify_order("orders/create", order_id, 1, [mug])
+            picking = self.reservations(self.shopify, gid)
+            picking.move_ids.write({"quantity": 1, "picked": True})
+            picking._action_done()
+            backorder = self.reservations(self.shopify, gid) - picking
+            self.assertEqual(backorder.move_ids.product_uom_qty, 2)
+            refund = {
+                "id": order_id,
+                "order_id": order_id,
+                "created_at": "2026-11-22T10:02:00Z",
+                "refund_line_items": [
+                    {
+                        "line_item_id": 1,
+                        "quantity": 2,
+                        "restock_type": restock_type,
+                        "line_item": mug,
+                    }
+                ],
+            }
+            res = self.post_shopify("refunds/create", json.dumps(refund).encode())
+            self.assertEqual(res.status_code, 200)
+            self.run_jobs("_scs_job_apply_inbound")
+            if restock_type == "cancel":
+                self.assertEqual(backorder.state, "cancel")
+                # the update Shopify sends after it: the order still stands
+                # at the shipped mug, nothing more to release or to flag
+                event = self.post_shopify_order(
+                    "orders/updated",
+                    order_id,
+                    3,
+                    [dict(mug, quantity=3, current_quantity=1)],
+                )
+                self.assertEqual(event.state, "applied", event.error)
+            else:
+                self.assertEqual(backorder.move_ids.product_uom_qty, 2)
+                self.assertEqual(backorder.state, "assigned")
+
     def test_shopify_order_updates_follow_a_reserved_order(self):
         """orders/updated: units an order edit adds are reserved; a refunded
         status releases nothing (refunds/create does); a cancelled one

@@ -219,6 +219,10 @@ class ChannelOrder:
     restock: bool = True
     raw: dict = field(default_factory=dict)
     follow_only: bool = False
+    #: a refund whose restocked units were never fulfilled (Shopify's
+    #: ``restock_type: cancel``): no return, so they are released from what
+    #: is still to ship even after part of the order shipped
+    unshipped: bool = False
 
 
 @dataclass

@@ -1251,13 +1251,15 @@ def _refund_from_webhook(body):
     ``legacy_restock`` or ``no_restock``). The event carries the restocked
     lines with ``restock=True``; when none is restocked it carries every line
     with ``restock=False`` so the Odoo side can record it without releasing.
+    Restocked lines that are all ``cancel`` were never fulfilled
+    (``unshipped``): no return of shipped units.
     """
     topic = "refunds/create"
     _require(body, topic, "order_id")
     items = body.get("refund_line_items")
     if not isinstance(items, list):
         raise WebhookPayloadError(f"{topic} payload lacks refund_line_items")
-    restocked, kept = [], []
+    restocked, kept, types = [], [], set()
     for entry in items:
         if not isinstance(entry, dict):
             raise WebhookPayloadError(
@@ -1279,6 +1281,8 @@ def _refund_from_webhook(body):
         else:  # payloads older than restock_type carried one flag per refund
             is_restocked = bool(body.get("restock"))
         (restocked if is_restocked else kept).append(line)
+        if is_restocked:
+            types.add(restock_type)
     return ChannelOrder(
         external_id=to_gid("Order", body["order_id"]),
         status="refunded",
@@ -1286,6 +1290,7 @@ def _refund_from_webhook(body):
         updated_at=parse_time(body.get("processed_at") or body.get("created_at")),
         restock=bool(restocked),
         raw=body,
+        unshipped=types == {"cancel"},
     )
 
 

@@ -981,6 +981,23 @@ def test_refund_restocks_only_restocked_lines(adapter):
         ("A", 1.0),
         ("C", 3.0),
     ]
+    # a return among them: it may be of shipped units
+    assert event.order.unshipped is False
+
+
+def test_refund_of_units_never_fulfilled_is_unshipped(adapter):
+    """``restock_type: cancel`` restocks units that were never fulfilled:
+    no return, whatever shipped of the order."""
+    body = {
+        "order_id": 77,
+        "refund_line_items": [
+            {"quantity": 2, "restock_type": "cancel", "line_item": {"sku": "C"}},
+            {"quantity": 1, "restock_type": "no_restock", "line_item": {"sku": "B"}},
+        ],
+    }
+    [event] = adapter.parse_webhook("refunds/create", body, HEADERS)
+    assert event.order.unshipped is True
+    assert [(ln.sku, ln.quantity) for ln in event.order.lines] == [("C", 2.0)]
 
 
 def test_refund_without_restock(adapter):
