@@ -110,15 +110,22 @@ class SyncEventOperations(models.Model):
                     identity_key=event._scs_apply_identity(),
                     description=f"Retry {event.kind} {event.external_ref or ''}",
                 )._scs_job_apply()
-        left = len(self) - len(events)
-        message = _("%s event(s) retried in the background.", len(events))
-        if left:
-            message += " " + _(
+        return self._scs_answer(
+            _("Retry"),
+            _("%s event(s) retried in the background.", len(events)),
+            len(self) - len(events),
+            _(
                 "%s left as they were: only dead and failed events are retried"
-                " (a push is sent again by the binding's Push Now).",
-                left,
-            )
-        return self.env["sync.channel"]._scs_notification(_("Retry"), message)
+                " (a push is sent again by the binding's Push Now)."
+            ),
+        )
+
+    def _scs_answer(self, title, message, left, left_message):
+        """A button's notification: what it did, then (``left_message``, with
+        ``%s`` for how many) why it did nothing to the ``left`` others."""
+        if left:
+            message += " " + left_message % left
+        return self.env["sync.channel"]._scs_notification(title, message)
 
     def action_discard(self):
         return {
@@ -172,19 +179,19 @@ class SyncEventOperations(models.Model):
         others (only inbound orders, cancellations and levels replay; a
         push is sent again by Retry or Push Now)."""
         replays = self.action_replay()
-        message = _(
-            "%s event(s) replayed in the background: applying is idempotent,"
-            " what was applied changes nothing.",
-            len(replays),
-        )
-        left = len(self) - len(replays)
-        if left:
-            message += " " + _(
+        return self._scs_answer(
+            _("Replay"),
+            _(
+                "%s event(s) replayed in the background: applying is idempotent,"
+                " what was applied changes nothing.",
+                len(replays),
+            ),
+            len(self) - len(replays),
+            _(
                 "%s not replayed: only inbound orders, cancellations and levels"
-                " are (a push is sent again by Retry or the binding's Push Now).",
-                left,
-            )
-        return self.env["sync.channel"]._scs_notification(_("Replay"), message)
+                " are (a push is sent again by Retry or the binding's Push Now)."
+            ),
+        )
 
     def _scs_copy_as_replay(self):
         """A new event replaying this one, keyed ``<key>:replay:<n>``.

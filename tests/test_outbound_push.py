@@ -298,9 +298,8 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(sim.quantity("SCS-MUG"), 11)
         self.assertLessEqual(second.change_ts, after_change)
 
-    def test_channel_rule_changes_are_pushed(self):
-        """The channel's buffer, what it sells and Push Stock are part of the
-        figure it is offered: a change is pushed at commit, as a binding's."""
+    def channel_of_two_pushed(self):
+        """A channel selling the mug and the cap, each pushed once."""
         sim = self.start_simulator()
         channel = self.make_channel(sim)
         self.bind(channel, self.product_a)
@@ -308,6 +307,12 @@ class TestOutboundPush(SyncCase):
         self.product_a._scs_job_push_sku()
         self.product_b._scs_job_push_sku()
         self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        return sim, channel
+
+    def test_channel_rule_changes_are_pushed(self):
+        """The channel's buffer, what it sells and Push Stock are part of the
+        figure it is offered: a change is pushed at commit, as a binding's."""
+        sim, channel = self.channel_of_two_pushed()
         # another channel selling the same products: its numbers did not move
         other_sim = self.start_simulator()
         other = self.make_channel(other_sim)
@@ -449,13 +454,7 @@ class TestOutboundPush(SyncCase):
         number than the one Odoo recorded as pushed: *Push All Now* sends
         each binding's number again, while a settings change that moves no
         number skips the bindings it did not move."""
-        sim = self.start_simulator()
-        channel = self.make_channel(sim)
-        self.bind(channel, self.product_a)
-        self.bind(channel, self.product_b)
-        self.product_a._scs_job_push_sku()
-        self.product_b._scs_job_push_sku()
-        self.assertEqual(sim.quantity("SCS-MUG"), 10)
+        sim, channel = self.channel_of_two_pushed()
         sim.set_stock("SCS-MUG", 40)
         sim.set_stock("SCS-CAP", 41)
         pushes = len(sim.history)
