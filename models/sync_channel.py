@@ -342,14 +342,18 @@ class SyncChannel(models.Model):
             raise UserError(_("Connection failed: %s", err)) from err
         message = message or _("The channel answered.")
         if self._scs_pause_state().get(self.id, (0, 0.0))[0]:
-            self._scs_answered()
-            self.invalidate_recordset(["pause_count", "paused_until"])
-            self.action_push_all(force=False)
-            message = (
-                message.rstrip(". ")
-                + ". "
-                + _("It was paused after it did not answer: its pushes resume now.")
-            )
+            if self._scs_answered():
+                self.invalidate_recordset(["pause_count", "paused_until"])
+                self.action_push_all(force=False)
+                note = _(
+                    "It was paused after it did not answer: its pushes resume now."
+                )
+            else:
+                note = _(
+                    "It is paused after it did not answer, and busy: try again"
+                    " in a moment, or its pause ends by itself."
+                )
+            message = message.rstrip(". ") + ". " + note
         return self._scs_notification(_("Connection OK"), message)
 
     @api.model

@@ -210,9 +210,10 @@ class SyncChannel(models.Model):
     def _scs_answered(self):
         """The channel answered after a pause: close its circuit (in a
         transaction of its own, as the pause was written: the job's own
-        snapshot predates the probe's claim, and its update would fail)."""
+        snapshot predates the probe's claim, and its update would fail).
+        Whether it closed (another job holding the channel's row: later)."""
         if not self:
-            return
+            return True
         try:
             with self._scs_own_cursor() as cr:
                 cr.execute(
@@ -224,8 +225,9 @@ class SyncChannel(models.Model):
                 )
         except psycopg2.errors.LockNotAvailable:
             _logger.info("channels %s answered; circuit closed later", self.ids)
-            return
+            return False
         _logger.info("channels %s answered again: pushes resume", self.ids)
+        return True
 
     def _scs_outcome(self, results, error, wait=None):
         """``(results, error)`` of a push to this channel, the circuit kept.

@@ -587,7 +587,13 @@ class SyncChannel(models.Model):
                 token = state["token"]
                 since = fields.Datetime.to_datetime(state["since"])
                 now = fields.Datetime.to_datetime(state["until"])
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError) as err:
+                # no page to go on from: the window is read from its start
+                _logger.warning(
+                    "channel %s: order fetch progress unreadable (%s), read again",
+                    self.id,
+                    err,
+                )
                 token = None
         orders, stopped = [], None
         try:

@@ -252,6 +252,12 @@ class TestReconcile(SyncCase):
             self.assertEqual(self.channel.buffer_qty, 1)
             self.channel.buffer_qty = 0
             self.discard_jobs()
+            # another job holds the channel's row: not resumed, and said so
+            Channel = type(self.channel)
+            with patch.object(Channel, "_scs_answered", return_value=False):
+                answer = self.channel.action_test_connection()
+            self.assertIn("try again", answer["params"]["message"])
+            self.assertFalse(self.sync_jobs("_scs_job_push_batch"))
             answer = self.channel.action_test_connection()
             self.assertIn("resume", answer["params"]["message"])
             self.channel.invalidate_recordset()
