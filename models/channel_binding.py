@@ -104,7 +104,10 @@ class ChannelBinding(models.Model):
         help="SKU of the listing on the channel (defaults to the internal reference).",
     )
     external_id = fields.Char(
-        "External ID", index=True, help="Product / listing id on the channel."
+        "External ID",
+        index=True,
+        help="Product / listing id on the channel (Amazon: none, the SKU is"
+        " the listing; an ASIN is shared by several SKUs).",
     )
     external_variant_id = fields.Char(
         "External Variant ID",

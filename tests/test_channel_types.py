@@ -450,6 +450,52 @@ class TestChannelTypes(SyncCase):
         self.assertEqual(self.product_b.free_qty, 5)
         self.assertEqual(self.product_a.free_qty, 8)
 
+    def test_amazon_skus_sharing_an_asin_stay_apart(self):
+        """One ASIN carries several seller SKUs on Amazon (a used condition,
+        a second offer): a line, a level and Match Listings go by the seller
+        SKU, never by the ASIN, which would reserve the wrong product."""
+        sim = self.start(AmazonSimulator())
+        row_a, row_b = sim.seed_skus(2, quantity=4)
+        # the second SKU is listed under the first one's ASIN
+        sim.listings[row_b["sku"]]["asin"] = row_a["external_id"]
+        channel = self.channel_from_form("amazon", **sim.config_fields())
+        # as the demo binds a listing: its SKU and its ASIN
+        binding_a = self.bind(
+            channel, self.product_a, sku=row_a["sku"], external_id=row_a["external_id"]
+        )
+        binding_b = self.bind(channel, self.product_b, sku=row_b["sku"])
+        order_id = sim.seed_order([(row_b["sku"], 2)])
+        channel.sudo()._scs_fetch_orders()
+        picking = self.env["stock.picking"].search(
+            [
+                ("scs_channel_id", "=", channel.id),
+                ("scs_external_order_id", "=", order_id),
+            ]
+        )
+        self.assertEqual(picking.move_ids.product_id, self.product_b)
+        self.assertEqual(self.product_b.free_qty, 3)
+        self.assertEqual(self.product_a.free_qty, 10)
+        # each listing's level is its own SKU's
+        sim.quantities[row_a["sku"]] = 1
+        levels = list(channel._scs_adapter().read_quantities())
+        seen = (binding_a | binding_b)._scs_levels_seen(levels)
+        self.assertEqual(seen, {binding_a: 1, binding_b: 4})
+        # Match Listings binds both SKUs of the ASIN
+        self.env["product.product"].create(
+            [
+                {"name": "Used", "default_code": "AMZ-USED", "is_storable": True},
+                {"name": "Refurb", "default_code": "AMZ-REFURB", "is_storable": True},
+            ]
+        )
+        for sku in ("AMZ-USED", "AMZ-REFURB"):
+            sim.listings[sku] = dict(sim.listings[row_a["sku"]])
+            sim.quantities[sku] = 0
+        channel.action_match_listings()
+        matched = self.env["channel.binding"].search(
+            [("channel_id", "=", channel.id), ("sku", "in", ["AMZ-USED", "AMZ-REFURB"])]
+        )
+        self.assertEqual(len(matched), 2)
+
     def test_amazon_backlog_past_the_burst_is_read_on(self):
         """More pages of orders than Amazon's burst allows: the orders read
         before the 429 are kept (reserved), the page it stopped at is kept,

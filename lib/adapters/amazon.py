@@ -59,8 +59,11 @@ Config (:class:`ChannelConfig`) for ``channel_type="amazon"``
     ``feed_poll_attempts``, ``feed_poll_interval``, ``max_throttle_wait``,
     ``rate_limits`` ({operation: [rate, burst] or None to disable}),
     ``client_throttle`` (False disables every client-side bucket).
-    Levels and order lines name the ASIN in ``external_id`` /
-    ``external_variant_id`` for information; Amazon addresses listings by SKU.
+    Amazon addresses a seller's listing by its SKU. Levels and order lines
+    name no other id: an ASIN is a catalogue page that several seller SKUs
+    share (a used condition, a second offer of the same item), so a line
+    matched by its ASIN could reserve another SKU's product, and Match
+    Listings could not bind the second SKU of an ASIN.
 """
 
 import gzip
@@ -702,7 +705,6 @@ class AmazonAdapter(RefreshTokenAdapter):
         return LiveLevel(
             sku=item.get("sku", ""),
             quantity=quantity,
-            external_id=summaries[0].get("asin", ""),
             updated_at=parse_time(summaries[0].get("lastUpdatedDate")),
         )
 
@@ -728,7 +730,6 @@ class AmazonAdapter(RefreshTokenAdapter):
                     if cancelled
                     else float(item.get("quantityOrdered") or 0),
                     external_id=item.get("orderItemId", ""),
-                    external_variant_id=product.get("asin", ""),
                 )
             )
         status = (order.get("fulfillment") or {}).get("fulfillmentStatus")
