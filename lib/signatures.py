@@ -22,8 +22,10 @@ operator's to fix, not the sender's.
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
+import math
 import re
 import secrets as _secrets
 import time
@@ -294,7 +296,57 @@ def load_ed25519_public_key(value):
             raise ValueError("Ed25519 public key (whpk_) is not valid base64")
     if len(raw) != 32:
         raise ValueError(f"Ed25519 public key (whpk_) must be 32 bytes, not {len(raw)}")
+    problem = _ed25519_key_problem(raw)
+    if problem:
+        raise ValueError(f"Ed25519 public key (whpk_) is not usable: {problem}")
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+#: the field and curve of Ed25519 (RFC 8032, section 5.1)
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+
+
+def _edwards_add(one, two):
+    (x1, y1), (x2, y2) = one, two
+    cross = _D * x1 * x2 * y1 * y2 % _P
+    x3 = (x1 * y2 + y1 * x2) * pow(1 + cross, _P - 2, _P) % _P
+    y3 = (y1 * y2 + x1 * x2) * pow(1 - cross, _P - 2, _P) % _P
+    return x3, y3
+
+
+@functools.lru_cache(maxsize=64)
+def _ed25519_key_problem(raw):
+    """Why 32 bytes are not a public key to verify with, or ``None``.
+
+    OpenSSL, which ``cryptography`` verifies with, accepts a key of small
+    order (the identity point, say): with such a key a signature made
+    without any private key verifies for every message, so a forged
+    ``v1a`` delivery would pass. Such keys are refused here, as libsodium
+    refuses them: the point is decoded (RFC 8032, 5.1.3) and multiplied by
+    the cofactor 8; a small-order point gives the identity.
+    """
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    sign = raw[31] >> 7
+    if y >= _P:
+        return "not a canonical point encoding"
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x2 = u * pow(v, _P - 2, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    if (x * x - x2) % _P:
+        return "not a point of the curve"
+    if x == 0 and sign:
+        return "not a canonical point encoding"
+    if x % 2 != sign:
+        x = _P - x
+    point = (x, y)
+    for _ in range(3):
+        point = _edwards_add(point, point)
+    if point == (0, 1):
+        return "a point of small order, which any signature could match"
+    return None
 
 
 def ed25519_public_key_of(private_key):
@@ -385,7 +437,10 @@ def check_timestamp(stamp, now=None, tolerance=STANDARD_TOLERANCE):
             "is not integer unix seconds"
         )
     value = int(stamp)
-    now = time.time() if now is None else now
+    # whole seconds, as the timestamp and the JavaScript reference count: a
+    # timestamp exactly the tolerance old is inside the window all through
+    # that second
+    now = math.floor(time.time() if now is None else now)
     if value < now - tolerance:
         raise StaleTimestamp(
             f"{STANDARD_TIMESTAMP_HEADER} is {int(now - value)} s old, "
@@ -472,10 +527,11 @@ def verify_standard(
     if _standard_matches(entries, content, hmac_keys, verify_keys):
         return msg_id
     versions = sorted({version for version, _raw in entries})
+    unusable = f"; {'; '.join(broken)}" if broken else ""
     raise InvalidSignature(
         f"no {STANDARD_SIGNATURE_HEADER} entry matches the configured "
         f"{'keys' if verify_keys else 'secrets'} (entries: {', '.join(versions)}"
-        f"{f'; {malformed} malformed' if malformed else ''})"
+        f"{f'; {malformed} malformed' if malformed else ''}){unusable}"
     )
 
 

@@ -21,7 +21,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tools import SQL
 
 from ..lib.adapters import ChannelConfig, ChannelError, get_adapter_class
-from ..lib.signatures import generate_standard_secret
+from ..lib.signatures import generate_standard_secret, load_ed25519_public_key
 
 _logger = logging.getLogger(__name__)
 
@@ -648,6 +648,21 @@ class SyncChannel(models.Model):
                         self.MAX_WEBHOOK_TOLERANCE,
                     )
                 )
+
+    @api.constrains("webhook_public_key")
+    def _check_webhook_public_key(self):
+        """A ``v1a`` key that cannot verify is refused when it is saved: one
+        pasted wrong would refuse every delivery, and one of small order
+        would accept a signature made without any private key."""
+        for channel in self.sudo():
+            if not channel.webhook_public_key:
+                continue
+            try:
+                load_ed25519_public_key(channel.webhook_public_key)
+            except ValueError as err:
+                raise ValidationError(
+                    _("The webhook public key cannot be used: %s", err)
+                ) from err
 
     @api.constrains("adapter_options", "channel_type")
     def _check_adapter_options(self):

@@ -235,6 +235,39 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         res = self.post_generic(self.order_payload("G-ROT2"), secret=old)
         self.assertEqual(res.status_code, 401, "expired previous secret refused")
 
+    def test_public_key_of_small_order_never_verifies(self):
+        """The identity point as the channel's key would let a signature made
+        without any private key verify for every body: the form refuses it,
+        and one stored before that check is not used to verify."""
+        identity = "whpk_" + base64.b64encode(b"\x01" + bytes(31)).decode()
+        for bad in (identity, "whpk_" + base64.b64encode(b"k" * 31).decode()):
+            with self.assertRaises(ValidationError), self.env.cr.savepoint():
+                self.generic.webhook_public_key = bad
+                self.generic.flush_recordset()
+        self.env.cr.execute(
+            "UPDATE sync_channel SET webhook_public_key = %s WHERE id = %s",
+            (identity, self.generic.id),
+        )
+        self.env.registry.clear_cache()
+        body = json.dumps(self.order_payload("G-FORGED", qty=7)).encode()
+        forged = "v1a," + base64.b64encode(b"\x01" + bytes(63)).decode()
+        res = self.url_open(
+            URL + self.generic.webhook_token,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "webhook-id": "msg_forged",
+                "webhook-timestamp": str(int(time.time())),
+                "webhook-signature": forged,
+            },
+        )
+        self.assertEqual(res.status_code, 401, res.text)
+        self.assertIn("small order", res.json()["error"])
+        self.assertFalse(
+            self.env["sync.event"].search([("idempotency_key", "=", "msg_forged")])
+        )
+        self.assertFalse(self.reservations(self.generic, "G-FORGED"))
+
     def test_pasted_secret_keeps_the_old_one_for_the_grace_period(self):
         """A marketplace's new secret is pasted into the field (Shopify's is
         the app's client secret, which Odoo cannot make): the secret it

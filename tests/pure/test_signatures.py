@@ -174,6 +174,24 @@ def test_standard_stale_timestamp_in_the_past():
     assert verify_standard(sw_headers(), SW_BODY, [SW_SECRET], now=SW_TS + 300)
 
 
+def test_standard_window_counts_whole_seconds_as_the_reference():
+    """Timestamps are whole seconds, and so is the clock they are compared
+    with (as the JavaScript reference floors it): a timestamp exactly the
+    tolerance old is accepted at any fraction of that second, one a second
+    older is refused, on both sides of the window alike."""
+    for fraction in (0.0, 0.3, 0.999):
+        assert verify_standard(
+            sw_headers(), SW_BODY, [SW_SECRET], now=SW_TS + 300 + fraction
+        )
+        assert verify_standard(
+            sw_headers(), SW_BODY, [SW_SECRET], now=SW_TS - 300 + fraction
+        )
+        with pytest.raises(StaleTimestamp):
+            verify_standard(
+                sw_headers(), SW_BODY, [SW_SECRET], now=SW_TS + 301 + fraction
+            )
+
+
 def test_standard_timestamp_in_the_future():
     with pytest.raises(StaleTimestamp, match="301 s in the future"):
         verify_standard(sw_headers(), SW_BODY, [SW_SECRET], now=SW_TS - 301)
@@ -419,6 +437,47 @@ def test_ed25519_key_loading_errors():
         load_ed25519_public_key("whpk_" + base64.b64encode(b"k" * 33).decode())
     with pytest.raises(ValueError, match="base64"):
         load_ed25519_public_key("whpk_***")
+
+
+#: encodings of points of small order (libsodium's list), with the sign bit
+#: set too where that still decodes
+SMALL_ORDER_KEYS = [
+    bytes(32),
+    b"\x01" + bytes(31),
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
+    b"\xec" + b"\xff" * 30 + b"\x7f",
+    bytes(31) + b"\x80",
+]
+
+
+@pytest.mark.parametrize("raw", SMALL_ORDER_KEYS + [b"\xed" + b"\xff" * 30 + b"\x7f"])
+def test_ed25519_key_of_small_order_is_refused(raw):
+    """With the identity point as the channel's key, a signature made of the
+    identity and a zero scalar verifies for any body (OpenSSL does not
+    refuse such keys): the key is refused when loaded, so a forged ``v1a``
+    delivery is never accepted."""
+    key = "whpk_" + base64.b64encode(raw).decode()
+    with pytest.raises(ValueError, match="not usable"):
+        load_ed25519_public_key(key)
+    forged = "v1a," + base64.b64encode(b"\x01" + bytes(63)).decode()
+    headers = {
+        "webhook-id": "msg_forged",
+        "webhook-timestamp": str(SW_TS),
+        "webhook-signature": forged,
+    }
+    with pytest.raises((ValueError, InvalidSignature)):
+        verify_standard(headers, SW_BODY, public_keys=[key], now=SW_TS)
+
+
+def test_ed25519_generated_keys_are_usable():
+    for _ in range(50):
+        private, public = generate_ed25519_keypair()
+        assert load_ed25519_public_key(public)
+        headers = sign_standard(None, "msg_ok", SW_TS, SW_BODY, private_key=private)
+        assert verify_standard(headers, SW_BODY, public_keys=[public], now=SW_TS)
 
 
 # -- interop with the reference library --------------------------------------
