@@ -16,7 +16,8 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from .job_store import lock_rows_or_retry
+from ..lib.adapters import ChannelError
+from .job_store import lock_rows_or_retry, retry_later
 from .sync_event import DEFERRED
 
 
@@ -357,14 +358,7 @@ class SyncEventOrder(models.Model):
             ]
         )
         if self.kind == "cancel" or order.get("status") in ("cancelled", "refunded"):
-            if order.get("restock") is False and order.get("status") == "refunded":
-                # a cancelled order never left: whatever a shop says of
-                # restocking, its units are still on the shelf here
-                self._scs_set_state(
-                    "applied", reason=_("refund without restock: nothing released")
-                )
-                return "no restock"
-            return self._scs_release(existing, order, [(ln, b) for ln, b in lines if b])
+            return self._scs_apply_release(existing, order, order_id, lines)
         if existing:
             return self._scs_follow_order(existing, lines, applied, bindings)
         placed = self._scs_placed_before_cutoff(order)
@@ -1303,6 +1297,101 @@ class SyncEventOrder(models.Model):
         )
         sold, given_back = self.env.cr.fetchone()
         return None if given_back else sold
+
+    def _scs_apply_release(self, existing, order, order_id, lines):
+        """A cancellation or a refund of the order ``existing`` holds."""
+        if order.get("unconfirmed") and existing.filtered(
+            lambda p: p.state not in ("done", "cancel")
+        ):
+            return self._scs_confirm_first(order_id)
+        if order.get("restock") is False and order.get("status") == "refunded":
+            # a cancelled order never left: whatever a shop says of
+            # restocking, its units are still on the shelf here
+            self._scs_set_state(
+                "applied", reason=_("refund without restock: nothing released")
+            )
+            return "no restock"
+        return self._scs_release(existing, order, [(ln, b) for ln, b in lines if b])
+
+    def _scs_confirm_first(self, order_id):
+        """A release the delivery cannot prove fresh: ask the shop first.
+
+        WooCommerce's ``order.deleted`` is the order's id alone, signed, the
+        same bytes at every deletion of the order; only its unsigned
+        delivery id tells one from the next. Sent again under another id
+        after the order was restored, it would release a live order. The
+        event waits (``received``) for a job of its own that asks the shop
+        (no network call in the apply run) and queues it again once the
+        shop says the order is gone.
+        """
+        self._scs_set_state(
+            "received",
+            reason=_("asking the shop whether order %s is deleted", order_id),
+        )
+        self.with_delay(
+            identity_key=f"stock_channel_sync.confirm.{self.id}",
+            description=f"Ask {self.channel_id.name} whether order {order_id}"
+            " is deleted",
+        )._scs_job_confirm_deletion()
+        return "confirming"
+
+    def _scs_job_confirm_deletion(self):
+        """Apply a deletion once the shop confirms the order is gone
+        (trashed or deleted); one the shop still has releases nothing."""
+        event = self.sudo()
+        event.ensure_one()
+        if event.state != "received":
+            return f"nothing to confirm: event is {event.state}"
+        data = json.loads(event.data or "{}")
+        order = data.get("order") or {}
+        order_id = str(order.get("external_id") or event.external_ref or "")
+        channel = event.channel_id
+        try:
+            deleted, status = channel._scs_adapter().order_deleted(order_id)
+        except ChannelError as err:
+            if err.retryable:
+                raise retry_later(err) from err
+            event._scs_confirm_failed(str(err))
+            return f"not confirmed: {err}"
+        if not deleted:
+            event._scs_set_state(
+                "skipped",
+                reason=_(
+                    "the shop still has order %(order)s (%(status)s): a deletion"
+                    " sent late or sent again releases nothing",
+                    order=order_id,
+                    status=status or "?",
+                ),
+            )
+            return f"order {order_id} is {status}: nothing released"
+        data["order"] = dict(order, unconfirmed=False)
+        event._scs_set_state(
+            "queued",
+            data=json.dumps(data),
+            reason=_("the shop confirmed the deletion (%s)", status),
+        )
+        channel._scs_enqueue_inbound()
+        return f"order {order_id} is {status}: released next"
+
+    def _scs_confirm_failed(self, error):
+        """The shop could not be asked: the order stays reserved (the safe
+        side) and the event is a dead letter, with its alert; Retry asks
+        again."""
+        for event in self.sudo().filtered(lambda e: e.state == "received"):
+            event._scs_set_state(
+                "dead",
+                error=_(
+                    "could not ask the shop whether the order is deleted: %s; it"
+                    " stays reserved (Retry asks again)",
+                    error,
+                ),
+                attempts=event.attempts + 1,
+            )
+            event.channel_id._scs_notify_dead_letter(event)
+
+    def _scs_on_confirm_failed(self, exc_name=None, exc_message=None, **kw):
+        """queue_job ``on_fail`` hook of ``_scs_job_confirm_deletion``."""
+        self._scs_confirm_failed(exc_message or exc_name or _("failed"))
 
     def _scs_release(self, pickings, order, known=()):
         """Release what a cancelled or refunded order holds.

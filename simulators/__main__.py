@@ -120,8 +120,8 @@ def external_ids(channel_type, sku):
                 "external_variant_id": str(WOO_VARIATIONS[sku]),
             }
         return {"external_id": str(WOO_PRODUCTS[sku]), "external_variant_id": ""}
-    if channel_type == "amazon":
-        return {"external_id": AMAZON_ASINS[sku], "external_variant_id": ""}
+    # Amazon: none, the seller SKU is the listing (its ASIN is the
+    # simulator's, in AMAZON_ASINS, shared by any SKU of the same item)
     if channel_type == "ebay":
         listing, offer = EBAY_LISTINGS[sku]
         return {"external_id": listing, "external_variant_id": offer}

@@ -16,6 +16,10 @@ What it reproduces (read from WooCommerce's REST controllers):
   ``include`` lists, and for orders ``modified_after`` (exclusive, GMT with
   ``dates_are_gmt``).
 - ``GET /system_status`` for connection checks.
+- ``GET /orders/{id}``: one order; a trashed one answers with status
+  ``trash`` (and is left out of ``GET /orders``, as WooCommerce's ``any``
+  status leaves it out), one deleted for good 404
+  ``woocommerce_rest_shop_order_invalid_id``.
 - ``GET /orders/{id}/refunds``: an order's refunds, each with its line items
   at negative quantities (``_refunded_item_id`` in their meta data); the
   order lists them by id and total only, as WooCommerce's order does. A
@@ -156,6 +160,24 @@ class WooCommerceSimulator(Simulator):
             }
             return number
 
+    def trash_order(self, order_id, delete=False):
+        """Move an order to the trash (``delete``: delete it for good)."""
+        with self.lock:
+            if delete:
+                self.orders.pop(order_id, None)
+                return
+            order = self.orders[order_id]
+            order["_restore_status"] = order["status"]
+            order["status"] = "trash"
+            order["date_modified_gmt"] = _gmt(datetime.now(timezone.utc))
+
+    def restore_order(self, order_id):
+        """Take an order out of the trash, with the status it had."""
+        with self.lock:
+            order = self.orders[order_id]
+            order["status"] = order.pop("_restore_status", "pending")
+            order["date_modified_gmt"] = _gmt(datetime.now(timezone.utc))
+
     def add_refund(self, order_id, lines, restock=True, amount="0.00", when=None):
         """Refund ``[(line item id, quantity)]`` of an order (no lines: an
         amount only), as the shop's refund screen does: the refund gets its
@@ -253,18 +275,34 @@ class WooCommerceSimulator(Simulator):
                 if not match.group(2) and req.method == "GET":
                     rows = [self.products[i] for i in self.variations[parent]]
                     return self._collection(req, rows, self._product_json)
-            if path == "/orders" and req.method == "GET":
-                return self._collection(req, self._orders(req), dict)
-            match = re.fullmatch(r"/orders/(\d+)/refunds", path)
-            if match and req.method == "GET":
-                order_id = int(match.group(1))
-                if order_id not in self.orders:
-                    return _error(
-                        404, "woocommerce_rest_order_invalid_id", "Invalid order ID."
-                    )
-                rows = self.refunds.get(order_id, [])
-                return self._collection(req, rows, dict)
+            if path.startswith("/orders") and req.method == "GET":
+                answer = self._order_routes(req, path)
+                if answer is not None:
+                    return answer
         return _error(404, "rest_no_route", "No route was found.")
+
+    def _order_routes(self, req, path):
+        """``GET /orders``, ``/orders/{id}`` and ``/orders/{id}/refunds``."""
+        if path == "/orders":
+            return self._collection(req, self._orders(req), self._order_json)
+        match = re.fullmatch(r"/orders/(\d+)", path)
+        if match:
+            order = self.orders.get(int(match.group(1)))
+            if order is None:
+                return _error(
+                    404, "woocommerce_rest_shop_order_invalid_id", "Invalid ID."
+                )
+            return Response(200, self._order_json(order))
+        match = re.fullmatch(r"/orders/(\d+)/refunds", path)
+        if match:
+            order_id = int(match.group(1))
+            if order_id not in self.orders:
+                return _error(
+                    404, "woocommerce_rest_order_invalid_id", "Invalid order ID."
+                )
+            rows = self.refunds.get(order_id, [])
+            return self._collection(req, rows, dict)
+        return None
 
     def _collection(self, req, rows, render):
         try:
@@ -300,8 +338,18 @@ class WooCommerceSimulator(Simulator):
         data["stock_quantity"] = self.quantities.get(record["sku"]) if managed else None
         return data
 
+    @staticmethod
+    def _order_json(order):
+        return {k: v for k, v in order.items() if not k.startswith("_")}
+
     def _orders(self, req):
-        rows = list(self.orders.values())
+        wanted = req.query.get("status")
+        wanted = None if wanted == "any" else wanted
+        rows = [
+            o
+            for o in self.orders.values()
+            if (o["status"] == wanted if wanted else o["status"] != "trash")
+        ]
         since = req.query.get("modified_after")
         if since:
             moment = datetime.fromisoformat(since.removesuffix("Z"))

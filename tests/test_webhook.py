@@ -622,20 +622,38 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
 
-    def post_woo(self, topic, payload):
-        """A signed WooCommerce delivery of ``payload``, applied."""
+    def post_woo(self, topic, payload, delivery=None):
+        """A signed WooCommerce delivery of ``payload``, applied (a deletion
+        once the shop was asked whether the order is gone)."""
         body = json.dumps(payload).encode()
         secret = signatures.wp_specialchars_decode("woo&amp;secret").encode()
         digest = hmac.new(secret, body, hashlib.sha256).digest()
         headers = {
             "X-WC-Webhook-Signature": base64.b64encode(digest).decode(),
             "X-WC-Webhook-Topic": topic,
-            "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex,
+            "X-WC-Webhook-Delivery-ID": delivery or uuid.uuid4().hex,
             "Content-Type": "application/json",
         }
         res = self.url_open(URL + self.woo.webhook_token, data=body, headers=headers)
         self.assertEqual(res.status_code, 200, res.text)
         self.run_jobs("_scs_job_apply_inbound")
+        if self.run_jobs("_scs_job_confirm_deletion"):
+            self.run_jobs("_scs_job_apply_inbound")
+        return res
+
+    def woo_shop(self):
+        """The Woo channel's shop, a simulator: asked whether an order of an
+        order.deleted delivery is gone (an order it never had is)."""
+        sim = WooCommerceSimulator().start()
+        self.addCleanup(sim.stop)
+        self.woo.sudo().write(
+            {
+                "base_url": sim.url,
+                "api_key": sim.consumer_key,
+                "api_secret": sim.consumer_secret,
+            }
+        )
+        return sim
 
     def test_shopify_cancel_of_unfulfilled_units_after_a_partial_shipment(self):
         """1 of 3 mugs shipped, the other 2 cancelled on Shopify (a refund
@@ -3669,6 +3687,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         delivered first: the order is not reserved. WooCommerce's
         order.deleted carries no time: it is ordered by its arrival, so a
         late update of the order modified before it reserves nothing."""
+        self.woo_shop()
         stamp = fields.Datetime.now().replace(microsecond=0)
         cancel = self.order_payload("G-TIE", event="order.cancelled", ts=stamp)
         self.assertEqual(self.post_generic(cancel).status_code, 200)
@@ -3734,6 +3753,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         """The shop's clock runs two minutes ahead of Odoo's: its orders are
         stamped in Odoo's future. Its order.deleted carries no time and is
         ordered by its arrival, moved onto the shop's clock: it releases."""
+        self.woo_shop()
         free = self.product_a.free_qty
         ahead = fields.Datetime.now() + timedelta(seconds=120)
         self.post_woo("order.created", self.woo_order(971, ahead))
@@ -3757,6 +3777,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         """The shop's clock runs two minutes behind Odoo's: trashed, then
         restored a moment later, the order is reserved again (its restore is
         its newest state, though stamped before the deletion arrived)."""
+        self.woo_shop()
         free = self.product_a.free_qty
         behind = timedelta(seconds=-120)
         # a lead behind is believed from ten events on (fewer could all be
@@ -3795,6 +3816,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         deletions carry the same body and are two events; the second one
         releases what the restore reserved. A deletion delivered twice is
         one event."""
+        self.woo_shop()
         free = self.product_a.free_qty
         now = fields.Datetime.now()
         self.post_woo("order.created", self.woo_order(973, now - timedelta(minutes=1)))
@@ -3822,8 +3844,65 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             self.assertEqual(res.status_code, 200, res.text)
         self.assertEqual(res.json()["status"], "duplicate")
         self.run_jobs("_scs_job_apply_inbound")
+        # the shop is asked first (it no longer has the order): released
+        self.assertEqual(self.run_jobs("_scs_job_confirm_deletion"), 1)
+        self.run_jobs("_scs_job_apply_inbound")
         self.assertEqual(self.woo_cancels("973").mapped("state"), ["applied"] * 2)
         self.assertFalse(self.reservations(self.woo, "973"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+
+    def test_woocommerce_deletion_sent_again_after_a_restore_releases_nothing(self):
+        """order.deleted is the order's id alone, signed: the same bytes at
+        every deletion, told apart only by an unsigned delivery id. Sent
+        again under another id once the order was restored, it is accepted
+        (it may be a second deletion) but the shop is asked first: it still
+        has the order, so nothing is released. A shop that cannot be asked
+        leaves the order reserved and the event a dead letter."""
+        sim = self.woo_shop()
+        mug = sim.add_product("SCS-MUG", 0)
+        self.b_woo.external_id = str(mug)
+        free = self.product_a.free_qty
+        sim.add_order("processing", [(mug, 2)], order_id=990)
+
+        def shop_order():
+            return json.loads(json.dumps(sim._order_json(sim.orders[990])))
+
+        self.post_woo("order.created", shop_order())
+        self.assertTrue(self.reservations(self.woo, "990"))
+        sim.trash_order(990)
+        self.post_woo("order.deleted", {"id": 990}, delivery="first-trash")
+        self.assertEqual(self.woo_cancels("990").state, "applied")
+        self.assertFalse(self.reservations(self.woo, "990"))
+        time.sleep(1.1)
+        sim.restore_order(990)
+        self.post_woo("order.updated", shop_order())
+        self.assertTrue(self.reservations(self.woo, "990"), "restored: reserved")
+        # the captured deletion, sent again under a delivery id of its own
+        res = self.post_woo("order.deleted", {"id": 990}, delivery="attacker")
+        self.assertEqual(res.json()["status"], "accepted")
+        replayed = self.woo_cancels("990")[-1]
+        self.assertEqual(replayed.state, "skipped")
+        self.assertIn("still has order 990 (processing)", replayed.reason)
+        self.assertTrue(self.reservations(self.woo, "990"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+        # the shop refuses to answer (its key revoked): nothing released
+        self.woo.sudo().api_secret = "cs_revoked"
+        self.post_woo("order.deleted", {"id": 990}, delivery="while-revoked")
+        refused = self.woo_cancels("990")[-1]
+        self.assertEqual(refused.state, "dead")
+        self.assertIn("could not ask the shop", refused.error)
+        self.assertTrue(self.reservations(self.woo, "990"))
+        # deleted for good, and the key right again: Retry releases
+        self.woo.sudo().api_secret = sim.consumer_secret
+        sim.trash_order(990, delete=True)
+        refused.action_retry()
+        self.run_jobs("_scs_job_apply")
+        self.run_jobs("_scs_job_confirm_deletion")
+        self.run_jobs("_scs_job_apply_inbound")
+        self.assertEqual(refused.state, "applied")
+        self.assertFalse(self.reservations(self.woo, "990"))
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
 

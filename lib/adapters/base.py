@@ -223,6 +223,10 @@ class ChannelOrder:
     #: ``restock_type: cancel``): no return, so they are released from what
     #: is still to ship even after part of the order shipped
     unshipped: bool = False
+    #: a state the delivery cannot prove fresh (WooCommerce's order.deleted:
+    #: the same signed bytes every time): the shop is asked before it
+    #: releases anything
+    unconfirmed: bool = False
 
 
 @dataclass

@@ -483,6 +483,31 @@ class WooCommerceAdapter(ChannelAdapter):
         for refund in self.pages(f"/orders/{order_id}/refunds", {}):
             yield refund_from_payload(order_id, refund)
 
+    def order_deleted(self, order_id):
+        """``(deleted, status)``: whether the shop no longer has the order.
+
+        ``GET /orders/<id>``: a trashed order answers with its status
+        ``trash``, one deleted for good with 404
+        ``woocommerce_rest_shop_order_invalid_id``. Another 404 (no such
+        route: a wrong base URL) is an error, not a deletion.
+        """
+        order_id = str(order_id).strip()
+        if not order_id.isdigit():
+            raise PermanentChannelError(
+                f"WooCommerce order id {order_id!r} is not a number"
+            )
+        try:
+            response = self.call(
+                "GET", f"/orders/{order_id}", params={"_fields": "id,status"}
+            )
+        except ChannelError as err:
+            if err.status == 404 and "order_invalid_id" in str(err.message or ""):
+                return True, "deleted"
+            raise
+        body = self._json(response)
+        status = str(body.get("status") or "") if isinstance(body, dict) else ""
+        return status == "trash", status
+
     # -- misc -----------------------------------------------------------------
     def test_connection(self):
         response = self.call(
@@ -515,12 +540,17 @@ class WooCommerceAdapter(ChannelAdapter):
                     " a whole order"
                 )
             order_id = _resource_id(topic, body)
-            order = ChannelOrder(external_id=order_id, status="cancelled")
             # nothing in the body tells one deletion of the order from the
             # next (trashed, restored, trashed again): the delivery id does
             # (a hash of the webhook and the second it was sent), and a
             # delivery sent again unchanged keeps it; a second release of
-            # a released order releases nothing
+            # a released order releases nothing. That id is not signed: the
+            # same bytes sent again under another id, after the order was
+            # restored, would release a live order, so the shop is asked
+            # first (``order_deleted``)
+            order = ChannelOrder(
+                external_id=order_id, status="cancelled", unconfirmed=True
+            )
             lowered = {str(k).lower(): v for k, v in (headers or {}).items()}
             delivery = str(lowered.get("x-wc-webhook-delivery-id") or "")[:64]
             key = f"{topic}:{order_id}" + (f":{delivery}" if delivery else "")

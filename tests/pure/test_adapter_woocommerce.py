@@ -9,6 +9,7 @@ import requests
 from lib.adapters.base import (
     AuthenticationError,
     ChannelConfig,
+    ChannelError,
     PermanentChannelError,
     RateLimitedError,
     RetryableChannelError,
@@ -630,3 +631,28 @@ def test_one_odd_item_is_that_items_error(sim, odd):
     results = make_adapter(sim).set_quantities(updates)
     assert results[0].ok
     assert not results[1].ok and results[1].error.retryable
+
+
+def test_order_deleted_asks_the_shop(sim):
+    """order.deleted carries nothing that proves it fresh: the shop says
+    whether the order is gone (trashed, or deleted for good); a 404 that is
+    not WooCommerce's answer for an unknown order is an error."""
+    mug = sim.add_product("MUG", 5)
+    order_id = sim.add_order("processing", [(mug, 1)])
+    adapter = make_adapter(sim)
+    assert adapter.order_deleted(order_id) == (False, "processing")
+    sim.trash_order(order_id)
+    assert adapter.order_deleted(str(order_id)) == (True, "trash")
+    # a trashed order is not listed, as WooCommerce's "any" status leaves it
+    assert [o.external_id for o in adapter.fetch_orders(datetime(2000, 1, 1))] == []
+    sim.restore_order(order_id)
+    assert adapter.order_deleted(order_id) == (False, "processing")
+    sim.trash_order(order_id, delete=True)
+    assert adapter.order_deleted(order_id) == (True, "deleted")
+    wrong_route = make_adapter(sim, base_url=sim.url + "/not-wordpress")
+    with pytest.raises(ChannelError, match="rest_no_route"):
+        wrong_route.order_deleted(order_id)
+    with pytest.raises(PermanentChannelError):
+        adapter.order_deleted("12; DROP")
+    [event] = adapter.parse_webhook("order.deleted", {"id": order_id}, {})
+    assert event.order.unconfirmed and event.kind == "cancel"
