@@ -37,6 +37,7 @@ from ..lib.adapters import (
 from ..lib.fanout import run_all
 from ..lib.quantity import breakdown
 from .job_store import (
+    RECONCILE_PRIORITY,
     lock_rows_or_retry,
     retry_later,
     run_again_after_lost_connection,
@@ -863,6 +864,7 @@ class ChannelBinding(models.Model):
         if busy:
             busy.with_delay(
                 eta=timedelta(seconds=LOCK_RETRY_SECONDS),
+                priority=RECONCILE_PRIORITY,
                 description=f"Push {len(busy)} busy binding(s) again",
             )._scs_job_push_batch(force=force)
         if force and free:

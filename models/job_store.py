@@ -74,6 +74,14 @@ class NewJob(Job):
 
 #: post-commit data: the waiting jobs a transaction counted on
 HELD_JOBS = "stock_channel_sync.held_jobs"
+#: queue_job priority of bulk work: a pass's batch jobs (one per 500
+#: bindings of every channel), Push All Now's and a settings change's push
+#: batches. Lower runs first: pushes and inbound applies keep queue_job's
+#: default 10, so when a slot frees, a push or an order waiting behind them
+#: goes first. Their own channel, ``root.channel_sync.reconcile``, can also
+#: be given a capacity below ``root.channel_sync``'s, so that bulk work never
+#: takes every slot (see the README)
+RECONCILE_PRIORITY = 20
 
 
 def hold_pending_jobs(env, keys):

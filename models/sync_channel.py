@@ -22,6 +22,7 @@ from odoo.tools import SQL
 
 from ..lib.adapters import ChannelConfig, ChannelError, get_adapter_class
 from ..lib.signatures import generate_standard_secret, load_ed25519_public_key
+from .job_store import RECONCILE_PRIORITY
 
 _logger = logging.getLogger(__name__)
 
@@ -434,8 +435,11 @@ class SyncChannel(models.Model):
             size = max(1, channel.reconcile_batch_size or 500)
             batches = [bindings[i : i + size] for i in range(0, len(bindings), size)]
             for index, batch in enumerate(batches, 1):
+                # bulk work: behind the live pushes and orders (see
+                # job_function_push_batch)
                 batch.with_delay(
-                    description=f"Push {channel.name}: batch {index}/{len(batches)}"
+                    priority=RECONCILE_PRIORITY,
+                    description=f"Push {channel.name}: batch {index}/{len(batches)}",
                 )._scs_job_push_batch(force=bool(force))
             queued += len(bindings)
         if force:

@@ -47,7 +47,7 @@ from ..lib.adapters import (
     check_inbound,
     woocommerce,
 )
-from .job_store import retry_later
+from .job_store import RECONCILE_PRIORITY, retry_later
 from .sync_channel_inbound import item_keys
 
 _logger = logging.getLogger(__name__)
@@ -69,14 +69,6 @@ SAFETY_MIN_BINDINGS = 20
 #: a pass not closed after this long (its jobs lost) no longer keeps the
 #: next one from starting
 PASS_TIMEOUT_HOURS = 6
-#: queue_job priority of a pass's jobs (lower runs first; pushes and inbound
-#: applies keep queue_job's default 10). A pass over a large catalogue queues
-#: a batch job per 500 bindings of every channel: when a slot frees, a push
-#: or an order waiting behind them goes first, not after the whole pass.
-#: Their own channel, ``root.channel_sync.reconcile``, can also be given a
-#: capacity below ``root.channel_sync``'s, so that a pass never takes every
-#: slot (see the README)
-RECONCILE_PRIORITY = 20
 #: minutes between two polls of the orders of the channel types that send
 #: this module no webhook, not left to the hourly pass; Amazon's
 #: ``searchOrders`` refills one call per 179 s (burst 20): every 4 minutes,

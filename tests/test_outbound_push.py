@@ -12,6 +12,7 @@ from odoo.tests import tagged
 
 from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 from odoo.addons.queue_job.job import Job
+from odoo.addons.queue_job.jobrunner.channels import ChannelManager
 from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..hooks import uninstall_hook
@@ -323,12 +324,38 @@ class TestOutboundPush(SyncCase):
         channel.buffer_qty = 3
         self.commit_point()
         self.assertFalse(self.sync_jobs(PUSH_SKU), "not one job per SKU")
+        batches = self.sync_jobs("_scs_job_push_batch")
+        self.assertEqual(len(batches), 2, "one job per batch")
+        # bulk work: a sale meanwhile is pushed first, and the batches never
+        # take every slot (queue_job's scheduler, configured as the README
+        # advises)
+        self.move_stock(self.product_b, -1)
+        self.commit_point()
+        push = self.sync_jobs(PUSH_SKU)
         self.assertEqual(
-            len(self.sync_jobs("_scs_job_push_batch")), 2, "one job per batch"
+            set(batches.mapped("channel")), {"root.channel_sync.reconcile"}
         )
+        manager = ChannelManager()
+        manager.simple_configure(
+            "root:2,root.channel_sync:2,root.channel_sync.reconcile:1"
+        )
+        for seq, job in enumerate(batches | push):  # the batches came first
+            manager.notify(
+                self.env.cr.dbname,
+                job.channel,
+                job.uuid,
+                seq,
+                job.date_created,
+                job.priority,
+                None,
+                "pending",
+            )
+        running = [job.uuid for job in manager.get_jobs_to_run(time.time())]
+        self.assertEqual(running[0], push.uuid, "the push goes first")
+        self.assertEqual(len(running), 2, "one batch at a time, beside the push")
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 7)
-        self.assertEqual(sim.quantity("SCS-CAP"), 2)
+        self.assertEqual(sim.quantity("SCS-CAP"), 1)
         self.assertEqual(len(other_sim.history), other_pushes)
         # off, a sale, back on: the sale is pushed when the channel is on again
         channel.sync_enabled = False
