@@ -1,9 +1,12 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """Shared fixtures: a warehouse with stock, generic channels on local simulators."""
 
+import time
+
 from odoo.tests.common import TransactionCase
 
 from odoo.addons.queue_job.job import Job
+from odoo.addons.queue_job.jobrunner.channels import ChannelManager
 from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..simulators.generic import GenericSimulator
@@ -138,6 +141,27 @@ class SyncCaseMixin:
             if not remaining:
                 return total
         raise AssertionError("retention never finished")
+
+    def runner_starts(
+        self, jobs, config="root:2,root.channel_sync:2,root.channel_sync.reconcile:1"
+    ):
+        """The uuids of ``jobs`` (in the order they were enqueued) that
+        queue_job's own scheduler starts first, configured as the README
+        advises."""
+        manager = ChannelManager()
+        manager.simple_configure(config)
+        for seq, job in enumerate(jobs):
+            manager.notify(
+                self.env.cr.dbname,
+                job.channel,
+                job.uuid,
+                seq,
+                job.date_created,
+                job.priority,
+                None,
+                "pending",
+            )
+        return [job.uuid for job in manager.get_jobs_to_run(time.time())]
 
     def discard_jobs(self):
         self.sync_jobs(states=("pending", "enqueued")).unlink()

@@ -12,7 +12,6 @@ from odoo.tests import tagged
 
 from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 from odoo.addons.queue_job.job import Job
-from odoo.addons.queue_job.jobrunner.channels import ChannelManager
 from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..hooks import uninstall_hook
@@ -335,22 +334,8 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(
             set(batches.mapped("channel")), {"root.channel_sync.reconcile"}
         )
-        manager = ChannelManager()
-        manager.simple_configure(
-            "root:2,root.channel_sync:2,root.channel_sync.reconcile:1"
-        )
-        for seq, job in enumerate(batches | push):  # the batches came first
-            manager.notify(
-                self.env.cr.dbname,
-                job.channel,
-                job.uuid,
-                seq,
-                job.date_created,
-                job.priority,
-                None,
-                "pending",
-            )
-        running = [job.uuid for job in manager.get_jobs_to_run(time.time())]
+        # the batches came first
+        running = self.runner_starts(batches | push)
         self.assertEqual(running[0], push.uuid, "the push goes first")
         self.assertEqual(len(running), 2, "one batch at a time, beside the push")
         self.run_jobs()

@@ -15,7 +15,6 @@ from odoo.tools import SQL, mute_logger
 from odoo.tools.safe_eval import safe_eval
 
 from odoo.addons.queue_job.exception import RetryableJobError
-from odoo.addons.queue_job.jobrunner.channels import ChannelManager
 
 from ..lib.adapters import ChannelOrder, InboundEvent, OrderLine
 from ..models import sync_event_operations
@@ -746,22 +745,8 @@ class TestReconcile(SyncCase):
         self.assertGreater(min(batches.mapped("priority")), push.priority)
 
         # queue_job's own scheduler, configured as the README advises
-        manager = ChannelManager()
-        manager.simple_configure(
-            "root:2,root.channel_sync:2,root.channel_sync.reconcile:1"
-        )
-        for seq, job in enumerate(batches | push):  # the batches came first
-            manager.notify(
-                self.env.cr.dbname,
-                job.channel,
-                job.uuid,
-                seq,
-                job.date_created,
-                job.priority,
-                None,
-                "pending",
-            )
-        running = [job.uuid for job in manager.get_jobs_to_run(time.time())]
+        # the batches came first
+        running = self.runner_starts(batches | push)
         self.assertEqual(running[0], push.uuid, "the push goes first")
         self.assertEqual(len(running), 2, "one batch at a time, beside the push")
 
