@@ -751,19 +751,35 @@ class ChannelBinding(models.Model):
             return
         event._scs_set_state("failed", error=message, attempts=event.attempts + 1)
         delay = getattr(error, "retry_after", None)
-        self._scs_enqueue_retry(delay)
+        self._scs_enqueue_retry(delay, reschedule=delay is not None)
 
-    def _scs_enqueue_retry(self, delay=None):
+    def _scs_enqueue_retry(self, delay=None, reschedule=False):
+        """The binding's retry job; one per binding (its identity key), so a
+        failure while one waits is merged into it. ``reschedule``: that job
+        moves to this retry's time, later or earlier than it was: a
+        Retry-After names when the channel takes the next call (a job due
+        sooner would call too early, one parked by an ended pause would
+        wait minutes for nothing), and Retry is a user asking for now."""
         self.ensure_one()
         # queue_job takes an int as seconds, and the runner reads an eta to
         # the microsecond: a fraction of a second is given as a timedelta
         eta = timedelta(seconds=max(0.1, delay)) if delay else 1
+        key = f"stock_channel_sync.binding.{self.id}"
         self.with_delay(
             eta=eta,
             max_retries=self.channel_id.max_retries or 8,
-            identity_key=f"stock_channel_sync.binding.{self.id}",
+            identity_key=key,
             description=f"Retry push of {self.sku} to {self.channel_id.name}",
         )._scs_job_push_binding()
+        if reschedule:
+            waiting = (
+                self.env["queue.job"]
+                .sudo()
+                .search([("identity_key", "=", key), ("state", "=", "pending")])
+            )
+            # whole seconds, as the field stores them: never before the time
+            when = fields.Datetime.now() + timedelta(seconds=math.ceil(delay or 1))
+            waiting.filtered(lambda job: job.eta != when).write({"eta": when})
 
     # -- jobs --
     def _scs_job_push_corrections(self):

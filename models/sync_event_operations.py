@@ -102,7 +102,8 @@ class SyncEventOperations(models.Model):
                     )
                     continue
                 binding.pending_event_id = event
-                binding._scs_enqueue_retry()
+                # now, not when a retry job already waiting was due
+                binding._scs_enqueue_retry(reschedule=True)
                 event._scs_set_state("queued", error=False)
             else:
                 event._scs_set_state("queued", error=False)

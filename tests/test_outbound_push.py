@@ -774,6 +774,44 @@ class TestOutboundPush(SyncCase):
             binding._scs_job_push_binding()
         self.assertEqual(caught.exception.seconds, 7)
 
+    def test_retry_after_moves_a_retry_job_already_waiting(self):
+        """A failure of a binding whose retry job already waits is merged into
+        that job (one per binding): a Retry-After moves it, later or earlier,
+        to when the channel takes the next call; Retry moves it to now."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        sim.queue_response(500, {"error": "boom"})
+        binding._scs_push()
+        retry = self.sync_jobs(PUSH_BINDING)
+        self.assertEqual(len(retry), 1)
+
+        def wait():
+            retry.invalidate_recordset(["eta"])
+            return (retry.eta - fields.Datetime.now()).total_seconds()
+
+        self.assertLess(wait(), 5)
+        sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "60"})
+        binding._scs_push(force=True)
+        self.assertEqual(self.sync_jobs(PUSH_BINDING), retry, "one retry job")
+        self.assertGreater(wait(), 55, "not before the channel's Retry-After")
+        # parked far out (a pause that ended since): a 429 of 20 s brings it
+        retry.eta = fields.Datetime.now() + timedelta(minutes=3)
+        sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "20"})
+        binding._scs_push(force=True)
+        self.assertGreater(wait(), 15)
+        self.assertLess(wait(), 25)
+        # Retry of the failed push: now
+        retry.eta = fields.Datetime.now() + timedelta(minutes=3)
+        failed = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("state", "=", "failed")],
+            order="id desc",
+            limit=1,
+        )
+        failed.action_retry()
+        self.assertLess(wait(), 3)
+        self.assertEqual(self.sync_jobs(PUSH_BINDING), retry)
+
     def test_retry_after_of_a_year_waits_a_day(self):
         """A job parked a year out is out of sight (and past what queue_job's
         runner can wait for): the wait is bounded, the retries still count."""
