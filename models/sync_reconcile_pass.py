@@ -60,11 +60,9 @@ class SyncReconcilePass(models.Model):
 
     @api.autovacuum
     def _gc_reconcile_passes(self):
-        days = int(
-            self.env["ir.config_parameter"]
-            .sudo()
-            .get_param("stock_channel_sync.event_retention_days", 30)
-        )
+        # read as the event log reads it: a value that is no number of days
+        # (or below 1) keeps the default, one over a century is a century
+        days = self.env["sync.event"]._scs_retention_days("event_retention_days", 30)
         limit = fields.Datetime.subtract(fields.Datetime.now(), days=days)
         self.env.cr.execute(
             SQL("DELETE FROM sync_reconcile_pass WHERE finished_at < %s", limit)

@@ -750,6 +750,37 @@ class TestReconcile(SyncCase):
         self.assertEqual(running[0], push.uuid, "the push goes first")
         self.assertEqual(len(running), 2, "one batch at a time, beside the push")
 
+    def test_passes_follow_the_event_logs_retention_whatever_its_value(self):
+        """Passes are pruned with the event log's retention, read as the
+        event log reads it: "7.5" is 7 days, a value below 1 keeps the
+        default (30), a huge one is a century; none stops the pruning or
+        deletes today's passes."""
+        Pass = self.env["sync.reconcile.pass"].sudo()
+        Param = self.env["ir.config_parameter"].sudo()
+        now = fields.Datetime.now()
+        for value, kept_ages in (
+            ("7.5", [0, 5]),
+            ("0", [0, 5, 10]),
+            ("-5", [0, 5, 10]),
+            ("1000000", [0, 5, 10, 40]),
+        ):
+            Pass.search([]).unlink()
+            for age in (0, 5, 10, 40):
+                Pass.create(
+                    {
+                        "channel_id": self.channel.id,
+                        "finished_at": fields.Datetime.subtract(now, days=age, hours=1)
+                        if age
+                        else now,
+                        "checked": age,
+                    }
+                )
+            Param.set_param("stock_channel_sync.event_retention_days", value)
+            Pass._gc_reconcile_passes()
+            self.assertEqual(
+                sorted(Pass.search([]).mapped("checked")), kept_ages, value
+            )
+
     def test_buttons_say_what_they_started(self):
         """Push All Now and Reconcile only enqueue jobs: the user is told so,
         rather than shown nothing."""
