@@ -804,7 +804,7 @@ class SyncChannel(models.Model):
             result[product_id] = free or 0.0
         return result
 
-    def _scs_notify(self, summary, note, key=None):
+    def _scs_notify(self, summary, note, key=None, refresh=False):
         """Raise an activity for the responsible user (once per open key).
 
         Scheduling it makes the user a follower of the channel when they are
@@ -815,6 +815,8 @@ class SyncChannel(models.Model):
         It is then raised in a transaction of its own, which sees the
         committed follower (and, for a keyed alert, the other job's
         activity), and stays raised even if the job rolls back later.
+        ``refresh``: a keyed alert already open takes this note (the newest
+        case), instead of keeping the first one's.
         """
         activity_type = self.env.ref(
             "mail.mail_activity_data_todo", raise_if_not_found=False
@@ -828,6 +830,8 @@ class SyncChannel(models.Model):
                 "user_id": user.id,
             }
             if key and channel._scs_has_activity(summary):
+                if refresh:
+                    channel._scs_open_activities(summary).write({"note": note})
                 continue
             try:
                 with self.env.cr.savepoint():
@@ -858,11 +862,8 @@ class SyncChannel(models.Model):
             )
         )
 
-    def _scs_resolve_activity(self, summary, feedback):
-        """Mark done the channel's open activity of ``summary``: the
-        condition it raised is over (a poll or a pass read the channel
-        again), so that an operator is not left an alert about the past."""
-        activities = (
+    def _scs_open_activities(self, summary):
+        return (
             self.env["mail.activity"]
             .sudo()
             .search(
@@ -873,11 +874,20 @@ class SyncChannel(models.Model):
                 ]
             )
         )
+
+    def _scs_resolve_activity(self, summary, feedback):
+        """Mark done the channel's open activity of ``summary``: the
+        condition it raised is over (a poll or a pass read the channel
+        again), so that an operator is not left an alert about the past."""
+        activities = self._scs_open_activities(summary)
         if activities:
             activities.action_feedback(feedback=feedback)
 
     def _scs_notify_dead_letter(self, event):
-        """The first open dead letter of a channel alerts its responsible user."""
+        """A dead letter alerts the channel's responsible user: one alert
+        while the channel has any, naming the newest (it is marked done when
+        the last one is retried, superseded or discarded, see
+        ``_scs_dead_letters_gone``)."""
         self._scs_notify(
             _("Stock sync dead letters"),
             _(
@@ -888,4 +898,24 @@ class SyncChannel(models.Model):
                 error=event.error or "",
             ),
             key="dead_letter",
+            refresh=True,
+        )
+
+    def _scs_dead_letters_gone(self):
+        """Mark done the dead-letter alert of those of these channels that
+        have no dead letter left."""
+        if not self:
+            return
+        self.env["sync.event"].flush_model(["channel_id", "state"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT DISTINCT channel_id FROM sync_event"
+                " WHERE channel_id = ANY(%s) AND state = 'dead'",
+                self.ids,
+            )
+        )
+        still = {row[0] for row in self.env.cr.fetchall()}
+        self.filtered(lambda c: c.id not in still)._scs_resolve_activity(
+            _("Stock sync dead letters"),
+            _("No dead letter left on the channel."),
         )

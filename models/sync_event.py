@@ -253,9 +253,17 @@ class SyncEvent(models.Model):
                     "Retry, Replay or Discard."
                 )
             )
+        was_dead = (
+            self.filtered(lambda e: e.state == "dead")
+            if vals.get("state", "dead") != "dead"
+            else self.browse()
+        )
         res = super().write(vals)
         if "state" in vals:
             self._scs_log()
+        # the channel's dead-letter alert is about the past once the last
+        # one is retried, superseded or discarded
+        was_dead.channel_id._scs_dead_letters_gone()
         return res
 
     def _scs_log(self):

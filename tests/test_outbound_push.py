@@ -851,6 +851,46 @@ class TestOutboundPush(SyncCase):
         with self.assertRaises(FailedJobError):
             binding._scs_job_push_binding()
 
+    def test_dead_letter_alert_names_the_newest_and_ends_with_the_last(self):
+        """One alert while the channel has dead letters: a later one updates
+        its note instead of hiding behind the first; once the last dead
+        letter is discarded or superseded by a push that lands, the alert is
+        marked done, not left about the past."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        b_a = self.bind(channel, self.product_a)
+        b_b = self.bind(channel, self.product_b)
+        sim.queue_response(422, {"error": "sku A archived"})
+        b_a._scs_push()
+        sim.queue_response(422, {"error": "sku B archived"})
+        b_b._scs_push()
+        Activity = self.env["mail.activity"].with_context(active_test=False)
+        alert = Activity.search(
+            [
+                ("res_model", "=", "sync.channel"),
+                ("res_id", "=", channel.id),
+                ("summary", "=", "Stock sync dead letters"),
+            ]
+        )
+        self.assertEqual(len(alert), 1)
+        self.assertIn("sku B archived", str(alert.note))
+        dead = self.env["sync.event"].search(
+            [("channel_id", "=", channel.id), ("state", "=", "dead")]
+        )
+        self.assertEqual(len(dead), 2)
+        # the first one superseded by a push that lands: one is left
+        b_a._scs_push(force=True)
+        self.assertTrue(alert.exists() and alert.active)
+        # the last one discarded: the alert is done
+        left = dead.filtered(lambda e: e.state == "dead")
+        self.assertEqual(len(left), 1)
+        self.env["sync.event.discard"].with_context(active_ids=left.ids).create(
+            {"reason": "archived on purpose"}
+        ).action_discard()
+        self.assertFalse(
+            alert.exists() and alert.active, "no dead letter left: alert done"
+        )
+
     def test_exhausted_retries_make_a_dead_letter(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim)
