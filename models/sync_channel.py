@@ -653,6 +653,30 @@ class SyncChannel(models.Model):
                     )
                 )
 
+    @api.constrains("user_id", "company_id")
+    def _check_responsible(self):
+        """The responsible user receives the channel's alerts, with its
+        errors: an internal user of the channel's company who may open it
+        (as the form offers), also when written over RPC."""
+        for channel in self.sudo():
+            user = channel.user_id
+            if not user or user._is_superuser():
+                continue
+            if (
+                user.share
+                or channel.company_id not in user.company_ids
+                or not user.has_group("stock_channel_sync.group_sync_user")
+            ):
+                raise ValidationError(
+                    _(
+                        "%(user)s cannot be responsible for %(channel)s: the"
+                        " responsible user is an internal user of the channel's"
+                        " company with access to the stock synchronisation.",
+                        user=user.name,
+                        channel=channel.name,
+                    )
+                )
+
     @api.constrains("webhook_public_key")
     def _check_webhook_public_key(self):
         """A ``v1a`` key that cannot verify is refused when it is saved: one

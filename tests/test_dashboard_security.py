@@ -7,7 +7,7 @@ from datetime import timedelta
 from lxml import etree
 
 from odoo import fields
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import SQL
 from odoo.tools.safe_eval import safe_eval
@@ -184,6 +184,26 @@ class TestSecurity(SyncCase):
             self.assertFalse(channel.api_secret)
         self.channel.with_user(self.manager).write({"buffer_qty": 2})
         self.assertEqual(self.channel.with_user(self.manager).api_secret, "top-secret")
+
+    def test_responsible_is_an_internal_sync_user_of_the_channels_company(self):
+        """The responsible user gets the channel's alerts, errors included:
+        one of another company, a portal user or a user without the sync
+        rights is refused, also when written over RPC (the form only
+        narrows the choice)."""
+        no_sync = new_test_user(self.env, login="scs_no_sync", groups="base.group_user")
+        for wrong in (self.other, self.portal, no_sync):
+            with self.assertRaises(ValidationError), self.env.cr.savepoint():
+                self.channel.with_user(self.manager).write({"user_id": wrong.id})
+        theirs = (
+            self.env["sync.channel"]
+            .with_user(self.other)
+            .create({"name": "Their shop", "channel_type": "generic"})
+        )
+        self.assertEqual(theirs.user_id, self.other, "the creator by default")
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            theirs.write({"user_id": self.manager.id})
+        self.channel.with_user(self.manager).write({"user_id": self.user.id})
+        self.assertEqual(self.channel.user_id, self.user)
 
     def test_stock_users_without_sync_rights_read_whole_records(self):
         """A read with no field list (what external API clients do) of the
