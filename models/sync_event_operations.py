@@ -111,9 +111,19 @@ class SyncEventOperations(models.Model):
                     identity_key=event._scs_apply_identity(),
                     description=f"Retry {event.kind} {event.external_ref or ''}",
                 )._scs_job_apply()
+        message = _("%s event(s) retried in the background.", len(events))
+        channels = events.filtered(lambda e: e.direction == "out").channel_id
+        paused = channels.filtered(lambda c: c.id in channels._scs_may_send()[0])
+        if paused:
+            message += " " + _(
+                "%(channels)s did not answer lately and is paused: its pushes"
+                " wait for the pause to end (Test Connection resumes it once"
+                " it answers).",
+                channels=", ".join(paused.mapped("name")),
+            )
         return self._scs_answer(
             _("Retry"),
-            _("%s event(s) retried in the background.", len(events)),
+            message,
             len(self) - len(events),
             _(
                 "%s left as they were: only dead and failed events are retried"

@@ -259,6 +259,20 @@ class TestReconcile(SyncCase):
             answer = self.channel.action_push_all(force=False)
             self.assertIn("are skipped", answer["params"]["message"])
             self.assertIn("paused", answer["params"]["message"])
+            # Retry of a dead push says the same
+            dead = self.env["sync.event"].create(
+                {
+                    "direction": "out",
+                    "channel_id": self.channel.id,
+                    "binding_id": self.b_a.id,
+                    "kind": "push",
+                    "idempotency_key": "dead-while-paused",
+                    "state": "dead",
+                }
+            )
+            answer = dead.action_retry()
+            self.assertIn("1 event(s) retried", answer["params"]["message"])
+            self.assertIn("paused", answer["params"]["message"])
             # a setting of a paused channel is saved (it pushes its numbers)
             self.channel.buffer_qty = 1
             self.assertEqual(self.channel.buffer_qty, 1)
