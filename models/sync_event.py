@@ -97,7 +97,9 @@ class SyncEvent(models.Model):
     )
     quantity = fields.Float(readonly=True, digits="Product Unit")
     sequence = fields.Integer(readonly=True)
-    payload = fields.Text(readonly=True)
+    # what the channel sent, customers' names and addresses included (an
+    # order): for those who configure the channels, not every sync user
+    payload = fields.Text(readonly=True, groups="stock_channel_sync.group_sync_manager")
     response = fields.Text(readonly=True)
     state = fields.Selection(
         STATES, required=True, default="received", index=True, readonly=True

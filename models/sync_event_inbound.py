@@ -160,7 +160,11 @@ class SyncEventInbound(models.Model):
     _inherit = "sync.event"
 
     data = fields.Text(
-        "Normalised Event", readonly=True, help="What the job applies (JSON)."
+        "Normalised Event",
+        readonly=True,
+        help="What the job applies (JSON).",
+        # the channel's order as it sent it, personal data included
+        groups="stock_channel_sync.group_sync_manager",
     )
 
     subject = fields.Char(

@@ -185,6 +185,34 @@ class TestSecurity(SyncCase):
         self.channel.with_user(self.manager).write({"buffer_qty": 2})
         self.assertEqual(self.channel.with_user(self.manager).api_secret, "top-secret")
 
+    def test_what_the_channel_sent_is_for_managers(self):
+        """An order as the channel sent it carries the customer's name and
+        address: sync users read the event log (states, SKUs, errors), the
+        body and the normalised order are for sync managers."""
+        event = self.env["sync.event"].create(
+            {
+                "direction": "in",
+                "channel_id": self.channel.id,
+                "kind": "order",
+                "idempotency_key": "pii-1",
+                "state": "applied",
+                "payload": '{"customer": {"name": "Jane Buyer"}}',
+                "data": '{"order": {"raw": {"customer": "Jane Buyer"}}}',
+            }
+        )
+        as_user = event.with_user(self.user)
+        self.assertEqual(as_user.read(["state", "kind"])[0]["state"], "applied")
+        for name in ("payload", "data"):
+            with self.assertRaises(AccessError):
+                as_user.read([name])
+        fields_seen = as_user.fields_get()
+        self.assertNotIn("payload", fields_seen)
+        arch = as_user.get_views([(False, "form")])["views"]["form"]["arch"]
+        self.assertNotIn("payload", arch)
+        as_manager = event.with_user(self.manager)
+        self.assertIn("Jane Buyer", as_manager.payload)
+        self.assertIn("Jane Buyer", as_manager.data)
+
     def test_responsible_is_an_internal_sync_user_of_the_channels_company(self):
         """The responsible user gets the channel's alerts, errors included:
         one of another company, a portal user or a user without the sync
