@@ -15,7 +15,9 @@ import psycopg2.errors
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from odoo import _, api, fields, models, sql_db
+from odoo.exceptions import UserError
 from odoo.tools import SQL
+from odoo.tools.sql import escape_psql
 
 from ..lib.ordering import bounded_event_ts, is_stale, to_timestamp
 from .job_store import (
@@ -167,6 +169,12 @@ class SyncEventInbound(models.Model):
         groups="stock_channel_sync.group_sync_manager",
     )
 
+    line_skus = fields.Char(
+        "Order Line SKUs",
+        compute="_compute_line_skus",
+        search="_search_line_skus",
+        help="Searches the SKUs an order's lines name.",
+    )
     subject = fields.Char(
         readonly=True,
         help="What the event is about: the SKU (or the channel's item id) when "
@@ -275,6 +283,26 @@ class SyncEventInbound(models.Model):
         elif to_apply and job_key:
             channel._scs_enqueue_inbound(hold=hold)
         return out
+
+    def _compute_line_skus(self):
+        self.line_skus = False
+
+    def _search_line_skus(self, operator, value):
+        """Orders whose lines name ``value``: the event log's SKU search, for
+        every sync user, though the order itself (``data``, with the
+        customer's details) is for managers only. The events found are then
+        filtered by the caller's own rights, as any search."""
+        if operator != "ilike" or not isinstance(value, str) or not value:
+            raise UserError(_("Order line SKUs are searched with 'contains' only."))
+        self.env["sync.event"].flush_model(["data", "kind"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT id FROM sync_event WHERE kind IN ('order', 'cancel')"
+                " AND data ILIKE %s",
+                f"%{escape_psql(value)}%",
+            )
+        )
+        return [("id", "in", [row[0] for row in self.env.cr.fetchall()])]
 
     @api.model
     def _scs_onto_channel_clock(self, channel, rows):

@@ -197,7 +197,8 @@ class TestSecurity(SyncCase):
                 "idempotency_key": "pii-1",
                 "state": "applied",
                 "payload": '{"customer": {"name": "Jane Buyer"}}',
-                "data": '{"order": {"raw": {"customer": "Jane Buyer"}}}',
+                "data": '{"order": {"lines": [{"sku": "SCS-MUG-XL"}],'
+                ' "raw": {"customer": "Jane Buyer"}}}',
             }
         )
         as_user = event.with_user(self.user)
@@ -209,6 +210,15 @@ class TestSecurity(SyncCase):
         self.assertNotIn("payload", fields_seen)
         arch = as_user.get_views([(False, "form")])["views"]["form"]["arch"]
         self.assertNotIn("payload", arch)
+        # the log's SKU search still finds an order by its lines' SKUs
+        search_view = as_user.get_views([(False, "search")])["views"]["search"]
+        self.assertNotIn("'data'", search_view["arch"])
+        found = (
+            self.env["sync.event"]
+            .with_user(self.user)
+            .search(["|", ("sku", "ilike", "MUG-XL"), ("line_skus", "ilike", "MUG-XL")])
+        )
+        self.assertEqual(found, event)
         as_manager = event.with_user(self.manager)
         self.assertIn("Jane Buyer", as_manager.payload)
         self.assertIn("Jane Buyer", as_manager.data)
