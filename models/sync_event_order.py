@@ -153,11 +153,22 @@ class SyncEventOrder(models.Model):
         cancelled in the same instant (channels stamp to the second), so a
         state of the order stamped the same as an applied cancel is older.
         """
+        return bool(self._scs_newer_events(applied, own))
+
+    def _scs_newer_events(self, applied, own=None):
+        """The events of ``applied`` that make this one stale (see above).
+
+        A deletion the shop confirmed does not count against a state of the
+        order the shop said is live again since (``restored``)."""
         if not self.event_ts:
-            return False
-        cancels = (own or {}).get("status") == "cancelled"
-        return any(
-            not _is_line_refund(order)
+            return []
+        own = own or {}
+        cancels = own.get("status") == "cancelled"
+        return [
+            (event, order)
+            for event, order in applied
+            if not _is_line_refund(order)
+            and not (own.get("restored") and order.get("confirmed_deleted"))
             and (
                 event.event_ts > self.event_ts
                 or (
@@ -166,8 +177,25 @@ class SyncEventOrder(models.Model):
                     and not cancels
                 )
             )
-            for event, order in applied
-        )
+        ]
+
+    def _scs_only_deleted_since(self, applied, order):
+        """Whether this open state of the order is older than confirmed
+        deletions only (WooCommerce's ``order.deleted``).
+
+        A deletion carries no time: it is ordered by its arrival, which
+        comes after the trash, by a second or more when the shop's webhooks
+        queue. A restore in between is stamped before it (to the second),
+        so it would look older than the deletion it undoes, and the order,
+        open again in the shop, would stay released. The shop is asked,
+        as for the deletion itself: an order it still has in the trash
+        keeps this state stale; one it has open again is reserved."""
+        if self.kind != "order" or order.get("status") != "open":
+            return False
+        if order.get("restored") is not None:
+            return False
+        newer = self._scs_newer_events(applied, order)
+        return bool(newer) and all(o.get("confirmed_deleted") for _e, o in newer)
 
     def _scs_less_refunded(self, applied, known, bindings=None):
         """``known`` less the lines that the restocking refunds in ``applied``
@@ -345,6 +373,8 @@ class SyncEventOrder(models.Model):
         history = [] if line_refund else self._scs_order_history(order_id)
         applied = [(e, data) for e, data in history if e.state == "applied"]
         if self._scs_newer_applied(applied, order):
+            if self._scs_only_deleted_since(applied, order):
+                return self._scs_confirm_first(order_id)
             self._scs_set_state(
                 "stale", reason=_("a newer event of this order was applied")
             )
@@ -1337,7 +1367,10 @@ class SyncEventOrder(models.Model):
 
     def _scs_job_confirm_deletion(self):
         """Apply a deletion once the shop confirms the order is gone
-        (trashed or deleted); one the shop still has releases nothing."""
+        (trashed or deleted); one the shop still has releases nothing. For a
+        state of the order older than a deletion only (see
+        ``_scs_only_deleted_since``), the reverse: applied when the shop has
+        the order open again, stale while it is in the trash."""
         event = self.sudo()
         event.ensure_one()
         if event.state != "received":
@@ -1353,6 +1386,8 @@ class SyncEventOrder(models.Model):
                 raise retry_later(err) from err
             event._scs_confirm_failed(str(err))
             return f"not confirmed: {err}"
+        if event.kind == "order":
+            return event._scs_restore_confirmed(data, order_id, deleted, status)
         if not deleted:
             event._scs_set_state(
                 "skipped",
@@ -1364,7 +1399,7 @@ class SyncEventOrder(models.Model):
                 ),
             )
             return f"order {order_id} is {status}: nothing released"
-        data["order"] = dict(order, unconfirmed=False)
+        data["order"] = dict(order, unconfirmed=False, confirmed_deleted=True)
         event._scs_set_state(
             "queued",
             data=json.dumps(data),
@@ -1372,6 +1407,34 @@ class SyncEventOrder(models.Model):
         )
         channel._scs_enqueue_inbound()
         return f"order {order_id} is {status}: released next"
+
+    def _scs_restore_confirmed(self, data, order_id, deleted, status):
+        """The shop's answer for a state of the order older than its
+        deletion only: in the trash (or gone), the state is stale; open
+        again, it is applied over the deletion."""
+        if deleted:
+            self._scs_set_state(
+                "stale",
+                reason=_(
+                    "a newer event of this order was applied (the shop has order"
+                    " %(order)s %(status)s)",
+                    order=order_id,
+                    status=status,
+                ),
+            )
+            return f"order {order_id} is {status}: stale"
+        data["order"] = dict(data.get("order") or {}, restored=True)
+        self._scs_set_state(
+            "queued",
+            data=json.dumps(data),
+            reason=_(
+                "the shop has order %(order)s again (%(status)s)",
+                order=order_id,
+                status=status,
+            ),
+        )
+        self.channel_id._scs_enqueue_inbound()
+        return f"order {order_id} is {status}: applied next"
 
     def _scs_confirm_failed(self, error):
         """The shop could not be asked: the order stays reserved (the safe

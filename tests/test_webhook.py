@@ -3906,6 +3906,67 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
 
+    def test_woocommerce_restore_stamped_before_its_deletion_arrived(self):
+        """A deletion carries no time: it is ordered by its arrival, which
+        may come seconds after the trash (the shop queues its webhooks). A
+        restore in between is stamped before that arrival: the shop is asked
+        and, having the order open again, it is reserved again. A state
+        from before the trash, arriving late while the order is still in
+        the trash, stays stale."""
+        sim = self.woo_shop()
+        mug = sim.add_product("SCS-MUG", 0)
+        self.b_woo.external_id = str(mug)
+        free = self.product_a.free_qty
+        earlier = datetime.now(timezone.utc) - timedelta(minutes=1)
+        sim.add_order("processing", [(mug, 2)], order_id=995, modified=earlier)
+
+        def shop_order(**changes):
+            order = json.loads(json.dumps(sim._order_json(sim.orders[995])))
+            return dict(order, **changes)
+
+        self.post_woo("order.created", shop_order())
+        before_trash = shop_order()
+        sim.trash_order(995)
+        sim.restore_order(995)
+        # the restore, stamped two seconds before the deletion arrives
+        restored_at = (datetime.now(timezone.utc) - timedelta(seconds=2)).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+        sim.orders[995]["date_modified_gmt"] = restored_at
+        self.post_woo("order.deleted", {"id": 995})
+        deletion = self.woo_cancels("995")
+        self.assertEqual(deletion.state, "skipped", "the shop has it open again")
+        # the deletion applied (the shop still had it in the trash when asked)
+        sim.trash_order(995)
+        self.post_woo("order.deleted", {"id": 995})
+        self.assertFalse(self.reservations(self.woo, "995"))
+        sim.restore_order(995)
+        sim.orders[995]["date_modified_gmt"] = restored_at
+        self.post_woo("order.updated", shop_order())
+        restore = self.env["sync.event"].search(
+            [("channel_id", "=", self.woo.id), ("external_ref", "=", "995")],
+            order="id desc",
+            limit=1,
+        )
+        self.assertEqual(restore.state, "applied", restore.reason)
+        self.assertTrue(self.reservations(self.woo, "995"), "open again: reserved")
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+        # trashed again; a state from before the first trash arrives late
+        sim.trash_order(995)
+        self.post_woo("order.deleted", {"id": 995})
+        self.assertFalse(self.reservations(self.woo, "995"))
+        self.post_woo("order.updated", dict(before_trash, status="on-hold"))
+        late = self.env["sync.event"].search(
+            [("channel_id", "=", self.woo.id), ("external_ref", "=", "995")],
+            order="id desc",
+            limit=1,
+        )
+        self.assertEqual(late.state, "stale")
+        self.assertFalse(self.reservations(self.woo, "995"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+
     def test_generic_update_that_says_cancelled_releases(self):
         free = self.product_a.free_qty
         self.post_generic(self.order_payload("G-UPD-CANCEL", qty=2))
