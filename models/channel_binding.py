@@ -55,6 +55,9 @@ UNKNOWN_OUTCOME_ERRORS = ("no answer within%", "timeout%", "%answer ended early%
 LOCK_RETRY_SECONDS = 0.5
 
 
+#: a push batch of at most this many bindings is live work, a larger one
+#: bulk work (see ``_scs_push_batch_later``)
+LIVE_BATCH_BINDINGS = 100
 #: bindings whose listing ids one job reads (one call each)
 LISTINGS_PER_JOB = 100
 
@@ -854,6 +857,23 @@ class ChannelBinding(models.Model):
                 found += 1
         return f"{found} of {len(bindings)} listing(s) completed"
 
+    def _scs_push_batch_later(self, force, description, eta=None):
+        """Enqueue ``_scs_job_push_batch`` for these bindings.
+
+        A batch of a few bindings (a small shop's settings changed, a paused
+        one resumed) is live work: pushed at once, beside the SKU pushes.
+        A larger one is bulk work, as a pass's batches (``root.channel_sync.
+        reconcile``, lower priority): the batches of a large catalogue would
+        otherwise take every slot for seconds each, holding every other
+        channel's sales behind them."""
+        live = len(self) <= LIVE_BATCH_BINDINGS
+        self.with_delay(
+            eta=eta,
+            priority=None if live else RECONCILE_PRIORITY,
+            channel="root.channel_sync" if live else "root.channel_sync.reconcile",
+            description=description,
+        )._scs_job_push_batch(force=bool(force))
+
     def _scs_job_push_batch(self, force=False):
         """Push a batch of one channel's bindings (``sync.channel.action_push_all``).
 
@@ -878,11 +898,11 @@ class ChannelBinding(models.Model):
         )
         busy = bindings - free
         if busy:
-            busy.with_delay(
+            busy._scs_push_batch_later(
+                force,
+                f"Push {len(busy)} busy binding(s) again",
                 eta=timedelta(seconds=LOCK_RETRY_SECONDS),
-                priority=RECONCILE_PRIORITY,
-                description=f"Push {len(busy)} busy binding(s) again",
-            )._scs_job_push_batch(force=force)
+            )
         if force and free:
             free._scs_note_live_levels()
         summary = free.with_context(

@@ -22,7 +22,6 @@ from odoo.tools import SQL
 
 from ..lib.adapters import ChannelConfig, ChannelError, get_adapter_class
 from ..lib.signatures import generate_standard_secret, load_ed25519_public_key
-from .job_store import RECONCILE_PRIORITY
 
 _logger = logging.getLogger(__name__)
 
@@ -435,12 +434,9 @@ class SyncChannel(models.Model):
             size = max(1, channel.reconcile_batch_size or 500)
             batches = [bindings[i : i + size] for i in range(0, len(bindings), size)]
             for index, batch in enumerate(batches, 1):
-                # bulk work: behind the live pushes and orders (see
-                # job_function_push_batch)
-                batch.with_delay(
-                    priority=RECONCILE_PRIORITY,
-                    description=f"Push {channel.name}: batch {index}/{len(batches)}",
-                )._scs_job_push_batch(force=bool(force))
+                batch._scs_push_batch_later(
+                    force, f"Push {channel.name}: batch {index}/{len(batches)}"
+                )
             queued += len(bindings)
         if force:
             message = _(

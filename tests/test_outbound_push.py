@@ -320,8 +320,10 @@ class TestOutboundPush(SyncCase):
         self.product_a._scs_job_push_sku(force=True)
         other_pushes = len(other_sim.history)
         channel.reconcile_batch_size = 1
-        channel.buffer_qty = 3
-        self.commit_point()
+        # batches of more bindings than a live one holds (a large catalogue)
+        with patch.object(channel_binding, "LIVE_BATCH_BINDINGS", 0):
+            channel.buffer_qty = 3
+            self.commit_point()
         self.assertFalse(self.sync_jobs(PUSH_SKU), "not one job per SKU")
         batches = self.sync_jobs("_scs_job_push_batch")
         self.assertEqual(len(batches), 2, "one job per batch")
@@ -355,6 +357,11 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(sim.quantity("SCS-MUG"), 7)
         channel.sync_enabled = True
         self.commit_point()
+        # a few bindings: live work, pushed at once beside the SKU pushes
+        self.assertEqual(
+            set(self.sync_jobs("_scs_job_push_batch").mapped("channel")),
+            {"root.channel_sync"},
+        )
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), 3)
         # a warehouse that holds nothing of it: nothing left to sell
