@@ -450,15 +450,22 @@ class SyncChannel(models.Model):
                 " already showing their number are skipped.",
                 count=queued,
             )
+        return self._scs_notification(
+            _("Push queued"), message + self._scs_paused_note()
+        )
+
+    def _scs_paused_note(self):
+        """What a button that queued pushes adds for those of these channels
+        that are paused: their pushes wait (``""`` when none is)."""
         paused = self.filtered(lambda c: c.id in self._scs_may_send()[0])
-        if paused:
-            message += " " + _(
-                "%(channels)s did not answer lately and is paused: its pushes"
-                " wait for the pause to end (Test Connection resumes it once"
-                " it answers).",
-                channels=", ".join(paused.mapped("name")),
-            )
-        return self._scs_notification(_("Push queued"), message)
+        if not paused:
+            return ""
+        return " " + _(
+            "%(channels)s did not answer lately and is paused: its pushes"
+            " wait for the pause to end (Test Connection resumes it once"
+            " it answers).",
+            channels=", ".join(paused.mapped("name")),
+        )
 
     def action_match_listings(self):
         """Bind variants to the channel's listings whose SKU is their reference.

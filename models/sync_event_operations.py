@@ -113,14 +113,7 @@ class SyncEventOperations(models.Model):
                 )._scs_job_apply()
         message = _("%s event(s) retried in the background.", len(events))
         channels = events.filtered(lambda e: e.direction == "out").channel_id
-        paused = channels.filtered(lambda c: c.id in channels._scs_may_send()[0])
-        if paused:
-            message += " " + _(
-                "%(channels)s did not answer lately and is paused: its pushes"
-                " wait for the pause to end (Test Connection resumes it once"
-                " it answers).",
-                channels=", ".join(paused.mapped("name")),
-            )
+        message += channels._scs_paused_note()
         return self._scs_answer(
             _("Retry"),
             message,
