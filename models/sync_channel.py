@@ -663,13 +663,7 @@ class SyncChannel(models.Model):
         (as the form offers), also when written over RPC."""
         for channel in self.sudo():
             user = channel.user_id
-            if not user or user._is_superuser():
-                continue
-            if (
-                user.share
-                or channel.company_id not in user.company_ids
-                or not user.has_group("stock_channel_sync.group_sync_user")
-            ):
+            if user and not channel._scs_may_be_responsible(user):
                 raise ValidationError(
                     _(
                         "%(user)s cannot be responsible for %(channel)s: the"
@@ -679,6 +673,19 @@ class SyncChannel(models.Model):
                         channel=channel.name,
                     )
                 )
+
+    def _scs_may_be_responsible(self, user):
+        """Whether ``user`` may receive this channel's alerts: an active
+        internal user of its company who may open it."""
+        self.ensure_one()
+        if user._is_superuser():
+            return True
+        return bool(
+            user.active
+            and not user.share
+            and self.company_id in user.company_ids
+            and user.has_group("stock_channel_sync.group_sync_user")
+        )
 
     @api.constrains("webhook_public_key")
     def _check_webhook_public_key(self):
@@ -849,7 +856,11 @@ class SyncChannel(models.Model):
             "mail.mail_activity_data_todo", raise_if_not_found=False
         )
         for channel in self:
-            user = channel.user_id or self.env.ref("base.user_admin")
+            user = channel.user_id
+            if not user or not channel.sudo()._scs_may_be_responsible(user):
+                # archived, or no longer allowed to open the channel since
+                # it was named: the alert is not sent where nobody acts on it
+                user = self.env.ref("base.user_admin")
             values = {
                 "activity_type_id": activity_type.id if activity_type else False,
                 "summary": summary,

@@ -295,10 +295,19 @@ class SyncEventInbound(models.Model):
         if operator != "ilike" or not isinstance(value, str) or not value:
             raise UserError(_("Order line SKUs are searched with 'contains' only."))
         self.env["sync.event"].flush_model(["data", "kind"])
+        # the lines' SKUs only: the rest of the order (the customer) must not
+        # answer a search, or it could be read a character at a time
         self.env.cr.execute(
             SQL(
-                "SELECT id FROM sync_event WHERE kind IN ('order', 'cancel')"
-                " AND data ILIKE %s",
+                """
+                SELECT e.id FROM sync_event e,
+                       LATERAL (SELECT NULLIF(e.data, '')::jsonb -> 'order' -> 'lines'
+                                AS lines) o
+                 WHERE e.kind IN ('order', 'cancel')
+                   AND jsonb_typeof(o.lines) = 'array'
+                   AND EXISTS (SELECT 1 FROM jsonb_array_elements(o.lines) line
+                                WHERE line ->> 'sku' ILIKE %s)
+                """,
                 f"%{escape_psql(value)}%",
             )
         )

@@ -219,6 +219,14 @@ class TestSecurity(SyncCase):
             .search(["|", ("sku", "ilike", "MUG-XL"), ("line_skus", "ilike", "MUG-XL")])
         )
         self.assertEqual(found, event)
+        # and only by them: the customer never answers a search
+        for probe in ("Jane", "Buyer", "customer", "raw"):
+            self.assertFalse(
+                self.env["sync.event"]
+                .with_user(self.user)
+                .search([("line_skus", "ilike", probe)]),
+                probe,
+            )
         as_manager = event.with_user(self.manager)
         self.assertIn("Jane Buyer", as_manager.payload)
         self.assertIn("Jane Buyer", as_manager.data)
@@ -240,8 +248,28 @@ class TestSecurity(SyncCase):
         self.assertEqual(theirs.user_id, self.other, "the creator by default")
         with self.assertRaises(ValidationError), self.env.cr.savepoint():
             theirs.write({"user_id": self.manager.id})
+        archived = new_test_user(
+            self.env,
+            login="scs_archived",
+            groups="base.group_user,stock_channel_sync.group_sync_user",
+        )
+        archived.active = False
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            self.channel.with_user(self.manager).write({"user_id": archived.id})
         self.channel.with_user(self.manager).write({"user_id": self.user.id})
         self.assertEqual(self.channel.user_id, self.user)
+        # the responsible user loses the sync rights later: alerts go to the
+        # administrator, not to someone who cannot open the channel
+        self.user.group_ids -= self.env.ref("stock_channel_sync.group_sync_user")
+        self.channel._scs_notify("Check me", "note", key="check")
+        alert = self.env["mail.activity"].search(
+            [
+                ("res_model", "=", "sync.channel"),
+                ("res_id", "=", self.channel.id),
+                ("summary", "=", "Check me"),
+            ]
+        )
+        self.assertEqual(alert.user_id, self.env.ref("base.user_admin"))
 
     def test_stock_users_without_sync_rights_read_whole_records(self):
         """A read with no field list (what external API clients do) of the
