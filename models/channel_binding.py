@@ -16,7 +16,7 @@ delayed or retried job publishes today's number, not yesterday's.
 import logging
 import math
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from html import escape
 
@@ -766,7 +766,7 @@ class ChannelBinding(models.Model):
         self.ensure_one()
         # queue_job takes an int as seconds, and the runner reads an eta to
         # the microsecond: a fraction of a second is given as a timedelta
-        eta = timedelta(seconds=max(0.1, delay)) if delay else 1
+        eta = timedelta(seconds=max(0.1, delay) if delay else 1)
         key = f"stock_channel_sync.binding.{self.id}"
         self.with_delay(
             eta=eta,
@@ -780,9 +780,13 @@ class ChannelBinding(models.Model):
                 .sudo()
                 .search([("identity_key", "=", key), ("state", "=", "pending")])
             )
-            # whole seconds, as the field stores them: never before the time
-            when = fields.Datetime.now() + timedelta(seconds=math.ceil(delay or 1))
-            waiting.filtered(lambda job: job.eta != when).write({"eta": when})
+            # to the microsecond, as queue_job stores an eta (Odoo's now()
+            # drops them: up to a second before a Retry-After); the job
+            # just enqueued has that time already
+            when = datetime.now(timezone.utc).replace(tzinfo=None) + eta
+            waiting.filtered(
+                lambda job: not job.eta or abs((job.eta - when).total_seconds()) > 0.5
+            ).write({"eta": when})
 
     # -- jobs --
     def _scs_job_push_corrections(self):

@@ -2,6 +2,7 @@
 """Operations on the event log: dead letters, replay and retention."""
 
 import logging
+import math
 import time
 
 import psycopg2.errors
@@ -252,7 +253,9 @@ class SyncEventOperations(models.Model):
         key = f"stock_channel_sync.{name}"
         value = self.env["ir.config_parameter"].sudo().get_param(key, default)
         try:
-            days = int(float(value))
+            number = float(value)
+            # a number too large to count ("1e400") means everything kept
+            days = MAX_RETENTION_DAYS if number == math.inf else int(number)
         except (TypeError, ValueError, OverflowError):
             days = 0
         if days < 1:
@@ -287,7 +290,7 @@ class SyncEventOperations(models.Model):
         self.env["stock.picking"].flush_model(
             ["scs_channel_id", "scs_external_order_id", "state"]
         )
-        deleted = 0
+        deleted, dead_of = 0, set()
         for states, age, history in (
             (list(FINAL_STATES), days, ORDER_HISTORY_KEPT),
             (["dead", "failed", "attention"], problem_days, SQL()),
@@ -308,6 +311,7 @@ class SyncEventOperations(models.Model):
                                 WHERE b.pending_event_id = e.id)
                            %s
                          LIMIT %s)
+                    RETURNING channel_id, state
                     """,
                     states,
                     limit,
@@ -315,9 +319,14 @@ class SyncEventOperations(models.Model):
                     GC_CHUNK,
                 )
             )
-            deleted += self.env.cr.rowcount
+            rows = self.env.cr.fetchall()
+            deleted += len(rows)
+            dead_of.update(channel for channel, state in rows if state == "dead")
         if deleted:
             self.invalidate_model()
+            # a dead letter gone by age: its channel's alert may be about
+            # nothing now
+            self.env["sync.channel"].browse(dead_of - {None})._scs_dead_letters_gone()
             _logger.info("sync events: %s deleted by retention", deleted)
         # anything deleted may have freed an original: look again
         return deleted, 1 if deleted else 0

@@ -4,7 +4,7 @@
 import json
 import socket
 import time
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from unittest.mock import patch
 
 from odoo import Command, api, fields
@@ -802,12 +802,14 @@ class TestOutboundPush(SyncCase):
         binding._scs_push(force=True)
         self.assertEqual(self.sync_jobs(PUSH_BINDING), retry, "one retry job")
         self.assertGreater(wait(), 55, "not before the channel's Retry-After")
-        # parked far out (a pause that ended since): a 429 of 20 s brings it
+        # parked far out (a pause that ended since): a 429 of 20 s brings it,
+        # never a fraction of a second before the channel's time
         retry.eta = fields.Datetime.now() + timedelta(minutes=3)
         sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "20"})
+        sent = datetime.now(timezone.utc).replace(tzinfo=None)
         binding._scs_push(force=True)
-        self.assertGreater(wait(), 15)
         self.assertLess(wait(), 25)
+        self.assertGreaterEqual(retry.eta, sent + timedelta(seconds=20))
         # Retry of the failed push: now
         retry.eta = fields.Datetime.now() + timedelta(minutes=3)
         failed = self.env["sync.event"].search(
@@ -897,6 +899,37 @@ class TestOutboundPush(SyncCase):
         self.assertFalse(
             alert.exists() and alert.active, "no dead letter left: alert done"
         )
+
+    def test_dead_letter_gone_by_retention_ends_its_alert(self):
+        """Retention deletes a dead letter past its period: the channel's
+        alert about it is marked done, not left about nothing."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        sim.queue_response(422, {"error": "sku archived"})
+        binding._scs_push()
+        dead = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("state", "=", "dead")]
+        )
+        self.assertEqual(len(dead), 1)
+        binding.pending_event_id = False
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE sync_event SET write_date = now() - interval '400 days'"
+            " WHERE id = %s",
+            (dead.id,),
+        )
+        alert = self.env["mail.activity"].search(
+            [
+                ("res_model", "=", "sync.channel"),
+                ("res_id", "=", channel.id),
+                ("summary", "=", "Stock sync dead letters"),
+            ]
+        )
+        self.assertEqual(len(alert), 1)
+        self.gc_events()
+        self.assertFalse(dead.exists())
+        self.assertFalse(alert.exists() and alert.active)
 
     def test_exhausted_retries_make_a_dead_letter(self):
         sim = self.start_simulator()
