@@ -461,9 +461,9 @@ class SyncChannel(models.Model):
         if not paused:
             return ""
         return " " + _(
-            "%(channels)s did not answer lately and is paused: its pushes"
-            " wait for the pause to end (Test Connection resumes it once"
-            " it answers).",
+            "%(channels)s did not answer lately, or asked to wait, and is"
+            " paused: its pushes wait for the pause to end (Test Connection"
+            " resumes it once it answers).",
             channels=", ".join(paused.mapped("name")),
         )
 

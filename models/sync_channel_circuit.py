@@ -30,7 +30,7 @@ import psycopg2
 from odoo import _, fields, models
 from odoo.tools import SQL
 
-from ..lib.adapters import RetryableChannelError, UnreachableError
+from ..lib.adapters import RateLimitedError, RetryableChannelError, UnreachableError
 from ..lib.fanout import NotStarted
 
 _logger = logging.getLogger(__name__)
@@ -112,6 +112,10 @@ class SyncChannel(models.Model):
         now = time.time()
         for channel_id, (count, until) in self._scs_pause_state().items():
             if not count:
+                if until > now:
+                    # it answered, asking to wait (a Retry-After): no call
+                    # before then, from any job (``_scs_throttle``)
+                    blocked[channel_id] = until - now
                 continue
             channel = self.browse(channel_id)
             if until > now:
@@ -262,14 +266,49 @@ class SyncChannel(models.Model):
                     item_error.retry_after = item_error.retry_after or paused
         return results, error
 
+    def _scs_throttle(self, seconds):
+        """The channel answered asking to wait ``seconds`` (a 429 or 503
+        with Retry-After, mostly a limit of the whole account): no job calls
+        it before then, not only the retry of the push that was told so.
+        Not a pause (it answered): the count of calls unanswered stays."""
+        self.ensure_one()
+        until = time.time() + seconds
+        try:
+            with self._scs_own_cursor() as cr:
+                cr.execute(
+                    SQL(
+                        "UPDATE sync_channel SET paused_until = %s WHERE id = %s"
+                        " AND COALESCE(paused_until, 0) < %s",
+                        until,
+                        self.id,
+                        until,
+                    ),
+                    log_exceptions=False,
+                )
+        except psycopg2.errors.LockNotAvailable:
+            _logger.info("channel %s: asked to wait; not recorded", self.id)
+
     def _scs_paused_error(self, seconds):
         """What a push held back by the pause records (it is retried then)."""
-        return UnreachableError(
-            _(
-                "not sent: the channel did not answer %(count)s time(s) in a"
-                " row; pushes are paused for %(seconds).0f s",
-                count=max(1, self.pause_count),
-                seconds=seconds,
-            ),
-            retry_after=max(1.0, seconds),
-        )
+        if not self.pause_count:
+            error = RateLimitedError(
+                _(
+                    "not sent: the channel asked to wait; pushes resume in"
+                    " %(seconds).0f s",
+                    seconds=seconds,
+                ),
+                retry_after=max(1.0, seconds),
+            )
+        else:
+            error = UnreachableError(
+                _(
+                    "not sent: the channel did not answer %(count)s time(s) in a"
+                    " row; pushes are paused for %(seconds).0f s",
+                    count=max(1, self.pause_count),
+                    seconds=seconds,
+                ),
+                retry_after=max(1.0, seconds),
+            )
+        # held back here, not answered so by the channel
+        error.held_back = True
+        return error

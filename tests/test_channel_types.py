@@ -268,6 +268,11 @@ class TestChannelTypes(SyncCase):
         (retry,) = self.sync_jobs("_scs_job_push_binding")
         wait = (retry.eta - retry.date_created).total_seconds()
         self.assertAlmostEqual(wait, 2, delta=1)
+        # no job calls the shop before its Retry-After; that time has come
+        self.assertGreater(channel.paused_until, time.time())
+        self.env.cr.execute(
+            "UPDATE sync_channel SET paused_until = 0 WHERE id = %s", (channel.id,)
+        )
         sim.scripted.clear()
         self.run_jobs("_scs_job_push_binding")
         self.assertEqual(sim.quantity("SCS-MUG"), before - 1)

@@ -821,6 +821,37 @@ class TestOutboundPush(SyncCase):
         self.assertLess(wait(), 3)
         self.assertEqual(self.sync_jobs(PUSH_BINDING), retry)
 
+    def test_retry_after_holds_every_push_to_the_channel(self):
+        """A 429 with Retry-After is mostly a limit of the whole account:
+        no job calls the channel before that time, not only the retry of
+        the push that was told so; other SKUs' pushes wait in their retry
+        jobs, due when it ends, and go out then."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        b_a = self.bind(channel, self.product_a)
+        b_b = self.bind(channel, self.product_b)
+        with self.enter_registry_test_mode():
+            sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "30"})
+            b_a._scs_push()
+            calls = len(sim.requests)
+            self.move_stock(self.product_b, -1)
+            b_b._scs_push()
+        self.assertEqual(len(sim.requests), calls, "not called within the 30 s")
+        held = b_b.pending_event_id
+        self.assertEqual(held.state, "failed")
+        self.assertIn("asked to wait", held.error)
+        retry = self.env["queue.job"].search(
+            [("identity_key", "=", f"stock_channel_sync.binding.{b_b.id}")]
+        )
+        self.assertGreater((retry.eta - fields.Datetime.now()).total_seconds(), 25)
+        # the time has come: the retry goes out
+        self.env.cr.execute(
+            "UPDATE sync_channel SET paused_until = 0 WHERE id = %s", (channel.id,)
+        )
+        with self.enter_registry_test_mode():
+            b_b._scs_job_push_binding()
+        self.assertEqual(sim.quantity("SCS-CAP"), 4)
+
     def test_retry_after_of_a_year_waits_a_day(self):
         """A job parked a year out is out of sight (and past what queue_job's
         runner can wait for): the wait is bounded, the retries still count."""
