@@ -273,6 +273,12 @@ class SyncChannel(models.Model):
         Not a pause (it answered): the count of calls unanswered stays."""
         self.ensure_one()
         until = time.time() + seconds
+        # a batch call refused whole fails each of its bindings: one write
+        # per channel and answer, not one per binding
+        noted = self.env.cr.cache.setdefault("scs_throttled", {})
+        if noted.get(self.id, 0.0) >= until - 1.0:
+            return
+        noted[self.id] = until
         try:
             with self._scs_own_cursor() as cr:
                 cr.execute(
