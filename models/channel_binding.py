@@ -29,7 +29,6 @@ from odoo.addons.queue_job.exception import FailedJobError, RetryableJobError
 from ..lib.adapters import (
     ChannelError,
     LiveLevel,
-    RateLimitedError,
     StockUpdate,
     UnreachableError,
     get_adapter_class,
@@ -755,16 +754,7 @@ class ChannelBinding(models.Model):
             return
         event._scs_set_state("failed", error=message, attempts=event.attempts + 1)
         delay = getattr(error, "retry_after", None)
-        if (
-            delay
-            and (
-                isinstance(error, RateLimitedError)
-                or (getattr(error, "status", None) or 0) >= 500
-            )
-            and not getattr(error, "held_back", False)
-        ):
-            # the channel answered "wait": every job waits, not only this one
-            self.channel_id._scs_throttle(delay)
+        self.channel_id._scs_told_to_wait(error)
         self._scs_enqueue_retry(delay, reschedule=delay is not None)
 
     def _scs_enqueue_retry(self, delay=None, reschedule=False):
@@ -1084,6 +1074,7 @@ class ChannelBinding(models.Model):
         except ChannelError as err:
             if isinstance(err, UnreachableError):
                 binding.channel_id._scs_pause(err)
+            binding.channel_id._scs_told_to_wait(err)
             if err.retryable:
                 raise retry_later(err) from err
             raise FailedJobError(str(err)) from err

@@ -266,6 +266,21 @@ class SyncChannel(models.Model):
                     item_error.retry_after = item_error.retry_after or paused
         return results, error
 
+    def _scs_told_to_wait(self, error):
+        """An answer of the channel that asks to wait (a 429, or a 5xx with
+        Retry-After) holds every call to it until then (``_scs_throttle``);
+        not a wait this module imposed itself (``held_back``)."""
+        delay = getattr(error, "retry_after", None)
+        if (
+            delay
+            and (
+                isinstance(error, RateLimitedError)
+                or (getattr(error, "status", None) or 0) >= 500
+            )
+            and not getattr(error, "held_back", False)
+        ):
+            self._scs_throttle(delay)
+
     def _scs_throttle(self, seconds):
         """The channel answered asking to wait ``seconds`` (a 429 or 503
         with Retry-After, mostly a limit of the whole account): no job calls

@@ -851,6 +851,17 @@ class TestOutboundPush(SyncCase):
         with self.enter_registry_test_mode():
             b_b._scs_job_push_binding()
         self.assertEqual(sim.quantity("SCS-CAP"), 4)
+        # a retry job told to wait holds the channel too (the wait is written
+        # in a transaction of its own, which the job's rollback leaves)
+        sim.queue_response(429, {"error": "slow down"}, {"Retry-After": "40"})
+        with (
+            self.enter_registry_test_mode(),
+            patch.object(type(channel), "_scs_throttle") as throttle,
+            self.assertRaises(RetryableJobError) as caught,
+        ):
+            b_a._scs_job_push_binding()
+        self.assertIn("429", str(caught.exception))
+        throttle.assert_called_once_with(40.0)
 
     def test_retry_after_of_a_year_waits_a_day(self):
         """A job parked a year out is out of sight (and past what queue_job's
