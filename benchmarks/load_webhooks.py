@@ -19,7 +19,12 @@ this process, over loopback, and prints in one run:
    ``order.created`` (which reserves stock in its job); ``--floor`` adds the
    routes of ``benchmarks/floor/scs_bench_floor`` (install it first): the
    same signed POST to routes that only read it, or only insert it and
-   commit, which bound what any webhook route can reach on the server;
+   commit, which bound what any webhook route can reach on the server.
+   With the server on this machine, each run also prints the CPU its Odoo
+   and PostgreSQL processes used per request (the jobs a run enqueued
+   included): on a machine with few cores that, not the wall time, sets
+   the throughput; and it warns when Odoo processes came and went during a
+   run (a worker restarting in a loop makes every figure noise);
 2. 10,000 duplicate deliveries (100 orders, each delivered 100 times with the
    same webhook-id and body, re-signed, shuffled, sent concurrently), then,
    once the job runner is idle, the number of double reservations (goal: 0);
@@ -44,6 +49,7 @@ import collections
 import http.client
 import itertools
 import json
+import os
 import random
 import secrets as _secrets
 import threading
@@ -159,6 +165,61 @@ class CountingConnection(http.client.HTTPConnection):
         super().connect()
 
 
+def server_cpu():
+    """CPU seconds used so far by the server's processes on this machine.
+
+    Returns ``{"odoo": s, "postgres": s, "pids": {...}}`` (``pids``: the
+    Odoo processes running now), or ``None`` where ``/proc`` cannot be read.
+    A process's count includes its waited-for children (``cutime``), so a
+    worker or a PostgreSQL backend that exited during a round is still
+    counted, by its parent. A server on another machine is not seen: the
+    figures are then those of whatever runs here.
+
+    A machine with few cores is shared by the client, the HTTP workers, the
+    job runner and PostgreSQL, so the server's CPU per request, not its
+    wall time, sets the throughput. Odoo processes that come and go during
+    a round show one restarting in a loop (a worker that fails to start),
+    which takes CPU from every route and makes the figures noise.
+    """
+    try:
+        pids = [pid for pid in os.listdir("/proc") if pid.isdigit()]
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"odoo": 0.0, "postgres": 0.0, "pids": set()}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if any(arg.endswith(b"odoo-bin") for arg in argv[:2]):
+            group = "odoo"
+            used["pids"].add(int(pid))
+        elif os.path.basename(argv[0]).startswith(b"postgres"):
+            # the postmaster and its backends ("postgres: user db ...")
+            group = "postgres"
+        else:
+            continue
+        # utime, stime, cutime, cstime (proc(5), fields 14-17)
+        used[group] += sum(int(x) for x in fields[11:15]) / tick
+    return used
+
+
+def cpu_delta(before, after):
+    """CPU seconds by group between two ``server_cpu()`` readings, and
+    ``restarts``: the Odoo processes that were not running at both."""
+    if before is None or after is None:
+        return None
+    return {
+        "odoo": after["odoo"] - before["odoo"],
+        "postgres": after["postgres"] - before["postgres"],
+        "restarts": len(before["pids"] ^ after["pids"]),
+    }
+
+
 def iso_now(offset=0.0):
     moment = datetime.fromtimestamp(time.time() + offset, tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -193,11 +254,16 @@ class Webhooks:
         return self.body("inventory.updated", {"sku": sku, "quantity": 1000 + n % 7})
 
 
-def run_clients(url, concurrency, next_request, seconds=None, want_status=False):
+def run_clients(
+    url, concurrency, next_request, seconds=None, want_status=False, settle=None
+):
     """Send requests from ``concurrency`` threads until time or work runs out.
 
     ``next_request()`` returns ``(method, path, body, headers)`` or ``None``
     (no more work). Returns a dict of figures and the raw samples.
+    ``settle()``, when given, runs after the load and before the server's
+    CPU is read again (waiting for the jobs the load enqueued: their CPU is
+    the route's).
     """
     parsed = urllib.parse.urlsplit(url)
     host, port = parsed.hostname, parsed.port or 80
@@ -240,6 +306,8 @@ def run_clients(url, concurrency, next_request, seconds=None, want_status=False)
         threading.Thread(target=worker, args=(i,), daemon=True)
         for i in range(concurrency)
     ]
+    local = host in ("127.0.0.1", "localhost", "::1")
+    server0 = server_cpu() if local else None
     cpu0 = time.process_time()
     started = time.perf_counter()
     for thread in threads:
@@ -248,6 +316,9 @@ def run_clients(url, concurrency, next_request, seconds=None, want_status=False)
         thread.join()
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu0
+    if settle is not None:
+        settle()
+    server = cpu_delta(server0, server_cpu() if local else None)
     samples = [s for part in results for s in part]
     ok = [s for s in samples if 200 <= s[1] < 300]
     latencies = [s[0] for s in samples]
@@ -264,6 +335,7 @@ def run_clients(url, concurrency, next_request, seconds=None, want_status=False)
         "latencies": latencies,
         "opened": sum(opened),
         "client_cpu": cpu / elapsed if elapsed else 0.0,
+        "server_cpu": server,
     }
 
 
@@ -277,7 +349,13 @@ def merge(runs):
         "latencies": [x for r in runs for x in r["latencies"]],
         "opened": sum(r["opened"] for r in runs),
         "client_cpu": sum(r["client_cpu"] * r["elapsed"] for r in runs) / elapsed,
+        "server_cpu": None,
     }
+    if all(r["server_cpu"] is not None for r in runs):
+        keys = runs[0]["server_cpu"]
+        out["server_cpu"] = {
+            key: sum(r["server_cpu"][key] for r in runs) for key in keys
+        }
     return out
 
 
@@ -293,6 +371,22 @@ def describe(label, run, counted):
         f"  non-2xx={sum(run['errors'].values())}"
         f"  conns={run['opened']}  client-cpu={run['client_cpu'] * 100:3.0f}%"
     )
+    server = run["server_cpu"]
+    if server is not None and lat:
+        # per request sent, answered or not; the job runner's share is in
+        # the figures of the route whose events it applies
+        per_request = {key: server[key] * 1000 / len(lat) for key in server}
+        print(
+            f"      server CPU per request: Odoo {per_request['odoo']:.2f} ms,"
+            f" PostgreSQL {per_request['postgres']:.2f} ms"
+        )
+        if server["restarts"]:
+            print(
+                f"      ! {server['restarts']} Odoo processes started or ended"
+                " during the load: a server process restarting in a loop takes"
+                " CPU from every route (see the server's log); these figures"
+                " are noise then"
+            )
     for what, count in run["errors"].most_common(5):
         print(f"      ! {count} x {what}")
     return rate
@@ -365,10 +459,16 @@ def throughput(registry, args, hooks, prefix):
         bare = run_clients(args.url, args.concurrency, lambda: bare_req, phase)
         bare_runs.append(bare)
         describe(f"round {r + 1} bare  GET {BARE_PATH}", bare, bare["ok"])
-        run = run_clients(args.url, args.concurrency, ours, phase, want_status=True)
+        run = run_clients(
+            args.url,
+            args.concurrency,
+            ours,
+            phase,
+            want_status=True,
+            settle=lambda: drains.append(wait_idle(registry)),
+        )
         our_runs.append(run)
         describe(f"round {r + 1} ours  inventory.updated", run, accepted(run))
-        drains.append(wait_idle(registry))
         print(
             f"      jobs of this round drained {fmt_s(drains[-1])} after the load"
             f" stopped (outcomes: {dict(run['outcomes'])})"
@@ -647,6 +747,10 @@ def describe_server_config():
         "lists the databases on every request of both routes"
         if lists
         else "does not list the databases: the bare route touches almost nothing"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs, shared by this client, the server's"
+        " processes and PostgreSQL"
     )
     print(
         f"server config (read from -c): db_name={config.get('db_name')!r},"
