@@ -7,7 +7,9 @@ Prints:
    the new quantity;
 2. the cost added to the user's transaction: validating a 50-line delivery
    with 30 channels bound, versus the same with sync disabled, interleaved in
-   one run, as a ratio of medians;
+   one run, as a ratio of medians; and, end to end, the time from the
+   commit of that delivery's reservation until each channel holds each of
+   the 50 SKUs' new quantity (1,500 pairs per delivery);
 3. how many pushes each channel receives when one SKU changes 1,000 times
    within about a second (burst coalescing);
 4. with ``--url`` (the server's), a sale on one channel end to end: a signed
@@ -185,15 +187,27 @@ def sale_latency(registry, sims, url, warehouse_id, channel_ids, product_id, sku
     return results, acks, missed
 
 
-def delivery_cost(registry, warehouse_id, product_ids, channel_ids, reps):
-    """Validate a 50-line delivery with sync on (30 channels) or off."""
-    timings = {True: [], False: []}
+def delivery_cost(
+    registry, warehouse_id, product_ids, channel_ids, reps, sims, interval
+):
+    """Validate a 50-line delivery with sync on (30 channels) or off.
+
+    With sync on, also the time from the commit of the delivery's
+    reservation (50 SKUs' free quantity one lower) until each channel holds
+    each SKU's new quantity (``timings["fanout"]``: one list of the 1,500
+    delays per run). Turning the channels on pushes all their bindings (a
+    batch job per channel): that is over, and each SKU's burst interval
+    (``interval``) has passed, before the delivery is made.
+    """
+    timings = {True: [], False: [], "fanout": []}
     # one discarded warm-up pair, then pairs in alternating order (on/off,
     # off/on, ...) so that a drift of the machine hits both modes alike
     order = [True, False]
     for rep in range(reps * 2 + 2):
         mode = order[rep % 2] if (rep // 2) % 2 == 0 else order[1 - rep % 2]
         enable(registry, channel_ids, N_CHANNELS if mode else 0)
+        wait_idle(registry)
+        time.sleep(interval)
         with registry.cursor() as cr:
             env = env_for(cr)
             warehouse = env["stock.warehouse"].browse(warehouse_id)
@@ -224,7 +238,21 @@ def delivery_cost(registry, warehouse_id, product_ids, channel_ids, reps):
             picking.action_confirm()
             picking.action_assign()
             cr.commit()
+            t_commit = time.time()
             picking_id = picking.id
+            # the reservation is what lowers each SKU's free quantity (the
+            # validation below moves reserved units out: no change to push)
+            expected = {
+                p.default_code: int(p.with_context(warehouse_id=warehouse_id).free_qty)
+                for p in env["product.product"].browse(product_ids)
+            }
+        if mode and rep >= 2:
+            delays, missed = [], 0
+            for sku, qty in expected.items():
+                missed += wait_for_quantity(sims, sku, qty, t_commit, delays)
+            if missed:
+                print(f"  ! {missed} (SKU, channel) pairs missed within 15 s")
+            timings["fanout"].append(delays)
         wait_idle(registry)
         with registry.cursor() as cr:
             env = env_for(cr)
@@ -422,7 +450,15 @@ def main():
         )
 
     if "cost" in parts:
-        cost(registry, warehouse_id, product_ids, channel_ids, args.reps)
+        cost(
+            registry,
+            sims,
+            warehouse_id,
+            product_ids,
+            channel_ids,
+            args.reps,
+            interval + 0.2,
+        )
     if "burst" in parts:
         run_burst(
             registry, sims, warehouse_id, product_ids, channel_ids, args, interval
@@ -436,9 +472,11 @@ def main():
     retire_channels(registry, "Bench channel %")
 
 
-def cost(registry, warehouse_id, product_ids, channel_ids, reps):
+def cost(registry, sims, warehouse_id, product_ids, channel_ids, reps, interval):
     print(f"== 2. cost in the user's transaction ({N_LINES}-line delivery) ==")
-    timings = delivery_cost(registry, warehouse_id, product_ids, channel_ids, reps)
+    timings = delivery_cost(
+        registry, warehouse_id, product_ids, channel_ids, reps, sims, interval
+    )
     on = statistics.median(timings[True])
     off = statistics.median(timings[False])
     print(
@@ -454,6 +492,17 @@ def cost(registry, warehouse_id, product_ids, channel_ids, reps):
         f"  ratio (with / without): {on / off:.3f} (ratio of medians);"
         f" median of paired ratios {statistics.median(pairs):.3f}"
     )
+    delays = [d for run in timings["fanout"] for d in run]
+    if delays:
+        lasts = [max(run) for run in timings["fanout"] if run]
+        print(
+            f"  end to end, {N_LINES} SKUs x {N_CHANNELS} channels per delivery:"
+            f" reservation's commit -> channel holds the SKU's new quantity:"
+            f" n={len(delays)}  p50={percentile(delays, 50):.3f}s"
+            f"  p95={percentile(delays, 95):.3f}s  max={max(delays):.3f}s;"
+            f" under 5 s: {sum(1 for d in delays if d < 5)}/{len(delays)};"
+            f" last pair per delivery: {', '.join(f'{t:.2f}' for t in lasts)} s"
+        )
 
 
 def run_sale(registry, sims, warehouse_id, product_ids, channel_ids, args):
