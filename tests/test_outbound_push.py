@@ -863,6 +863,37 @@ class TestOutboundPush(SyncCase):
         self.assertIn("429", str(caught.exception))
         throttle.assert_called_once_with(40.0)
 
+    def test_channel_wait_is_written_once_per_answer_not_per_binding(self):
+        """A batch call refused whole fails each of its bindings, and each
+        reports the channel's wait: the wait is written once per channel
+        and transaction (a write of its own, which may wait for a lock),
+        again only when an answer asks for a later time."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        other = self.make_channel(sim, name="Other channel")
+        Channel = type(channel)
+        real = Channel._scs_own_cursor
+        writes = []
+
+        def counted(records):
+            writes.append(records.id)
+            return real(records)
+
+        with (
+            self.enter_registry_test_mode(),
+            patch.object(Channel, "_scs_own_cursor", counted),
+        ):
+            for _binding in range(3):
+                channel._scs_throttle(30)
+            other._scs_throttle(30)
+            self.assertEqual(writes, [channel.id, other.id])
+            channel._scs_throttle(30.5)  # the same answer, a moment later
+            self.assertEqual(len(writes), 2)
+            channel._scs_throttle(60)
+            self.assertEqual(writes, [channel.id, other.id, channel.id])
+        channel.invalidate_recordset(["paused_until"])
+        self.assertGreater(channel.paused_until, time.time() + 55)
+
     def test_retry_after_of_a_year_waits_a_day(self):
         """A job parked a year out is out of sight (and past what queue_job's
         runner can wait for): the wait is bounded, the retries still count."""
