@@ -675,6 +675,38 @@ class TestChannelTypes(SyncCase):
         # the offer's quantity too: eBay lists min(offer, ship-to-home)
         self.assertEqual(sim.offer_quantity(row["external_variant_id"]), 7)
 
+    def test_ebay_offer_lowered_on_its_own_is_drift(self):
+        """eBay lists the lower of the item's and the offer's quantity: an
+        offer edited on its own (Seller Hub, another tool) hides units while
+        the item still shows Odoo's number. The reconciliation pass sees
+        what buyers see and puts Odoo's number back on both."""
+        sim = self.start(EbaySimulator())
+        (row,) = sim.seed_skus(1, quantity=0)
+        channel = self.channel_from_form("ebay", **sim.config_fields())
+        binding = self.bind_listing(channel, self.product_a, row)
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
+        offer = row["external_variant_id"]
+        self.assertEqual(sim.offer_quantity(offer), 7)
+        sim.offers[offer]["availableQuantity"] = 0
+        channel._scs_job_reconcile_batch(binding.ids)
+        drift = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("kind", "=", "correction")]
+        )
+        self.assertEqual(len(drift), 1)
+        self.assertEqual(drift.reason, "channel_edit")
+        self.run_jobs()
+        self.assertEqual(sim.offer_quantity(offer), 7)
+        self.assertEqual(sim.quantity(row["sku"]), 7)
+        # an offer above the item's quantity hides nothing: no drift
+        sim.offers[offer]["availableQuantity"] = 50
+        channel._scs_job_reconcile_batch(binding.ids)
+        self.assertEqual(
+            self.env["sync.event"].search_count(
+                [("binding_id", "=", binding.id), ("kind", "=", "correction")]
+            ),
+            1,
+        )
+
     def test_ebay_revisions_are_counted_from_the_event_log(self):
         """eBay locks a listing revised 250 times in a day. Revisions sent by
         other workers, or before a restart, are in the event log, those of

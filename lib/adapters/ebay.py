@@ -15,7 +15,9 @@ Quantities
     quantity and, when the binding knows its offer (``external_variant_id``,
     comma separated for several marketplaces), the offer's
     ``availableQuantity``: eBay lists ``min(availableQuantity, ship-to-home
-    quantity)``, so setting both makes the published number the one sent.
+    quantity)``, so setting both makes the published number the one sent,
+    and a read of given SKUs reads their offers too and reports the lower
+    (an offer edited on its own is drift like any other).
     The per-item ``responses[].statusCode`` becomes the item's result; a call
     answered 207 is a partial success, not a failure of the call.
 
@@ -260,11 +262,28 @@ class EbayAdapter(RefreshTokenAdapter):
         return push_coalesced(list(updates), self._push)
 
     def read_quantities(self, updates=None):
-        """Yield ship-to-home quantities: given SKUs 25 per read, else every page."""
+        """Yield the quantities eBay lists: given SKUs 25 per read, else every
+        page (ship-to-home quantities only).
+
+        eBay lists the lower of the item's ship-to-home quantity and its
+        offer's ``availableQuantity``: an offer edited on its own (in Seller
+        Hub, by another tool) lowers the listing while the item still shows
+        the number Odoo pushed. For a given SKU whose offers the binding
+        knows (``external_variant_id``, which its pushes set), the offers
+        are read too (``getOffers?sku=``, one call per SKU) and the lowest
+        of them caps the level, so that the reconciliation sees what buyers
+        see and pushes both again.
+        """
         if updates is None:
             yield from self._all_items()
             return
         skus = list(dict.fromkeys(getattr(u, "sku", u) for u in updates))
+        offered = {}
+        for update in updates:
+            ids = getattr(update, "external_variant_id", "") or ""
+            ids = {offer.strip() for offer in ids.split(",") if offer.strip()}
+            if ids:
+                offered.setdefault(update.sku, set()).update(ids)
         for start in range(0, len(skus), MAX_REQUESTS):
             chunk = skus[start : start + MAX_REQUESTS]
             response = self._call(
@@ -274,7 +293,10 @@ class EbayAdapter(RefreshTokenAdapter):
             )
             for entry in _json(response, "bulkGetInventoryItem").get("responses") or []:
                 if entry.get("statusCode") == 200 and entry.get("inventoryItem"):
-                    yield _level(entry["inventoryItem"])
+                    level = _level(entry["inventoryItem"])
+                    if offered.get(level.sku):
+                        level = self._capped_by_offers(level, offered[level.sku])
+                    yield level
 
     def fetch_orders(self, since):
         """Yield orders modified since ``since`` (at most 90 days back)."""
@@ -433,21 +455,7 @@ class EbayAdapter(RefreshTokenAdapter):
         """
         if level.external_variant_id:
             return level
-        try:
-            response = self._call(
-                "GET",
-                f"{INVENTORY}/offer",
-                params={"sku": level.sku, "limit": MAX_OFFERS_PER_ITEM},
-            )
-        except PermanentChannelError as err:
-            if err.status == 404:
-                return level  # no offer for this SKU (errorId 25713)
-            raise
-        offers = [
-            offer
-            for offer in _json(response, "getOffers").get("offers") or []
-            if offer.get("status") == "PUBLISHED" and offer.get("offerId")
-        ]
+        offers = self._published_offers(level.sku)
         if not offers:
             return level
         listing = (offers[0].get("listing") or {}).get("listingId") or ""
@@ -458,6 +466,36 @@ class EbayAdapter(RefreshTokenAdapter):
         )
 
     # -- reads ----------------------------------------------------------------
+    def _published_offers(self, sku):
+        """The published offers of an inventory item (``getOffers?sku=``)."""
+        try:
+            response = self._call(
+                "GET",
+                f"{INVENTORY}/offer",
+                params={"sku": sku, "limit": MAX_OFFERS_PER_ITEM},
+            )
+        except PermanentChannelError as err:
+            if err.status == 404:
+                return []  # no offer for this SKU (errorId 25713)
+            raise
+        return [
+            offer
+            for offer in _json(response, "getOffers").get("offers") or []
+            if offer.get("status") == "PUBLISHED" and offer.get("offerId")
+        ]
+
+    def _capped_by_offers(self, level, offer_ids):
+        """``level`` at most the ``availableQuantity`` of the given offers
+        (an offer that names none lists the item's quantity)."""
+        caps = []
+        for offer in self._published_offers(level.sku):
+            quantity = offer.get("availableQuantity")
+            if str(offer["offerId"]) in offer_ids and quantity is not None:
+                caps.append(int(quantity))
+        if not caps or min(caps) >= level.quantity:
+            return level
+        return dataclasses.replace(level, quantity=max(0, min(caps)))
+
     def _all_items(self):
         url = self.base_url + f"{INVENTORY}/inventory_item"
         params = {"limit": INVENTORY_PAGE_SIZE, "offset": 0}

@@ -415,6 +415,37 @@ def test_read_given_skus_uses_bulk_reads_of_25(sim):
     assert [len(r.json()["requests"]) for r in reads] == [25, 6]
 
 
+def test_read_given_bindings_reports_the_lower_of_item_and_offers(sim):
+    """eBay lists min(ship-to-home, offer availableQuantity): a read of
+    bindings that know their offers reads those too (one getOffers per SKU)
+    and reports the lower; an offer above the item, an unpublished one, or
+    one the binding does not name changes nothing."""
+    rows = sim.seed_skus(4, quantity=10)
+    low, high, unpublished, plain = rows
+    sim.offers[low["external_variant_id"]]["availableQuantity"] = 3
+    sim.offers[high["external_variant_id"]]["availableQuantity"] = 40
+    sim.offers[unpublished["external_variant_id"]].update(
+        availableQuantity=0, status="UNPUBLISHED"
+    )
+    sim.offers[plain["external_variant_id"]]["availableQuantity"] = 1
+    updates = stock_updates([low, high, unpublished], 0) + [
+        StockUpdate(sku=plain["sku"], quantity=0)
+    ]
+
+    levels = {lv.sku: lv.quantity for lv in make_adapter(sim).read_quantities(updates)}
+
+    assert levels == {
+        low["sku"]: 3,
+        high["sku"]: 10,
+        unpublished["sku"]: 10,
+        plain["sku"]: 10,  # no offer named: the item's quantity, no offer read
+    }
+    offer_reads = sim.requests_for("GET", "/sell/inventory/v1/offer")
+    assert sorted(r.query["sku"] for r in offer_reads) == sorted(
+        r["sku"] for r in (low, high, unpublished)
+    )
+
+
 # -- orders --------------------------------------------------------------------------
 def test_fetch_orders_since_pages_and_maps_cancel_and_refund(sim):
     [row] = sim.seed_skus(1)
