@@ -776,6 +776,8 @@ class SyncChannel(models.Model):
         )
         for binding in awaiting:
             del drift[binding]
+        for binding in self._scs_not_applied_yet(adapter, drift):
+            del drift[binding]
         in_flight = self._scs_skus_in_flight([b.product_id.id for b in drift])
         unexplained = [
             b
@@ -936,6 +938,25 @@ class SyncChannel(models.Model):
             )
         )
         return {int(key.split(".")[2]) for (key,) in self.env.cr.fetchall()}
+
+    @staticmethod
+    def _scs_not_applied_yet(adapter, drift):
+        """Bindings whose last push the channel accepted so recently that it
+        may not have applied it yet (Amazon applies a submission after it
+        answered): they publish exactly what that push sent, so a correction
+        would only send it again, and a level that still shows the number
+        before it is no sign of an edit. The next pass compares them."""
+        lag = adapter.applies_within
+        if not lag:
+            return []
+        since = time.time() - lag
+        return [
+            binding
+            for binding, (_seen, published, _reason) in drift.items()
+            if binding.push_state == "ok"
+            and binding.last_pushed_qty == published
+            and (binding.last_push_ts or 0.0) > since
+        ]
 
     @staticmethod
     def _scs_drift_reason(binding, seen):

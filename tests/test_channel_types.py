@@ -421,6 +421,37 @@ class TestChannelTypes(SyncCase):
         self.assertIn(sim.marketplace_id, action["params"]["message"])
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
 
+    def test_amazon_push_accepted_not_applied_yet_is_no_drift(self):
+        """Amazon answers ACCEPTED and applies the quantity later: a pass
+        that reads the level meanwhile sees the number before the push.
+        That is no edit on the channel: nothing is sent again, nothing
+        counts as drift; once Amazon had its time, the same figure is
+        drift and corrected."""
+        sim = self.start(AmazonSimulator())
+        (row,) = sim.seed_skus(1, quantity=0)
+        channel = self.channel_from_form("amazon", **sim.config_fields())
+        binding = self.bind(channel, self.product_a, sku=row["sku"])
+        self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
+        self.assertEqual(binding.last_pushed_qty, 7)
+        # as if Amazon had not applied the submission yet
+        sim.quantities[row["sku"]] = 0
+        patches = len(sim.requests_for("PATCH", "/listings/"))
+        drift_before = channel.last_reconcile_drift
+        channel._scs_job_reconcile_batch(binding.ids)
+        corrections = [("binding_id", "=", binding.id), ("kind", "=", "correction")]
+        self.assertFalse(self.env["sync.event"].search(corrections))
+        self.run_jobs()
+        self.assertEqual(len(sim.requests_for("PATCH", "/listings/")), patches)
+        channel.invalidate_recordset(["last_reconcile_drift"])
+        self.assertEqual(channel.last_reconcile_drift, drift_before)
+        # a quarter of an hour later the level still shows 0: drift
+        binding.sudo().last_push_ts -= 901
+        channel._scs_job_reconcile_batch(binding.ids)
+        drift = self.env["sync.event"].search(corrections)
+        self.assertEqual(drift.reason, "channel_edit")
+        self.run_jobs()
+        self.assertEqual(sim.quantity(row["sku"]), 7)
+
     def test_amazon_item_cancelled_alone_is_released(self):
         """Amazon cancels one item of an order and keeps the order open for
         the others: the next fetch of orders releases that item's units, so

@@ -19,6 +19,9 @@ One quantity
     changes ``quantity`` without resending the restock date or handling time.
     Amazon validates synchronously and applies asynchronously: ``ACCEPTED``
     is reported as ok, ``INVALID`` (with ``issues``) as a permanent error.
+    A level read within :attr:`AmazonAdapter.applies_within` of an accepted
+    push may still show the number before it: the reconciliation leaves
+    such a binding to its next pass rather than call it drift.
 
 Many quantities
     More than :data:`FEED_THRESHOLD` updates go in one ``JSON_LISTINGS_FEED``
@@ -219,6 +222,11 @@ class AmazonAdapter(RefreshTokenAdapter):
     #: getFeed, getFeedDocument for the report, download): the floor of a
     #: bulk push is this many calls per 25,000 updates
     calls_per_batch = 6
+    #: an ``ACCEPTED`` submission or a queued feed is applied later ("Accepted
+    #: does not mean the process is complete", Manage Listings Issues); no
+    #: bound is documented: a quarter of an hour, then a level that still
+    #: shows the earlier number is drift
+    applies_within = 900.0
     default_base_url = DEFAULT_BASE_URL
     default_token_url = DEFAULT_TOKEN_URL
     default_token_lifetime = 3600.0

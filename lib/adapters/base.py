@@ -375,6 +375,10 @@ class ChannelAdapter:
     #: compare-and-set that keeps units sold there): a forced push of the
     #: whole channel reads the live levels first, as the compare value
     compares_previous = False
+    #: seconds the channel may take to apply an update it accepted (0: it
+    #: is applied when the call answers); a level read that soon after a
+    #: push may still show the number before it
+    applies_within = 0.0
 
     def __init__(self, config, session=None, clock=time.time):
         self.config = config
