@@ -103,6 +103,7 @@ ADAPTER_OPTIONS = {
     "max_throttle_wait": _seconds(600),
     "rate_limits": _of(dict, "an object of operation: [rate, burst]"),
     "client_throttle": _of(bool, "true or false"),
+    "query_string_auth": _of(bool, "true or false"),
 }
 
 
@@ -256,7 +257,9 @@ class SyncChannel(models.Model):
         'empty for the defaults. eBay: {"max_batch": 1} (one SKU per '
         'bulk call), "revision_limit", "revision_reserve"; Amazon: '
         '"product_type", "product_types" (per SKU), '
-        '"fulfillment_channel_code", "feed_threshold", "rate_limits". '
+        '"fulfillment_channel_code", "feed_threshold", "rate_limits"; '
+        'WooCommerce: {"query_string_auth": true} (keys in the query '
+        "string, for servers that drop the Authorization header). "
         "See the module's README.",
     )
 

@@ -825,6 +825,7 @@ class TestChannelTypes(SyncCase):
             '{"page_size": -5}',
             '{"token_margin": 1e400}',
             '{"max_bacth": 1}',
+            '{"query_string_auth": "yes"}',
             "[" * 100000 + "]" * 100000,
         ):
             with self.assertRaises(ValidationError):

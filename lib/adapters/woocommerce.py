@@ -27,7 +27,11 @@ Authentication
     WooCommerce accepts the consumer key and secret as HTTP Basic only over
     HTTPS (over plain HTTP it expects OAuth 1.0a signatures), so the adapter
     refuses a plain ``http://`` shop URL except on loopback, where the
-    simulators run: the keys are never sent in clear over a network.
+    simulators run: the keys are never sent in clear over a network. Some
+    servers do not hand the ``Authorization`` header to WooCommerce (it then
+    answers "Consumer key is missing"); for them WooCommerce takes the keys
+    as ``consumer_key``/``consumer_secret`` query parameters, still over
+    HTTPS only: ``extra["query_string_auth"] = True``.
 
 Identifiers
     ``external_id`` is the product id; ``external_variant_id`` the variation id
@@ -205,6 +209,7 @@ class WooCommerceAdapter(ChannelAdapter):
     def __init__(self, config, session=None, clock=time.time):
         super().__init__(config, session=session, clock=clock)
         self.page_size = PAGE_SIZE
+        self.query_string_auth = bool((config.extra or {}).get("query_string_auth"))
 
     # -- transport ----------------------------------------------------------
     def _url(self, path):
@@ -219,14 +224,29 @@ class WooCommerceAdapter(ChannelAdapter):
 
     def call(self, method, path, params=None, body=None):
         """One REST call; WooCommerce's ``{code, message}`` ends up in errors."""
-        response = self.request(
-            method,
-            self._url(path),
-            params=params,
-            json=body,
-            auth=(self.config.api_key, self.config.api_secret),
-            headers={"Accept": "application/json"},
-        )
+        url = self._url(path)
+        keys = {"auth": (self.config.api_key, self.config.api_secret)}
+        if self.query_string_auth:
+            # after the params: never overwritten by them
+            params = {
+                **(params or {}),
+                "consumer_key": self.config.api_key,
+                "consumer_secret": self.config.api_secret,
+            }
+            keys = {}
+        try:
+            response = self.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers={"Accept": "application/json"},
+                **keys,
+            )
+        except ChannelError as err:
+            if self.query_string_auth:
+                self._scrub(err)
+            raise
         message = None
         if response.status_code >= 400 and response.content:
             try:
@@ -236,6 +256,24 @@ class WooCommerceAdapter(ChannelAdapter):
                 message = None
         raise_for_status(response, message)
         return response
+
+    def _scrub(self, err):
+        """The keys out of an error's text: a transport error names the URL
+        it failed on, query string (the keys) included, and error texts end
+        up in the event log."""
+        for attr in ("message", "response_text"):
+            text = getattr(err, attr, None)
+            if not text:
+                continue
+            for secret in (self.config.api_secret, self.config.api_key):
+                if secret:
+                    text = text.replace(secret, "***")
+            setattr(err, attr, text)
+        err.args = (err.message,)
+        # the transport error it was raised from names the URL too (a
+        # failed job's traceback would show it)
+        err.__cause__ = None
+        err.__suppress_context__ = True
 
     @staticmethod
     def _json(response):

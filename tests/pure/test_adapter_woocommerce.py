@@ -1,6 +1,8 @@
 """WooCommerceAdapter against WooCommerceSimulator: batches, pages, orders, hooks."""
 
+import contextlib
 import json
+import socket
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -35,6 +37,16 @@ def make_adapter(sim, **overrides):
         **overrides,
     }
     return WooCommerceAdapter(ChannelConfig("woocommerce", **fields))
+
+
+@contextlib.contextmanager
+def socket_closed_at_once():
+    """A loopback port nothing listens on: a connection to it is refused."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    yield port
 
 
 def batches(sim):
@@ -74,6 +86,53 @@ def test_keys_never_go_in_clear_to_a_remote_host():
     with pytest.raises(PermanentChannelError, match="HTTPS"):
         adapter.test_connection()
     assert adapter.calls == 0
+
+
+def test_query_string_auth_for_servers_that_drop_the_header(sim):
+    """Some servers do not hand the Authorization header to WooCommerce:
+    the keys then go as query parameters, on every call, and only there."""
+    pid = sim.add_product("A", quantity=2)
+    adapter = WooCommerceAdapter(
+        ChannelConfig(
+            "woocommerce",
+            base_url=sim.url,
+            api_key=sim.consumer_key,
+            api_secret=sim.consumer_secret,
+            extra={"query_string_auth": True},
+        )
+    )
+    assert "1 products" in adapter.test_connection()
+    adapter.set_quantities([StockUpdate("A", 9, external_id=str(pid))])
+    assert sim.quantity("A") == 9
+    assert sim.requests
+    for req in sim.requests:
+        assert "authorization" not in req.headers
+        assert req.query["consumer_key"] == sim.consumer_key
+        assert req.query["consumer_secret"] == sim.consumer_secret
+
+
+def test_query_string_auth_keeps_the_keys_out_of_errors():
+    """A transport error names the URL it failed on: with the keys in the
+    query string, its text (which the event log keeps) must not."""
+    with socket_closed_at_once() as port:
+        adapter = WooCommerceAdapter(
+            ChannelConfig(
+                "woocommerce",
+                base_url=f"http://127.0.0.1:{port}",
+                api_key="ck_visible_key",
+                api_secret="cs_secret_value",
+                timeout=2,
+                extra={"query_string_auth": True},
+            )
+        )
+        with pytest.raises(ChannelError) as caught:
+            adapter.test_connection()
+    err = caught.value
+    assert "127.0.0.1" in str(err)
+    for text in (str(err), err.response_text, repr(err.args)):
+        assert "cs_secret_value" not in text
+        assert "ck_visible_key" not in text
+    assert err.__cause__ is None
 
 
 # -- push ----------------------------------------------------------------------
