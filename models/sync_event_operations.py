@@ -87,20 +87,12 @@ class SyncEventOperations(models.Model):
                 and event.binding_id
                 and newest[event.binding_id] != event
             ):
-                event._scs_set_state(
-                    "skipped",
-                    reason=_("superseded by the retry of a newer push"),
-                    error=False,
-                )
+                event._scs_close_unsent(_("superseded by the retry of a newer push"))
                 continue
             if event.direction == "out":
                 binding = event.binding_id
                 if not binding:
-                    event._scs_set_state(
-                        "skipped",
-                        reason=_("not sent: its binding was deleted"),
-                        error=False,
-                    )
+                    event._scs_close_unsent(_("not sent: its binding was deleted"))
                     continue
                 binding.pending_event_id = event
                 # now, not when a retry job already waiting was due
@@ -157,6 +149,18 @@ class SyncEventOperations(models.Model):
                 [("pending_event_id", "in", events.ids)]
             ).pending_event_id = False
         return True
+
+    def _scs_close_unsent(self, reason):
+        """Close a dead or failed push that Retry does not send (another
+        push of its binding carries today's number, or its binding is gone).
+        A dead letter stays a failure in the figures (discarded from dead),
+        as when a later push closes it; a push still being retried is
+        skipped."""
+        for event in self:
+            if event.state == "dead":
+                event._scs_set_state("discarded", reason=reason, discarded_from="dead")
+            else:
+                event._scs_set_state("skipped", reason=reason, error=False)
 
     def action_replay(self):
         """Apply inbound events again, as new attempts (history is kept).
