@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
@@ -30,6 +31,8 @@ from ..backoff import MAX_RETRY_AFTER
 DEFAULT_TIMEOUT = 10.0
 #: how much of a response body is kept in results and error messages
 RESPONSE_EXCERPT = 2000
+#: hosts a credential may be sent to over plain HTTP (the local simulators)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class ChannelError(Exception):
@@ -375,6 +378,9 @@ class ChannelAdapter:
     #: compare-and-set that keeps units sold there): a forced push of the
     #: whole channel reads the live levels first, as the compare value
     compares_previous = False
+    #: whether the adapter sends credentials (a token, keys) on its calls:
+    #: then only over HTTPS, loopback aside (the simulators)
+    requires_https = False
     #: seconds the channel may take to apply an update it accepted (0: it
     #: is applied when the call answers); a level read that soon after a
     #: push may still show the number before it
@@ -469,6 +475,7 @@ class ChannelAdapter:
         within :attr:`deadline_factor` times it from the start of the call,
         else the call fails as a timeout does (:class:`UnreachableError`).
         """
+        self._check_url(url)
         timeout = kwargs.setdefault("timeout", self.config.timeout)
         # the body is read here, under the deadline
         kwargs["stream"] = True
@@ -509,6 +516,28 @@ class ChannelAdapter:
             raise UnreachableError(f"connection error: {err}") from err
         except requests.RequestException as err:
             raise RetryableChannelError(f"request failed: {err}") from err
+
+    def _check_url(self, url):
+        """Refuse for good, before anything is sent, a URL no configuration
+        can make work: one without a scheme or host (an empty API URL: a
+        retry cannot help), or, for an adapter that sends credentials, one
+        that would carry them in clear over a network."""
+        parts = urlsplit(str(url))
+        kind = self.channel_type or "channel"
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PermanentChannelError(
+                f"{kind}: the API URL is not configured or not an http(s) URL"
+                f" ({str(url)[:200]!r})"
+            )
+        if (
+            self.requires_https
+            and parts.scheme != "https"
+            and parts.hostname not in LOOPBACK_HOSTS
+        ):
+            raise PermanentChannelError(
+                f"{kind}: credentials go over HTTPS only; refusing to send them"
+                f" in clear to {parts.hostname!r}"
+            )
 
     def _deadline(self, timeout):
         """Seconds a whole call may last for a ``timeout`` (None: no bound)."""

@@ -31,6 +31,7 @@ TOKEN_MARGIN = 60.0
 class RefreshTokenAdapter(ChannelAdapter):
     """A channel adapter holding one cached OAuth access token (thread-safe)."""
 
+    requires_https = True
     #: used when ``config.base_url`` / ``config.token_url`` are empty
     default_base_url = ""
     default_token_url = ""
@@ -85,6 +86,9 @@ class RefreshTokenAdapter(ChannelAdapter):
         config = self.config
         if not (config.api_key and config.api_secret and config.refresh_token):
             raise AuthenticationError(self.token_errors["missing"])
+        # a token the API URL could not use (not configured, or in clear)
+        # is not minted: its credentials stay unsent
+        self._check_url(self.base_url)
         response = self._post_refresh_grant()
         if response.status_code in (400, 401):
             try:

@@ -305,6 +305,7 @@ class ShopifyAdapter(ChannelAdapter):
     """Publishes ``available`` quantities to one Shopify location."""
 
     channel_type = "shopify"
+    requires_https = True
     max_batch = MAX_QUANTITIES
     compares_previous = True
 

@@ -49,6 +49,7 @@ from datetime import timezone
 from urllib.parse import urlsplit
 
 from .base import (
+    LOOPBACK_HOSTS,
     ChannelAdapter,
     ChannelError,
     ChannelOrder,
@@ -72,7 +73,6 @@ API_PREFIX = "/wp-json/wc/v3"
 MAX_BATCH = 100
 #: the REST API refuses ``per_page`` above 100
 PAGE_SIZE = 100
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 #: order status -> (event kind, ChannelOrder status)
 ORDER_STATUSES = {
