@@ -344,6 +344,26 @@ class SyncChannel(models.Model):
         except (ChannelError, KeyError, ValueError) as err:
             raise UserError(_("Connection failed: %s", err)) from err
         message = message or _("The channel answered.")
+        blockers = self._scs_push_blockers()
+        if blockers:
+            raise UserError(
+                _(
+                    "The channel answered (%(answer)s), but pushes cannot"
+                    " work: %(blockers)s",
+                    answer=message.rstrip(". "),
+                    blockers="; ".join(blockers),
+                )
+            )
+        if self.channel_type == "generic":
+            message = (
+                message.rstrip(". ")
+                + ". "
+                + _(
+                    "The shop checks the outbound signing secret on each push"
+                    " (this read is not signed): a wrong one shows as a 401"
+                    " dead letter on the first push."
+                )
+            )
         if self._scs_pause_state().get(self.id, (0, 0.0))[0]:
             if self._scs_answered():
                 self.invalidate_recordset(["pause_count", "paused_until"])
@@ -358,6 +378,35 @@ class SyncChannel(models.Model):
                 )
             message = message.rstrip(". ") + ". " + note
         return self._scs_notification(_("Connection OK"), message)
+
+    def _scs_push_blockers(self):
+        """What the channel's settings lack for a push to work, which a
+        successful connection does not show: the ids a push's address or
+        body needs (a push without them is refused by the channel)."""
+        self.ensure_one()
+        channel = self.sudo()
+        blockers = []
+        if channel.channel_type == "amazon":
+            if not channel.account_id:
+                blockers.append(
+                    _("no Account / Seller ID (each listing's address names it)")
+                )
+            if not (channel.marketplace_id or "").strip(","):
+                blockers.append(_("no Marketplace ID"))
+        if channel.channel_type == "shopify" and not channel.external_location_id:
+            unplaced = channel.binding_ids.filtered(
+                lambda b: not b.external_location_id
+            )
+            if unplaced:
+                blockers.append(
+                    _(
+                        "no Channel Location ID, and %(count)s binding(s) name no"
+                        " location of their own (Shopify sets a quantity at a"
+                        " location)",
+                        count=len(unplaced),
+                    )
+                )
+        return blockers
 
     @api.model
     def _scs_notification(self, title, message):

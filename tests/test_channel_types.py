@@ -421,6 +421,32 @@ class TestChannelTypes(SyncCase):
         self.assertIn(sim.marketplace_id, action["params"]["message"])
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
 
+    def test_connection_test_names_what_pushes_lack(self):
+        """A channel that answers but cannot push is no "Connection OK":
+        Amazon without its seller or marketplace id (the listing's address
+        names them), Shopify without a location for bindings that name
+        none. A generic channel's read is not signed: the answer says the
+        signing secret is checked on the first push."""
+        amazon_sim = self.start(AmazonSimulator())
+        (row,) = amazon_sim.seed_skus(1, quantity=0)
+        amazon = self.channel_from_form("amazon", **amazon_sim.config_fields())
+        self.bind(amazon, self.product_a, sku=row["sku"])
+        self.assert_test_connection_ok(amazon)
+        amazon.sudo().account_id = False
+        with self.assertRaisesRegex(UserError, "Seller ID"):
+            amazon.action_test_connection()
+        _sim, shopify, binding = self.shopify_channel()
+        self.assert_test_connection_ok(shopify)
+        shopify.sudo().external_location_id = False
+        binding.external_location_id = False
+        with self.assertRaisesRegex(UserError, "1 binding"):
+            shopify.action_test_connection()
+        binding.external_location_id = "gid://shopify/Location/1"
+        self.assert_test_connection_ok(shopify)
+        generic = self.make_channel(self.start_simulator())
+        action = self.assert_test_connection_ok(generic)
+        self.assertIn("signing secret", action["params"]["message"])
+
     def test_amazon_push_accepted_not_applied_yet_is_no_drift(self):
         """Amazon answers ACCEPTED and applies the quantity later: a pass
         that reads the level meanwhile sees the number before the push.
