@@ -42,6 +42,7 @@ from .job_store import (
     retry_later,
     run_again_after_lost_connection,
 )
+from .sync_channel import _check_ranges
 
 _logger = logging.getLogger(__name__)
 
@@ -194,6 +195,18 @@ class ChannelBinding(models.Model):
         " WHERE external_id IS NOT NULL",
         "This external id is already bound on this channel.",
     )
+
+    #: see ``sync.channel.SETTING_RANGES``
+    SETTING_RANGES = {
+        "buffer_qty": (0.0, None),
+        "max_qty": (0.0, None),
+        "allocation_pct": (0.0, 100.0),
+    }
+
+    @api.constrains(*SETTING_RANGES)
+    def _check_setting_ranges(self):
+        for binding in self.sudo():
+            _check_ranges(binding, self.SETTING_RANGES)
 
     @api.constrains("channel_id", "sku", "external_id", "active")
     def _check_sku_once(self):

@@ -107,6 +107,27 @@ ADAPTER_OPTIONS = {
 }
 
 
+def _check_ranges(record, ranges):
+    """Raise ``ValidationError`` naming the first field of ``record`` out of
+    its ``(low, high)`` range (a bound of None is open)."""
+    for name, (low, high) in ranges.items():
+        value = record[name]
+        if (low is not None and value < low) or (high is not None and value > high):
+            label = record._fields[name].get_description(record.env)["string"]
+            if high is None:
+                bounds = _("at least %s", low)
+            else:
+                bounds = _("between %(low)s and %(high)s", low=low, high=high)
+            raise ValidationError(
+                _(
+                    "%(field)s must be %(bounds)s, not %(value)s.",
+                    field=label,
+                    bounds=bounds,
+                    value=value,
+                )
+            )
+
+
 def _check_options(options):
     """Each option known and of its kind; ``ValueError`` says which not."""
     for name, value in options.items():
@@ -694,6 +715,25 @@ class SyncChannel(models.Model):
     #: the widest timestamp tolerance a channel may set (seconds): beyond
     #: it, a captured delivery replays for hours
     MAX_WEBHOOK_TOLERANCE = 3600
+
+    #: settings and the range each must lie in (inclusive; None: no bound),
+    #: so that a value that would do nothing, or the opposite of what it
+    #: says, is refused when saved rather than silently clamped
+    SETTING_RANGES = {
+        "buffer_qty": (0.0, None),
+        "timeout": (0.1, 600.0),
+        "max_retries": (0, 100),
+        "reconcile_interval": (0, 8760),
+        "reconcile_batch_size": (1, 100000),
+        "reconcile_max_share": (0.0, 100.0),
+        "order_fetch_overlap": (0, 10080),
+        "order_poll_interval": (0, 10080),
+    }
+
+    @api.constrains(*SETTING_RANGES)
+    def _check_setting_ranges(self):
+        for record in self.sudo():
+            _check_ranges(record, self.SETTING_RANGES)
 
     @api.constrains("webhook_tolerance")
     def _check_webhook_tolerance(self):

@@ -10,6 +10,7 @@ connection* fail with the channel's own message.
 """
 
 import json
+import re
 import time
 from unittest.mock import patch
 
@@ -420,6 +421,38 @@ class TestChannelTypes(SyncCase):
         action = self.assert_test_connection_ok(channel)
         self.assertIn(sim.marketplace_id, action["params"]["message"])
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
+
+    def test_settings_out_of_their_range_are_refused_when_saved(self):
+        """A negative buffer, a share over 100 %, a timeout of 0: values
+        that would do nothing or the opposite of what they say are refused
+        with the field's name, not clamped out of sight."""
+        channel = self.make_channel()
+        binding = self.bind(channel, self.product_a)
+        for record, field, wrong in (
+            (channel, "buffer_qty", -5),
+            (channel, "timeout", 0),
+            (channel, "max_retries", -1),
+            (channel, "reconcile_max_share", 150),
+            (channel, "reconcile_batch_size", 0),
+            (channel, "reconcile_interval", -1),
+            (binding, "allocation_pct", 150),
+            (binding, "allocation_pct", -1),
+            (binding, "max_qty", -3),
+            (binding, "buffer_qty", -1),
+        ):
+            label = record._fields[field].string
+            with (
+                self.subTest(field=field, value=wrong),
+                self.assertRaisesRegex(ValidationError, re.escape(label)),
+                self.env.cr.savepoint(),
+            ):
+                record.write({field: wrong})
+                record.flush_recordset()
+        # the bounds themselves are fine
+        channel.write({"buffer_qty": 0, "reconcile_max_share": 100, "max_retries": 0})
+        binding.write({"allocation_pct": 0, "max_qty": 0, "buffer_qty": 0})
+        binding.flush_recordset()
+        self.assertEqual(binding.published_qty, 0)
 
     def test_connection_test_names_what_pushes_lack(self):
         """A channel that answers but cannot push is no "Connection OK":
