@@ -128,13 +128,44 @@ def _check_ranges(record, ranges):
             )
 
 
-def _check_options(options):
-    """Each option known and of its kind; ``ValueError`` says which not."""
+#: the channel types whose adapter reads each option
+OPTION_TYPES = {
+    "max_batch": ("ebay",),
+    "page_size": ("generic",),
+    "revision_limit": ("ebay",),
+    "revision_reserve": ("ebay",),
+    "rate_limit_retry_after": ("ebay",),
+    "scopes": ("ebay",),
+    "token_margin": ("amazon", "ebay"),
+    "product_type": ("amazon",),
+    "product_types": ("amazon",),
+    "fulfillment_channel_code": ("amazon",),
+    "feed_threshold": ("amazon",),
+    "feed_poll_attempts": ("amazon",),
+    "feed_poll_interval": ("amazon",),
+    "max_throttle_wait": ("amazon",),
+    "rate_limits": ("amazon",),
+    "client_throttle": ("amazon",),
+    "query_string_auth": ("woocommerce",),
+}
+
+
+def _check_options(options, channel_type=None):
+    """Each option known, of its kind and read by the adapter of
+    ``channel_type`` (when given); ``ValueError`` says which not."""
     for name, value in options.items():
         check = ADAPTER_OPTIONS.get(name)
         if check is None:
             raise ValueError(
                 f"unknown option {name!r} (known: {', '.join(sorted(ADAPTER_OPTIONS))})"
+            )
+        if channel_type and channel_type not in OPTION_TYPES[name]:
+            own = sorted(
+                n for n, kinds in OPTION_TYPES.items() if channel_type in kinds
+            )
+            raise ValueError(
+                f"{name!r} is not an option of {channel_type} channels"
+                f" (theirs: {', '.join(own) or 'none'})"
             )
         if not check(value):
             raise ValueError(f"{name} must be {check.expected}, not {value!r}")
@@ -803,7 +834,7 @@ class SyncChannel(models.Model):
                 continue
             try:
                 extra = _options(channel.adapter_options)
-                _check_options(extra)
+                _check_options(extra, channel.channel_type)
                 get_adapter_class(channel.channel_type)(
                     ChannelConfig(channel.channel_type, extra=extra)
                 )

@@ -884,12 +884,23 @@ class TestChannelTypes(SyncCase):
             '{"page_size": -5}',
             '{"token_margin": 1e400}',
             '{"max_bacth": 1}',
-            '{"query_string_auth": "yes"}',
             "[" * 100000 + "]" * 100000,
         ):
             with self.assertRaises(ValidationError):
                 channel.adapter_options = wrong
                 channel.flush_recordset()
+        # an option of another adapter is refused, naming the type's own
+        generic = self.make_channel()
+        with self.assertRaisesRegex(ValidationError, "not an option of generic"):
+            generic.adapter_options = '{"fulfillment_channel_code": "DEFAULT"}'
+            generic.flush_recordset()
+        woo = self.make_channel(channel_type="woocommerce", name="Woo options")
+        with self.assertRaisesRegex(ValidationError, "true or false"):
+            woo.adapter_options = '{"query_string_auth": "yes"}'
+            woo.flush_recordset()
+        woo.adapter_options = '{"query_string_auth": true}'
+        woo.flush_recordset()
+        self.assertTrue(woo._scs_adapter().query_string_auth)
 
     def test_ebay_listings_matched_with_their_offers(self):
         """Match Listings reads each new binding's offers: the push then sets
