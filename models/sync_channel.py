@@ -169,6 +169,8 @@ def _check_options(options, channel_type=None):
             )
         if not check(value):
             raise ValueError(f"{name} must be {check.expected}, not {value!r}")
+    if channel_type == "ebay" and options.get("max_batch", 1) > 25:
+        raise ValueError("max_batch must be 1 to 25 for eBay (its bulk call limit)")
     if options.get("revision_reserve", 0) > options.get("revision_limit", 250):
         raise ValueError("revision_reserve must not exceed revision_limit")
     types = options.get("product_types") or {}

@@ -884,6 +884,7 @@ class TestChannelTypes(SyncCase):
             '{"page_size": -5}',
             '{"token_margin": 1e400}',
             '{"max_bacth": 1}',
+            '{"max_batch": 26}',
             "[" * 100000 + "]" * 100000,
         ):
             with self.assertRaises(ValidationError):
