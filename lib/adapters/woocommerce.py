@@ -251,9 +251,17 @@ class WooCommerceAdapter(ChannelAdapter):
         if response.status_code >= 400 and response.content:
             try:
                 error = response.json()
-                message = f"{error.get('code')}: {error.get('message')}"
+                if error.get("code") or error.get("message"):
+                    message = f"{error.get('code')}: {error.get('message')}"
             except (ValueError, AttributeError):
                 message = None
+        if response.status_code == 404 and message is None:
+            # not WooCommerce's own answer (it names a code): the URL is
+            # not a WooCommerce shop, or its REST API is off
+            message = (
+                f"no WooCommerce REST API answers at {self._url('')}"
+                f" (answer: {response.text[:200]!r})"
+            )
         raise_for_status(response, message)
         return response
 

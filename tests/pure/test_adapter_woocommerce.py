@@ -111,6 +111,16 @@ def test_query_string_auth_for_servers_that_drop_the_header(sim):
         assert req.query["consumer_secret"] == sim.consumer_secret
 
 
+def test_a_server_that_is_not_woocommerce_is_named_so(sim):
+    """A 404 that is not WooCommerce's own (no code) means the URL is no
+    WooCommerce shop: said so, not "None: None"."""
+    sim.scripted.append(Response(404, {"errors": "Not Found"}))
+    with pytest.raises(PermanentChannelError) as caught:
+        make_adapter(sim).test_connection()
+    assert "no WooCommerce REST API answers at" in str(caught.value)
+    assert "None: None" not in str(caught.value)
+
+
 def test_query_string_auth_keeps_the_keys_out_of_errors():
     """A transport error names the URL it failed on: with the keys in the
     query string, its text (which the event log keeps) must not."""
