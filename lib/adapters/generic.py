@@ -228,7 +228,9 @@ class GenericAdapter(ChannelAdapter):
     def base_url(self):
         url = (self.config.base_url or "").strip().rstrip("/")
         if not url:
-            raise PermanentChannelError("generic channel: base_url is not configured")
+            raise PermanentChannelError(
+                "generic channel: the API URL (base_url) is not configured"
+            )
         return url
 
     @property
@@ -252,9 +254,9 @@ class GenericAdapter(ChannelAdapter):
         private_key = self.config.signing_private_key
         if not secret and not private_key:
             raise PermanentChannelError(
-                "generic channel: neither signing_secret (whsec_) nor "
-                "signing_private_key (whsk_) is configured; the shop would "
-                "refuse every update"
+                "generic channel: neither an Outbound Signing Secret (whsec_...)"
+                " nor an Outbound Ed25519 Key (whsk_...) is configured; the shop"
+                " would refuse every update"
             )
         try:
             if secret:

@@ -165,7 +165,7 @@ def test_previous_secret_accepted_during_rotation(sim):
 
 def test_missing_signing_config_fails_before_sending(sim):
     adapter = make_adapter(sim, signing_secret="")
-    with pytest.raises(PermanentChannelError, match="signing_secret"):
+    with pytest.raises(PermanentChannelError, match="Outbound Signing Secret"):
         adapter.set_quantities([update()])
     with pytest.raises(PermanentChannelError, match="base64"):
         make_adapter(sim, signing_secret="whsec_***").set_quantities([update()])
@@ -469,7 +469,7 @@ def test_test_connection(sim):
 
 
 def test_test_connection_requires_signing_config(sim):
-    with pytest.raises(PermanentChannelError, match="signing"):
+    with pytest.raises(PermanentChannelError, match="Signing Secret"):
         make_adapter(sim, signing_secret="").test_connection()
     with pytest.raises(PermanentChannelError, match="base_url"):
         make_adapter(sim, base_url="").test_connection()
