@@ -325,9 +325,53 @@ class SyncChannel(models.Model):
         finished = self.last_reconcile_at
         # the close is stored to the second: a pass that closed within the
         # second it started is closed
-        return (
+        open_ = (
             not finished
             or finished.replace(tzinfo=timezone.utc).timestamp() < started - 1
+        )
+        if open_ and not self._scs_pass_jobs_alive():
+            # its jobs were cancelled or set done by hand (or lost): nothing
+            # will close it, and while open it would refuse a new pass and
+            # hold the channel's order polling for hours
+            self._scs_close_abandoned_pass()
+            return False
+        return open_
+
+    def _scs_pass_jobs_alive(self):
+        """Whether a job of the channel's pass (its start or a batch) is
+        waiting or running."""
+        self.env["queue.job"].flush_model(["state", "func_string"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT 1 FROM queue_job WHERE func_string LIKE %s"
+                " AND state IN ('pending', 'enqueued', 'started',"
+                " 'wait_dependencies') LIMIT 1",
+                f"sync.channel({self.id},)._scs_job_reconcile_%",
+            )
+        )
+        return bool(self.env.cr.fetchone())
+
+    def _scs_close_abandoned_pass(self):
+        """Close a pass none of whose jobs is left, saying so on the channel;
+        the bindings it did not compare wait for the next pass."""
+        self.ensure_one()
+        _logger.warning(
+            "channel %s: reconciliation pass closed, none of its jobs is left"
+            " (%s batch(es) never reported)",
+            self.id,
+            self.reconcile_pending,
+        )
+        self.sudo().write(
+            {
+                "reconcile_pending": 0,
+                "last_reconcile_at": fields.Datetime.now(),
+                "last_reconcile_error": _(
+                    "The last reconciliation pass was closed unfinished: its"
+                    " jobs were cancelled or lost (%s batch(es) never reported)."
+                    " The next pass compares every binding.",
+                    self.reconcile_pending,
+                ),
+            }
         )
 
     def _scs_refuse_if_running(self):

@@ -590,6 +590,27 @@ class TestReconcile(SyncCase):
         self.channel.invalidate_recordset()
         self.assertIn("could not be read again", self.channel.last_reconcile_error)
 
+    def test_pass_whose_jobs_were_cancelled_closes_and_lets_the_next_run(self):
+        """A batch job cancelled from the Jobs menu never reports: the pass
+        is not left open for hours (refusing Reconcile Now and holding the
+        order polling); it is closed, saying so, and the next pass runs."""
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        batch = self.sync_jobs("_scs_job_reconcile_batch")
+        self.assertTrue(self.channel._scs_pass_running())
+        with self.assertRaises(UserError):
+            self.channel.action_reconcile_now()
+        batch.button_cancelled()
+        self.assertFalse(self.channel._scs_pass_running())
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertIn("closed unfinished", self.channel.last_reconcile_error)
+        self.channel.action_reconcile_now()
+        self.run_jobs()
+        self.channel.invalidate_recordset()
+        self.assertFalse(self.channel._scs_pass_running())
+        self.assertEqual(self.channel.last_reconcile_checked, 2)
+
     def test_fetched_orders_no_channel_sends_are_refused_alone(self):
         """A fetched order the webhook route would answer with 400 (a NUL
         character, a negative quantity) is refused and shown; the other
