@@ -936,26 +936,25 @@ class ChannelBinding(models.Model):
     def _scs_levels_seen(self, levels):
         """``{binding: quantity}``: what the channel's ``LiveLevel`` values
         say each of these bindings holds (absent: it reports none)."""
-        live = {}
+        # ids and SKUs apart: a numeric SKU may be another listing's id
+        by_id, by_sku = {}, {}
         for level in levels:
-            for key in (level.external_variant_id, level.external_id, level.sku):
+            for key in (level.external_variant_id, level.external_id):
                 if key:
-                    live.setdefault(str(key), level.quantity)
+                    by_id.setdefault(str(key), level.quantity)
+            if level.sku:
+                by_sku.setdefault(str(level.sku), level.quantity)
         seen = {}
         for binding in self:
             # a variation's own id, else its SKU: the product id it shares
             # with its siblings (WooCommerce reports a variation's level
             # under its parent too) would read a sibling's level for one
             # that reports none (a variation selling without a stock level)
-            keys = (
-                (binding.external_variant_id, binding.sku)
-                if binding.external_variant_id
-                else (binding.external_id, binding.sku)
-            )
-            for key in keys:
-                if key and str(key) in live:
-                    seen[binding] = live[str(key)]
-                    break
+            own_id = binding.external_variant_id or binding.external_id
+            if own_id and str(own_id) in by_id:
+                seen[binding] = by_id[str(own_id)]
+            elif binding.sku and str(binding.sku) in by_sku:
+                seen[binding] = by_sku[str(binding.sku)]
         return seen
 
     def _scs_note_live_levels(self):

@@ -16,7 +16,7 @@ from odoo.tools.safe_eval import safe_eval
 
 from odoo.addons.queue_job.exception import RetryableJobError
 
-from ..lib.adapters import ChannelOrder, InboundEvent, OrderLine
+from ..lib.adapters import ChannelOrder, InboundEvent, LiveLevel, OrderLine
 from ..lib.adapters.base import PermanentChannelError
 from ..lib.adapters.generic import GenericAdapter
 from ..models import sync_event_operations
@@ -589,6 +589,20 @@ class TestReconcile(SyncCase):
         self.assertIn("orders not read after the level", mug.reason)
         self.channel.invalidate_recordset()
         self.assertIn("could not be read again", self.channel.last_reconcile_error)
+
+    def test_a_numeric_sku_never_reads_another_listings_level(self):
+        """Listing ids and SKUs are apart: a binding whose listing the read
+        does not hold, and whose SKU happens to be another listing's id,
+        reads no level (drift to correct), not that listing's."""
+        self.b_a.write({"sku": "123", "external_id": "555"})
+        self.b_b.write({"sku": "CAP-1", "external_id": "123"})
+        levels = [LiveLevel(sku="CAP-1", quantity=9, external_id="123")]
+        seen = (self.b_a | self.b_b)._scs_levels_seen(levels)
+        self.assertEqual(seen, {self.b_b: 9})
+        # by its SKU when the level names no id it knows
+        levels.append(LiveLevel(sku="123", quantity=4, external_id="999"))
+        seen = (self.b_a | self.b_b)._scs_levels_seen(levels)
+        self.assertEqual(seen, {self.b_a: 4, self.b_b: 9})
 
     def test_pass_whose_jobs_were_cancelled_closes_and_lets_the_next_run(self):
         """A batch job cancelled from the Jobs menu never reports: the pass
