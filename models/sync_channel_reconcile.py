@@ -201,7 +201,10 @@ class SyncChannel(models.Model):
         otherwise reach Odoo, and the other channels, at the next pass, and
         any push of the SKU meanwhile would offer the sold units again on
         that marketplace. One job per channel (its identity key keeps one
-        waiting), none while a pass runs (the pass fetches them first).
+        waiting), none while a pass reads the orders (its start job): the
+        pass's batches may take long (a retry waits minutes), and a sale
+        made meanwhile must still be reserved at once; a batch looks for
+        the orders recorded while it read the channel.
         Returns the channels polled.
         """
         now = fields.Datetime.now()
@@ -223,7 +226,7 @@ class SyncChannel(models.Model):
             due = not last or last + timedelta(
                 minutes=channel.order_poll_interval
             ) <= now + timedelta(seconds=5)
-            if not due or channel._scs_pass_running():
+            if not due or channel._scs_pass_jobs_alive("start"):
                 continue
             channel.with_delay(
                 identity_key=f"stock_channel_sync.poll.{channel.id}",
@@ -246,10 +249,11 @@ class SyncChannel(models.Model):
             or not self.fetch_orders
             or self.reconcile_dry_run
             or self.reconcile_interval <= 0
-            or self._scs_pass_running()
+            or self._scs_pass_jobs_alive("start")
         ):
             return (
-                "not polled: archived, not fetching, dry run, passes off or in a pass"
+                "not polled: archived, not fetching, dry run, passes off or a"
+                " pass reading the orders"
             )
         self.last_order_poll_at = fields.Datetime.now()
         unread = _("the channel's orders could not be read: %s", "")
@@ -337,16 +341,16 @@ class SyncChannel(models.Model):
             return False
         return open_
 
-    def _scs_pass_jobs_alive(self):
-        """Whether a job of the channel's pass (its start or a batch) is
-        waiting or running."""
+    def _scs_pass_jobs_alive(self, which=""):
+        """Whether a job of the channel's pass is waiting or running: its
+        start or a batch, or only ``which`` ("start", "batch")."""
         self.env["queue.job"].flush_model(["state", "func_string"])
         self.env.cr.execute(
             SQL(
                 "SELECT 1 FROM queue_job WHERE func_string LIKE %s"
                 " AND state IN ('pending', 'enqueued', 'started',"
                 " 'wait_dependencies') LIMIT 1",
-                f"sync.channel({self.id},)._scs_job_reconcile_%",
+                f"sync.channel({self.id},)._scs_job_reconcile_{which}%",
             )
         )
         return bool(self.env.cr.fetchone())

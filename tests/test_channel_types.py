@@ -692,7 +692,9 @@ class TestChannelTypes(SyncCase):
         orders (every 4 minutes by default for Amazon, 2 for eBay), so a
         sale there is reserved, and pushed to the other channels, within
         minutes instead of at the next pass. One job per channel waits; a
-        channel polled recently, or in a pass, is not polled."""
+        channel polled recently, or whose pass is reading the orders, is
+        not polled; while the pass's batches compare (a retry may wait
+        minutes), it is."""
         sim = self.start(AmazonSimulator())
         (row,) = sim.seed_skus(1, quantity=0)
         channel = self.channel_from_form("amazon", **sim.config_fields())
@@ -739,6 +741,14 @@ class TestChannelTypes(SyncCase):
                         "order_poll_interval": 4,
                     }
                 )
+        channel._scs_start_reconcile()
+        self.assertFalse(Channel._scs_cron_poll_orders(), "the pass reads them")
+        self.run_jobs("_scs_job_reconcile_start")
+        self.assertTrue(self.sync_jobs("_scs_job_reconcile_batch"))
+        channel.last_order_fetch_at = channel.last_order_poll_at = False
+        self.assertEqual(Channel._scs_cron_poll_orders(), channel)
+        self.discard_jobs()
+        channel.last_order_fetch_at = channel.last_order_poll_at = False
         # refused for good: shown on the channel, with an activity, and not
         # asked again before the interval; read again, the error is over
         sim.client_secret = "rotated"
