@@ -840,8 +840,6 @@ class SyncChannel(models.Model):
         )
         for binding in awaiting:
             del drift[binding]
-        for binding in self._scs_not_applied_yet(adapter, drift):
-            del drift[binding]
         in_flight = self._scs_skus_in_flight([b.product_id.id for b in drift])
         unexplained = [
             b
@@ -894,7 +892,9 @@ class SyncChannel(models.Model):
 
     def _scs_compare(self, bindings, seen_of):
         """``{binding: (seen, published, reason)}`` of the bindings whose
-        level on the channel (``seen_of``) is not what Odoo publishes."""
+        level on the channel (``seen_of``) is not what Odoo publishes,
+        those whose last push the channel may not have applied yet aside
+        (``_scs_not_applied_yet``)."""
         quantities = bindings._scs_quantities()
         drift = {}
         for binding in bindings:
@@ -906,6 +906,8 @@ class SyncChannel(models.Model):
                     published,
                     self._scs_drift_reason(binding, seen),
                 )
+        for binding in self._scs_not_applied_yet(self._scs_adapter(), drift):
+            del drift[binding]
         return drift
 
     @staticmethod

@@ -495,8 +495,11 @@ class TestChannelTypes(SyncCase):
         # as if Amazon had not applied the submission yet
         sim.quantities[row["sku"]] = 0
         patches = len(sim.requests_for("PATCH", "/listings/"))
+        searches = len(sim.requests_for("GET", "/orders/"))
         drift_before = channel.last_reconcile_drift
         channel._scs_job_reconcile_batch(binding.ids)
+        # not even a sale to look for: the level is the push's, not applied
+        self.assertEqual(len(sim.requests_for("GET", "/orders/")), searches)
         corrections = [("binding_id", "=", binding.id), ("kind", "=", "correction")]
         self.assertFalse(self.env["sync.event"].search(corrections))
         self.run_jobs()
