@@ -203,10 +203,20 @@ class ChannelBinding(models.Model):
         "allocation_pct": (0.0, 100.0),
     }
 
-    @api.constrains(*SETTING_RANGES)
-    def _check_setting_ranges(self):
-        for binding in self.sudo():
-            _check_ranges(binding, self.SETTING_RANGES)
+    def _validate_fields(self, field_names, excluded_names=()):
+        """The settings' ranges, for the settings written only: a value
+        out of range saved before this check existed must not refuse an
+        edit of another setting."""
+        super()._validate_fields(field_names, excluded_names)
+        written = set(field_names) - set(excluded_names)
+        ranges = {
+            name: bounds
+            for name, bounds in self.SETTING_RANGES.items()
+            if name in written
+        }
+        if ranges:
+            for record in self.sudo():
+                _check_ranges(record, ranges)
 
     @api.constrains("channel_id", "sku", "external_id", "active")
     def _check_sku_once(self):

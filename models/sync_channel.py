@@ -763,10 +763,20 @@ class SyncChannel(models.Model):
         "order_poll_interval": (0, 10080),
     }
 
-    @api.constrains(*SETTING_RANGES)
-    def _check_setting_ranges(self):
-        for record in self.sudo():
-            _check_ranges(record, self.SETTING_RANGES)
+    def _validate_fields(self, field_names, excluded_names=()):
+        """The settings' ranges, for the settings written only: a value
+        out of range saved before this check existed must not refuse an
+        edit of another setting."""
+        super()._validate_fields(field_names, excluded_names)
+        written = set(field_names) - set(excluded_names)
+        ranges = {
+            name: bounds
+            for name, bounds in self.SETTING_RANGES.items()
+            if name in written
+        }
+        if ranges:
+            for record in self.sudo():
+                _check_ranges(record, ranges)
 
     @api.constrains("webhook_tolerance")
     def _check_webhook_tolerance(self):

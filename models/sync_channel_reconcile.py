@@ -286,13 +286,15 @@ class SyncChannel(models.Model):
             channel.last_reconcile_error = error
             channel._scs_notify(_("Orders not polled"), error, key="poll")
 
-    def _scs_fetch_orders_watched(self, what):
+    def _scs_fetch_orders_watched(self, what, retry=True):
         """``_scs_fetch_orders`` as a pass or a poll runs it: ``(fetched,
         error)``. A paused channel is asked no sooner than its pushes would
         be; a channel that does not answer is paused; a retryable error
         (5xx, 429, a timeout) retries the job after the channel's
-        Retry-After or the job's retry pattern; an error for good is
-        answered, for the caller to show on the channel."""
+        Retry-After or the job's retry pattern (with ``retry`` false, it is
+        answered as an error is, for a caller that can do without); an
+        error for good is answered, for the caller to show on the
+        channel."""
         probing = self._scs_wait_for_pause()
         try:
             fetched = self._scs_fetch_orders()
@@ -308,7 +310,7 @@ class SyncChannel(models.Model):
         except ChannelError as err:
             if isinstance(err, UnreachableError):
                 self._scs_pause(err)
-            if err.retryable:
+            if err.retryable and retry:
                 _logger.info(
                     "channel %s: order fetch failed, %s retried: %s", self.id, what, err
                 )
@@ -805,7 +807,9 @@ class SyncChannel(models.Model):
         # it never sells them twice)
         unsold = {}
         if self._scs_lower_on_channel(drift) and not dry_run and self.fetch_orders:
-            fetched, error = self._scs_fetch_orders_watched("pass")
+            # not retried when it fails: the rest of the batch (a channel
+            # showing more than Odoo, an oversell risk) is corrected now
+            fetched, error = self._scs_fetch_orders_watched("pass", retry=False)
             if error:
                 unsold = {b: drift.pop(b) for b in self._scs_lower_on_channel(drift)}
                 self.last_reconcile_error = _(
@@ -1037,23 +1041,48 @@ class SyncChannel(models.Model):
         )
         return {int(key.split(".")[2]) for (key,) in self.env.cr.fetchall()}
 
-    @staticmethod
-    def _scs_not_applied_yet(adapter, drift):
+    def _scs_not_applied_yet(self, adapter, drift):
         """Bindings whose last push the channel accepted so recently that it
         may not have applied it yet (Amazon applies a submission after it
-        answered): they publish exactly what that push sent, so a correction
-        would only send it again, and a level that still shows the number
-        before it is no sign of an edit. The next pass compares them."""
+        answered), and whose level still shows the number pushed before
+        it: they publish exactly what that push sent, so a correction would
+        only send it again, and that level is no sign of an edit. Any other
+        level (a hand edit, a sale) is drift as usual. The next pass
+        compares them."""
         lag = adapter.applies_within
         if not lag:
             return []
         since = time.time() - lag
-        return [
-            binding
-            for binding, (_seen, published, _reason) in drift.items()
+        recent = {
+            binding: seen
+            for binding, (seen, published, _reason) in drift.items()
             if binding.push_state == "ok"
             and binding.last_pushed_qty == published
             and (binding.last_push_ts or 0.0) > since
+        }
+        if not recent:
+            return []
+        self.env["sync.event"].flush_model(["binding_id", "quantity", "state"])
+        # the number each sent before its last push: the second newest push
+        # the channel took
+        self.env.cr.execute(
+            SQL(
+                "SELECT binding_id, quantity FROM ("
+                " SELECT binding_id, quantity, row_number() OVER"
+                " (PARTITION BY binding_id ORDER BY id DESC) AS n"
+                " FROM sync_event WHERE binding_id = ANY(%s)"
+                " AND direction = 'out' AND state = 'applied') pushes"
+                " WHERE n = 2",
+                [b.id for b in recent],
+            )
+        )
+        before = dict(self.env.cr.fetchall())
+        return [
+            binding
+            for binding, seen in recent.items()
+            if binding.id in before
+            and seen is not None
+            and int(before[binding.id]) == seen
         ]
 
     @staticmethod

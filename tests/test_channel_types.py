@@ -453,6 +453,22 @@ class TestChannelTypes(SyncCase):
         binding.write({"allocation_pct": 0, "max_qty": 0, "buffer_qty": 0})
         binding.flush_recordset()
         self.assertEqual(binding.published_qty, 0)
+        # a value saved out of range before this check existed refuses no
+        # edit of another setting; an edit of its own is checked
+        self.env.cr.execute(
+            "UPDATE sync_channel SET buffer_qty = -1 WHERE id = %s", (channel.id,)
+        )
+        self.env.cr.execute(
+            "UPDATE channel_binding SET allocation_pct = 150 WHERE id = %s",
+            (binding.id,),
+        )
+        self.env.invalidate_all()
+        channel.write({"timeout": 20})
+        binding.write({"max_qty": 5})
+        self.env.flush_all()
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            channel.write({"buffer_qty": -2})
+            channel.flush_recordset()
 
     def test_connection_test_names_what_pushes_lack(self):
         """A channel that answers but cannot push is no "Connection OK":
@@ -482,23 +498,23 @@ class TestChannelTypes(SyncCase):
 
     def test_amazon_push_accepted_not_applied_yet_is_no_drift(self):
         """Amazon answers ACCEPTED and applies the quantity later: a pass
-        that reads the level meanwhile sees the number before the push.
-        That is no edit on the channel: nothing is sent again, nothing
-        counts as drift; once Amazon had its time, the same figure is
-        drift and corrected."""
+        that reads the level meanwhile sees the number pushed before. That
+        is no edit on the channel: nothing is sent again, nothing counts as
+        drift, no sale is looked for. Any other level in that time (a hand
+        edit up) is drift as usual; and once Amazon had its time, the
+        earlier number is drift too."""
         sim = self.start(AmazonSimulator())
         (row,) = sim.seed_skus(1, quantity=0)
         channel = self.channel_from_form("amazon", **sim.config_fields())
         binding = self.bind(channel, self.product_a, sku=row["sku"])
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
-        self.assertEqual(binding.last_pushed_qty, 7)
-        # as if Amazon had not applied the submission yet
-        sim.quantities[row["sku"]] = 0
+        self.assertEqual(binding.last_pushed_qty, 7)  # 11 before
+        # as if Amazon had not applied the last submission yet
+        sim.quantities[row["sku"]] = 11
         patches = len(sim.requests_for("PATCH", "/listings/"))
         searches = len(sim.requests_for("GET", "/orders/"))
         drift_before = channel.last_reconcile_drift
         channel._scs_job_reconcile_batch(binding.ids)
-        # not even a sale to look for: the level is the push's, not applied
         self.assertEqual(len(sim.requests_for("GET", "/orders/")), searches)
         corrections = [("binding_id", "=", binding.id), ("kind", "=", "correction")]
         self.assertFalse(self.env["sync.event"].search(corrections))
@@ -506,11 +522,18 @@ class TestChannelTypes(SyncCase):
         self.assertEqual(len(sim.requests_for("PATCH", "/listings/")), patches)
         channel.invalidate_recordset(["last_reconcile_drift"])
         self.assertEqual(channel.last_reconcile_drift, drift_before)
-        # a quarter of an hour later the level still shows 0: drift
+        # a hand edit to 100 within that time: drift, corrected
+        sim.quantities[row["sku"]] = 100
+        channel._scs_job_reconcile_batch(binding.ids)
+        edit = self.env["sync.event"].search(corrections)
+        self.assertEqual(edit.reason, "channel_edit")
+        self.run_jobs()
+        self.assertEqual(sim.quantity(row["sku"]), 7)
+        # a quarter of an hour after its last push, the earlier number: drift
+        sim.quantities[row["sku"]] = 11
         binding.sudo().last_push_ts -= 901
         channel._scs_job_reconcile_batch(binding.ids)
-        drift = self.env["sync.event"].search(corrections)
-        self.assertEqual(drift.reason, "channel_edit")
+        self.assertEqual(self.env["sync.event"].search_count(corrections), 2)
         self.run_jobs()
         self.assertEqual(sim.quantity(row["sku"]), 7)
 

@@ -17,7 +17,7 @@ from odoo.tools.safe_eval import safe_eval
 from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..lib.adapters import ChannelOrder, InboundEvent, LiveLevel, OrderLine
-from ..lib.adapters.base import PermanentChannelError
+from ..lib.adapters.base import PermanentChannelError, RateLimitedError
 from ..lib.adapters.generic import GenericAdapter
 from ..models import sync_event_operations
 from .common import SyncCase
@@ -571,24 +571,39 @@ class TestReconcile(SyncCase):
         relisted = [h for h in self.sim.history[before:] if h["quantity"] == 10]
         self.assertEqual(relisted, [], "the sold units were never offered again")
         self.assertFalse(self.corrections())
-        # the same, the second fetch refused: the lower figure is left alone
-        # (recorded as drift), the higher one corrected
-        self.discard_jobs()
-        self.channel._scs_start_reconcile()
-        self.run_jobs("_scs_job_reconcile_start")
-        self.sim.add_order("SIM-LATER", [("SCS-MUG", 2)])
-        self.sim.set_stock("SCS-MUG", 5)
-        self.sim.set_stock("SCS-CAP", 9)
-        refused = PermanentChannelError("orders scope revoked", status=403)
-        with patch.object(GenericAdapter, "fetch_orders", side_effect=refused):
-            self.run_jobs("_scs_job_reconcile_batch")
-        self.assertEqual(self.sim.quantity("SCS-MUG"), 5)
-        self.assertEqual(self.sim.quantity("SCS-CAP"), 5)
-        mug = self.corrections().filtered(lambda e: e.sku == "SCS-MUG")
-        self.assertEqual(mug.state, "skipped")
-        self.assertIn("orders not read after the level", mug.reason)
-        self.channel.invalidate_recordset()
-        self.assertIn("could not be read again", self.channel.last_reconcile_error)
+        # the same, the second fetch refused for good or throttled: the
+        # lower figure is left alone (recorded as drift), the higher one
+        # corrected now, the batch not retried for the orders' sake
+        for sold, refused in (
+            (2, PermanentChannelError("orders scope revoked", status=403)),
+            (1, RateLimitedError("slow down", status=429, retry_after=30)),
+        ):
+            with self.subTest(refused=type(refused).__name__):
+                self.discard_jobs()
+                self.sim.set_stock("SCS-CAP", 5)
+                self.channel._scs_start_reconcile()
+                self.run_jobs("_scs_job_reconcile_start")
+                mug_now = self.sim.quantity("SCS-MUG")
+                self.sim.add_order(f"SIM-LATER-{sold}", [("SCS-MUG", sold)])
+                self.sim.set_stock("SCS-MUG", mug_now - sold)
+                self.sim.set_stock("SCS-CAP", 9)
+                skipped_before = self.corrections().filtered(
+                    lambda e: e.state == "skipped"
+                )
+                with patch.object(GenericAdapter, "fetch_orders", side_effect=refused):
+                    self.run_jobs("_scs_job_reconcile_batch", rounds=1)
+                self.assertFalse(self.sync_jobs("_scs_job_reconcile_batch"))
+                self.assertEqual(self.sim.quantity("SCS-MUG"), mug_now - sold)
+                self.assertEqual(self.sim.quantity("SCS-CAP"), 5)
+                mug = (self.corrections() - skipped_before).filtered(
+                    lambda e: e.sku == "SCS-MUG"
+                )
+                self.assertEqual(mug.state, "skipped")
+                self.assertIn("orders not read after the level", mug.reason)
+                self.channel.invalidate_recordset()
+                self.assertIn(
+                    "could not be read again", self.channel.last_reconcile_error
+                )
 
     def test_a_numeric_sku_never_reads_another_listings_level(self):
         """Listing ids and SKUs are apart: a binding whose listing the read
