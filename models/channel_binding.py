@@ -207,7 +207,7 @@ class ChannelBinding(models.Model):
         """The settings' ranges, for the settings written only: a value
         out of range saved before this check existed must not refuse an
         edit of another setting."""
-        super()._validate_fields(field_names, excluded_names)
+        result = super()._validate_fields(field_names, excluded_names)
         written = set(field_names) - set(excluded_names)
         ranges = {
             name: bounds
@@ -217,6 +217,7 @@ class ChannelBinding(models.Model):
         if ranges:
             for record in self.sudo():
                 _check_ranges(record, ranges)
+        return result
 
     @api.constrains("channel_id", "sku", "external_id", "active")
     def _check_sku_once(self):

@@ -767,7 +767,7 @@ class SyncChannel(models.Model):
         """The settings' ranges, for the settings written only: a value
         out of range saved before this check existed must not refuse an
         edit of another setting."""
-        super()._validate_fields(field_names, excluded_names)
+        result = super()._validate_fields(field_names, excluded_names)
         written = set(field_names) - set(excluded_names)
         ranges = {
             name: bounds
@@ -777,6 +777,7 @@ class SyncChannel(models.Model):
         if ranges:
             for record in self.sudo():
                 _check_ranges(record, ranges)
+        return result
 
     @api.constrains("webhook_tolerance")
     def _check_webhook_tolerance(self):
