@@ -42,7 +42,7 @@ from .job_store import (
     retry_later,
     run_again_after_lost_connection,
 )
-from .sync_channel import _check_ranges
+from .sync_channel import _validate_ranges
 
 _logger = logging.getLogger(__name__)
 
@@ -204,19 +204,8 @@ class ChannelBinding(models.Model):
     }
 
     def _validate_fields(self, field_names, excluded_names=()):
-        """The settings' ranges, for the settings written only: a value
-        out of range saved before this check existed must not refuse an
-        edit of another setting."""
         result = super()._validate_fields(field_names, excluded_names)
-        written = set(field_names) - set(excluded_names)
-        ranges = {
-            name: bounds
-            for name, bounds in self.SETTING_RANGES.items()
-            if name in written
-        }
-        if ranges:
-            for record in self.sudo():
-                _check_ranges(record, ranges)
+        _validate_ranges(self, field_names, excluded_names)
         return result
 
     @api.constrains("channel_id", "sku", "external_id", "active")

@@ -107,6 +107,21 @@ ADAPTER_OPTIONS = {
 }
 
 
+def _validate_ranges(records, field_names, excluded_names):
+    """``_validate_fields`` of a model with ``SETTING_RANGES``: the ranges of
+    the settings written only, so that a value out of range saved before
+    the check existed does not refuse an edit of another setting."""
+    written = set(field_names) - set(excluded_names)
+    ranges = {
+        name: bounds
+        for name, bounds in records.SETTING_RANGES.items()
+        if name in written
+    }
+    if ranges:
+        for record in records.sudo():
+            _check_ranges(record, ranges)
+
+
 def _check_ranges(record, ranges):
     """Raise ``ValidationError`` naming the first field of ``record`` out of
     its ``(low, high)`` range (a bound of None is open)."""
@@ -764,19 +779,8 @@ class SyncChannel(models.Model):
     }
 
     def _validate_fields(self, field_names, excluded_names=()):
-        """The settings' ranges, for the settings written only: a value
-        out of range saved before this check existed must not refuse an
-        edit of another setting."""
         result = super()._validate_fields(field_names, excluded_names)
-        written = set(field_names) - set(excluded_names)
-        ranges = {
-            name: bounds
-            for name, bounds in self.SETTING_RANGES.items()
-            if name in written
-        }
-        if ranges:
-            for record in self.sudo():
-                _check_ranges(record, ranges)
+        _validate_ranges(self, field_names, excluded_names)
         return result
 
     @api.constrains("webhook_tolerance")
