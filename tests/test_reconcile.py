@@ -1124,6 +1124,32 @@ class TestReconcile(SyncCase):
         domain = safe_eval(node.get("filter_domain"), {"self": "SCS-CAP"})
         found = Event.search(domain + [("channel_id", "=", self.channel.id)])
         self.assertEqual(found.mapped("idempotency_key"), ["key-two"])
+        # a SKU the stored JSON escapes is found too; an event whose data is
+        # no JSON (written by hand) does not break a search it has no part in
+        Event._scs_record_inbound(
+            self.channel,
+            [
+                InboundEvent(
+                    "order",
+                    "key-tasse",
+                    order=ChannelOrder("key-tasse", "open", [OrderLine("TÄSSE-1", 1)]),
+                )
+            ],
+            b"{}",
+            "test",
+            enqueue=False,
+        )
+        broken = Event.search([("idempotency_key", "=", "key-mug")])
+        self.env.cr.execute(
+            "UPDATE sync_event SET data = 'not json' WHERE id = %s", (broken.id,)
+        )
+        self.env.invalidate_all()
+        domain = safe_eval(node.get("filter_domain"), {"self": "tässe"})
+        found = Event.search(domain + [("channel_id", "=", self.channel.id)])
+        self.assertEqual(found.mapped("idempotency_key"), ["key-tasse"])
+        domain = safe_eval(node.get("filter_domain"), {"self": "SCS-CAP"})
+        found = Event.search(domain + [("channel_id", "=", self.channel.id)])
+        self.assertEqual(found.mapped("idempotency_key"), ["key-two"])
 
     def test_retention_days_that_are_no_number_keep_the_default(self):
         """A retention of "7.5" days is 7; one that is no number of days
