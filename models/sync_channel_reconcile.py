@@ -821,9 +821,16 @@ class SyncChannel(models.Model):
                     error=error,
                 )
             elif fetched:
-                # the orders were applied in this job: Odoo's numbers moved
-                self.env.invalidate_all()
-                drift = self._scs_compare(bindings, seen_of)
+                # the orders were reserved in this job: they are committed
+                # first, and the batch compared again in a job of its own
+                # (correcting now would call the channel while this
+                # transaction holds the reserved stock's rows)
+                self.with_delay(
+                    priority=RECONCILE_PRIORITY,
+                    description=f"Reconcile {self.name}: batch compared again"
+                    " after missed orders",
+                )._scs_job_reconcile_batch(binding_ids, dry_run=dry_run)
+                return f"{fetched} missed order event(s) applied; compared again next"
         # Known causes do not count against the safety limit: a failed push
         # is already a visible dead letter or retry, and a SKU whose push job
         # is waiting (e.g. orders this pass just reserved) is in flight. What

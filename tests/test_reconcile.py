@@ -559,8 +559,19 @@ class TestReconcile(SyncCase):
         self.sim.add_order("SIM-LATE", [("SCS-MUG", 3)])
         self.sim.set_stock("SCS-MUG", 7)
         before = len(self.sim.history)
-        self.run_jobs("_scs_job_reconcile_batch")
+        self.run_jobs("_scs_job_reconcile_batch", rounds=1)
         self.assertEqual(batch.state, "done")
+        # the sale reserved and committed; the batch compared again in a
+        # job of its own, nothing sent meanwhile
+        again = self.sync_jobs("_scs_job_reconcile_batch")
+        self.assertEqual(len(again), 1)
+        self.assertEqual(len(self.sim.history), before)
+        self.run_jobs("_scs_job_reconcile_batch")
+        self.channel.invalidate_recordset()
+        self.assertEqual(
+            (self.channel.last_reconcile_checked, self.channel.reconcile_pending),
+            (2, 0),
+        )
         self.assertEqual(
             self.env["stock.picking"].search_count(
                 [("scs_external_order_id", "=", "SIM-LATE")]
