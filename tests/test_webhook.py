@@ -980,9 +980,10 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             "orders/updated", 5252, 2, [dict(line, current_quantity=1)], refunds=[]
         )
         self.assertEqual(self.held(gid, self.shopify), {"SCS-MUG": (1, 1)})
-        # the same order on the shop, as the reconciliation pass reads it
+        # the same order on the shop, as the reconciliation pass reads it,
+        # touched since its update (else the pass leaves it out: applied)
         sim.add_order([("SCS-MUG", 3)], updated_at=at_ten(1), order_id=5252)
-        sim.edit_order(gid, "SCS-MUG", 2, updated_at=at_ten(2))
+        sim.edit_order(gid, "SCS-MUG", 2, updated_at=at_ten(3))
         self.assertEqual(self.shopify._scs_fetch_orders(), 1)
         fetched = self.env["sync.event"].search(
             [
@@ -992,6 +993,63 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertEqual(fetched.state, "applied", fetched.reason)
         self.assertEqual(self.held(gid, self.shopify), {"SCS-MUG": (1, 1)})
+
+    def test_pass_leaves_out_orders_the_webhooks_applied(self):
+        """A pass reads every order of its window; those whose state the
+        webhooks applied are not recorded (nor applied) a second time. An
+        order touched since, or whose webhook could not be applied, is."""
+        sim = ShopifySimulator().start()
+        self.addCleanup(sim.stop)
+        sim.add_item("SCS-MUG")
+        self.shopify.sudo().write(
+            {
+                "base_url": sim.url,
+                "access_token": sim.access_token,
+                "external_location_id": sim.location_id,
+                "fetch_orders": True,
+                "last_order_fetch_at": "2026-11-22 09:00:00",
+                "order_fetch_overlap": 0,
+            }
+        )
+        Event = self.env["sync.event"]
+
+        def polled():
+            return Event.search(
+                [
+                    ("channel_id", "=", self.shopify.id),
+                    ("idempotency_key", "=like", "poll:%"),
+                    ("kind", "=", "order"),
+                ]
+            )
+
+        mug = {"id": 1, "sku": "SCS-MUG", "quantity": 2, "variant_id": 111}
+        gift = {"id": 2, "sku": "SCS-GIFT-CARD", "quantity": 1}
+        self.post_shopify_order("orders/create", 6161, 1, [mug])
+        unbound = self.post_shopify_order("orders/create", 6262, 1, [gift])
+        self.assertEqual(unbound.state, "attention", unbound.reason)
+        sim.add_order([("SCS-MUG", 2)], updated_at=at_ten(1), order_id=6161)
+        sim.add_order([("SCS-GIFT-CARD", 1)], updated_at=at_ten(1), order_id=6262)
+        self.assertEqual(self.shopify._scs_fetch_orders(), 1)
+        # the applied order is left out; the one that needed attention is
+        # recorded, and needs it still (its SKU is bound nowhere)
+        self.assertEqual(polled().mapped("external_ref"), ["gid://shopify/Order/6262"])
+        self.assertEqual(polled().state, "attention")
+        self.assertEqual(
+            self.held("gid://shopify/Order/6161", self.shopify), {"SCS-MUG": (2, 2)}
+        )
+        # an edit on the shop the webhooks missed: the pass applies it
+        sim.edit_order("gid://shopify/Order/6161", "SCS-MUG", 1, updated_at=at_ten(4))
+        self.shopify.sudo().last_order_fetch_at = "2026-11-22 09:00:00"
+        self.assertEqual(self.shopify._scs_fetch_orders(), 1)
+        edit = polled().filtered(lambda e: e.external_ref.endswith("/6161"))
+        self.assertEqual(edit.state, "applied", edit.reason)
+        self.assertEqual(
+            self.held("gid://shopify/Order/6161", self.shopify), {"SCS-MUG": (1, 1)}
+        )
+        # read again: nothing new
+        self.shopify.sudo().last_order_fetch_at = "2026-11-22 09:00:00"
+        self.assertEqual(self.shopify._scs_fetch_orders(), 0)
+        self.assertEqual(len(polled()), 2)
 
     def test_shopify_updates_in_every_delivery_order(self):
         """orders/create and two orders/updated, delivered in every order:
