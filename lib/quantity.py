@@ -31,14 +31,19 @@ def breakdown(free, buffer=0.0, max_qty=None, allocation_pct=100.0):
     never be offered a fraction of a unit that may not exist) and floored at 0.
     """
     free = float(free or 0.0)
-    buffer = max(0.0, float(buffer or 0.0))
+    buffer = float(buffer or 0.0)
     pct = 100.0 if allocation_pct is None else float(allocation_pct)
+    # a setting that is not a number (NaN, saved around the form's checks)
+    # publishes nothing rather than failing every push of the product
+    numbers = (free, buffer, pct) if max_qty is None else (free, buffer, pct, max_qty)
+    sane = all(math.isfinite(float(value)) for value in numbers)
+    buffer = max(0.0, buffer)
     pct = min(max(pct, 0.0), 100.0)
     after_buffer = free - buffer
     after_cap = after_buffer if max_qty is None else min(after_buffer, float(max_qty))
     after_allocation = after_cap * pct / 100.0
     # guard against binary noise such as 2.9999999999 -> 2
-    published = max(0, math.floor(round(after_allocation, 6)))
+    published = max(0, math.floor(round(after_allocation, 6))) if sane else 0
     return QuantityBreakdown(
         free=free,
         buffer=buffer,

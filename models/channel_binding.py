@@ -204,6 +204,8 @@ class ChannelBinding(models.Model):
     }
 
     def _validate_fields(self, field_names, excluded_names=()):
+        # create() hands a generator over, which super() would use up
+        field_names = list(field_names)
         result = super()._validate_fields(field_names, excluded_names)
         _validate_ranges(self, field_names, excluded_names)
         return result

@@ -9,6 +9,7 @@ webhook endpoint (an unguessable token in the URL plus signing secrets).
 
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -127,7 +128,12 @@ def _check_ranges(record, ranges):
     its ``(low, high)`` range (a bound of None is open)."""
     for name, (low, high) in ranges.items():
         value = record[name]
-        if (low is not None and value < low) or (high is not None and value > high):
+        # NaN compares false with every bound: refused as out of any range
+        if (
+            not math.isfinite(value)
+            or (low is not None and value < low)
+            or (high is not None and value > high)
+        ):
             label = record._fields[name].get_description(record.env)["string"]
             if high is None:
                 bounds = _("at least %s", low)
@@ -779,6 +785,8 @@ class SyncChannel(models.Model):
     }
 
     def _validate_fields(self, field_names, excluded_names=()):
+        # create() hands a generator over, which super() would use up
+        field_names = list(field_names)
         result = super()._validate_fields(field_names, excluded_names)
         _validate_ranges(self, field_names, excluded_names)
         return result

@@ -448,6 +448,56 @@ class TestChannelTypes(SyncCase):
             ):
                 record.write({field: wrong})
                 record.flush_recordset()
+        # not a number is out of every range; a new record and an import
+        # are checked as an edit is
+        nan = float("nan")
+        attempts = (
+            (
+                channel._fields["timeout"].string,
+                lambda: channel.write({"timeout": nan}),
+            ),
+            (
+                binding._fields["allocation_pct"].string,
+                lambda: binding.write({"allocation_pct": nan}),
+            ),
+            (
+                channel._fields["timeout"].string,
+                lambda: self.make_channel(name="Created", timeout=-1),
+            ),
+            (
+                channel._fields["reconcile_batch_size"].string,
+                lambda: self.make_channel(name="Created", reconcile_batch_size=0),
+            ),
+            (
+                binding._fields["allocation_pct"].string,
+                lambda: self.bind(channel, self.product_b, allocation_pct=250),
+            ),
+        )
+        for label, attempt in attempts:
+            with (
+                self.subTest(label=label),
+                self.assertRaisesRegex(ValidationError, re.escape(label)),
+                self.env.cr.savepoint(),
+            ):
+                attempt()
+                self.env.flush_all()
+        result = self.env["channel.binding"].load(
+            ["channel_id/.id", "product_id/.id", "allocation_pct"],
+            [[str(channel.id), str(self.product_b.id), "250"]],
+        )
+        self.assertFalse(result["ids"])
+        self.assertIn(
+            binding._fields["allocation_pct"].string,
+            " ".join(m["message"] for m in result["messages"]),
+        )
+        self.assertFalse(
+            self.env["channel.binding"].search(
+                [
+                    ("channel_id", "=", channel.id),
+                    ("product_id", "=", self.product_b.id),
+                ]
+            )
+        )
         # the bounds themselves are fine
         channel.write({"buffer_qty": 0, "reconcile_max_share": 100, "max_retries": 0})
         binding.write({"allocation_pct": 0, "max_qty": 0, "buffer_qty": 0})

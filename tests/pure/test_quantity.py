@@ -16,6 +16,12 @@ from lib.quantity import breakdown, publishable_quantity
         (2.9999999999, 0, None, 100, 3),  # float noise is not a lost unit
         (2.5, 0, None, 100, 2),
         (10, 0, 0, 100, 0),  # a max of 0 delists
+        # a setting that is no number publishes nothing, and raises nothing
+        (10, 0, None, float("nan"), 0),
+        (10, float("nan"), None, 100, 0),
+        (10, 0, float("nan"), 100, 0),
+        (10, float("inf"), None, 100, 0),
+        (float("nan"), 0, None, 100, 0),
     ],
 )
 def test_rule(free, buffer, max_qty, pct, expected):
