@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
@@ -476,6 +476,22 @@ class ChannelAdapter:
         else the call fails as a timeout does (:class:`UnreachableError`).
         """
         self._check_url(url)
+        # a redirect would carry the credentials (custom headers, a token
+        # grant's form body) to wherever it points, past _check_url
+        follow = kwargs.setdefault("allow_redirects", False)
+        response = self._request(method, url, **kwargs)
+        if not follow and response.is_redirect:
+            raise PermanentChannelError(
+                f"{self.channel_type or 'channel'}: the API answered"
+                f" {response.status_code} {response.reason or ''}, a redirect to"
+                f" {_where(url, response.headers.get('Location'))!r}; redirects"
+                " are not followed (they would carry the credentials elsewhere):"
+                " set the API URL to the address it points to",
+                status=response.status_code,
+            )
+        return response
+
+    def _request(self, method, url, **kwargs):
         timeout = kwargs.setdefault("timeout", self.config.timeout)
         # the body is read here, under the deadline
         kwargs["stream"] = True
@@ -524,6 +540,12 @@ class ChannelAdapter:
         that would carry them in clear over a network."""
         parts = urlsplit(str(url))
         kind = self.channel_type or "channel"
+        if not _one_reading(str(url), parts):
+            raise PermanentChannelError(
+                f"{kind}: the API URL is not a plain http(s) URL (a backslash,"
+                f" a space, a control character, or a host read two ways):"
+                f" {str(url)[:200]!r}"
+            )
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise PermanentChannelError(
                 f"{kind}: the API URL is not configured or not an http(s) URL"
@@ -548,6 +570,35 @@ class ChannelAdapter:
         except (TypeError, ValueError):
             return None
         return budget if math.isfinite(budget) and budget > 0 else None
+
+
+def _one_reading(text, parts):
+    """Whether the host of ``text`` is the one the transport connects to.
+
+    ``urlsplit`` (which ``_check_url`` reads) and urllib3 (which connects)
+    part a URL differently where it holds a backslash or whitespace:
+    ``http://remote\\@127.0.0.1`` is loopback to one and a remote host to
+    the other. Such a URL is no API's address: refused, as is one whose
+    host the two read differently.
+    """
+    if "\\" in text or any(ord(char) <= 32 or ord(char) == 127 for char in text):
+        return False
+    try:
+        host = urllib3.util.parse_url(text).host
+    except (ValueError, urllib3.exceptions.LocationParseError):
+        return False
+    if not parts.hostname:
+        return True  # refused as not configured, with its own message
+    return (host or "").strip("[]").lower() == parts.hostname.lower()
+
+
+def _where(url, location):
+    """A redirect's target for a message: no query string, which could
+    carry keys (WooCommerce's query-string authentication)."""
+    if not location:
+        return "(no Location)"
+    target = urlsplit(urljoin(url, str(location)))
+    return f"{target.scheme}://{target.netloc.rpartition('@')[2]}{target.path}"[:200]
 
 
 def _check_complete(method, response):

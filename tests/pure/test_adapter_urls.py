@@ -1,6 +1,9 @@
 """What every adapter refuses before sending anything: an API URL that no
 retry can make work, and credentials in clear over a network."""
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from lib.adapters import get_adapter_class
@@ -59,4 +62,107 @@ def test_credentials_never_go_in_clear_to_a_remote_host(channel_type, fields):
     subject = adapter(channel_type, **fields)
     with pytest.raises(PermanentChannelError, match="HTTPS"):
         subject.test_connection()
+    assert subject.calls == 0
+
+
+# -- redirects and URLs read two ways ----------------------------------------
+class _Recorder(ThreadingHTTPServer):
+    """A loopback server that records each request, and answers each with
+    ``answer(handler)``: a status and headers."""
+
+    daemon_threads = True
+
+    def __init__(self, answer):
+        self.seen = []
+        self.answer = answer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _serve(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                self.server.seen.append(
+                    (self.command, self.path, dict(self.headers), body)
+                )
+                status, headers = self.server.answer(self)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _serve
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def servers():
+    started = []
+
+    def start(answer):
+        server = _Recorder(answer)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def _everything_sent(server):
+    return repr(server.seen)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_not_followed_with_the_credentials(servers, status):
+    """A channel (or anyone on its way) answering with a redirect would
+    have the credentials sent on: Shopify's token header, and a 307's form
+    body (an OAuth grant: client secret, refresh token), past the check
+    of the configured URL. Not followed: a configuration error, naming
+    where it points, without its query string."""
+    elsewhere = servers(lambda handler: (200, {}))
+    redirector = servers(
+        lambda handler: (
+            status,
+            {"Location": elsewhere.url + "/x?consumer_secret=cs_x"},
+        )
+    )
+    shopify = adapter("shopify", base_url=redirector.url)
+    with pytest.raises(PermanentChannelError, match="redirect") as caught:
+        shopify.test_connection()
+    assert not caught.value.retryable
+    assert elsewhere.url + "/x" in str(caught.value)
+    assert "cs_x" not in str(caught.value)
+    ebay = adapter("ebay", base_url=redirector.url, token_url=redirector.url + "/token")
+    with pytest.raises(PermanentChannelError, match="redirect"):
+        ebay.test_connection()
+    assert len(redirector.seen) == 2
+    assert redirector.seen[1][3]  # the grant went to the configured URL only
+    assert elsewhere.seen == [], _everything_sent(elsewhere)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.2:9\\@127.0.0.1",
+        "http://127.0.0.2:9\\@localhost/",
+        "http://127.0.0.1 .evil.example",
+        "http://127.0.0.1\t/",
+        "http://127.0.0.1\n.evil.example",
+    ],
+)
+@pytest.mark.parametrize("channel_type", ["shopify", "woocommerce", "generic"])
+def test_an_url_read_two_ways_is_refused(channel_type, url):
+    """urlsplit and urllib3 part a URL holding a backslash or whitespace
+    differently: the host checked must be the host connected to."""
+    subject = adapter(channel_type, base_url=url)
+    with pytest.raises(PermanentChannelError) as caught:
+        subject.test_connection()
+    assert not caught.value.retryable
     assert subject.calls == 0

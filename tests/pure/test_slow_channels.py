@@ -327,7 +327,8 @@ def _keep_alive_server(answer):
 
 
 def test_a_deadline_after_a_redirect_spares_the_connection_it_left():
-    """One adapter, one session, two threads (the adapter cache does that).
+    """One adapter, one session, two threads (the adapter cache does that),
+    and a caller that follows redirects (the adapters do not).
     The first call is redirected: its connection to the first host goes
     back to the pool, where the second call takes it. The first call's
     deadline, passing while the second call reads a slow but timely answer
@@ -360,7 +361,9 @@ def test_a_deadline_after_a_redirect_spares_the_connection_it_left():
     def call(name, path):
         started = time.monotonic()
         try:
-            outcome[name] = adapter.request("GET", url + path).json()
+            outcome[name] = adapter.request(
+                "GET", url + path, allow_redirects=True
+            ).json()
         except UnreachableError as err:
             outcome[name] = str(err)
         outcome[name + "_s"] = time.monotonic() - started
