@@ -284,6 +284,7 @@ class EbayAdapter(RefreshTokenAdapter):
             ids = {offer.strip() for offer in ids.split(",") if offer.strip()}
             if ids:
                 offered.setdefault(update.sku, set()).update(ids)
+        offers_failed = None
         for start in range(0, len(skus), MAX_REQUESTS):
             chunk = skus[start : start + MAX_REQUESTS]
             response = self._call(
@@ -294,8 +295,23 @@ class EbayAdapter(RefreshTokenAdapter):
             for entry in _json(response, "bulkGetInventoryItem").get("responses") or []:
                 if entry.get("statusCode") == 200 and entry.get("inventoryItem"):
                     level = _level(entry["inventoryItem"])
-                    if offered.get(level.sku):
-                        level = self._capped_by_offers(level, offered[level.sku])
+                    if offered.get(level.sku) and offers_failed is None:
+                        try:
+                            level = self._capped_by_offers(level, offered[level.sku])
+                        except AuthenticationError:
+                            raise
+                        except ChannelError as err:
+                            # the offers can only lower a level: without
+                            # them the items are still read and compared
+                            # (a channel showing more than Odoo corrected);
+                            # after a failure, no more offer reads this time
+                            offers_failed = err
+                            _logger.warning(
+                                "eBay offers of %r not read, levels from the"
+                                " items alone: %s",
+                                level.sku,
+                                err,
+                            )
                     yield level
 
     def fetch_orders(self, since):

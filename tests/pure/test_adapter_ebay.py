@@ -22,6 +22,7 @@ from lib.adapters.base import (
 )
 from lib.adapters.ebay import EbayAdapter, RevisionGuard
 from simulators import get_simulator_class
+from simulators.base import Response
 from simulators.ebay import EbaySimulator
 
 DAY = 24 * 3600.0
@@ -444,6 +445,33 @@ def test_read_given_bindings_reports_the_lower_of_item_and_offers(sim):
     assert sorted(r.query["sku"] for r in offer_reads) == sorted(
         r["sku"] for r in (low, high, unpublished)
     )
+
+
+@pytest.mark.parametrize("status", [500, 429, 400])
+def test_offers_that_cannot_be_read_leave_the_items_levels(sim, status):
+    """The offers can only lower a level: one getOffers failing must not
+    fail the read, which would leave a channel showing more than Odoo
+    uncorrected. The items are reported as read; after one failure, no
+    more offer reads this time."""
+    rows = sim.seed_skus(3, quantity=10)
+    for row in rows:
+        sim.offers[row["external_variant_id"]]["availableQuantity"] = 2
+    serve = sim.handle
+
+    def handle(req):
+        if req.method == "GET" and req.path == "/sell/inventory/v1/offer":
+            return Response(
+                status, {"errors": [{"errorId": 2003}]}, {"Retry-After": "1"}
+            )
+        return serve(req)
+
+    sim.handle = handle
+    levels = {
+        lv.sku: lv.quantity
+        for lv in make_adapter(sim).read_quantities(stock_updates(rows, 0))
+    }
+    assert levels == {row["sku"]: 10 for row in rows}
+    assert len(sim.requests_for("GET", "/sell/inventory/v1/offer")) == 1
 
 
 # -- orders --------------------------------------------------------------------------
