@@ -46,7 +46,7 @@ import math
 import re
 import time
 from datetime import timezone
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 from .base import (
     LOOPBACK_HOSTS,
@@ -262,7 +262,13 @@ class WooCommerceAdapter(ChannelAdapter):
                 f"no WooCommerce REST API answers at {self._url('')}"
                 f" (answer: {response.text[:200]!r})"
             )
-        raise_for_status(response, message)
+        try:
+            raise_for_status(response, message)
+        except ChannelError as err:
+            # an answer may echo the URL it was asked (a proxy's error page)
+            if self.query_string_auth:
+                self._scrub(err)
+            raise
         return response
 
     def _scrub(self, err):
@@ -274,8 +280,12 @@ class WooCommerceAdapter(ChannelAdapter):
             if not text:
                 continue
             for secret in (self.config.api_secret, self.config.api_key):
-                if secret:
-                    text = text.replace(secret, "***")
+                if not secret:
+                    continue
+                # as sent in the query string too: a key holding "+", "/"
+                # or "=" is percent-encoded there
+                for form in (secret, quote_plus(secret), quote(secret, safe="")):
+                    text = text.replace(form, "***")
             setattr(err, attr, text)
         err.args = (err.message,)
         # the transport error it was raised from names the URL too (a

@@ -4,6 +4,7 @@ import contextlib
 import json
 import socket
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
@@ -121,16 +122,18 @@ def test_a_server_that_is_not_woocommerce_is_named_so(sim):
     assert "None: None" not in str(caught.value)
 
 
-def test_query_string_auth_keeps_the_keys_out_of_errors():
+@pytest.mark.parametrize("secret", ["cs_secret_value", "cs_S3cr3t+Key/x=1&y"])
+def test_query_string_auth_keeps_the_keys_out_of_errors(secret):
     """A transport error names the URL it failed on: with the keys in the
-    query string, its text (which the event log keeps) must not."""
+    query string, its text (which the event log keeps) must not, in any
+    form the URL holds them (percent-encoded: "+", "/", "=")."""
     with socket_closed_at_once() as port:
         adapter = WooCommerceAdapter(
             ChannelConfig(
                 "woocommerce",
                 base_url=f"http://127.0.0.1:{port}",
                 api_key="ck_visible_key",
-                api_secret="cs_secret_value",
+                api_secret=secret,
                 timeout=2,
                 extra={"query_string_auth": True},
             )
@@ -140,9 +143,41 @@ def test_query_string_auth_keeps_the_keys_out_of_errors():
     err = caught.value
     assert "127.0.0.1" in str(err)
     for text in (str(err), err.response_text, repr(err.args)):
-        assert "cs_secret_value" not in text
+        for form in (secret, quote_plus(secret), quote(secret, safe="")):
+            assert form not in text
         assert "ck_visible_key" not in text
     assert err.__cause__ is None
+
+
+@pytest.mark.parametrize("status", [404, 502])
+def test_query_string_auth_keeps_the_keys_out_of_echoed_answers(sim, status):
+    """A proxy's error page may echo the URL it was asked, keys included."""
+    secret = "cs_S3cr3t+Key/x=1&y"
+    serve = sim.handle
+
+    def handle(req):
+        if req.path.startswith("/wp-json/wc/v3/products"):
+            return Response(
+                status, {"echo": f"GET {req.path}?consumer_secret={quote_plus(secret)}"}
+            )
+        return serve(req)
+
+    sim.handle = handle
+    adapter = WooCommerceAdapter(
+        ChannelConfig(
+            "woocommerce",
+            base_url=sim.url,
+            api_key=sim.consumer_key,
+            api_secret=secret,
+            timeout=2,
+            extra={"query_string_auth": True},
+        )
+    )
+    with pytest.raises(ChannelError) as caught:
+        adapter.test_connection()
+    err = caught.value
+    for text in (str(err), err.response_text or "", repr(err.args)):
+        assert quote_plus(secret) not in text
 
 
 # -- push ----------------------------------------------------------------------
