@@ -221,6 +221,14 @@ class SyncEvent(models.Model):
         vals["state"] = state
         for event in self:
             values = dict(vals)
+            if event.discarded_from == "dead" and "discarded_from" not in vals:
+                # a dead letter retried by hand (see ``action_retry``)
+                if state == "skipped":
+                    # closed unsent: still a failure, as a dead letter
+                    # closed without a retry is
+                    values["state"] = "discarded"
+                elif state == "applied":
+                    values["discarded_from"] = False
             if values.get("ack_ts") and (event.change_ts or event.enqueue_ts):
                 start = event.change_ts or event.enqueue_ts
                 values["latency_ms"] = max(0.0, (values["ack_ts"] - start) * 1000.0)

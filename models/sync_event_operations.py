@@ -58,7 +58,9 @@ class SyncEventOperations(models.Model):
         [("dead", "Dead letter"), ("failed", "Failed"), ("attention", "Attention")],
         readonly=True,
         help="What a discarded event was: a discarded dead letter still counts "
-        "as a failure on the dashboard.",
+        "as a failure on the dashboard. Set too on a dead letter retried by "
+        "hand until its push lands: a retry that sends nothing closes it as a "
+        "discarded dead letter, not as skipped.",
     )
 
     # -- actions --
@@ -97,7 +99,11 @@ class SyncEventOperations(models.Model):
                 binding.pending_event_id = event
                 # now, not when a retry job already waiting was due
                 binding._scs_enqueue_retry(reschedule=True)
-                event._scs_set_state("queued", error=False)
+                event._scs_set_state(
+                    "queued",
+                    error=False,
+                    discarded_from="dead" if event.state == "dead" else False,
+                )
             else:
                 event._scs_set_state("queued", error=False)
                 event.with_delay(

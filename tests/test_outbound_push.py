@@ -1021,7 +1021,8 @@ class TestOutboundPush(SyncCase):
         binding.active = False
         event.action_retry()
         self.run_jobs()
-        self.assertEqual(event.state, "skipped")
+        # a failure still, in the figures
+        self.assertEqual((event.state, event.discarded_from), ("discarded", "dead"))
         self.assertIn("not sent", event.reason)
 
     def test_push_jobs_that_lost_their_connection_run_again(self):
@@ -1120,8 +1121,10 @@ class TestOutboundPush(SyncCase):
         board = self.env["sync.dashboard"].create(
             {"period": "1", "channel_id": channel.id}
         )
-        self.assertEqual(board.events_failed, 1)
-        self.assertIn(dead[1].state, ("applied", "skipped"))
+        # the newer one is sent, or closed as a failure still when the
+        # channel holds the number already (that push never reached it)
+        self.assertIn(dead[1].state, ("applied", "discarded"))
+        self.assertEqual(board.events_failed, 1 + (dead[1].state == "discarded"))
         self.assertFalse(
             self.env["sync.event"].search(
                 [("binding_id", "=", binding.id), ("state", "=", "queued")]
@@ -1136,9 +1139,63 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(third.state, "queued")
         [job] = self.sync_jobs("_scs_job_push_binding")
         binding.unlink()
-        self.assertEqual(third.state, "skipped")
+        self.assertEqual((third.state, third.discarded_from), ("discarded", "dead"))
         self.assertIn("binding was deleted", third.reason)
         self.assertEqual(Job.load(self.env, job.uuid).perform(), "binding deleted")
+
+    def test_a_retried_dead_letter_that_sends_nothing_stays_a_failure(self):
+        """Retry of a dead letter while Push Stock is off, or overtaken by
+        another push that lands first: nothing reached the channel for it,
+        so it is no success on the dashboard (not "skipped"). One whose
+        retry lands is applied, a dead letter no more."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        board = self.env["sync.dashboard"].create(
+            {"period": "1", "channel_id": channel.id}
+        )
+
+        def dead_letter():
+            self.product_a._scs_on_push_failed(exc_message="down")
+            return self.env["sync.event"].search(
+                [("binding_id", "=", binding.id), ("state", "=", "dead")]
+            )
+
+        off = dead_letter()
+        channel.sync_enabled = False
+        off.action_retry()
+        self.run_jobs()
+        self.assertEqual((off.state, off.discarded_from), ("discarded", "dead"))
+        self.assertIn("Push Stock is off", off.reason)
+        channel.sync_enabled = True
+        overtaken = dead_letter()
+        # as after a push that failed for good
+        binding.push_state = "failed"
+        overtaken.action_retry()
+        self.assertEqual(overtaken.state, "queued")
+        # a push of the binding lands before the retry job runs
+        binding._scs_push(force=True)
+        self.assertEqual(
+            (overtaken.state, overtaken.discarded_from), ("discarded", "dead")
+        )
+        board.invalidate_recordset()
+        self.assertEqual(board.events_failed, 2)
+        # a push that failed for good, retried: its own number lands
+        self.env["stock.quant"]._update_available_quantity(
+            self.product_a, self.stock, 1
+        )
+        self.discard_jobs()
+        sim.queue_response(500)
+        binding._scs_push()
+        landed = binding.pending_event_id
+        binding._scs_on_push_failed(exc_message="Max. retries (3) reached: [500]")
+        self.assertEqual(landed.state, "dead")
+        landed.action_retry()
+        self.run_jobs()
+        self.assertEqual((landed.state, landed.discarded_from), ("applied", False))
+        self.assertEqual(sim.quantity("SCS-MUG"), 11)
+        board.invalidate_recordset()
+        self.assertEqual(board.events_failed, 2)
 
     def test_a_dead_letter_superseded_by_a_later_push_stays_a_failure(self):
         """A later push lands: the binding's dead letter is closed, but that
@@ -1200,7 +1257,7 @@ class TestOutboundPush(SyncCase):
         dead.action_retry()
         self.run_jobs()
         self.assertEqual(len(sim.requests), pushes, "nothing to send")
-        self.assertEqual(dead.state, "skipped")
+        self.assertEqual((dead.state, dead.discarded_from), ("discarded", "dead"))
         self.assertIn("already in sync", dead.reason)
         self.assertFalse(binding.pending_event_id)
         self.product_a._scs_on_push_failed(exc_message="worker lost")
