@@ -22,6 +22,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tools import SQL
 
 from ..lib.adapters import ChannelConfig, ChannelError, get_adapter_class
+from ..lib.adapters.amazon import RATE_LIMITS as AMAZON_RATE_LIMITS
 from ..lib.signatures import generate_standard_secret, load_ed25519_public_key
 
 _logger = logging.getLogger(__name__)
@@ -200,6 +201,30 @@ def _check_options(options, channel_type=None):
     scopes = options.get("scopes") or []
     if not all(isinstance(v, str) and v for v in scopes):
         raise ValueError("scopes must be a list of scopes")
+    for operation, plan in (options.get("rate_limits") or {}).items():
+        if operation not in AMAZON_RATE_LIMITS:
+            raise ValueError(
+                f"rate_limits: unknown operation {operation!r} (known:"
+                f" {', '.join(sorted(AMAZON_RATE_LIMITS))})"
+            )
+        if plan is not None and not _rate_plan(plan):
+            raise ValueError(
+                f"rate_limits[{operation!r}] must be [requests per second > 0,"
+                f" burst >= 1] or null (no client-side limit), not {plan!r}"
+            )
+
+
+def _rate_plan(plan):
+    """Whether ``plan`` is ``[rate, burst]``: positive finite numbers, the
+    burst at least one request (the token bucket divides by the rate)."""
+    if not isinstance(plan, list) or len(plan) != 2:
+        return False
+    if not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in plan
+    ):
+        return False
+    return plan[0] > 0 and plan[1] >= 1
 
 
 def _options(text):
@@ -466,7 +491,7 @@ class SyncChannel(models.Model):
                 blockers.append(
                     _("no Account / Seller ID (each listing's address names it)")
                 )
-            if not (channel.marketplace_id or "").strip(","):
+            if not any(m.strip() for m in (channel.marketplace_id or "").split(",")):
                 blockers.append(_("no Marketplace ID"))
         if channel.channel_type == "shopify" and not channel.external_location_id:
             unplaced = channel.binding_ids.filtered(

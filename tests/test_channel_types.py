@@ -531,6 +531,13 @@ class TestChannelTypes(SyncCase):
         amazon = self.channel_from_form("amazon", **amazon_sim.config_fields())
         self.bind(amazon, self.product_a, sku=row["sku"])
         self.assert_test_connection_ok(amazon)
+        for blank in ("", " , ", ","):
+            amazon.sudo().marketplace_id = blank
+            with self.subTest(marketplace_id=blank):
+                with self.assertRaisesRegex(UserError, "Marketplace ID"):
+                    amazon.action_test_connection()
+        amazon.sudo().marketplace_id = amazon_sim.config_fields()["marketplace_id"]
+        self.assert_test_connection_ok(amazon)
         amazon.sudo().account_id = False
         with self.assertRaisesRegex(UserError, "Seller ID"):
             amazon.action_test_connection()
@@ -988,6 +995,30 @@ class TestChannelTypes(SyncCase):
         woo.adapter_options = '{"query_string_auth": true}'
         woo.flush_recordset()
         self.assertTrue(woo._scs_adapter().query_string_auth)
+        # Amazon's client-side limits: [rate > 0, burst >= 1] of a known
+        # operation, or null; else every push would fail on them
+        amazon = self.make_channel(channel_type="amazon", name="Amazon options")
+        for wrong in (
+            '{"rate_limits": {"patchListingsItem": [0, 0]}}',
+            '{"rate_limits": {"patchListingsItem": [-1, 5]}}',
+            '{"rate_limits": {"patchListingsItem": [5]}}',
+            '{"rate_limits": {"patchListingsItem": "y"}}',
+            '{"rate_limits": {"patchListingsItem": [5, true]}}',
+            '{"rate_limits": {"patchListingItem": [5, 5]}}',
+        ):
+            with (
+                self.subTest(options=wrong),
+                self.assertRaisesRegex(ValidationError, "rate_limits"),
+            ):
+                amazon.adapter_options = wrong
+                amazon.flush_recordset()
+        amazon.adapter_options = (
+            '{"rate_limits": {"patchListingsItem": [2.5, 1], "createFeed": null}}'
+        )
+        amazon.flush_recordset()
+        buckets = amazon._scs_adapter().buckets
+        self.assertEqual(buckets["patchListingsItem"].rate, 2.5)
+        self.assertNotIn("createFeed", buckets)
 
     def test_ebay_listings_matched_with_their_offers(self):
         """Match Listings reads each new binding's offers: the push then sets
