@@ -533,9 +533,11 @@ class TestChannelTypes(SyncCase):
         self.assert_test_connection_ok(amazon)
         for blank in ("", " , ", ","):
             amazon.sudo().marketplace_id = blank
-            with self.subTest(marketplace_id=blank):
-                with self.assertRaisesRegex(UserError, "Marketplace ID"):
-                    amazon.action_test_connection()
+            with (
+                self.subTest(marketplace_id=blank),
+                self.assertRaisesRegex(UserError, "Marketplace ID"),
+            ):
+                amazon.action_test_connection()
         amazon.sudo().marketplace_id = amazon_sim.config_fields()["marketplace_id"]
         self.assert_test_connection_ok(amazon)
         amazon.sudo().account_id = False
