@@ -223,6 +223,13 @@ class GenericAdapter(ChannelAdapter):
     #: the contract has no bulk call: one update per signed request
     max_batch = 1
 
+    @property
+    def requires_https(self):
+        """An API key goes as a bearer token on the reads: then HTTPS only,
+        as for the other adapters' credentials. Without one, a request
+        carries a signature, not the secret it is made with."""
+        return bool(self.config.api_key)
+
     # -- helpers --------------------------------------------------------------
     @property
     def base_url(self):

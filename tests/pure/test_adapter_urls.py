@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lib.adapters import get_adapter_class
-from lib.adapters.base import ChannelConfig, PermanentChannelError
+from lib.adapters.base import ChannelConfig, ChannelError, PermanentChannelError
 
 CREDENTIALS = {
     "shopify": {"access_token": "shpat_secret", "location_id": "1"},
@@ -56,6 +56,7 @@ def test_shopify_without_api_url_says_so():
         ("ebay", {"base_url": "http://api.ebay.example"}),
         ("ebay", {"token_url": "http://api.ebay.example/identity/v1/oauth2/token"}),
         ("woocommerce", {"base_url": "http://shop.example"}),
+        ("generic", {"base_url": "http://shop.example", "api_key": "key"}),
     ],
 )
 def test_credentials_never_go_in_clear_to_a_remote_host(channel_type, fields):
@@ -166,3 +167,13 @@ def test_an_url_read_two_ways_is_refused(channel_type, url):
         subject.test_connection()
     assert not caught.value.retryable
     assert subject.calls == 0
+
+
+def test_a_generic_shop_without_api_key_may_be_plain_http():
+    """Its pushes carry a signature, never the secret: no credential to
+    keep from the network (the shop's own choice of transport)."""
+    subject = adapter("generic", base_url="http://shop.invalid")
+    with pytest.raises(ChannelError) as caught:
+        subject.test_connection()
+    assert "HTTPS" not in str(caught.value)
+    assert subject.calls == 1
