@@ -10,6 +10,7 @@ to Odoo's stock is in ``sync_event_order``.
 
 import json
 import time
+from collections.abc import Collection
 
 import psycopg2.errors
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
@@ -307,15 +308,58 @@ class SyncEventInbound(models.Model):
         """Orders whose lines name ``value``: the event log's SKU search, for
         every sync user, though the order itself (``data``, with the
         customer's details) is for managers only. The events found are then
-        filtered by the caller's own rights, as any search."""
-        if operator != "ilike" or not isinstance(value, str) or not value:
-            raise UserError(_("Order line SKUs are searched with 'contains' only."))
+        filtered by the caller's own rights, as any search.
+
+        ``ilike`` finds the SKUs holding ``value``, ``=`` and ``in`` the SKUs
+        equal to it (or to one of them); Odoo answers the negative operators
+        (``not ilike``, ``!=``, ``not in``) as the opposite of these."""
+        if operator == "ilike" and isinstance(value, str) and value:
+            wanted = value.lower()
+            return [
+                (
+                    "id",
+                    "in",
+                    self._scs_line_sku_match(
+                        [value], lambda sku: wanted in sku.lower()
+                    ),
+                )
+            ]
+        if operator in ("=", "in"):
+            values = [value] if operator == "=" else value
+            if (
+                isinstance(values, Collection)
+                and not isinstance(values, str)
+                and values
+                and all(isinstance(v, str) and v for v in values)
+            ):
+                wanted = set(values)
+                return [
+                    ("id", "in", self._scs_line_sku_match(wanted, wanted.__contains__))
+                ]
+        if operator in ("not ilike", "!=", "not in"):
+            return NotImplemented
+        raise UserError(
+            _("Order line SKUs are searched with 'contains' or 'is equal to' a SKU.")
+        )
+
+    def _scs_line_sku_match(self, values, match):
+        """Ids of the order events one of whose lines' SKUs ``match``;
+        ``values``: what is searched, for the prefilter."""
         self.env["sync.event"].flush_model(["data", "kind"])
         # a SKU stored as written (ASCII, nothing JSON escapes) is in the
         # text: only the events holding it are read, not the whole log
-        plain = value.isascii() and value.isprintable() and not set('"\\') & set(value)
+        plain = all(
+            v.isascii() and v.isprintable() and not set('"\\') & set(v) for v in values
+        )
         prefilter = (
-            SQL(" AND data ILIKE %s", f"%{escape_psql(value)}%") if plain else SQL()
+            SQL(
+                " AND (%s)",
+                SQL(" OR ").join(
+                    SQL("data ILIKE %s", f"%{escape_psql(v)}%") for v in values
+                ),
+            )
+            if plain
+            else SQL()
         )
         self.env.cr.execute(
             SQL(
@@ -326,16 +370,15 @@ class SyncEventInbound(models.Model):
         )
         # parsed here: an event whose data is no JSON (written by hand) is
         # no match, not an error for every search of the log
-        wanted = value.lower()
         found = []
         while rows := self.env.cr.fetchmany(1000):
             for event_id, data in rows:
                 # the lines' SKUs only: the rest of the order (the customer)
                 # must not answer a search, or it could be read a character
                 # at a time
-                if any(wanted in sku.lower() for sku in _line_skus(data)):
+                if any(match(sku) for sku in _line_skus(data)):
                     found.append(event_id)
-        return [("id", "in", found)]
+        return found
 
     @api.model
     def _scs_onto_channel_clock(self, channel, rows):

@@ -1161,6 +1161,22 @@ class TestReconcile(SyncCase):
         domain = safe_eval(node.get("filter_domain"), {"self": "SCS-CAP"})
         found = Event.search(domain + [("channel_id", "=", self.channel.id)])
         self.assertEqual(found.mapped("idempotency_key"), ["key-two"])
+        # equal to a SKU, one of several, and the opposites (what the
+        # search view's "does not contain" and "is not equal to" send)
+        orders = [("channel_id", "=", self.channel.id), ("kind", "=", "order")]
+        for condition, keys in (
+            (("line_skus", "=", "SCS-MUG"), ["key-two"]),
+            (("line_skus", "=", "SCS-MU"), []),
+            (("line_skus", "in", ["SCS-CAP", "TÄSSE-1"]), ["key-tasse", "key-two"]),
+            (("line_skus", "not ilike", "cap"), ["key-mug", "key-tasse"]),
+            (("line_skus", "!=", "SCS-MUG"), ["key-mug", "key-tasse"]),
+            (("line_skus", "not in", ["SCS-MUG", "TÄSSE-1"]), ["key-mug"]),
+        ):
+            with self.subTest(condition=condition):
+                found = Event.search([*orders, condition])
+                self.assertEqual(sorted(found.mapped("idempotency_key")), keys)
+        with self.assertRaisesRegex(UserError, "contains"):
+            Event.search([*orders, ("line_skus", "=like", "SCS%")])
 
     def test_retention_days_that_are_no_number_keep_the_default(self):
         """A retention of "7.5" days is 7; one that is no number of days
