@@ -64,7 +64,11 @@ REASONS = [
     ("failed_push", "Failed push"),
     ("channel_edit", "Edit on the channel"),
     ("unknown", "Unknown"),
+    ("not_applied_yet", "Accepted by the channel, not applied yet"),
 ]
+#: a level showing the number before a push the channel accepted moments
+#: ago (see ``_scs_not_applied_yet``)
+NOT_APPLIED_YET = "not_applied_yet"
 #: bindings below this count are too few for the safety share to mean much
 SAFETY_MIN_BINDINGS = 20
 #: a pass not closed after this long (its jobs lost) no longer keeps the
@@ -908,7 +912,8 @@ class SyncChannel(models.Model):
         unexplained = [
             b
             for b, (_seen, _pub, reason) in drift.items()
-            if reason != "failed_push" and b.product_id.id not in in_flight
+            if reason not in ("failed_push", NOT_APPLIED_YET)
+            and b.product_id.id not in in_flight
         ]
         limited = self._scs_over_safety_limit(len(unexplained), len(bindings))
         # a channel with Push Stock off is compared, never corrected
@@ -971,7 +976,14 @@ class SyncChannel(models.Model):
                     self._scs_drift_reason(binding, seen),
                 )
         for binding in self._scs_not_applied_yet(self._scs_adapter(), drift):
-            del drift[binding]
+            seen, published, _reason = drift[binding]
+            if seen < published:
+                del drift[binding]
+            else:
+                # more than Odoo publishes is corrected whatever its cause
+                # (it could sell units Odoo does not have): the push is sent
+                # again, a known cause, not counted against the safety limit
+                drift[binding] = (seen, published, NOT_APPLIED_YET)
         return drift
 
     @staticmethod
@@ -1105,10 +1117,11 @@ class SyncChannel(models.Model):
         """Bindings whose last push the channel accepted so recently that it
         may not have applied it yet (Amazon applies a submission after it
         answered), and whose level still shows the number pushed before
-        it: they publish exactly what that push sent, so a correction would
-        only send it again, and that level is no sign of an edit. Any other
-        level (a hand edit, a sale) is drift as usual. The next pass
-        compares them."""
+        it: they publish exactly what that push sent, and that level is no
+        sign of an edit, nor of a sale. Any other level (a hand edit, a
+        sale) is drift as usual. ``_scs_compare`` leaves a lower one to the
+        next pass, and sends a higher one again (it may be a hand edit back
+        to that number: the channel could sell units Odoo does not have)."""
         lag = adapter.applies_within
         if not lag:
             return []

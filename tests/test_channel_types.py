@@ -557,44 +557,67 @@ class TestChannelTypes(SyncCase):
 
     def test_amazon_push_accepted_not_applied_yet_is_no_drift(self):
         """Amazon answers ACCEPTED and applies the quantity later: a pass
-        that reads the level meanwhile sees the number pushed before. That
-        is no edit on the channel: nothing is sent again, nothing counts as
-        drift, no sale is looked for. Any other level in that time (a hand
-        edit up) is drift as usual; and once Amazon had its time, the
-        earlier number is drift too."""
+        that reads the level meanwhile sees the number pushed before. Lower
+        than Odoo's (an increase not applied yet): no drift, nothing sent,
+        no sale looked for. Higher (a decrease not applied yet, or a hand
+        edit back to that number): sent again, a known cause that does not
+        count against the safety limit, since the channel could sell units
+        Odoo does not have. Any other level is drift as usual; and once
+        Amazon had its time, the earlier number is drift too."""
         sim = self.start(AmazonSimulator())
         (row,) = sim.seed_skus(1, quantity=0)
         channel = self.channel_from_form("amazon", **sim.config_fields())
         binding = self.bind(channel, self.product_a, sku=row["sku"])
         self.assert_stock_reaches(channel, binding, lambda: sim.quantity(row["sku"]))
         self.assertEqual(binding.last_pushed_qty, 7)  # 11 before
-        # as if Amazon had not applied the last submission yet
+        corrections = [("binding_id", "=", binding.id), ("kind", "=", "correction")]
+        Event = self.env["sync.event"]
+
+        def patches():
+            return len(sim.requests_for("PATCH", "/listings/"))
+
+        def searches():
+            return len(sim.requests_for("GET", "/orders/"))
+
+        # the decrease to 7 not applied yet: 11 shows, more than Odoo's
         sim.quantities[row["sku"]] = 11
-        patches = len(sim.requests_for("PATCH", "/listings/"))
-        searches = len(sim.requests_for("GET", "/orders/"))
+        sent, searched = patches(), searches()
+        channel._scs_job_reconcile_batch(binding.ids)
+        resent = Event.search(corrections)
+        self.assertEqual(resent.reason, "not_applied_yet")
+        self.assertEqual(searches(), searched)
+        self.run_jobs()
+        self.assertEqual(patches(), sent + 1)
+        self.assertEqual(sim.quantity(row["sku"]), 7)
+        # an increase to 9 not applied yet: 7 shows, less than Odoo's
+        self.move_stock(self.product_a, 2)
+        self.commit_point()
+        self.run_jobs()
+        self.assertEqual(binding.last_pushed_qty, 9)
+        sim.quantities[row["sku"]] = 7
+        sent, searched = patches(), searches()
         drift_before = channel.last_reconcile_drift
         channel._scs_job_reconcile_batch(binding.ids)
-        self.assertEqual(len(sim.requests_for("GET", "/orders/")), searches)
-        corrections = [("binding_id", "=", binding.id), ("kind", "=", "correction")]
-        self.assertFalse(self.env["sync.event"].search(corrections))
+        self.assertEqual(searches(), searched)
+        self.assertEqual(Event.search_count(corrections), 1)
         self.run_jobs()
-        self.assertEqual(len(sim.requests_for("PATCH", "/listings/")), patches)
+        self.assertEqual(patches(), sent)
         channel.invalidate_recordset(["last_reconcile_drift"])
         self.assertEqual(channel.last_reconcile_drift, drift_before)
         # a hand edit to 100 within that time: drift, corrected
         sim.quantities[row["sku"]] = 100
         channel._scs_job_reconcile_batch(binding.ids)
-        edit = self.env["sync.event"].search(corrections)
+        edit = Event.search(corrections, order="id desc", limit=1)
         self.assertEqual(edit.reason, "channel_edit")
         self.run_jobs()
-        self.assertEqual(sim.quantity(row["sku"]), 7)
+        self.assertEqual(sim.quantity(row["sku"]), 9)
         # a quarter of an hour after its last push, the earlier number: drift
-        sim.quantities[row["sku"]] = 11
+        sim.quantities[row["sku"]] = 7
         binding.sudo().last_push_ts -= 901
         channel._scs_job_reconcile_batch(binding.ids)
-        self.assertEqual(self.env["sync.event"].search_count(corrections), 2)
+        self.assertEqual(Event.search_count(corrections), 3)
         self.run_jobs()
-        self.assertEqual(sim.quantity(row["sku"]), 7)
+        self.assertEqual(sim.quantity(row["sku"]), 9)
 
     def test_amazon_item_cancelled_alone_is_released(self):
         """Amazon cancels one item of an order and keeps the order open for
