@@ -66,6 +66,9 @@ REASONS = [
     ("unknown", "Unknown"),
     ("not_applied_yet", "Accepted by the channel, not applied yet"),
 ]
+#: times a batch is compared again after its order re-read reserved missed
+#: orders, before a lower figure is left to the next pass
+MAX_REREADS = 2
 #: a level showing the number before a push the channel accepted moments
 #: ago (see ``_scs_not_applied_yet``)
 NOT_APPLIED_YET = "not_applied_yet"
@@ -231,7 +234,7 @@ class SyncChannel(models.Model):
             due = not last or last + timedelta(
                 minutes=channel.order_poll_interval
             ) <= now + timedelta(seconds=5)
-            if not due or channel._scs_pass_jobs_alive("start"):
+            if not due or channel._scs_poll_held():
                 continue
             channel.with_delay(
                 identity_key=f"stock_channel_sync.poll.{channel.id}",
@@ -254,11 +257,11 @@ class SyncChannel(models.Model):
             or not self.fetch_orders
             or self.reconcile_dry_run
             or self.reconcile_interval <= 0
-            or self._scs_pass_jobs_alive("start")
+            or self._scs_poll_held()
         ):
             return (
                 "not polled: archived, not fetching, dry run, passes off or a"
-                " pass reading the orders"
+                " pass reading the orders or the levels"
             )
         self.last_order_poll_at = fields.Datetime.now()
         unread = _("the channel's orders could not be read: %s", "")
@@ -300,7 +303,12 @@ class SyncChannel(models.Model):
         answered as an error is, for a caller that can do without); an
         error for good is answered, for the caller to show on the
         channel."""
-        probing = self._scs_wait_for_pause()
+        try:
+            probing = self._scs_wait_for_pause()
+        except RetryableJobError as err:
+            if retry:
+                raise
+            return 0, _("the channel's orders could not be read: %s", err)
         try:
             fetched = self._scs_fetch_orders()
             probing._scs_answered()
@@ -313,7 +321,11 @@ class SyncChannel(models.Model):
                 _("the channel's orders could not be read: %s", str(stop))
             )
         except ChannelError as err:
-            if isinstance(err, UnreachableError):
+            if isinstance(err, UnreachableError) and retry:
+                # not for a caller that does without (a batch's re-read,
+                # which just read the levels): the pause is committed on
+                # the channel's row, which that caller's transaction, older,
+                # then could not write: its whole batch would be retried
                 self._scs_pause(err)
             if err.retryable and retry:
                 _logger.info(
@@ -347,6 +359,27 @@ class SyncChannel(models.Model):
             self._scs_close_abandoned_pass()
             return False
         return open_
+
+    def _scs_poll_held(self):
+        """Whether the channel's orders are not polled now: a pass's start
+        job reads them (it is waiting or running), or one of its batches is
+        reading the levels. A batch's read may take minutes (Amazon: a call
+        per listing); a poll committed meanwhile writes the channel's row,
+        which the batch, on its older snapshot, then could not write: the
+        whole batch would be read again, maybe until its retries run out.
+        The batch reads the orders again itself when a level is lower than
+        Odoo's; a batch that waits (a retry) holds nothing."""
+        if self._scs_pass_jobs_alive("start"):
+            return True
+        self.env["queue.job"].flush_model(["state", "func_string"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT 1 FROM queue_job WHERE func_string LIKE %s"
+                " AND state = 'started' LIMIT 1",
+                f"sync.channel({self.id},)._scs_job_reconcile_batch%",
+            )
+        )
+        return bool(self.env.cr.fetchone())
 
     def _scs_pass_jobs_alive(self, which=""):
         """Whether a job of the channel's pass is waiting or running: its
@@ -822,8 +855,14 @@ class SyncChannel(models.Model):
         message = str(err)[:2000] or type(err).__name__
         event._scs_on_apply_failed(exc_name=type(err).__name__, exc_message=message)
 
-    def _scs_job_reconcile_batch(self, binding_ids, dry_run=False):
-        """Compare a batch of bindings with the channel, correct the drift."""
+    def _scs_job_reconcile_batch(self, binding_ids, dry_run=False, rereads=0):
+        """Compare a batch of bindings with the channel, correct the drift.
+
+        ``rereads``: how many times this batch was compared again after its
+        order re-read found missed orders (see below); at ``MAX_REREADS``
+        the orders are not read again, and a lower figure is left to the
+        next pass: a channel whose orders keep coming would else keep the
+        batch, and the pass, from ever ending."""
         self.ensure_one()
         # this job's snapshot was taken before it began: events recorded
         # since are looked for on a fresh one (a margin for the job's start)
@@ -863,7 +902,20 @@ class SyncChannel(models.Model):
         # be, such drift is left to the next pass (it keeps units off sale,
         # it never sells them twice)
         unsold = {}
-        if self._scs_lower_on_channel(drift) and not dry_run and self.fetch_orders:
+        if (
+            self._scs_lower_on_channel(drift)
+            and not dry_run
+            and self.fetch_orders
+            and rereads >= MAX_REREADS
+        ):
+            unsold = {b: drift.pop(b) for b in self._scs_lower_on_channel(drift)}
+            self.last_reconcile_error = _(
+                "%(count)s binding(s) show less on the channel than Odoo"
+                " publishes and were not corrected: orders kept coming while"
+                " the batch compared them. The next pass compares them.",
+                count=len(unsold),
+            )
+        elif self._scs_lower_on_channel(drift) and not dry_run and self.fetch_orders:
             # not retried when it fails: the rest of the batch (a channel
             # showing more than Odoo, an oversell risk) is corrected now
             fetched, error = self._scs_fetch_orders_watched("pass", retry=False)
@@ -886,7 +938,9 @@ class SyncChannel(models.Model):
                     priority=RECONCILE_PRIORITY,
                     description=f"Reconcile {self.name}: batch compared again"
                     " after missed orders",
-                )._scs_job_reconcile_batch(binding_ids, dry_run=dry_run)
+                )._scs_job_reconcile_batch(
+                    binding_ids, dry_run=dry_run, rereads=rereads + 1
+                )
                 return f"{fetched} missed order event(s) applied; compared again next"
         # Known causes do not count against the safety limit: a failed push
         # is already a visible dead letter or retry, and a SKU whose push job
@@ -989,12 +1043,16 @@ class SyncChannel(models.Model):
     @staticmethod
     def _scs_lower_on_channel(drift):
         """The bindings of ``drift`` whose channel shows less than Odoo
-        publishes for no known failure: what a sale Odoo does not know of
-        yet looks like."""
+        publishes, and than it last took when a push failed since: what a
+        sale Odoo does not know of yet looks like."""
         return [
             binding
             for binding, (seen, published, reason) in drift.items()
-            if seen is not None and seen < published and reason != "failed_push"
+            if seen is not None
+            and seen < published
+            # a failed push explains a figure that never rose, not one
+            # below what the channel last took
+            and (reason != "failed_push" or seen < (binding.last_pushed_qty or 0))
         ]
 
     def _scs_note_levels_read(self, drift):

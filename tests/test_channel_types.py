@@ -852,8 +852,14 @@ class TestChannelTypes(SyncCase):
         channel._scs_start_reconcile()
         self.assertFalse(Channel._scs_cron_poll_orders(), "the pass reads them")
         self.run_jobs("_scs_job_reconcile_start")
-        self.assertTrue(self.sync_jobs("_scs_job_reconcile_batch"))
+        batches = self.sync_jobs("_scs_job_reconcile_batch")
+        self.assertTrue(batches)
         channel.last_order_fetch_at = channel.last_order_poll_at = False
+        # a batch reading the levels holds the poll (which would write the
+        # channel's row under it); one that waits does not
+        batches[:1].state = "started"
+        self.assertFalse(Channel._scs_cron_poll_orders(), "a batch reads the levels")
+        batches[:1].state = "pending"
         self.assertEqual(Channel._scs_cron_poll_orders(), channel)
         self.discard_jobs()
         channel.last_order_fetch_at = channel.last_order_poll_at = False

@@ -17,7 +17,11 @@ from odoo.tools.safe_eval import safe_eval
 from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..lib.adapters import ChannelOrder, InboundEvent, LiveLevel, OrderLine
-from ..lib.adapters.base import PermanentChannelError, RateLimitedError
+from ..lib.adapters.base import (
+    PermanentChannelError,
+    RateLimitedError,
+    UnreachableError,
+)
 from ..lib.adapters.generic import GenericAdapter
 from ..models import sync_event_operations
 from .common import SyncCase
@@ -588,6 +592,10 @@ class TestReconcile(SyncCase):
         for sold, refused in (
             (2, PermanentChannelError("orders scope revoked", status=403)),
             (1, RateLimitedError("slow down", status=429, retry_after=30)),
+            # the channel just answered the levels: a timeout on the orders
+            # pauses nothing (a pause, committed on the channel's row, would
+            # make this batch's own writes fail and the batch start over)
+            (1, UnreachableError("timeout: read timed out")),
         ):
             with self.subTest(refused=type(refused).__name__):
                 self.discard_jobs()
@@ -601,8 +609,14 @@ class TestReconcile(SyncCase):
                 skipped_before = self.corrections().filtered(
                     lambda e: e.state == "skipped"
                 )
-                with patch.object(GenericAdapter, "fetch_orders", side_effect=refused):
+                with (
+                    patch.object(GenericAdapter, "fetch_orders", side_effect=refused),
+                    patch.object(
+                        type(self.channel), "_scs_pause", return_value=30.0
+                    ) as pause,
+                ):
                     self.run_jobs("_scs_job_reconcile_batch", rounds=1)
+                pause.assert_not_called()
                 self.assertFalse(self.sync_jobs("_scs_job_reconcile_batch"))
                 self.assertEqual(self.sim.quantity("SCS-MUG"), mug_now - sold)
                 self.assertEqual(self.sim.quantity("SCS-CAP"), 5)
@@ -615,6 +629,63 @@ class TestReconcile(SyncCase):
                 self.assertIn(
                     "could not be read again", self.channel.last_reconcile_error
                 )
+
+    def test_a_sale_below_a_failed_push_is_read_before_correcting(self):
+        """A push of the mug failed (the channel kept its number), then the
+        shop sold one, its webhook lost: the channel shows less than it
+        last took, which no failed push explains. The batch reads the
+        orders again and reserves the sale before it corrects."""
+        (self.b_a | self.b_b)._scs_push()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 10)
+        # as after a push that failed for good
+        self.b_a.push_state = "failed"
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        self.sim.add_order("SIM-LOST", [("SCS-MUG", 1)])
+        self.sim.set_stock("SCS-MUG", 9)
+        before = len(self.sim.history)
+        self.run_jobs("_scs_job_reconcile_batch")
+        self.assertEqual(
+            self.env["stock.picking"].search_count(
+                [("scs_external_order_id", "=", "SIM-LOST")]
+            ),
+            1,
+        )
+        relisted = [h for h in self.sim.history[before:] if h["quantity"] == 10]
+        self.assertEqual(relisted, [], "the sold unit was never offered again")
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 9)
+
+    def test_orders_that_keep_coming_end_the_batch_all_the_same(self):
+        """Each re-read of the orders finds a new sale: the batch is
+        compared again twice, then leaves the lower figure to the next pass
+        (recorded, not corrected) and corrects the rest, instead of being
+        compared again for as long as the shop sells."""
+        (self.b_a | self.b_b)._scs_push()
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        mug = self.sim.quantity("SCS-MUG")
+        for n in range(1, 5):
+            if not self.sync_jobs("_scs_job_reconcile_batch"):
+                break
+            # a sale (webhook lost) before each compare of the batch
+            self.sim.add_order(f"SIM-RUSH-{n}", [("SCS-MUG", 1)])
+            self.sim.set_stock("SCS-MUG", mug - n)
+            self.sim.set_stock("SCS-CAP", 99)
+            self.run_jobs("_scs_job_reconcile_batch", rounds=1)
+        self.assertEqual(n, 4, "three compares, then the batch ended")
+        self.assertFalse(self.sync_jobs("_scs_job_reconcile_batch"))
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertIn("orders kept coming", self.channel.last_reconcile_error)
+        # the sales read: reserved; the one after the last read: left alone
+        self.assertEqual(
+            self.env["stock.picking"].search_count(
+                [("scs_external_order_id", "like", "SIM-RUSH-")]
+            ),
+            2,
+        )
+        self.assertEqual(self.sim.quantity("SCS-MUG"), mug - 3)
+        self.assertEqual(self.sim.quantity("SCS-CAP"), self.b_b.published_qty)
 
     def test_a_numeric_sku_never_reads_another_listings_level(self):
         """Listing ids and SKUs are apart: a binding whose listing the read
