@@ -638,7 +638,9 @@ class SyncChannel(models.Model):
             self.with_delay(
                 priority=RECONCILE_PRIORITY,
                 description=f"Reconcile {self.name} batch {index + 1}/{len(batches)}",
-            )._scs_job_reconcile_batch(ids, dry_run=dry_run)
+            )._scs_job_reconcile_batch(
+                ids, dry_run=dry_run, pass_ts=self.reconcile_started_ts
+            )
         if not batches:
             self._scs_finish_batch(0, 0, 0, False)
         if dry_run:
@@ -855,15 +857,24 @@ class SyncChannel(models.Model):
         message = str(err)[:2000] or type(err).__name__
         event._scs_on_apply_failed(exc_name=type(err).__name__, exc_message=message)
 
-    def _scs_job_reconcile_batch(self, binding_ids, dry_run=False, rereads=0):
+    def _scs_job_reconcile_batch(
+        self, binding_ids, dry_run=False, rereads=0, pass_ts=None
+    ):
         """Compare a batch of bindings with the channel, correct the drift.
 
         ``rereads``: how many times this batch was compared again after its
         order re-read found missed orders (see below); at ``MAX_REREADS``
         the orders are not read again, and a lower figure is left to the
         next pass: a channel whose orders keep coming would else keep the
-        batch, and the pass, from ever ending."""
+        batch, and the pass, from ever ending.
+
+        ``pass_ts``: when its pass began. A batch of a pass closed since
+        (its jobs cancelled, one of them set to run again from the Jobs
+        menu) does nothing: its figures would count in the next pass, and
+        could close it before its own batches ran."""
         self.ensure_one()
+        if pass_ts and round(pass_ts, 3) != round(self.reconcile_started_ts or 0, 3):
+            return "not compared: its pass was closed; the next pass compares them"
         # this job's snapshot was taken before it began: events recorded
         # since are looked for on a fresh one (a margin for the job's start)
         started = fields.Datetime.subtract(fields.Datetime.now(), seconds=RECENT_MARGIN)
@@ -919,6 +930,21 @@ class SyncChannel(models.Model):
             # not retried when it fails: the rest of the batch (a channel
             # showing more than Odoo, an oversell risk) is corrected now
             fetched, error = self._scs_fetch_orders_watched("pass", retry=False)
+            if fetched:
+                # the orders were reserved in this job (all of them, or
+                # those read before the channel's rate limit stopped the
+                # read): they are committed first, and the batch compared
+                # again in a job of its own (correcting now would call the
+                # channel while this transaction holds the reserved stock's
+                # rows)
+                self.with_delay(
+                    priority=RECONCILE_PRIORITY,
+                    description=f"Reconcile {self.name}: batch compared again"
+                    " after missed orders",
+                )._scs_job_reconcile_batch(
+                    binding_ids, dry_run=dry_run, rereads=rereads + 1, pass_ts=pass_ts
+                )
+                return f"{fetched} missed order event(s) applied; compared again next"
             if error:
                 unsold = {b: drift.pop(b) for b in self._scs_lower_on_channel(drift)}
                 self.last_reconcile_error = _(
@@ -929,19 +955,6 @@ class SyncChannel(models.Model):
                     count=len(unsold),
                     error=error,
                 )
-            elif fetched:
-                # the orders were reserved in this job: they are committed
-                # first, and the batch compared again in a job of its own
-                # (correcting now would call the channel while this
-                # transaction holds the reserved stock's rows)
-                self.with_delay(
-                    priority=RECONCILE_PRIORITY,
-                    description=f"Reconcile {self.name}: batch compared again"
-                    " after missed orders",
-                )._scs_job_reconcile_batch(
-                    binding_ids, dry_run=dry_run, rereads=rereads + 1
-                )
-                return f"{fetched} missed order event(s) applied; compared again next"
         # Known causes do not count against the safety limit: a failed push
         # is already a visible dead letter or retry, and a SKU whose push job
         # is waiting (e.g. orders this pass just reserved) is in flight. What

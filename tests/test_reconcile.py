@@ -24,6 +24,7 @@ from ..lib.adapters.base import (
 )
 from ..lib.adapters.generic import GenericAdapter
 from ..models import sync_event_operations
+from ..models.sync_channel_reconcile import ReadOn
 from .common import SyncCase
 
 
@@ -721,6 +722,35 @@ class TestReconcile(SyncCase):
         self.channel.invalidate_recordset()
         self.assertFalse(self.channel._scs_pass_running())
         self.assertEqual(self.channel.last_reconcile_checked, 2)
+        # the cancelled batch set to run again from the Jobs menu: its pass
+        # is closed, it counts in no other
+        batch.requeue()
+        self.sim.set_stock("SCS-MUG", 1)
+        self.run_jobs("_scs_job_reconcile_batch")
+        self.assertIn("its pass was closed", batch.result)
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.last_reconcile_checked, 2)
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 1)
+
+    def test_a_reread_stopped_by_the_rate_limit_sends_nothing_with_its_orders(self):
+        """The batch's order re-read reserved some orders, then the channel's
+        rate limit stopped it: those are committed and the batch compared
+        again in a job of its own; nothing is sent to the channel from the
+        transaction that holds the reserved stock."""
+        (self.b_a | self.b_b)._scs_push()
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        self.sim.set_stock("SCS-MUG", 7)
+        self.sim.set_stock("SCS-CAP", 99)
+        before = len(self.sim.history)
+        stopped = (1, ReadOn("the channel's orders could not be read: 429"))
+        with patch.object(
+            type(self.channel), "_scs_fetch_orders_watched", return_value=stopped
+        ):
+            self.run_jobs("_scs_job_reconcile_batch", rounds=1)
+        self.assertEqual(len(self.sim.history), before, "nothing sent")
+        [again] = self.sync_jobs("_scs_job_reconcile_batch")
+        self.assertIn("rereads=1", again.func_string)
 
     def test_fetched_orders_no_channel_sends_are_refused_alone(self):
         """A fetched order the webhook route would answer with 400 (a NUL
