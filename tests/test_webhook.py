@@ -957,9 +957,9 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         event = self.post_shopify_order("orders/updated", 5656, 2, [mug], refunds=[])
         self.assertEqual(event.state, "skipped", event.reason)
 
-    def test_shopify_fetched_order_agrees_with_its_update(self):
-        """The reconciliation pass reads an edited order as its update did:
-        the units the edit removed stay released."""
+    def shopify_fetching_from_a_simulator(self):
+        """A Shopify simulator selling the mug, whose orders the Shopify
+        channel fetches from 09:00 on the test webhooks' day."""
         sim = ShopifySimulator().start()
         self.addCleanup(sim.stop)
         sim.add_item("SCS-MUG")
@@ -973,6 +973,12 @@ class TestWebhook(SyncCaseMixin, HttpCase):
                 "order_fetch_overlap": 0,
             }
         )
+        return sim
+
+    def test_shopify_fetched_order_agrees_with_its_update(self):
+        """The reconciliation pass reads an edited order as its update did:
+        the units the edit removed stay released."""
+        sim = self.shopify_fetching_from_a_simulator()
         gid = "gid://shopify/Order/5252"
         line = {"id": 1, "sku": "SCS-MUG", "quantity": 3, "variant_id": 111}
         self.post_shopify_order("orders/create", 5252, 1, [line])
@@ -998,19 +1004,7 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         """A pass reads every order of its window; those whose state the
         webhooks applied are not recorded (nor applied) a second time. An
         order touched since, or whose webhook could not be applied, is."""
-        sim = ShopifySimulator().start()
-        self.addCleanup(sim.stop)
-        sim.add_item("SCS-MUG")
-        self.shopify.sudo().write(
-            {
-                "base_url": sim.url,
-                "access_token": sim.access_token,
-                "external_location_id": sim.location_id,
-                "fetch_orders": True,
-                "last_order_fetch_at": "2026-11-22 09:00:00",
-                "order_fetch_overlap": 0,
-            }
-        )
+        sim = self.shopify_fetching_from_a_simulator()
         Event = self.env["sync.event"]
 
         def polled():

@@ -122,21 +122,27 @@ def test_a_server_that_is_not_woocommerce_is_named_so(sim):
     assert "None: None" not in str(caught.value)
 
 
+def _query_string_adapter(base_url, key, secret):
+    return WooCommerceAdapter(
+        ChannelConfig(
+            "woocommerce",
+            base_url=base_url,
+            api_key=key,
+            api_secret=secret,
+            timeout=2,
+            extra={"query_string_auth": True},
+        )
+    )
+
+
 @pytest.mark.parametrize("secret", ["cs_secret_value", "cs_S3cr3t+Key/x=1&y"])
 def test_query_string_auth_keeps_the_keys_out_of_errors(secret):
     """A transport error names the URL it failed on: with the keys in the
     query string, its text (which the event log keeps) must not, in any
     form the URL holds them (percent-encoded: "+", "/", "=")."""
     with socket_closed_at_once() as port:
-        adapter = WooCommerceAdapter(
-            ChannelConfig(
-                "woocommerce",
-                base_url=f"http://127.0.0.1:{port}",
-                api_key="ck_visible_key",
-                api_secret=secret,
-                timeout=2,
-                extra={"query_string_auth": True},
-            )
+        adapter = _query_string_adapter(
+            f"http://127.0.0.1:{port}", "ck_visible_key", secret
         )
         with pytest.raises(ChannelError) as caught:
             adapter.test_connection()
@@ -163,16 +169,7 @@ def test_query_string_auth_keeps_the_keys_out_of_echoed_answers(sim, status):
         return serve(req)
 
     sim.handle = handle
-    adapter = WooCommerceAdapter(
-        ChannelConfig(
-            "woocommerce",
-            base_url=sim.url,
-            api_key=sim.consumer_key,
-            api_secret=secret,
-            timeout=2,
-            extra={"query_string_auth": True},
-        )
-    )
+    adapter = _query_string_adapter(sim.url, sim.consumer_key, secret)
     with pytest.raises(ChannelError) as caught:
         adapter.test_connection()
     err = caught.value
