@@ -481,13 +481,25 @@ class ChannelAdapter:
         follow = kwargs.setdefault("allow_redirects", False)
         response = self._request(method, url, **kwargs)
         if not follow and response.is_redirect:
-            raise PermanentChannelError(
+            status = response.status_code
+            # moved for good: the configuration's to change; for now (a
+            # shop's maintenance page): tried again later, as a 503 is
+            error_class = (
+                PermanentChannelError
+                if status in (300, 301, 308)
+                else RetryableChannelError
+            )
+            raise error_class(
                 f"{self.channel_type or 'channel'}: the API answered"
-                f" {response.status_code} {response.reason or ''}, a redirect to"
+                f" {status} {response.reason or ''}, a redirect to"
                 f" {_where(url, response.headers.get('Location'))!r}; redirects"
-                " are not followed (they would carry the credentials elsewhere):"
-                " set the API URL to the address it points to",
-                status=response.status_code,
+                " are not followed (they would carry the credentials elsewhere)"
+                + (
+                    ": set the API URL to the address it points to"
+                    if error_class is PermanentChannelError
+                    else ""
+                ),
+                status=status,
             )
         return response
 
@@ -589,7 +601,12 @@ def _one_reading(text, parts):
         return False
     if not parts.hostname:
         return True  # refused as not configured, with its own message
-    return (host or "").strip("[]").lower() == parts.hostname.lower()
+    try:
+        # a domain name in another script is sent in its ASCII form
+        expected = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return (host or "").strip("[]").lower() == expected.lower()
 
 
 def _where(url, location):
@@ -597,7 +614,10 @@ def _where(url, location):
     carry keys (WooCommerce's query-string authentication)."""
     if not location:
         return "(no Location)"
-    target = urlsplit(urljoin(url, str(location)))
+    try:
+        target = urlsplit(urljoin(url, str(location)))
+    except ValueError:
+        return str(location).partition("?")[0][:200]
     return f"{target.scheme}://{target.netloc.rpartition('@')[2]}{target.path}"[:200]
 
 
@@ -803,9 +823,26 @@ class WatchedHTTPAdapter(requests.adapters.HTTPAdapter):
         return manager
 
 
+class _Session(requests.Session):
+    """A session that reads no redirect's target unless it follows it.
+
+    requests works out the next request of a redirect even when it is not
+    to follow it (``Response.next``): a Location it cannot parse then
+    raises out of ``send`` as no ``RequestException``, and a channel's
+    answer would end as an unexpected error rather than the adapter's own
+    (``ChannelAdapter.request`` refuses redirects with its message).
+    """
+
+    def resolve_redirects(self, resp, req, *args, yield_requests=False, **kwargs):
+        if yield_requests:
+            # only asked for ``Response.next``, when not following
+            return iter(())
+        return super().resolve_redirects(resp, req, *args, **kwargs)
+
+
 def new_session():
     """A requests session whose calls the deadline of ``request`` bounds."""
-    session = requests.Session()
+    session = _Session()
     adapter = WatchedHTTPAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

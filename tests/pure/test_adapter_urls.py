@@ -120,13 +120,16 @@ def _everything_sent(server):
     return repr(server.seen)
 
 
-@pytest.mark.parametrize("status", [301, 302, 307, 308])
-def test_a_redirect_is_not_followed_with_the_credentials(servers, status):
+@pytest.mark.parametrize(
+    "status, for_good", [(301, True), (308, True), (302, False), (307, False)]
+)
+def test_a_redirect_is_not_followed_with_the_credentials(servers, status, for_good):
     """A channel (or anyone on its way) answering with a redirect would
     have the credentials sent on: Shopify's token header, and a 307's form
     body (an OAuth grant: client secret, refresh token), past the check
-    of the configured URL. Not followed: a configuration error, naming
-    where it points, without its query string."""
+    of the configured URL. Not followed: an error naming where it points,
+    without its query string; a move for good is the configuration's to
+    change, a temporary one (a maintenance page) is tried again later."""
     elsewhere = servers(lambda handler: (200, {}))
     redirector = servers(
         lambda handler: (
@@ -135,13 +138,13 @@ def test_a_redirect_is_not_followed_with_the_credentials(servers, status):
         )
     )
     shopify = adapter("shopify", base_url=redirector.url)
-    with pytest.raises(PermanentChannelError, match="redirect") as caught:
+    with pytest.raises(ChannelError, match="redirect") as caught:
         shopify.test_connection()
-    assert not caught.value.retryable
+    assert caught.value.retryable is not for_good
     assert elsewhere.url + "/x" in str(caught.value)
     assert "cs_x" not in str(caught.value)
     ebay = adapter("ebay", base_url=redirector.url, token_url=redirector.url + "/token")
-    with pytest.raises(PermanentChannelError, match="redirect"):
+    with pytest.raises(ChannelError, match="redirect"):
         ebay.test_connection()
     assert len(redirector.seen) == 2
     assert redirector.seen[1][3]  # the grant went to the configured URL only
@@ -176,4 +179,27 @@ def test_a_generic_shop_without_api_key_may_be_plain_http():
     with pytest.raises(ChannelError) as caught:
         subject.test_connection()
     assert "HTTPS" not in str(caught.value)
+    assert subject.calls == 1
+
+
+@pytest.mark.parametrize(
+    "location", ["http://[::1", "http://exa\xffmple.com/", "http://"]
+)
+def test_a_redirect_to_nowhere_is_the_adapters_error(servers, location):
+    """requests works out a redirect's next request even when it does not
+    follow it: a Location it cannot parse must not escape as a ValueError
+    (an unexpected error in the job) instead of the adapter's answer."""
+    redirector = servers(lambda handler: (302, {"Location": location}))
+    subject = adapter("generic", base_url=redirector.url)
+    with pytest.raises(ChannelError, match="redirect"):
+        subject.test_connection()
+
+
+def test_a_domain_name_in_another_script_is_one_host():
+    """urllib3 sends such a name in its ASCII form (IDNA): the same host,
+    not a URL read two ways."""
+    subject = adapter("generic", base_url="https://b\u00fccher.invalid/shop")
+    with pytest.raises(ChannelError) as caught:
+        subject.test_connection()
+    assert "read two ways" not in str(caught.value)
     assert subject.calls == 1
