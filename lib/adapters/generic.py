@@ -39,9 +39,11 @@ import hashlib
 import json
 import uuid
 from datetime import timezone
+from urllib.parse import urlsplit
 
 from .. import signatures
 from .base import (
+    LOOPBACK_HOSTS,
     RESPONSE_EXCERPT,
     ChannelAdapter,
     ChannelError,
@@ -223,12 +225,20 @@ class GenericAdapter(ChannelAdapter):
     #: the contract has no bulk call: one update per signed request
     max_batch = 1
 
-    @property
-    def requires_https(self):
-        """An API key goes as a bearer token on the reads: then HTTPS only,
-        as for the other adapters' credentials. Without one, a request
-        carries a signature, not the secret it is made with."""
-        return bool(self.config.api_key)
+    def request(self, method, url, **kwargs):
+        """A call that carries the API key (a bearer token, on the reads)
+        goes over HTTPS only, as the other adapters' credentials do,
+        loopback aside. A push carries a signature, not the secret it is
+        made with: it goes to the URL as configured."""
+        if "Authorization" in (kwargs.get("headers") or {}):
+            parts = urlsplit(str(url))
+            if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+                raise PermanentChannelError(
+                    "generic channel: the API key goes over HTTPS only; refusing"
+                    f" to send it in clear to {parts.hostname!r} (pushes, signed,"
+                    " are sent)"
+                )
+        return super().request(method, url, **kwargs)
 
     # -- helpers --------------------------------------------------------------
     @property

@@ -7,7 +7,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lib.adapters import get_adapter_class
-from lib.adapters.base import ChannelConfig, ChannelError, PermanentChannelError
+from lib.adapters.base import (
+    ChannelConfig,
+    ChannelError,
+    PermanentChannelError,
+    StockUpdate,
+)
 
 CREDENTIALS = {
     "shopify": {"access_token": "shpat_secret", "location_id": "1"},
@@ -172,14 +177,20 @@ def test_an_url_read_two_ways_is_refused(channel_type, url):
     assert subject.calls == 0
 
 
-def test_a_generic_shop_without_api_key_may_be_plain_http():
+@pytest.mark.parametrize("api_key", ["", "key"])
+def test_a_generic_shops_pushes_may_be_plain_http(api_key):
     """Its pushes carry a signature, never the secret: no credential to
-    keep from the network (the shop's own choice of transport)."""
-    subject = adapter("generic", base_url="http://shop.invalid")
-    with pytest.raises(ChannelError) as caught:
-        subject.test_connection()
-    assert "HTTPS" not in str(caught.value)
+    keep from the network (the shop's own choice of transport), whether
+    or not its reads carry an API key."""
+    subject = adapter("generic", base_url="http://shop.invalid", api_key=api_key)
+    [result] = subject.set_quantities([StockUpdate("SKU-1", 3)])
+    assert result.error is not None
+    assert "HTTPS" not in str(result.error)
     assert subject.calls == 1
+    if not api_key:
+        with pytest.raises(ChannelError) as caught:
+            subject.test_connection()
+        assert "HTTPS" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
