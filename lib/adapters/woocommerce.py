@@ -50,6 +50,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 from .base import (
     LOOPBACK_HOSTS,
+    RESPONSE_EXCERPT,
     ChannelAdapter,
     ChannelError,
     ChannelOrder,
@@ -260,33 +261,45 @@ class WooCommerceAdapter(ChannelAdapter):
             # not a WooCommerce shop, or its REST API is off
             message = (
                 f"no WooCommerce REST API answers at {self._url('')}"
-                f" (answer: {response.text[:200]!r})"
+                f" (answer: {self._scrubbed(response.text)[:200]!r})"
             )
         try:
             raise_for_status(response, message)
         except ChannelError as err:
             # an answer may echo the URL it was asked (a proxy's error page)
             if self.query_string_auth:
-                self._scrub(err)
+                self._scrub(err, answer=response.text)
             raise
         return response
 
-    def _scrub(self, err):
-        """The keys out of an error's text: a transport error names the URL
-        it failed on, query string (the keys) included, and error texts end
-        up in the event log."""
-        for attr in ("message", "response_text"):
-            text = getattr(err, attr, None)
-            if not text:
-                continue
-            for secret in (self.config.api_secret, self.config.api_key):
-                if not secret:
-                    continue
-                # as sent in the query string too: a key holding "+", "/"
-                # or "=" is percent-encoded there
+    def _scrubbed(self, text):
+        """``text`` without the keys, in every form the query string holds
+        them (a key holding "+", "/" or "=" is percent-encoded there); only
+        when they go in the query string (else no answer can echo them)."""
+        if not (self.query_string_auth and text):
+            return text
+        for secret in (self.config.api_secret, self.config.api_key):
+            if secret:
                 for form in (secret, quote_plus(secret), quote(secret, safe="")):
                     text = text.replace(form, "***")
-            setattr(err, attr, text)
+        return text
+
+    def _scrub(self, err, answer=None):
+        """The keys out of an error's text: a transport error names the URL
+        it failed on, query string (the keys) included, an answer may echo
+        it, and error texts end up in the event log. ``answer``: the whole
+        answer the error's excerpt was cut from (a key cut in two by the
+        excerpt would no longer be found in it)."""
+        if answer:
+            clean = self._scrubbed(answer)[:RESPONSE_EXCERPT]
+            if err.message == answer[:RESPONSE_EXCERPT]:
+                err.message = clean
+            if err.response_text:
+                err.response_text = clean
+        for attr in ("message", "response_text"):
+            text = getattr(err, attr, None)
+            if text:
+                setattr(err, attr, self._scrubbed(text))
         err.args = (err.message,)
         # the transport error it was raised from names the URL too (a
         # failed job's traceback would show it)
