@@ -935,40 +935,6 @@ class ChannelBinding(models.Model):
             )
         )
 
-    def _scs_adopt_listing_ids(self, levels):
-        """Add to each binding the listing ids its SKU's level names that it
-        does not know (eBay: an offer published on another marketplace
-        since the binding was made, which its pushes would never set).
-        The binding's listing changes: it is pushed, new offer included
-        (see ``write``). Returns the bindings changed."""
-        by_sku = {
-            str(level.sku): level
-            for level in levels
-            if level.sku and level.external_variant_id
-        }
-        adopted = self.browse()
-        for binding in self:
-            level = by_sku.get(str(binding.sku or ""))
-            known = [i.strip() for i in (binding.external_variant_id or "").split(",")]
-            known = [i for i in known if i]
-            if not (level and known):
-                continue
-            new = [
-                i.strip()
-                for i in str(level.external_variant_id).split(",")
-                if i.strip() and i.strip() not in known
-            ]
-            if new:
-                _logger.info(
-                    "binding %s (%s): listing ids %s added, found on the channel",
-                    binding.id,
-                    binding.sku,
-                    ",".join(new),
-                )
-                binding.write({"external_variant_id": ",".join(known + new)})
-                adopted |= binding
-        return adopted
-
     def _scs_levels_seen(self, levels):
         """``{binding: quantity}``: what the channel's ``LiveLevel`` values
         say each of these bindings holds (absent: it reports none)."""

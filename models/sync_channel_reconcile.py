@@ -902,8 +902,6 @@ class SyncChannel(models.Model):
             # help, the channel shows why and the pass closes
             self._scs_reconcile_batch_unread(str(err))
             return f"not compared: {err}"
-        if adapter.completes_listings and not dry_run:
-            bindings._scs_adopt_listing_ids(levels)
         seen_of = bindings._scs_levels_seen(levels)
         drift = self._scs_compare(bindings, seen_of)
         # the orders were read when the pass began, the levels just now: a

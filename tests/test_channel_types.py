@@ -920,28 +920,6 @@ class TestChannelTypes(SyncCase):
             ),
             1,
         )
-        sim.offers[offer]["availableQuantity"] = 7
-        # an offer published since the binding was made (another
-        # marketplace) with 3: the binding takes it, and it gets Odoo's 7
-        sim.offers["6999999999"] = {
-            "sku": row["sku"],
-            "listingId": "119999999999",
-            "availableQuantity": 3,
-            "status": "PUBLISHED",
-        }
-        channel._scs_job_reconcile_batch(binding.ids)
-        self.assertEqual(binding.external_variant_id, f"{offer},6999999999")
-        self.run_jobs()
-        self.assertEqual(sim.offer_quantity("6999999999"), 7)
-        self.assertEqual(sim.offer_quantity(offer), 7)
-        channel._scs_job_reconcile_batch(binding.ids)
-        self.run_jobs()
-        self.assertEqual(
-            self.env["sync.event"].search_count(
-                [("binding_id", "=", binding.id), ("kind", "=", "correction")]
-            ),
-            2,
-        )
 
     def test_ebay_revisions_are_counted_from_the_event_log(self):
         """eBay locks a listing revised 250 times in a day. Revisions sent by

@@ -501,28 +501,13 @@ class EbayAdapter(RefreshTokenAdapter):
         ]
 
     def _capped_by_offers(self, level, offer_ids):
-        """``level`` at most the ``availableQuantity`` of the item's published
-        offers (an offer that names none lists the item's quantity).
-
-        An offer published since the binding was made (another
-        marketplace) is one its pushes do not set: the level names it in
-        ``external_variant_id`` (the binding's offers, then the new ones),
-        for the reconciliation to add it to the binding.
-        """
+        """``level`` at most the ``availableQuantity`` of the given offers
+        (an offer that names none lists the item's quantity)."""
         caps = []
-        new = []
         for offer in self._published_offers(level.sku):
-            offer_id = str(offer["offerId"])
-            if offer_id not in offer_ids:
-                new.append(offer_id)
             quantity = offer.get("availableQuantity")
-            if quantity is not None:
+            if str(offer["offerId"]) in offer_ids and quantity is not None:
                 caps.append(int(quantity))
-        if new:
-            level = dataclasses.replace(
-                level,
-                external_variant_id=",".join([*sorted(offer_ids), *new]),
-            )
         if not caps or min(caps) >= level.quantity:
             return level
         return dataclasses.replace(level, quantity=max(0, min(caps)))

@@ -447,22 +447,6 @@ def test_read_given_bindings_reports_the_lower_of_item_and_offers(sim):
     )
 
 
-def test_an_offer_the_binding_does_not_know_caps_and_is_named(sim):
-    """An offer published since the binding was made (another marketplace)
-    lists the item too: it caps the level, and the level names it after
-    the binding's own, for the reconciliation to add it."""
-    (row,) = sim.seed_skus(1, quantity=10)
-    sim.offers["6999999999"] = {
-        "sku": row["sku"],
-        "listingId": row["external_id"],
-        "availableQuantity": 3,
-        "status": "PUBLISHED",
-    }
-    (level,) = make_adapter(sim).read_quantities(stock_updates([row], 0))
-    assert level.quantity == 3
-    assert level.external_variant_id == f"{row['external_variant_id']},6999999999"
-
-
 @pytest.mark.parametrize("status", [500, 429, 400])
 def test_offers_that_cannot_be_read_leave_the_items_levels(sim, status):
     """The offers can only lower a level: one getOffers failing must not
