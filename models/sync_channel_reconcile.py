@@ -47,7 +47,6 @@ from ..lib.adapters import (
     check_inbound,
     woocommerce,
 )
-from ..lib.ordering import to_timestamp
 from .job_store import RECONCILE_PRIORITY, retry_later
 from .sync_channel_inbound import item_keys
 
@@ -717,7 +716,6 @@ class SyncChannel(models.Model):
                 refused.append(f"{order.external_id!r}: {err}")
                 continue
             parsed.append(event)
-        parsed = self._scs_orders_not_known(parsed)
         problems = []
         if refused:
             _logger.warning(
@@ -767,55 +765,6 @@ class SyncChannel(models.Model):
         self.sudo().order_fetch_resume = False
         self.last_order_fetch_at = now
         return len(new_keys)
-
-    def _scs_orders_not_known(self, parsed):
-        """The fetched order events, minus the orders already applied.
-
-        A pass reads every order updated in its window, most of which the
-        webhooks delivered and applied minutes before. Recorded again under
-        a ``poll:`` key of their own, each would be applied again (to no
-        effect: an order is reserved once) and fill the event log with a
-        copy of every order. An order is left out only when an event of the
-        channel applied its state as of the same time or later: the same
-        kind (an order, a cancellation), or a cancellation. Anything else is
-        recorded as before: an order whose webhook was not applied (an
-        unknown SKU then, bound since), one never delivered, or one changed
-        since its last delivery.
-        """
-        refs = {event.order.external_id for event in parsed}
-        if not refs:
-            return parsed
-        self.env["sync.event"].flush_model(
-            ["channel_id", "direction", "external_ref", "state", "kind", "event_ts"]
-        )
-        self.env.cr.execute(
-            SQL(
-                "SELECT external_ref, kind, MAX(event_ts) FROM sync_event"
-                " WHERE channel_id = %s AND direction = 'in' AND state = 'applied'"
-                " AND kind IN ('order', 'cancel') AND external_ref IN %s"
-                " GROUP BY external_ref, kind",
-                self.id,
-                tuple(refs),
-            )
-        )
-        applied = {(ref, kind): ts for ref, kind, ts in self.env.cr.fetchall()}
-        out = []
-        for event in parsed:
-            ts = to_timestamp(event.event_time)
-            ref = event.order.external_id
-            newest = max(
-                applied.get((ref, event.kind), -math.inf),
-                applied.get((ref, "cancel"), -math.inf),
-            )
-            if ts is None or round(ts, 3) > newest:
-                out.append(event)
-        if len(out) < len(parsed):
-            _logger.debug(
-                "channel %s: %s fetched order(s) already applied, not recorded",
-                self.id,
-                len(parsed) - len(out),
-            )
-        return out
 
     def _scs_apply_fetched(self, event):
         """Apply one fetched order event in a savepoint; whether it applied.
