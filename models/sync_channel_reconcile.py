@@ -342,7 +342,11 @@ class SyncChannel(models.Model):
         (its jobs were lost)."""
         self.ensure_one()
         started = self.reconcile_started_ts
-        if not started or time.time() - started > PASS_TIMEOUT_HOURS * 3600:
+        if (
+            not started
+            or started < 0  # closed unfinished (``_scs_close_abandoned_pass``)
+            or time.time() - started > PASS_TIMEOUT_HOURS * 3600
+        ):
             return False
         finished = self.last_reconcile_at
         # the close is stored to the second: a pass that closed within the
@@ -408,6 +412,11 @@ class SyncChannel(models.Model):
             {
                 "reconcile_pending": 0,
                 "last_reconcile_at": fields.Datetime.now(),
+                # negated: no batch of that pass (one of its cancelled jobs
+                # run again from the Jobs menu) takes it for its own (see
+                # ``_scs_job_reconcile_batch``), and it counts as no pass
+                # running (``_scs_pass_running``)
+                "reconcile_started_ts": -abs(self.reconcile_started_ts or 0.0),
                 "last_reconcile_error": _(
                     "The last reconciliation pass was closed unfinished: its"
                     " jobs were cancelled or lost (%s batch(es) never reported)."

@@ -46,7 +46,7 @@ class SyncReconcilePass(models.Model):
                 "started_at": datetime.fromtimestamp(
                     channel.reconcile_started_ts, tz=timezone.utc
                 ).replace(tzinfo=None, microsecond=0)
-                if channel.reconcile_started_ts
+                if (channel.reconcile_started_ts or 0.0) > 0
                 else False,
                 "finished_at": channel.last_reconcile_at or fields.Datetime.now(),
                 "checked": channel.last_reconcile_checked,

@@ -717,6 +717,14 @@ class TestReconcile(SyncCase):
         self.channel.invalidate_recordset()
         self.assertEqual(self.channel.reconcile_pending, 0)
         self.assertIn("closed unfinished", self.channel.last_reconcile_error)
+        # run again from the Jobs menu before any other pass: its pass is
+        # closed, it adds nothing to it
+        batch.requeue()
+        self.run_jobs("_scs_job_reconcile_batch")
+        self.assertIn("its pass was closed", batch.result)
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.last_reconcile_checked, 0)
+        self.assertIn("closed unfinished", self.channel.last_reconcile_error)
         self.channel.action_reconcile_now()
         self.run_jobs()
         self.channel.invalidate_recordset()
