@@ -494,10 +494,16 @@ class EbayAdapter(RefreshTokenAdapter):
             if err.status == 404:
                 return []  # no offer for this SKU (errorId 25713)
             raise
+        data = _json(response, "getOffers")
+        offers = data.get("offers") if isinstance(data, dict) else None
+        if not isinstance(offers, (list, type(None))):
+            raise RetryableChannelError(f"eBay getOffers of {sku!r}: no offer list")
         return [
             offer
-            for offer in _json(response, "getOffers").get("offers") or []
-            if offer.get("status") == "PUBLISHED" and offer.get("offerId")
+            for offer in offers or []
+            if isinstance(offer, dict)
+            and offer.get("status") == "PUBLISHED"
+            and offer.get("offerId")
         ]
 
     def _capped_by_offers(self, level, offer_ids):
@@ -507,7 +513,13 @@ class EbayAdapter(RefreshTokenAdapter):
         for offer in self._published_offers(level.sku):
             quantity = offer.get("availableQuantity")
             if str(offer["offerId"]) in offer_ids and quantity is not None:
-                caps.append(int(quantity))
+                try:
+                    caps.append(int(quantity))
+                except (TypeError, ValueError) as err:
+                    raise RetryableChannelError(
+                        f"eBay offer {offer['offerId']} of {level.sku!r}: its"
+                        f" quantity {quantity!r} is no number"
+                    ) from err
         if not caps or min(caps) >= level.quantity:
             return level
         return dataclasses.replace(level, quantity=max(0, min(caps)))
@@ -535,7 +547,14 @@ class EbayAdapter(RefreshTokenAdapter):
         link = data.get("next")
         if not link:
             return None
-        parts = urlsplit(urljoin(response.url, link))
+        try:
+            if not isinstance(link, str):
+                raise TypeError(f"not a link: {link!r}")
+            parts = urlsplit(urljoin(response.url, link))
+        except (TypeError, ValueError) as err:
+            raise PermanentChannelError(
+                f"eBay answered a next page that cannot be read: {err}"[:500]
+            ) from err
         return self.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
 
     # -- transport --------------------------------------------------------------

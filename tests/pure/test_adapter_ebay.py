@@ -474,6 +474,30 @@ def test_offers_that_cannot_be_read_leave_the_items_levels(sim, status):
     assert len(sim.requests_for("GET", "/sell/inventory/v1/offer")) == 1
 
 
+@pytest.mark.parametrize(
+    "answer", [None, [], {"offers": 5}], ids=["quantity n/a", "a list", "no list"]
+)
+def test_offers_that_make_no_sense_leave_the_items_levels(sim, answer):
+    """An offer list eBay answers that cannot be read (a quantity that is
+    no number, no list) fails no read: the items' levels, as read."""
+    rows = sim.seed_skus(2, quantity=10)
+    sim.offers[rows[0]["external_variant_id"]]["availableQuantity"] = "n/a"
+    if answer is not None:
+        serve = sim.handle
+
+        def handle(req):
+            if req.method == "GET" and req.path == "/sell/inventory/v1/offer":
+                return Response(200, answer)
+            return serve(req)
+
+        sim.handle = handle
+    levels = {
+        lv.sku: lv.quantity
+        for lv in make_adapter(sim).read_quantities(stock_updates(rows, 0))
+    }
+    assert levels == {row["sku"]: 10 for row in rows}
+
+
 # -- orders --------------------------------------------------------------------------
 def test_fetch_orders_since_pages_and_maps_cancel_and_refund(sim):
     [row] = sim.seed_skus(1)
