@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
+import requests.utils
 import urllib3
 import urllib3.connection
 
@@ -476,12 +477,14 @@ class ChannelAdapter:
         else the call fails as a timeout does (:class:`UnreachableError`).
         """
         self._check_url(url)
+        if self._sends_credentials(kwargs):
+            self._check_no_proxy_in_clear(url)
         # a redirect would carry the credentials (custom headers, a token
         # grant's form body) to wherever it points, past _check_url
         follow = kwargs.setdefault("allow_redirects", False)
         response = self._request(method, url, **kwargs)
-        if not follow and response.is_redirect:
-            status = response.status_code
+        status = response.status_code
+        if not follow and 300 <= status < 400 and status != 304:
             # moved for good: the configuration's to change; for now (a
             # shop's maintenance page): tried again later, as a 503 is
             error_class = (
@@ -545,13 +548,38 @@ class ChannelAdapter:
         except requests.RequestException as err:
             raise RetryableChannelError(f"request failed: {err}") from err
 
+    def _sends_credentials(self, kwargs):
+        """Whether a call with these ``request`` arguments carries the
+        channel's credentials (a token, keys): see ``requires_https``."""
+        return self.requires_https
+
+    def _check_no_proxy_in_clear(self, url):
+        """A plain-HTTP call (loopback: the simulators, a local TLS
+        sidecar) that the environment sends through a proxy (``HTTP_PROXY``
+        without the host in ``NO_PROXY``) would hand the credentials to it
+        in clear: refused, for good. Over HTTPS a proxy only tunnels."""
+        if urlsplit(str(url)).scheme != "http":
+            return
+        proxies = requests.utils.get_environ_proxies(str(url))
+        if proxies.get("http") or proxies.get("all"):
+            raise PermanentChannelError(
+                f"{self.channel_type or 'channel'}: the environment's HTTP proxy"
+                " would receive the credentials in clear; add the API's host to"
+                " NO_PROXY, or use HTTPS"
+            )
+
     def _check_url(self, url):
         """Refuse for good, before anything is sent, a URL no configuration
         can make work: one without a scheme or host (an empty API URL: a
         retry cannot help), or, for an adapter that sends credentials, one
         that would carry them in clear over a network."""
-        parts = urlsplit(str(url))
         kind = self.channel_type or "channel"
+        try:
+            parts = urlsplit(str(url))
+        except ValueError as err:
+            raise PermanentChannelError(
+                f"{kind}: the API URL cannot be read ({err}): {str(url)[:200]!r}"
+            ) from err
         if not _one_reading(str(url), parts):
             raise PermanentChannelError(
                 f"{kind}: the API URL is not a plain http(s) URL (a backslash,"
@@ -601,12 +629,29 @@ def _one_reading(text, parts):
         return False
     if not parts.hostname:
         return True  # refused as not configured, with its own message
-    try:
-        # a domain name in another script is sent in its ASCII form
-        expected = parts.hostname.encode("idna").decode("ascii")
-    except UnicodeError:
+    expected = _ascii_host(parts.hostname)
+    if expected is None:
         return False
     return (host or "").strip("[]").lower() == expected.lower()
+
+
+def _ascii_host(name):
+    """The ASCII form a host name is sent in (IDNA 2008 with UTS #46, as
+    requests encodes it: "straße.de" is "xn--strae-oqa.de", not the older
+    codec's "strasse.de"); None when it has none."""
+    if name.isascii():
+        return name
+    try:
+        # requests' own dependency, which it encodes host names with
+        import idna
+    except ImportError:  # pragma: no cover - requests always brings it
+        idna = None
+    try:
+        if idna is None:
+            return name.encode("idna").decode("ascii")
+        return idna.encode(name, uts46=True).decode("ascii")
+    except (UnicodeError, ValueError):
+        return None
 
 
 def _where(url, location):
@@ -840,9 +885,17 @@ class _Session(requests.Session):
         return super().resolve_redirects(resp, req, *args, **kwargs)
 
 
+def _no_auth(request):
+    """The session's own authentication: none. Set, it keeps requests from
+    adding credentials of the environment's ``.netrc`` (a call's own
+    ``auth`` still wins)."""
+    return request
+
+
 def new_session():
     """A requests session whose calls the deadline of ``request`` bounds."""
     session = _Session()
+    session.auth = _no_auth
     adapter = WatchedHTTPAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -225,13 +225,20 @@ class GenericAdapter(ChannelAdapter):
     #: the contract has no bulk call: one update per signed request
     max_batch = 1
 
+    def _sends_credentials(self, kwargs):
+        return "Authorization" in (kwargs.get("headers") or {})
+
     def request(self, method, url, **kwargs):
         """A call that carries the API key (a bearer token, on the reads)
         goes over HTTPS only, as the other adapters' credentials do,
         loopback aside. A push carries a signature, not the secret it is
         made with: it goes to the URL as configured."""
-        if "Authorization" in (kwargs.get("headers") or {}):
-            parts = urlsplit(str(url))
+        if self._sends_credentials(kwargs):
+            try:
+                parts = urlsplit(str(url))
+            except ValueError:
+                # refused by the URL check, with its own message
+                return super().request(method, url, **kwargs)
             if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
                 raise PermanentChannelError(
                     "generic channel: the API key goes over HTTPS only; refusing"

@@ -213,6 +213,9 @@ class WooCommerceAdapter(ChannelAdapter):
         self.query_string_auth = bool((config.extra or {}).get("query_string_auth"))
 
     # -- transport ----------------------------------------------------------
+    def _sends_credentials(self, kwargs):
+        return True  # the keys, in a header or in the query string
+
     def _url(self, path):
         base = self.config.base_url.rstrip("/")
         parts = urlsplit(base)

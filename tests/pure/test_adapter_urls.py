@@ -214,3 +214,76 @@ def test_a_domain_name_in_another_script_is_one_host():
         subject.test_connection()
     assert "read two ways" not in str(caught.value)
     assert subject.calls == 1
+
+
+def test_an_environment_proxy_never_gets_credentials_in_clear(servers, monkeypatch):
+    """HTTP_PROXY in the server's environment would receive a loopback
+    plain-HTTP call (the simulators, a local TLS sidecar), credentials and
+    all: refused, unless NO_PROXY names the host."""
+    proxy = servers(lambda handler: (200, {}))
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    for channel_type in ("shopify", "woocommerce", "ebay"):
+        loopback = "http://127.0.0.1:9"
+        subject = adapter(channel_type, base_url=loopback, token_url=loopback + "/t")
+        with pytest.raises(PermanentChannelError, match="NO_PROXY"):
+            subject.test_connection()
+        assert subject.calls == 0
+    assert proxy.seen == []
+    # NO_PROXY names the host: sent to it, not to the proxy
+    shop = servers(lambda handler: (200, {}))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    subject = adapter("generic", base_url=shop.url, api_key="key")
+    with pytest.raises(ChannelError):
+        subject.test_connection()
+    assert len(shop.seen) == 1
+    assert proxy.seen == []
+
+
+def test_no_credentials_from_the_environments_netrc(servers, monkeypatch, tmp_path):
+    """requests adds a .netrc entry's login to a call that has none of its
+    own: a generic shop's push would carry them, over plain HTTP too."""
+    shop = servers(lambda handler: (200, {}))
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    subject = adapter("generic", base_url=shop.url)
+    subject.set_quantities([StockUpdate("SKU-1", 3)])
+    assert shop.seen, "the push was sent"
+    assert all("Authorization" not in headers for _m, _p, headers, _b in shop.seen)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://stra\u00dfe.invalid/x",
+        "https://shop.fu\u00dfball.invalid",
+        "https://\u03c2a.invalid",
+    ],
+)
+def test_hosts_are_compared_as_requests_encodes_them(url):
+    """requests sends "straße" as IDNA 2008 does (xn--strae-oqa), not as the
+    older codec ("strasse"): the URL is one host, not read two ways."""
+    subject = adapter("generic", base_url=url)
+    with pytest.raises(ChannelError) as caught:
+        subject.test_connection()
+    assert "read two ways" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://shop.example.com]/"])
+def test_an_url_that_cannot_be_read_is_refused_for_good(url):
+    for channel_type in ("generic", "shopify"):
+        subject = adapter(channel_type, base_url=url, api_key="key")
+        with pytest.raises(PermanentChannelError):
+            subject.test_connection()
+        assert subject.calls == 0
+
+
+def test_a_temporary_redirect_without_location_is_retried(servers):
+    redirector = servers(lambda handler: (302, {}))
+    subject = adapter("generic", base_url=redirector.url)
+    with pytest.raises(ChannelError) as caught:
+        subject.test_connection()
+    assert caught.value.retryable
