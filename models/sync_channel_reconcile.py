@@ -233,7 +233,7 @@ class SyncChannel(models.Model):
             due = not last or last + timedelta(
                 minutes=channel.order_poll_interval
             ) <= now + timedelta(seconds=5)
-            if not due or channel._scs_poll_held():
+            if not due or channel._scs_pass_jobs_alive("start"):
                 continue
             channel.with_delay(
                 identity_key=f"stock_channel_sync.poll.{channel.id}",
@@ -256,11 +256,11 @@ class SyncChannel(models.Model):
             or not self.fetch_orders
             or self.reconcile_dry_run
             or self.reconcile_interval <= 0
-            or self._scs_poll_held()
+            or self._scs_pass_jobs_alive("start")
         ):
             return (
                 "not polled: archived, not fetching, dry run, passes off or a"
-                " pass reading the orders or the levels"
+                " pass reading the orders"
             )
         self.last_order_poll_at = fields.Datetime.now()
         unread = _("the channel's orders could not be read: %s", "")
@@ -362,27 +362,6 @@ class SyncChannel(models.Model):
             self._scs_close_abandoned_pass()
             return False
         return open_
-
-    def _scs_poll_held(self):
-        """Whether the channel's orders are not polled now: a pass's start
-        job reads them (it is waiting or running), or one of its batches is
-        reading the levels. A batch's read may take minutes (Amazon: a call
-        per listing); a poll committed meanwhile writes the channel's row,
-        which the batch, on its older snapshot, then could not write: the
-        whole batch would be read again, maybe until its retries run out.
-        The batch reads the orders again itself when a level is lower than
-        Odoo's; a batch that waits (a retry) holds nothing."""
-        if self._scs_pass_jobs_alive("start"):
-            return True
-        self.env["queue.job"].flush_model(["state", "func_string"])
-        self.env.cr.execute(
-            SQL(
-                "SELECT 1 FROM queue_job WHERE func_string LIKE %s"
-                " AND state = 'started' LIMIT 1",
-                f"sync.channel({self.id},)._scs_job_reconcile_batch%",
-            )
-        )
-        return bool(self.env.cr.fetchone())
 
     def _scs_pass_jobs_alive(self, which=""):
         """Whether a job of the channel's pass is waiting or running: its
