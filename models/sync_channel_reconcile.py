@@ -591,6 +591,7 @@ class SyncChannel(models.Model):
         and the queued inbound events to the next real pass; the channel
         says so, since the drift it reports may hold sales a real pass
         reserves before comparing.
+
         """
         self.ensure_one()
         fetched = 0
@@ -810,7 +811,7 @@ class SyncChannel(models.Model):
         menu) does nothing: its figures would count in the next pass, and
         could close it before its own batches ran."""
         self.ensure_one()
-        if pass_ts and round(pass_ts, 3) != round(self.reconcile_started_ts or 0, 3):
+        if self._scs_not_this_pass(pass_ts):
             return "not compared: its pass was closed; the next pass compares them"
         # this job's snapshot was taken before it began: events recorded
         # since are looked for on a fresh one (a margin for the job's start)
@@ -961,6 +962,14 @@ class SyncChannel(models.Model):
         ]
         return f"checked {len(bindings)}, drift {len(drift)} {' '.join(notes)}"
 
+    def _scs_not_this_pass(self, pass_ts):
+        """Whether a job of the pass begun at ``pass_ts`` belongs to no pass
+        running now (None: a job enqueued before passes were named)."""
+        if pass_ts is None:
+            return False
+        started = self.reconcile_started_ts or 0.0
+        return pass_ts <= 0 or started <= 0 or round(pass_ts, 3) != round(started, 3)
+
     def _scs_compare(self, bindings, seen_of):
         """``{binding: (seen, published, reason)}`` of the bindings whose
         level on the channel (``seen_of``) is not what Odoo publishes,
@@ -991,16 +1000,12 @@ class SyncChannel(models.Model):
     @staticmethod
     def _scs_lower_on_channel(drift):
         """The bindings of ``drift`` whose channel shows less than Odoo
-        publishes, and than it last took when a push failed since: what a
-        sale Odoo does not know of yet looks like."""
+        publishes: what a sale Odoo does not know of yet looks like, a
+        failed push's too (it may have landed, its answer lost)."""
         return [
             binding
             for binding, (seen, published, reason) in drift.items()
-            if seen is not None
-            and seen < published
-            # a failed push explains a figure that never rose, not one
-            # below what the channel last took
-            and (reason != "failed_push" or seen < (binding.last_pushed_qty or 0))
+            if seen is not None and seen < published
         ]
 
     def _scs_note_levels_read(self, drift):
@@ -1312,7 +1317,9 @@ class SyncChannel(models.Model):
             self.write(
                 {
                     "last_reconcile_at": fields.Datetime.now(),
-                    "last_reconcile_duration": time.time() - (started or time.time()),
+                    "last_reconcile_duration": time.time() - started
+                    if started and started > 0
+                    else 0.0,
                 }
             )
             self.invalidate_recordset(["last_reconcile_error"])

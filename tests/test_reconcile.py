@@ -632,14 +632,15 @@ class TestReconcile(SyncCase):
                 )
 
     def test_a_sale_below_a_failed_push_is_read_before_correcting(self):
-        """A push of the mug failed (the channel kept its number), then the
-        shop sold one, its webhook lost: the channel shows less than it
-        last took, which no failed push explains. The batch reads the
-        orders again and reserves the sale before it corrects."""
+        """A push of the mug failed, though the channel took it (its answer
+        lost), then the shop sold one, its webhook lost: the channel shows
+        less than Odoo, which the failed push does not explain. The batch
+        reads the orders again and reserves the sale before it corrects."""
         (self.b_a | self.b_b)._scs_push()
         self.assertEqual(self.sim.quantity("SCS-MUG"), 10)
-        # as after a push that failed for good
-        self.b_a.push_state = "failed"
+        # as after a push whose answer was lost (the channel took it) and
+        # whose retries then failed: the last number known taken is older
+        self.b_a.write({"push_state": "failed", "last_pushed_qty": 5})
         self.channel._scs_start_reconcile()
         self.run_jobs("_scs_job_reconcile_start")
         self.sim.add_order("SIM-LOST", [("SCS-MUG", 1)])
@@ -725,6 +726,17 @@ class TestReconcile(SyncCase):
         self.channel.invalidate_recordset()
         self.assertEqual(self.channel.last_reconcile_checked, 0)
         self.assertIn("closed unfinished", self.channel.last_reconcile_error)
+        # its start job run again too: the batches it enqueues name no pass
+        # running, and do nothing
+        [start] = self.env["queue.job"].search(
+            [("func_string", "like", "._scs_job_reconcile_start(")]
+        )
+        start.requeue()
+        self.run_jobs("_scs_job_reconcile_start")
+        self.run_jobs("_scs_job_reconcile_batch")
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.last_reconcile_checked, 0)
+        self.assertEqual(self.channel.last_reconcile_duration, 0)
         self.channel.action_reconcile_now()
         self.run_jobs()
         self.channel.invalidate_recordset()
