@@ -456,21 +456,10 @@ def test_offers_that_cannot_be_read_leave_the_items_levels(sim, status):
     rows = sim.seed_skus(3, quantity=10)
     for row in rows:
         sim.offers[row["external_variant_id"]]["availableQuantity"] = 2
-    serve = sim.handle
-
-    def handle(req):
-        if req.method == "GET" and req.path == "/sell/inventory/v1/offer":
-            return Response(
-                status, {"errors": [{"errorId": 2003}]}, {"Retry-After": "1"}
-            )
-        return serve(req)
-
-    sim.handle = handle
-    levels = {
-        lv.sku: lv.quantity
-        for lv in make_adapter(sim).read_quantities(stock_updates(rows, 0))
+    answer = Response(status, {"errors": [{"errorId": 2003}]}, {"Retry-After": "1"})
+    assert _levels_with_offers_answered(sim, rows, answer) == {
+        row["sku"]: 10 for row in rows
     }
-    assert levels == {row["sku"]: 10 for row in rows}
     assert len(sim.requests_for("GET", "/sell/inventory/v1/offer")) == 1
 
 
@@ -482,20 +471,28 @@ def test_offers_that_make_no_sense_leave_the_items_levels(sim, answer):
     no number, no list) fails no read: the items' levels, as read."""
     rows = sim.seed_skus(2, quantity=10)
     sim.offers[rows[0]["external_variant_id"]]["availableQuantity"] = "n/a"
+    answer = None if answer is None else Response(200, answer)
+    assert _levels_with_offers_answered(sim, rows, answer) == {
+        row["sku"]: 10 for row in rows
+    }
+
+
+def _levels_with_offers_answered(sim, rows, answer):
+    """``{sku: level}`` read for ``rows``, every getOffers answered with
+    ``answer`` (None: the simulator's own answer)."""
     if answer is not None:
         serve = sim.handle
 
         def handle(req):
             if req.method == "GET" and req.path == "/sell/inventory/v1/offer":
-                return Response(200, answer)
+                return answer
             return serve(req)
 
         sim.handle = handle
-    levels = {
+    return {
         lv.sku: lv.quantity
         for lv in make_adapter(sim).read_quantities(stock_updates(rows, 0))
     }
-    assert levels == {row["sku"]: 10 for row in rows}
 
 
 # -- orders --------------------------------------------------------------------------
