@@ -591,7 +591,6 @@ class SyncChannel(models.Model):
         and the queued inbound events to the next real pass; the channel
         says so, since the drift it reports may hold sales a real pass
         reserves before comparing.
-
         """
         self.ensure_one()
         fetched = 0
