@@ -33,6 +33,11 @@ DB="${DB:-scs_demo}"
 SIM_HOST=127.0.0.1
 SIM_PORT=8701
 export ODOO_QUEUE_JOB_CHANNELS="${ODOO_QUEUE_JOB_CHANNELS:-root:2,root.channel_sync:2,root.channel_sync.reconcile:1}"
+# the simulators are on loopback, over plain HTTP: an HTTP proxy of the
+# environment must not be asked for them (the adapters refuse to hand it
+# credentials in clear)
+export NO_PROXY="${NO_PROXY:+$NO_PROXY,}127.0.0.1,localhost"
+export no_proxy="${no_proxy:+$no_proxy,}127.0.0.1,localhost"
 
 if [ -n "${ODOO_PYTHON:-}" ]; then
     if [ -n "${ODOO_BIN:-}" ]; then
