@@ -805,14 +805,19 @@ class ChannelBinding(models.Model):
             ).write({"eta": when})
 
     # -- jobs --
-    def _scs_job_push_corrections(self):
-        """Push Odoo's number over the channel edits an apply run found.
+    def _scs_job_push_corrections(self, reasons=None):
+        """Push Odoo's number over the channel edits an apply run found, or
+        over the drift a reconciliation batch found (``reasons``: the
+        events' reason by binding id, as text).
 
         One concurrent round for the run's edits (see
         ``sync.channel._scs_push_corrections``); their events are of kind
         ``correction``. A binding locked by another job makes this job retry.
         """
-        result = self.exists()._scs_push(force=True, kind="correction")
+        reasons = {int(b): reason for b, reason in (reasons or {}).items()}
+        result = self.exists()._scs_push(
+            force=True, kind="correction", reasons=reasons or None
+        )
         return f"corrections: {result}"
 
     def _scs_complete_listings_later(self):

@@ -293,10 +293,11 @@ class SyncChannel(models.Model):
             channel.last_reconcile_error = error
             channel._scs_notify(_("Orders not polled"), error, key="poll")
 
-    def _scs_fetch_orders_watched(self, what, retry=True):
+    def _scs_fetch_orders_watched(self, what, retry=True, keys=None):
         """``_scs_fetch_orders`` as a pass or a poll runs it: ``(fetched,
-        error)``. A paused channel is asked no sooner than its pushes would
-        be; a channel that does not answer is paused; a retryable error
+        error)``; ``keys``, a list, gets the new events' idempotency keys.
+        A paused channel is asked no sooner than its pushes would be; a
+        channel that does not answer is paused; a retryable error
         (5xx, 429, a timeout) retries the job after the channel's
         Retry-After or the job's retry pattern (with ``retry`` false, it is
         answered as an error is, for a caller that can do without); an
@@ -309,7 +310,7 @@ class SyncChannel(models.Model):
                 raise
             return 0, _("the channel's orders could not be read: %s", err)
         try:
-            fetched = self._scs_fetch_orders()
+            fetched = self._scs_fetch_orders(keys=keys)
             probing._scs_answered()
         except IncompleteFetch as stop:
             # what was read is kept (this job commits); the next poll or
@@ -634,8 +635,10 @@ class SyncChannel(models.Model):
             return f"dry run: orders not fetched, {len(batches)} batch(es)"
         return f"{fetched} order event(s) fetched, {len(batches)} batch(es)"
 
-    def _scs_fetch_orders(self):
-        """Orders updated since the last fetch, through the webhook intake.
+    def _scs_fetch_orders(self, keys=None):
+        """Orders updated since the last fetch, through the webhook intake:
+        how many events it recorded (``keys``, a list, gets their
+        idempotency keys).
 
         A channel that stops a long fetch at its rate limit (Amazon: a burst
         of 20 pages, then one every three minutes) keeps what it read: the
@@ -685,25 +688,7 @@ class SyncChannel(models.Model):
                     self.sudo().order_fetch_resume = False
                 raise
             stopped = err
-        parsed = []
-        refused = []
-        for order in orders:
-            kind = "cancel" if order.status in ("cancelled", "refunded") else "order"
-            stamp = order.updated_at.isoformat() if order.updated_at else ""
-            event = InboundEvent(
-                kind=kind,
-                idempotency_key=f"poll:{order.external_id}:{order.status}:{stamp}",
-                event_time=order.updated_at,
-                order=order,
-            )
-            try:
-                # what the webhook route refuses with a 400; one such order
-                # must not stop the others (nor the comparison)
-                check_inbound([event])
-            except (ValueError, TypeError) as err:
-                refused.append(f"{order.external_id!r}: {err}")
-                continue
-            parsed.append(event)
+        parsed, refused = self._scs_fetched_events(orders)
         problems = []
         if refused:
             _logger.warning(
@@ -719,6 +704,8 @@ class SyncChannel(models.Model):
         Event = self.env["sync.event"]
         recorded = Event._scs_record_inbound(self, parsed, b"", "poll", enqueue=False)
         new_keys = [r["key"] for r in recorded if r["new"]]
+        if keys is not None:
+            keys.extend(new_keys)
         failed = []
         for event in Event.search(
             [
@@ -753,6 +740,31 @@ class SyncChannel(models.Model):
         self.sudo().order_fetch_resume = False
         self.last_order_fetch_at = now
         return len(new_keys)
+
+    @staticmethod
+    def _scs_fetched_events(orders):
+        """``(events, refused)``: the fetched orders as inbound events, and
+        the orders the webhook route would refuse with a 400, each with its
+        reason: one such order must not stop the others (nor the
+        comparison)."""
+        parsed = []
+        refused = []
+        for order in orders:
+            kind = "cancel" if order.status in ("cancelled", "refunded") else "order"
+            stamp = order.updated_at.isoformat() if order.updated_at else ""
+            event = InboundEvent(
+                kind=kind,
+                idempotency_key=f"poll:{order.external_id}:{order.status}:{stamp}",
+                event_time=order.updated_at,
+                order=order,
+            )
+            try:
+                check_inbound([event])
+            except (ValueError, TypeError) as err:
+                refused.append(f"{order.external_id!r}: {err}")
+                continue
+            parsed.append(event)
+        return parsed, refused
 
     def _scs_apply_fetched(self, event):
         """Apply one fetched order event in a savepoint; whether it applied.
@@ -848,6 +860,7 @@ class SyncChannel(models.Model):
         # be, such drift is left to the next pass (it keeps units off sale,
         # it never sells them twice)
         unsold = {}
+        after_commit = False
         if (
             self._scs_lower_on_channel(drift)
             and not dry_run
@@ -864,8 +877,25 @@ class SyncChannel(models.Model):
         elif self._scs_lower_on_channel(drift) and not dry_run and self.fetch_orders:
             # not retried when it fails: the rest of the batch (a channel
             # showing more than Odoo, an oversell risk) is corrected now
-            fetched, error = self._scs_fetch_orders_watched("pass", retry=False)
-            if fetched:
+            keys = []
+            fetched, error = self._scs_fetch_orders_watched(
+                "pass", retry=False, keys=keys
+            )
+            if (
+                fetched
+                and not error
+                and not self._scs_bindings_named(
+                    self._scs_lower_on_channel(drift), self._scs_inbound_data_of(keys)
+                )
+            ):
+                # orders of other SKUs only (a busy shop's sales, its orders'
+                # updates): no lower figure is a sale Odoo has missed, the
+                # batch is corrected as read, not compared again for orders
+                # that never touched it. Its pushes wait for this job's
+                # commit (see below), not to call the channel while this
+                # transaction holds the stock those orders reserved.
+                after_commit = True
+            elif fetched:
                 # the orders were reserved in this job (all of them, or
                 # those read before the channel's rate limit stopped the
                 # read): they are committed first, and the batch compared
@@ -951,9 +981,17 @@ class SyncChannel(models.Model):
         if correct:
             self._scs_note_levels_read(drift)
             reasons = {b.id: reason for b, (_s, _p, reason) in drift.items()}
-            self.env["channel.binding"].union(*drift)._scs_push(
-                force=True, kind="correction", reasons=reasons
-            )
+            drifting = self.env["channel.binding"].union(*drift)
+            if after_commit:
+                drifting.with_delay(
+                    priority=RECONCILE_PRIORITY,
+                    description=f"Reconcile {self.name}: correct"
+                    f" {len(drifting)} binding(s) after missed orders",
+                )._scs_job_push_corrections(
+                    reasons={str(b): reason for b, reason in reasons.items()}
+                )
+            else:
+                drifting._scs_push(force=True, kind="correction", reasons=reasons)
         notes = [
             n
             for n, on in (("dry run", dry_run), ("held", limited), ("push off", off))
@@ -1069,8 +1107,14 @@ class SyncChannel(models.Model):
                 AWAITING_LIMIT,
             )
         )
+        return self._scs_bindings_named(bindings, self.env.cr.fetchall() + recent)
+
+    @staticmethod
+    def _scs_bindings_named(bindings, rows):
+        """Those of ``bindings`` that an item of the inbound events' data
+        ``rows`` (``[(data,)]``, JSON) names, by SKU or listing id."""
         named = set()
-        for (data,) in self.env.cr.fetchall() + recent:
+        for (data,) in rows:
             try:
                 data = json.loads(data or "{}")
             except ValueError:
@@ -1089,6 +1133,21 @@ class SyncChannel(models.Model):
                 if value
             )
         ]
+
+    def _scs_inbound_data_of(self, keys):
+        """``[(data,)]`` of the channel's inbound events of ``keys``."""
+        if not keys:
+            return []
+        self.env["sync.event"].flush_model(["data"])
+        self.env.cr.execute(
+            SQL(
+                "SELECT data FROM sync_event WHERE channel_id = %s"
+                " AND direction = 'in' AND idempotency_key = ANY(%s)",
+                self.id,
+                list(keys),
+            )
+        )
+        return self.env.cr.fetchall()
 
     def _scs_inbound_data_since(self, since):
         """``[(data,)]`` of the channel's inbound events recorded since

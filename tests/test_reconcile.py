@@ -689,6 +689,46 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.sim.quantity("SCS-MUG"), mug - 3)
         self.assertEqual(self.sim.quantity("SCS-CAP"), self.b_b.published_qty)
 
+    def test_orders_of_other_skus_do_not_hold_back_a_lower_figure(self):
+        """A busy shop: each re-read of the orders finds a sale, always of
+        another SKU than the one showing less (a hand edit on the channel).
+        The batch corrects that figure once the re-read shows no sale of
+        it, after committing the orders it reserved; it is not compared
+        again, nor left to the next pass, for orders that never touch it."""
+        (self.b_a | self.b_b)._scs_push()
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        published = self.b_a.published_qty
+        self.sim.set_stock("SCS-MUG", 3)
+        [batch] = self.sync_jobs("_scs_job_reconcile_batch")
+        for n in range(1, 5):
+            if not self.sync_jobs("_scs_job_reconcile_batch"):
+                break
+            # a sale of the cap (webhook lost) before each compare
+            self.sim.add_order(f"SIM-BUSY-{n}", [("SCS-CAP", 1)])
+            before = len(self.sim.history)
+            self.run_jobs("_scs_job_reconcile_batch", rounds=1)
+            self.assertEqual(len(self.sim.history), before, "nothing sent in it")
+        self.assertEqual(n, 2, "one compare, not compared again")
+        self.assertEqual(batch.result.strip(), "checked 2, drift 1")
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 3)
+        self.run_jobs()
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertFalse(self.channel.last_reconcile_error)
+        self.assertEqual(self.channel.last_reconcile_corrections, 1)
+        self.assertEqual(
+            self.env["stock.picking"].search_count(
+                [("scs_external_order_id", "like", "SIM-BUSY-")]
+            ),
+            1,
+        )
+        self.assertEqual(self.sim.quantity("SCS-MUG"), published)
+        self.assertEqual(self.sim.quantity("SCS-CAP"), self.b_b.published_qty)
+        mug = self.corrections().filtered(lambda e: e.sku == "SCS-MUG")
+        self.assertEqual(mug.mapped("state"), ["applied"])
+        self.assertEqual(mug.reason, "channel_edit")
+
     def test_a_numeric_sku_never_reads_another_listings_level(self):
         """Listing ids and SKUs are apart: a binding whose listing the read
         does not hold, and whose SKU happens to be another listing's id,
