@@ -73,6 +73,11 @@ def _qty_label(binding, qty):
     return f"{qty:g} {binding.sku or binding.product_id.display_name}"
 
 
+#: seconds of clock difference allowed between a channel's event times and
+#: Odoo's when telling which events of an order retention may have deleted
+HISTORY_MARGIN = 3600
+
+
 def _is_line_refund(order):
     """A refund that names the lines it restocks: it adds to the order's
     other events (each releases its own lines, once) instead of replacing
@@ -306,6 +311,75 @@ class SyncEventOrder(models.Model):
             " order does not reserve it again"
         )
 
+    def _scs_held_back(self, order, order_id, applied, bindings=None):
+        """``(state, reason, result)`` of an order holding no transfer that
+        is not reserved: placed before the channel's cutoff, released for
+        good here, or older than its history; else ``None``."""
+        placed = self._scs_placed_before_cutoff(order)
+        if placed:
+            reason = _(
+                "order placed %(placed)s, before the channel's order cutoff"
+                " (%(cutoff)s): not reserved",
+                placed=placed,
+                cutoff=self.channel_id.order_cutoff,
+            )
+            return "skipped", reason, "before cutoff"
+        not_again = self._scs_not_reserved_again(order, order_id, applied, bindings)
+        if not_again:
+            return "skipped", not_again, "not held"
+        beyond = self._scs_released_beyond_history(order_id, applied)
+        if beyond:
+            return "attention", beyond, "older than its history"
+        return None
+
+    def _scs_released_beyond_history(self, order_id, applied):
+        """Why this state of an order, older than the event log keeps an
+        order's history, must not reserve it (a reason), or ``None``.
+
+        Retention deletes a closed order's events after
+        ``event_retention_days``. Its transfer outlives them: one the
+        channel's cancel (or refunds) released, with no event left to say
+        so, leaves a state older than that cancel nothing to be stale
+        against, and a redelivery of it (a shop resending old messages, a
+        Replay of the kept original) would sell the order again. A state
+        that old, beside a released transfer that its history no longer
+        explains, needs a person: it is not reserved. A state recorded
+        within the horizon is ordered as usual: any newer event of the
+        order is still in the log (it was recorded after it happened)."""
+        if not self.event_ts:
+            return None
+        days = self._scs_retention_days("event_retention_days", 30)
+        horizon = time.time() - days * 86400 + HISTORY_MARGIN
+        if self.event_ts >= horizon:
+            return None
+        if any(
+            data.get("status") in ("cancelled", "refunded") or _is_line_refund(data)
+            for _event, data in applied
+        ):
+            # the release is in the log: ordered against it as usual
+            return None
+        released = (
+            self.env["stock.picking"]
+            .sudo()
+            .search_count(
+                [
+                    ("scs_channel_id", "=", self.channel_id.id),
+                    ("scs_external_order_id", "=", order_id),
+                    ("state", "=", "cancel"),
+                ],
+                limit=1,
+            )
+        )
+        if not released:
+            return None
+        return _(
+            "an order state older than the event log keeps an order's history"
+            " (%(days)s days), and the order's transfer was released by a"
+            " state no longer in the log: not reserved again. Check the order"
+            " on the channel; if it is sold, reserve it by hand.",
+            days=days,
+        )
+
     def _scs_cancelled_in_odoo(self, order_id):
         """Whether a transfer of this order was cancelled by someone in Odoo
         (not released by the channel's own cancel): a fact kept on the
@@ -391,22 +465,11 @@ class SyncEventOrder(models.Model):
             return self._scs_apply_release(existing, order, order_id, lines)
         if existing:
             return self._scs_follow_order(existing, lines, applied, bindings)
-        placed = self._scs_placed_before_cutoff(order)
-        if placed:
-            self._scs_set_state(
-                "skipped",
-                reason=_(
-                    "order placed %(placed)s, before the channel's order cutoff"
-                    " (%(cutoff)s): not reserved",
-                    placed=placed,
-                    cutoff=self.channel_id.order_cutoff,
-                ),
-            )
-            return "before cutoff"
-        not_again = self._scs_not_reserved_again(order, order_id, applied, bindings)
-        if not_again:
-            self._scs_set_state("skipped", reason=not_again)
-            return "not held"
+        held_back = self._scs_held_back(order, order_id, applied, bindings)
+        if held_back:
+            state, reason, result = held_back
+            self._scs_set_state(state, reason=reason)
+            return result
         as_of = ""
         later = self._scs_later_state(history)
         if later:

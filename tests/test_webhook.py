@@ -2230,6 +2230,41 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.gc_events()
         self.assertFalse(Event.search([("external_ref", "=", "G-RET")]))
 
+    def test_a_state_older_than_the_logs_history_does_not_reserve_again(self):
+        """An order placed and cancelled on the channel 40 days ago: its
+        events are gone by retention, its released transfer is not. The
+        order's creation delivered again (a shop resending old messages)
+        has no cancel left to be stale against: it is not reserved, and
+        needs a person. A state of it from today (the order reopened on
+        the channel) is reserved as usual."""
+        self.t0 = fields.Datetime.subtract(fields.Datetime.now(), days=40)
+        self.post_edit("G-OLD", [("SCS-MUG", 3)], 0, event="order.created")
+        self.post_edit("G-OLD", [("SCS-MUG", 3)], 50, event="order.cancelled")
+        self.assertFalse(self.held("G-OLD"))
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE sync_event SET create_date = now() - interval '40 days',"
+            " write_date = now() - interval '40 days'"
+            " WHERE external_ref = 'G-OLD'"
+        )
+        self.env["sync.event"].invalidate_model()
+        self.gc_events()
+        self.assertFalse(
+            self.env["sync.event"].search([("external_ref", "=", "G-OLD")])
+        )
+        free = self.product_a.free_qty
+        event = self.post_edit("G-OLD", [("SCS-MUG", 3)], 10, event="order.created")
+        self.assertEqual(event.state, "attention")
+        self.assertIn("older than the event log keeps", event.reason)
+        self.assertFalse(self.held("G-OLD"))
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free)
+        # within the log's history: ordered as usual
+        self.t0 = fields.Datetime.now()
+        event = self.post_edit("G-OLD", [("SCS-MUG", 2)], 0)
+        self.assertEqual(event.state, "applied", event.error)
+        self.assertEqual(self.held("G-OLD"), {"SCS-MUG": (2, 2)})
+
     def test_edit_dropping_the_line_of_an_archived_binding_releases_it(self):
         """A line the order no longer names is released, also when its
         binding was archived since the order was reserved."""
