@@ -183,7 +183,8 @@ class ChannelBinding(models.Model):
 
     _channel_product_uniq = models.Constraint(
         "UNIQUE(channel_id, product_id)",
-        "A product variant can be bound only once per channel.",
+        "A product variant can be bound only once per channel (an archived"
+        " binding counts: unarchive it instead).",
     )
     _channel_sku_uniq = models.UniqueIndex(
         "(channel_id, sku) WHERE sku IS NOT NULL AND external_id IS NULL AND active",
@@ -212,14 +213,28 @@ class ChannelBinding(models.Model):
 
     @api.constrains("channel_id", "sku", "external_id", "active")
     def _check_sku_once(self):
-        """A listing known by its SKU alone is bound once per channel: two
-        variants pushed under one SKU would overwrite each other's number.
+        """A listing known by its SKU is bound once per channel: two
+        variants pushed under one SKU would overwrite each other's number,
+        and the channel's orders of it would all reserve the first one.
+        On a channel that addresses listings by SKU (``listings_by_sku``:
+        a generic shop, Amazon, eBay) that holds whatever ids the bindings
+        carry; on the others (Shopify, WooCommerce) a binding with its
+        listing's id is addressed by it.
 
         One query for the whole batch (Match Listings creates thousands at
         once). The database's unique index covers two SKU-only bindings,
         also created at the same moment; this also refuses one beside a
         binding of the same SKU that carries its own ids."""
-        checked = self.filtered(lambda b: b.active and b.sku and not b.external_id)
+        checked = self.filtered(
+            lambda b: (
+                b.active
+                and b.sku
+                and (
+                    not b.external_id
+                    or get_adapter_class(b.channel_id.channel_type).listings_by_sku
+                )
+            )
+        )
         if not checked:
             return
         self.flush_model(["channel_id", "sku", "active", "external_id"])
@@ -242,9 +257,40 @@ class ChannelBinding(models.Model):
             raise ValidationError(
                 _(
                     "SKU %(sku)s is already bound on channel %(channel)s: a"
-                    " listing known by its SKU alone takes one variant.",
+                    " listing known by its SKU takes one variant.",
                     sku=binding.sku,
                     channel=binding.channel_id.display_name,
+                )
+            )
+
+    @api.constrains("channel_id", "sku", "external_id", "active")
+    def _check_listing_named(self):
+        """A binding names its listing: by SKU on a channel that addresses
+        listings so, else by SKU or the listing's id. A binding naming none
+        would be pushed under no listing, or another's."""
+        unnamed = self.filtered(
+            lambda b: (
+                b.active
+                and not b.sku
+                and (
+                    not b.external_id
+                    or get_adapter_class(b.channel_id.channel_type).listings_by_sku
+                )
+            )
+        )
+        if unnamed:
+            raise ValidationError(
+                _(
+                    "%(product)s has no SKU to be listed under on %(channel)s:"
+                    " give the binding the listing's SKU (or set the variant's"
+                    " internal reference)%(ids)s.",
+                    product=unnamed[0].sudo().product_id.display_name,
+                    channel=unnamed[0].channel_id.display_name,
+                    ids=""
+                    if get_adapter_class(
+                        unnamed[0].channel_id.channel_type
+                    ).listings_by_sku
+                    else _(", or the listing's external id"),
                 )
             )
 
@@ -668,7 +714,7 @@ class ChannelBinding(models.Model):
         """The plain value handed to the adapter (a push, or a read reference)."""
         self.ensure_one()
         return StockUpdate(
-            sku=self.sku or self.product_id.default_code or str(self.product_id.id),
+            sku=self.sku or "",
             quantity=qty,
             external_id=self.external_id or "",
             external_variant_id=self.external_variant_id or "",

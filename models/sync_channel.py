@@ -638,9 +638,14 @@ class SyncChannel(models.Model):
                 levels = list(channel._scs_adapter().read_quantities())
             except ChannelError as err:
                 raise UserError(_("Could not read the listings: %s", err)) from err
-            bound = set(
-                channel.binding_ids.with_context(active_test=False).mapped("sku")
+            # archived bindings too: their product and SKU are taken (the
+            # one2many, read before, holds the active ones only)
+            every = (
+                self.env["channel.binding"]
+                .with_context(active_test=False)
+                .search([("channel_id", "=", channel.id)])
             )
+            bound = set(every.mapped("sku"))
             skus = {lv.sku: lv for lv in levels if lv.sku and lv.sku not in bound}
             products = self.env["product.product"].search(
                 [
@@ -651,9 +656,7 @@ class SyncChannel(models.Model):
             )
             per_sku = Counter(products.mapped("default_code"))
             ambiguous.update(sku for sku, count in per_sku.items() if count > 1)
-            bound_products = channel.binding_ids.with_context(
-                active_test=False
-            ).product_id
+            bound_products = every.product_id
             products = products.filtered(
                 lambda p, counts=per_sku, bound=bound_products: (
                     counts[p.default_code] == 1 and p not in bound

@@ -1511,6 +1511,63 @@ class TestBindingTools(SyncCase):
         ):
             self.env.cr.execute(insert, [channel.id, third.id, channel.company_id.id])
 
+    def test_a_listing_known_by_its_sku_takes_one_variant(self):
+        """On a channel that sets its listings by SKU (a generic shop,
+        Amazon, eBay) two bindings of one SKU would overwrite each other's
+        number, and every order of it would reserve the first: refused,
+        whatever external ids they carry. A WooCommerce listing is set by
+        its id: two bindings of one SKU with their own ids are two listings.
+        A binding that names no listing is refused."""
+        Product = self.env["product.product"]
+        other = Product.create(
+            {"name": "Other", "default_code": "SCS-OTHER", "is_storable": True}
+        )
+        bare = Product.create({"name": "No reference", "is_storable": True})
+        channel = self.make_channel(self.start_simulator())
+        self.bind(channel, self.product_a, external_id="EXT-A")
+        for vals in (
+            {"sku": "SCS-MUG", "external_id": "EXT-B"},
+            {"sku": "SCS-MUG"},
+            {},
+            {"external_id": "EXT-C"},
+        ):
+            with (
+                self.subTest(**vals),
+                self.assertRaises(ValidationError),
+                self.env.cr.savepoint(),
+            ):
+                self.bind(channel, other if vals.get("sku") else bare, **vals)
+        binding = self.bind(channel, other)
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            binding.write({"sku": "SCS-MUG", "external_id": "EXT-D"})
+        woo = self.make_channel(
+            channel_type="woocommerce", name="Woo", base_url="http://127.0.0.1:9"
+        )
+        self.bind(woo, self.product_a, external_id="11")
+        self.bind(woo, other, sku="SCS-MUG", external_id="12")
+        self.bind(woo, bare, external_id="13")
+        self.assertEqual(
+            woo.binding_ids.sorted("external_id").mapped("sku"),
+            ["SCS-MUG", "SCS-MUG", False],
+        )
+        with self.assertRaises(ValidationError), self.env.cr.savepoint():
+            self.bind(woo, Product.create({"name": "None", "is_storable": True}))
+
+    def test_match_listings_leaves_archived_bindings_alone(self):
+        """An archived binding's SKU and variant are taken: Match Listings
+        binds the others, instead of failing on the variant's one binding
+        per channel."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        sim.set_stock("SCS-MUG", 4)
+        sim.set_stock("SCS-CAP", 2)
+        archived = self.bind(channel, self.product_a)
+        archived.active = False
+        answer = channel.action_match_listings()
+        self.assertIn("1 binding(s) created", answer["params"]["message"])
+        self.assertEqual(channel.binding_ids.mapped("sku"), ["SCS-CAP"])
+        self.assertFalse(archived.active)
+
     def test_why_this_quantity_writes_every_digit(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim)

@@ -382,6 +382,10 @@ class ChannelAdapter:
     #: whether the adapter sends credentials (a token, keys) on its calls:
     #: then only over HTTPS, loopback aside (the simulators)
     requires_https = False
+    #: whether the channel addresses a listing by its SKU, whatever other
+    #: ids the binding carries (a generic shop, Amazon's seller SKU, eBay's
+    #: inventory item): two bindings of one SKU would set one listing
+    listings_by_sku = True
     #: seconds the channel may take to apply an update it accepted (0: it
     #: is applied when the call answers); a level read that soon after a
     #: push may still show the number before it

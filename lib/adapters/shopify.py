@@ -308,6 +308,8 @@ class ShopifyAdapter(ChannelAdapter):
     requires_https = True
     max_batch = MAX_QUANTITIES
     compares_previous = True
+    #: a push sets an inventory item by its id; the SKU only finds it
+    listings_by_sku = False
 
     def __init__(self, config, session=None, clock=time.time, sleep=time.sleep):
         super().__init__(config, session=session, clock=clock)

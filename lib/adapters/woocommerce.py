@@ -206,6 +206,8 @@ class WooCommerceAdapter(ChannelAdapter):
 
     channel_type = "woocommerce"
     max_batch = MAX_BATCH
+    #: a push sets a product or variation by its id; the SKU only finds it
+    listings_by_sku = False
 
     def __init__(self, config, session=None, clock=time.time):
         super().__init__(config, session=session, clock=clock)
