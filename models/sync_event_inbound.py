@@ -825,11 +825,19 @@ class SyncEventInbound(models.Model):
             if is_stale(self.event_ts or None, binding.last_event_ts or None):
                 results.append(f"{binding.sku}: stale")
                 worst = "stale" if worst == "applied" else worst
-                if binding.push_state == "ok" and seen != binding.last_pushed_qty:
+                if (
+                    binding.push_state == "ok"
+                    and seen != binding.last_pushed_qty
+                    and not self.replay_of_id
+                ):
                     # an older level is not applied, but one that disagrees
                     # with our last push may be the channel's number (a
                     # clock that ran ahead made the newer ones "older"):
-                    # Odoo's number is pushed again, which is right either way
+                    # Odoo's number is pushed again, which is right either
+                    # way. Not for a replay: the level is history, already
+                    # answered when it came, and replaying a day of them
+                    # would spend the channel's rate limit on pushes of the
+                    # number it holds
                     self._scs_correct(binding, corrections)
                 continue
             # what Odoo knew the channel held: its last push as the channel

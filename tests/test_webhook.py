@@ -2838,6 +2838,14 @@ class TestWebhook(SyncCaseMixin, HttpCase):
             self.assertEqual(event.state, "stale")
             self.run_jobs("_scs_job_push_corrections")
             self.assertEqual(sim.quantity("SCS-MUG"), 10 if corrected else qty)
+        # that stale level replayed: history, answered when it came; nothing
+        # is pushed for it again
+        sim.set_stock("SCS-MUG", 4)
+        replay = event.action_replay()
+        self.run_jobs("_scs_job_apply")
+        self.assertEqual(replay.state, "stale")
+        self.assertFalse(self.sync_jobs("_scs_job_push_corrections"))
+        self.assertEqual(sim.quantity("SCS-MUG"), 4)
 
     # -- one apply job per channel and subject ---------------------------------
     def apply_jobs(self):
