@@ -64,6 +64,12 @@ FINAL_STATES = ("applied", "stale", "duplicate", "skipped", "discarded")
 APPLY_KINDS = ("order", "cancel", "inventory")
 
 
+def like_prefix(prefix):
+    """A ``=like`` pattern of the values that begin with ``prefix``."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
 class SyncEvent(models.Model):
     _name = "sync.event"
     _description = "Stock Sync Event"

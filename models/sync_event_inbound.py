@@ -25,7 +25,7 @@ from .job_store import (
     hold_pending_jobs,
     run_again_after_lost_connection,
 )
-from .sync_event import APPLY_KINDS, KIND_VALUES, _scs_log_line
+from .sync_event import APPLY_KINDS, KIND_VALUES, _scs_log_line, like_prefix
 
 #: what the webhook route writes of an inbound event, in one INSERT
 INSERT_COLUMNS = (
@@ -639,13 +639,43 @@ class SyncEventInbound(models.Model):
             return f"nothing to do: event is {event.state}"
         data = json.loads(event.data or "{}")
         if event.kind in ("order", "cancel"):
-            return event._scs_apply_order(data.get("order") or {}, bindings, defer)
-        if event.kind == "inventory":
-            return event._scs_apply_inventory(
+            result = event._scs_apply_order(data.get("order") or {}, bindings, defer)
+        elif event.kind == "inventory":
+            result = event._scs_apply_inventory(
                 data.get("levels") or [], bindings, corrections, published
             )
-        event._scs_set_state("skipped", reason=_("nothing to apply"))
-        return "skipped"
+        else:
+            event._scs_set_state("skipped", reason=_("nothing to apply"))
+            return "skipped"
+        if event.replay_of_id and event.state == "applied":
+            event._scs_resolve_replayed()
+        return result
+
+    def _scs_resolve_replayed(self):
+        """A replay applied: what its original needed attention for is
+        done. The original itself, and each of its unknown SKUs that is
+        bound now, are closed as resolved, instead of waiting in *Needs
+        Attention* for the problem retention."""
+        original = self.replay_of_id
+        prefix = f"{original.idempotency_key}:unknown:"
+        children = self.search(
+            [
+                ("channel_id", "=", self.channel_id.id),
+                ("direction", "=", "in"),
+                ("kind", "=", "unknown_sku"),
+                ("state", "=", "attention"),
+                ("idempotency_key", "=like", like_prefix(prefix)),
+            ]
+        )
+        resolved = children.filtered(
+            lambda c: self._scs_find_binding(
+                c.sku,
+                *([None, c.idempotency_key[len(prefix) :]] if not c.sku else []),
+            )
+        )
+        if original.state == "attention":
+            resolved |= original
+        resolved._scs_discard(_("resolved by its replay %s", self.idempotency_key))
 
     def _scs_superseded_levels(self):
         """``{event: newer event}``: item levels that a later level overrides.

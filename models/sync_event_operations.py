@@ -11,7 +11,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from .sync_event import APPLY_KINDS, FINAL_STATES
+from .sync_event import APPLY_KINDS, FINAL_STATES, like_prefix
 
 _logger = logging.getLogger(__name__)
 
@@ -225,8 +225,7 @@ class SyncEventOperations(models.Model):
                 (
                     "idempotency_key",
                     "=like",
-                    prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                    + "%",
+                    like_prefix(prefix),
                 ),
             ]
         ).mapped("idempotency_key")

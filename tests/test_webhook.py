@@ -1711,6 +1711,46 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
 
+    def test_a_replay_that_applies_resolves_what_needed_attention(self):
+        """An order of an archived SKU and of a SKU never bound needs
+        attention. Its binding back, the order's replay reserves it: the
+        original and its unknown SKU now bound are closed as resolved, the
+        SKU still unknown keeps its attention."""
+        self.b_generic.active = False
+        payload = self.order_payload("G-BACK")
+        payload["data"]["lines"] = [
+            {"sku": "SCS-MUG", "quantity": 2},
+            {"sku": "NOT-BOUND", "quantity": 1},
+        ]
+        self.assertEqual(self.post_generic(payload).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        Event = self.env["sync.event"]
+        original = Event.search(
+            [("external_ref", "=", "G-BACK"), ("kind", "=", "order")]
+        )
+        unknown = Event.search([("kind", "=", "unknown_sku")])
+        self.assertEqual(original.state, "attention")
+        self.assertEqual(sorted(unknown.mapped("sku")), ["NOT-BOUND", "SCS-MUG"])
+        self.b_generic.active = True
+        free = self.product_a.free_qty
+        replay = original.action_replay()
+        self.run_jobs("_scs_job_apply")
+        self.assertEqual(replay.state, "applied", replay.error)
+        self.assertEqual(self.held("G-BACK"), {"SCS-MUG": (2, 2)})
+        self.product_a.invalidate_recordset()
+        self.assertEqual(self.product_a.free_qty, free - 2)
+        self.assertEqual(original.state, "discarded")
+        self.assertIn("resolved by its replay", original.reason)
+        mug = unknown.filtered(lambda e: e.sku == "SCS-MUG")
+        self.assertEqual(mug.state, "discarded")
+        self.assertEqual(mug.discarded_from, "attention")
+        self.assertEqual((unknown - mug).state, "attention")
+        # replayed again: nothing reserved twice, nothing else closed
+        original.action_replay()
+        self.run_jobs("_scs_job_apply")
+        self.assertEqual(self.held("G-BACK"), {"SCS-MUG": (2, 2)})
+        self.assertEqual((unknown - mug).state, "attention")
+
     def test_order_beyond_the_stock_before_any_push_is_an_oversell(self):
         """No quantity was pushed to the channel yet: an order the stock
         cannot cover is still an incident, and says what is not known."""
