@@ -966,8 +966,17 @@ class SyncChannel(models.Model):
             warehouses = self.env["stock.warehouse"].search(
                 [("company_id", "=", self.company_id.id)]
             )
-        return (locations | warehouses.lot_stock_id).filtered(
+        roots = (locations | warehouses.lot_stock_id).filtered(
             lambda loc: loc.usage == "internal"
+        )
+        # a location inside another one chosen is already counted in it: as
+        # a source of its own, an order split between the two would count
+        # its stock twice and be sent to reserve units it does not have
+        return roots.filtered(
+            lambda loc: not any(
+                other != loc and loc.parent_path.startswith(other.parent_path)
+                for other in roots
+            )
         )
 
     def _scs_free_quantities(self, product_ids, locations=None):

@@ -379,6 +379,25 @@ class TestOutboundPush(SyncCase):
         self.assertEqual(sim.quantity("SCS-MUG"), 0)
         self.assertFalse(channel._scs_stock_locations())
 
+    def test_a_location_inside_a_chosen_warehouse_counts_once(self):
+        """A channel that sells a warehouse and also names a shelf inside
+        it: the shelf's stock is the warehouse's, one source; as a second
+        one, an order split between them would count it twice."""
+        shelf = self.env["stock.location"].create(
+            {"name": "Shelf", "location_id": self.warehouse.lot_stock_id.id}
+        )
+        outside = self.env["stock.location"].create(
+            {"name": "Annex", "location_id": self.warehouse.view_location_id.id}
+        )
+        sim = self.start_simulator()
+        channel = self.make_channel(sim, location_ids=[(6, 0, (shelf | outside).ids)])
+        self.assertEqual(
+            channel._scs_stock_locations(), self.warehouse.lot_stock_id | outside
+        )
+        binding = self.bind(channel, self.product_a)
+        free = self.product_a.with_context(warehouse_id=self.warehouse.id).free_qty
+        self.assertEqual(binding.published_qty, int(free))
+
     def test_a_channel_holding_a_newer_sequence_is_pushed_above_it(self):
         """After Odoo's database is restored from a backup, its sequences are
         behind what a channel already holds: the refused push is not recorded
