@@ -55,6 +55,15 @@ class ProductProduct(models.Model):
             self._scs_push_at_commit()
         return res
 
+    def unlink(self):
+        """A deleted variant's bindings go through their own ``unlink`` (the
+        database's cascade would skip it): their pushes still waiting are
+        closed, not left failing with no binding to send them."""
+        self.env["channel.binding"].sudo().with_context(active_test=False).search(
+            [("product_id", "in", self.ids)]
+        ).unlink()
+        return super().unlink()
+
     def _scs_bound(self):
         """``{variant id: last push (unix)}`` for variants bound to a pushing channel.
 

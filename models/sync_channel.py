@@ -973,9 +973,11 @@ class SyncChannel(models.Model):
         # a source of its own, an order split between the two would count
         # its stock twice and be sent to reserve units it does not have
         return roots.filtered(
-            lambda loc: not any(
-                other != loc and loc.parent_path.startswith(other.parent_path)
-                for other in roots
+            lambda loc: (
+                not any(
+                    other != loc and loc.parent_path.startswith(other.parent_path)
+                    for other in roots
+                )
             )
         )
 

@@ -1288,6 +1288,25 @@ class TestOutboundPush(SyncCase):
         self.assertEqual((orphan.state, orphan.discarded_from), ("discarded", "dead"))
         self.assertIn("binding was deleted", orphan.reason)
 
+    def test_a_deleted_variant_closes_its_bindings_pushes(self):
+        """A variant never moved is deleted outright: its bindings go
+        through their own deletion, so their push still being retried is
+        closed, not left failing with no binding to send it."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        product = self.env["product.product"].create(
+            {"name": "Gone", "default_code": "SCS-GONE", "is_storable": True}
+        )
+        binding = self.bind(channel, product)
+        sim.queue_response(503)
+        binding._scs_push()
+        failed = self.env["sync.event"].search([("binding_id", "=", binding.id)])
+        self.assertEqual(failed.state, "failed")
+        product.unlink()
+        self.assertFalse(binding.exists())
+        self.assertEqual(failed.state, "skipped")
+        self.assertIn("binding was deleted", failed.reason)
+
     def test_channel_that_does_not_answer_is_paused_and_holds_back_no_other(self):
         """A channel does not answer (nothing listens at its address): it is
         paused, so the next stock change reaches the other channel without
