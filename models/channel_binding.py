@@ -227,12 +227,7 @@ class ChannelBinding(models.Model):
         binding of the same SKU that carries its own ids."""
         checked = self.filtered(
             lambda b: (
-                b.active
-                and b.sku
-                and (
-                    not b.external_id
-                    or get_adapter_class(b.channel_id.channel_type).listings_by_sku
-                )
+                b.active and b.sku and (not b.external_id or b._scs_listed_by_sku())
             )
         )
         if not checked:
@@ -263,6 +258,11 @@ class ChannelBinding(models.Model):
                 )
             )
 
+    def _scs_listed_by_sku(self):
+        """Whether the binding's channel sets listings by SKU, whatever
+        other ids the binding carries (see ``listings_by_sku``)."""
+        return get_adapter_class(self.channel_id.channel_type).listings_by_sku
+
     @api.constrains("channel_id", "sku", "external_id", "active")
     def _check_listing_named(self):
         """A binding names its listing: by SKU on a channel that addresses
@@ -270,12 +270,7 @@ class ChannelBinding(models.Model):
         would be pushed under no listing, or another's."""
         unnamed = self.filtered(
             lambda b: (
-                b.active
-                and not b.sku
-                and (
-                    not b.external_id
-                    or get_adapter_class(b.channel_id.channel_type).listings_by_sku
-                )
+                b.active and not b.sku and (not b.external_id or b._scs_listed_by_sku())
             )
         )
         if unnamed:
@@ -287,9 +282,7 @@ class ChannelBinding(models.Model):
                     product=unnamed[0].sudo().product_id.display_name,
                     channel=unnamed[0].channel_id.display_name,
                     ids=""
-                    if get_adapter_class(
-                        unnamed[0].channel_id.channel_type
-                    ).listings_by_sku
+                    if unnamed[0]._scs_listed_by_sku()
                     else _(", or the listing's external id"),
                 )
             )
