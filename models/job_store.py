@@ -372,6 +372,65 @@ LOST_CONNECTION_WINDOW = 900
 LOST_CONNECTION_ETA = 5
 
 
+#: ``exc_name`` queue_job's runner gives a job whose worker died on more
+#: tries than the job's retries (killed by a memory or time limit, say): it
+#: marks the job failed without calling its ``on_fail`` hook
+FOUND_DEAD = "JobFoundDead"
+#: a found-dead job's ``result`` once its hook ran (see ``fail_dead_jobs``)
+FOUND_DEAD_HANDLED = "found dead: its failure hook ran"
+#: found-dead jobs handled per call
+FOUND_DEAD_BATCH = 100
+
+
+def fail_dead_jobs(env):
+    """Run the ``on_fail`` hook of this module's jobs found dead.
+
+    A push job whose worker is killed on each try ends *failed* with no
+    dead letter, no activity and no job left: the channels it had to set
+    would keep their old figure, more than Odoo may sell, with nothing to
+    show for it. Its hook makes the failure what a job failing any other
+    way makes it (dead letters to retry, an activity; a closed pass batch).
+    Each job once: its ``result`` says so. Returns the jobs handled.
+    """
+    dead = (
+        env["queue.job"]
+        .sudo()
+        .search(
+            [
+                ("state", "=", "failed"),
+                ("exc_name", "=", FOUND_DEAD),
+                ("result", "=", False),
+                ("method_name", "=like", "\\_scs\\_job\\_%"),
+                # a channel's apply job gets a new one instead (see
+                # ``sync.channel._scs_cron_requeue_orphans``): its hook would
+                # make dead letters of sales not reserved yet
+                ("method_name", "!=", "_scs_job_apply_inbound"),
+                ("job_function_id.on_fail_method", "!=", False),
+            ],
+            order="id",
+            limit=FOUND_DEAD_BATCH,
+        )
+    )
+    for record in dead:
+        message = (
+            f"its worker died on each of its {record.retry or 0} tries"
+            " (killed, or past a time or memory limit)"
+        )
+        try:
+            with env.cr.savepoint():
+                Job.load(env, record.uuid).on_fail(
+                    {
+                        "exc_name": FOUND_DEAD,
+                        "exc_message": message,
+                        "exc_info": record.exc_info,
+                    }
+                )
+        except Exception:
+            _logger.exception("job %s found dead: its failure hook failed", record.uuid)
+        record.result = FOUND_DEAD_HANDLED
+    return dead
+
+
 def connection_lost(err):
     """Whether ``err`` says the job's database connection is gone.
 

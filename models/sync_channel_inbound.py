@@ -64,6 +64,7 @@ from odoo.addons.queue_job.utils import must_run_without_delay
 from ..lib.ordering import MAX_AHEAD
 from .job_store import (
     connection_lost,
+    fail_dead_jobs,
     lock_rows_or_retry,
     run_again_after_lost_connection,
     store_jobs,
@@ -1124,7 +1125,12 @@ class SyncChannel(models.Model):
         hook. Their events would wait for the hourly reconciliation pass;
         here they wait a minute or two. One query when nothing is left
         behind. Returns the channels that got a job.
+
+        Any job of this module so found dead first gets its failure hook
+        (``fail_dead_jobs``): a push job's SKU becomes dead letters and an
+        activity, not a channel left with its old figure and no trace.
         """
+        fail_dead_jobs(self.env)
         self.env["sync.event"].flush_model(["channel_id", "state", "enqueue_ts"])
         self.env.cr.execute(
             SQL(

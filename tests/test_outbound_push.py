@@ -1098,6 +1098,52 @@ class TestOutboundPush(SyncCase):
         self.product_a._scs_on_push_failed(exc_message="database went away")
         self.assertEqual(channel.dead_count, 1)
 
+    def test_push_job_found_dead_becomes_dead_letters(self):
+        """A SKU's push job whose worker is killed on each try: queue_job's
+        runner marks it failed (found dead) without its failure hook. The
+        minute's safety net runs the hook: each binding of the SKU gets a
+        dead letter, its channel an activity; once per job."""
+        sim = self.start_simulator()
+        channel = self.make_channel(sim)
+        binding = self.bind(channel, self.product_a)
+        self.product_a._scs_enqueue_push()
+        job = self.sync_jobs("_scs_job_push_sku")
+        self.assertEqual(len(job), 1)
+        # what the runner writes (``requeue_dead_jobs``)
+        job.sudo().write(
+            {
+                "state": "failed",
+                "retry": 6,
+                "exc_name": "JobFoundDead",
+                "exc_info": "Job found dead after too many retries",
+            }
+        )
+        Channel = self.env["sync.channel"]
+        Channel._scs_cron_requeue_orphans()
+        dead = self.env["sync.event"].search(
+            [("binding_id", "=", binding.id), ("state", "=", "dead")]
+        )
+        self.assertEqual(len(dead), 1)
+        self.assertIn("its worker died on each of its 6 tries", dead.error)
+        self.assertEqual(job.result, "found dead: its failure hook ran")
+        activities = self.env["mail.activity"].search(
+            [("res_model", "=", "sync.channel"), ("res_id", "=", channel.id)]
+        )
+        self.assertTrue(activities)
+        Channel._scs_cron_requeue_orphans()
+        self.assertEqual(
+            self.env["sync.event"].search_count(
+                [("binding_id", "=", binding.id), ("state", "=", "dead")]
+            ),
+            1,
+            "once per job",
+        )
+        # the dead letter's Retry pushes today's number
+        sim.set_stock("SCS-MUG", 99)
+        dead.action_retry()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), binding.published_qty)
+
     def test_failed_sku_job_is_a_dead_letter(self):
         sim = self.start_simulator()
         channel = self.make_channel(sim)
