@@ -6,6 +6,15 @@ from odoo.exceptions import ValidationError
 class ProductTemplate(models.Model):
     _inherit = "product.template"
 
+    def unlink(self):
+        """A deleted product's bindings go through their own ``unlink``: its
+        variants are removed by the database's cascade, which skips that of
+        ``product.product`` (see there)."""
+        self.env["channel.binding"].sudo().with_context(active_test=False).search(
+            [("product_id.product_tmpl_id", "in", self.ids)]
+        ).unlink()
+        return super().unlink()
+
     @api.constrains("is_storable")
     def _check_scs_bound_stays_storable(self):
         """A product sold on channels keeps tracking its stock: without it

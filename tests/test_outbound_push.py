@@ -1352,6 +1352,18 @@ class TestOutboundPush(SyncCase):
         self.assertFalse(binding.exists())
         self.assertEqual(failed.state, "skipped")
         self.assertIn("binding was deleted", failed.reason)
+        # deleted from its product form (the template): the same
+        template = self.env["product.template"].create(
+            {"name": "Gone too", "default_code": "SCS-GONE-2", "is_storable": True}
+        )
+        binding = self.bind(channel, template.product_variant_id)
+        sim.queue_response(503)
+        binding._scs_push()
+        failed = self.env["sync.event"].search([("binding_id", "=", binding.id)])
+        self.assertEqual(failed.state, "failed")
+        template.unlink()
+        self.assertFalse(binding.exists())
+        self.assertEqual(failed.state, "skipped")
 
     def test_channel_that_does_not_answer_is_paused_and_holds_back_no_other(self):
         """A channel does not answer (nothing listens at its address): it is
