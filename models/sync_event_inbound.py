@@ -654,8 +654,8 @@ class SyncEventInbound(models.Model):
     def _scs_resolve_replayed(self):
         """A replay applied: what its original needed attention for is
         done. The original itself, and each of its unknown SKUs that is
-        bound now, are closed as resolved, instead of waiting in *Needs
-        Attention* for the problem retention."""
+        bound now and held by the order, are closed as resolved, instead of
+        waiting in *Needs Attention* for the problem retention."""
         original = self.replay_of_id
         prefix = f"{original.idempotency_key}:unknown:"
         children = self.search(
@@ -667,10 +667,29 @@ class SyncEventInbound(models.Model):
                 ("idempotency_key", "=like", like_prefix(prefix)),
             ]
         )
+        # a line bound since, and held by the order now: a line bound since
+        # that the replay did not reserve (the order shipped meanwhile) is
+        # still a sale Odoo does not hold
+        held = (
+            self.env["stock.picking"]
+            .sudo()
+            .search(
+                [
+                    ("scs_channel_id", "=", self.channel_id.id),
+                    ("scs_external_order_id", "=", self.external_ref),
+                    ("state", "!=", "cancel"),
+                ]
+            )
+            .move_ids.filtered(lambda m: m.state != "cancel")
+            .product_id
+        )
         resolved = children.filtered(
-            lambda c: self._scs_find_binding(
-                c.sku,
-                *([None, c.idempotency_key[len(prefix) :]] if not c.sku else []),
+            lambda c: (
+                self._scs_find_binding(
+                    c.sku,
+                    *([None, c.idempotency_key[len(prefix) :]] if not c.sku else []),
+                ).product_id
+                & held
             )
         )
         if original.state == "attention":

@@ -1751,6 +1751,36 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(self.held("G-BACK"), {"SCS-MUG": (2, 2)})
         self.assertEqual((unknown - mug).state, "attention")
 
+    def test_a_replay_after_shipping_leaves_an_unreserved_line_in_attention(self):
+        """An order of a bound SKU and a SKU never bound is reserved and
+        shipped; the second SKU is bound since. Its replay cannot reserve
+        what shipped without it: that line's unknown SKU stays in
+        attention, the sale Odoo still does not hold."""
+        cap = self.env["product.product"].create(
+            {"name": "New", "default_code": "SCS-NEW", "is_storable": True}
+        )
+        payload = self.order_payload("G-SHIPPED")
+        payload["data"]["lines"] = [
+            {"sku": "SCS-MUG", "quantity": 1},
+            {"sku": "SCS-NEW", "quantity": 2},
+        ]
+        self.assertEqual(self.post_generic(payload).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        Event = self.env["sync.event"]
+        original = Event.search(
+            [("external_ref", "=", "G-SHIPPED"), ("kind", "=", "order")]
+        )
+        unknown = Event.search([("kind", "=", "unknown_sku")])
+        self.assertEqual(unknown.sku, "SCS-NEW")
+        picking = self.reservations(self.generic, "G-SHIPPED")
+        picking.move_ids.write({"quantity": 1, "picked": True})
+        picking._action_done()
+        self.bind(self.generic, cap)
+        replay = original.action_replay()
+        self.run_jobs("_scs_job_apply")
+        self.assertEqual(replay.state, "applied", replay.error)
+        self.assertEqual(unknown.state, "attention")
+
     def test_order_beyond_the_stock_before_any_push_is_an_oversell(self):
         """No quantity was pushed to the channel yet: an order the stock
         cannot cover is still an incident, and says what is not known."""
