@@ -61,6 +61,10 @@ LOCK_RETRY_SECONDS = 0.5
 LIVE_BATCH_BINDINGS = 100
 #: bindings whose listing ids one job reads (one call each)
 LISTINGS_PER_JOB = 100
+#: seconds before a deferred correction job began from which an inbound
+#: event is taken as arrived since its batch compared (as the batch's own
+#: ``RECENT_MARGIN``)
+SOLD_MARGIN = 10
 
 
 def _qty(value):
@@ -854,10 +858,38 @@ class ChannelBinding(models.Model):
         ``correction``. A binding locked by another job makes this job retry.
         """
         reasons = {int(b): reason for b, reason in (reasons or {}).items()}
-        result = self.exists()._scs_push(
+        bindings = self.exists()
+        if reasons:
+            bindings -= bindings._scs_sold_since_compared()
+        result = bindings._scs_push(
             force=True, kind="correction", reasons=reasons or None
         )
         return f"corrections: {result}"
+
+    def _scs_sold_since_compared(self):
+        """Those of these bindings (a reconciliation's corrections, pushed
+        after its batch committed) whose channel shows less than Odoo
+        publishes and has sent an inbound event of them not applied yet, or
+        recorded since this job began: a sale since the comparison, which
+        Odoo's number, pushed now, would offer again. Its own job pushes
+        once it is reserved (as the batch leaves such a SKU alone)."""
+        quantities = self._scs_quantities()
+        lower = self.filtered(
+            lambda b: b.last_seen_at and b.last_seen_qty < quantities[b.id].published
+        )
+        since = fields.Datetime.subtract(fields.Datetime.now(), seconds=SOLD_MARGIN)
+        sold = self.browse()
+        for channel in lower.channel_id:
+            sold |= self.browse(
+                [
+                    b.id
+                    for b in channel._scs_bindings_awaiting_inbound(
+                        lower.filtered(lambda b, c=channel: b.channel_id == c),
+                        since=since,
+                    )
+                ]
+            )
+        return sold
 
     def _scs_complete_listings_later(self):
         """Read, in a job, the ids a push needs that the channel's catalogue

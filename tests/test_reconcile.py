@@ -729,6 +729,43 @@ class TestReconcile(SyncCase):
         self.assertEqual(mug.mapped("state"), ["applied"])
         self.assertEqual(mug.reason, "channel_edit")
 
+    def test_a_correction_after_the_commit_leaves_a_sale_since_alone(self):
+        """The batch's re-read found orders of other SKUs only: the mug's
+        hand edit is corrected in a job after the batch commits. A sale of
+        the mug recorded in between, its apply job not run yet, is not put
+        back on sale by that job: the sale's own push sets the mug."""
+        (self.b_a | self.b_b)._scs_push()
+        published = self.b_a.published_qty
+        self.sim.set_stock("SCS-MUG", 3)
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        self.sim.add_order("SIM-OTHER", [("SCS-CAP", 1)])
+        self.run_jobs("_scs_job_reconcile_batch")
+        self.assertEqual(len(self.sync_jobs("_scs_job_push_corrections")), 1)
+        order = ChannelOrder("W-LATE", "open", [OrderLine("SCS-MUG", 1)])
+        self.env["sync.event"]._scs_record_inbound(
+            self.channel,
+            [InboundEvent("order", "msg_sold_since", order=order)],
+            b"{}",
+            "order.created",
+            enqueue=False,
+        )
+        self.sim.set_stock("SCS-MUG", 2)
+        self.run_jobs("_scs_job_push_corrections")
+        self.assertEqual(self.sim.quantity("SCS-MUG"), 2, "the sale stays off sale")
+        self.assertFalse(self.corrections().filtered(lambda e: e.sku == "SCS-MUG"))
+        self.channel._scs_enqueue_inbound()
+        self.run_jobs()
+        self.assertEqual(self.sim.quantity("SCS-MUG"), published - 1)
+        # with no such sale, the job corrects it
+        self.sim.set_stock("SCS-MUG", 3)
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        self.sim.add_order("SIM-OTHER-2", [("SCS-CAP", 1)])
+        self.run_jobs("_scs_job_reconcile_batch")
+        self.run_jobs("_scs_job_push_corrections")
+        self.assertEqual(self.sim.quantity("SCS-MUG"), published - 1)
+
     def test_a_numeric_sku_never_reads_another_listings_level(self):
         """Listing ids and SKUs are apart: a binding whose listing the read
         does not hold, and whose SKU happens to be another listing's id,
