@@ -75,7 +75,7 @@ from .sync_event import (
     buffered_log_lines,
     log_lines,
 )
-from .sync_event_inbound import DELIVERY_LOCK
+from .sync_event_inbound import DELIVERY_LOCK, LIVE_RUN
 from .sync_event_order import NoReserveSource
 
 _logger = logging.getLogger(__name__)
@@ -87,8 +87,6 @@ LATE_LOCK_WAIT_MS = 200
 INBOUND_LOCK = 0x5C5
 #: advisory lock class of "a delivery starts the channel's apply job"
 START_LOCK = 0x5C7
-#: job states in which a channel's apply job will still read the events
-LIVE_JOB_STATES = ("pending", "enqueued", "started")
 #: events with a time of their own that ``_scs_learn_clock`` reads
 CLOCK_SAMPLE = 50
 #: events needed before a lead behind Odoo's clock is believed
@@ -479,17 +477,17 @@ class SyncChannel(models.Model):
         )
 
     def _scs_live_apply_job(self):
-        """Whether the channel's apply job waits or runs."""
-        self.env["queue.job"].flush_model(["identity_key", "state"])
+        """Whether the channel's apply job waits or runs (a run started
+        longer ago than ``RUN_PRESUMED_DEAD`` is taken for dead)."""
+        self.env["queue.job"].flush_model(["identity_key", "state", "date_started"])
         self.env.cr.execute(
             SQL(
                 # the method too: an event's own job had the same key
                 # before its key was renamed (jobs from before an upgrade)
                 "SELECT 1 FROM queue_job WHERE identity_key = %s"
-                " AND method_name = '_scs_job_apply_inbound'"
-                " AND state IN %s LIMIT 1",
+                + LIVE_RUN
+                + " LIMIT 1",
                 self._scs_inbound_identity(),
-                LIVE_JOB_STATES,
             )
         )
         return bool(self.env.cr.fetchone())

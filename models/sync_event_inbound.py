@@ -48,9 +48,16 @@ INSERT_COLUMNS = (
 #: the rows of the channel's apply run while it waits or runs; the method
 #: too, as in ``sync.channel._scs_live_apply_job``: an event's own job had
 #: the channel's key before its key was renamed (jobs from before an upgrade)
+#: seconds after its start an apply run still *started* is taken for one
+#: whose worker died: a run applies for ``APPLY_SECONDS`` at most, then
+#: commits; queue_job's runner requeues a dead one only at the next turn of
+#: its loop (up to a minute), and every delivery meanwhile would count on it
+RUN_PRESUMED_DEAD = 30
 LIVE_RUN = (
     " AND method_name = '_scs_job_apply_inbound'"
-    " AND state IN ('pending', 'enqueued', 'started')"
+    " AND (state IN ('pending', 'enqueued') OR (state = 'started'"
+    " AND (date_started IS NULL OR date_started > (now() AT TIME ZONE 'UTC')"
+    f" - interval '{RUN_PRESUMED_DEAD} seconds')))"
 )
 INSERT_INBOUND = (
     "INSERT INTO sync_event ("

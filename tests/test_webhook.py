@@ -3171,6 +3171,34 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.assertEqual(event.state, "applied")
         self.assertEqual(len(self.reservations(self.generic, "G-ORPHAN")), 1)
 
+    def test_a_delivery_does_not_count_on_a_run_started_long_ago(self):
+        """The channel's apply run was started half a minute ago or more:
+        runs commit within seconds, so its worker is taken for dead (queued
+        runner requeues it only at the next turn of its loop, up to a minute
+        on). The next delivery gets its own run instead of waiting with it;
+        one started a second ago is counted on."""
+        self.post_generic(self.order_payload("G-STUCK"), msg_id="msg_G-STUCK")
+        started = self.apply_jobs()
+        self.assertEqual(len(started), 1)
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE queue_job SET state = 'started', date_started ="
+            " (now() AT TIME ZONE 'UTC') - interval '1 second' WHERE id = %s",
+            (started.id,),
+        )
+        self.post_generic(self.order_payload("G-STUCK-2"), msg_id="msg_G-STUCK-2")
+        self.assertFalse(self.apply_jobs(), "the run just started applies it")
+        self.env.cr.execute(
+            "UPDATE queue_job SET date_started = date_started - interval '1 minute'"
+            " WHERE id = %s",
+            (started.id,),
+        )
+        self.post_generic(self.order_payload("G-STUCK-3"), msg_id="msg_G-STUCK-3")
+        self.assertEqual(len(self.apply_jobs()), 1, "a run of its own")
+        self.run_jobs("_scs_job_apply_inbound")
+        for order_id in ("G-STUCK", "G-STUCK-2", "G-STUCK-3"):
+            self.assertEqual(len(self.reservations(self.generic, order_id)), 1)
+
     def test_minute_cron_requeues_events_a_killed_run_left(self):
         """A worker killed during each try of the run: queue_job's runner
         ends by marking the job failed (``JobFoundDead``) without its hook.
