@@ -32,10 +32,12 @@ import json
 import logging
 import time
 
+import psycopg2
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from odoo import SUPERUSER_ID, fields, http
+from odoo import SUPERUSER_ID, fields, http, sql_db
 from odoo.http import request
+from odoo.tools import config
 
 from ..lib import signatures
 from ..lib.adapters import (
@@ -46,12 +48,15 @@ from ..lib.adapters import (
 )
 from ..lib.adapters.base import MAX_JSON_DEPTH
 from ..models.ir_http import WEBHOOK_ROUTE
+from ..models.sync_channel_inbound import DEFAULT_MAX_BYTES
 
 _logger = logging.getLogger(__name__)
 
 #: the widest timestamp tolerance honoured (``sync.channel`` refuses more)
 MAX_TOLERANCE = 3600
 WEBHOOK_TYPES = ("generic", "shopify", "woocommerce")
+#: seconds a sender is asked to wait when no database answers
+OUTAGE_RETRY_AFTER = 30
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -74,7 +79,11 @@ def _refuse_constant(name):
 
 
 def _max_bytes(env):
-    """The body size limit (``stock_channel_sync.webhook_max_bytes``)."""
+    """The body size limit (``stock_channel_sync.webhook_max_bytes``); the
+    default one for a request that found no database (it is answered
+    without reading its body)."""
+    if env is None or env.registry is None:
+        return DEFAULT_MAX_BYTES
     return env["sync.channel"]._scs_webhook_max_bytes()
 
 
@@ -286,6 +295,20 @@ def _answer(http_status, **body):
     return _json_response(body, http_status)
 
 
+def _database_down():
+    """Whether a database this server is set to serve (``db_name``; else
+    the server's ``postgres``) cannot be reached now. A request that found
+    no database is then an outage (503, to be retried), not an unknown
+    channel (404, which senders take for good)."""
+    for name in config["db_name"] or ["postgres"]:
+        try:
+            with sql_db.db_connect(name).cursor() as cr:
+                cr.execute("SELECT 1")
+        except psycopg2.Error:
+            return True
+    return False
+
+
 class WebhookController(http.Controller):
     @http.route(
         WEBHOOK_ROUTE,
@@ -305,6 +328,11 @@ class WebhookController(http.Controller):
             response.headers["Allow"] = "POST"
             return response
         if request.env is None or request.env.registry is None:
+            if _database_down():
+                # a sender takes 404 for good: an outage is said to be one
+                response = _answer(503, error="database unavailable, retry later")
+                response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
+                return response
             return _answer(404, error="unknown channel")
         request.update_env(user=SUPERUSER_ID)
         env = request.env

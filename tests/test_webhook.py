@@ -359,6 +359,34 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         )
         self.assertEqual(res.status_code, 200, res.text)
 
+    def test_a_request_that_found_no_database_in_an_outage_is_retried(self):
+        """A request that reaches the route with no database (Odoo could not
+        open it) is an unknown channel when the server's databases answer,
+        and a 503 with Retry-After when one does not: senders take a 404
+        for good, and would drop the sale."""
+        from odoo.addons.stock_channel_sync.controllers import main
+
+        real = main.request
+
+        class NoDatabase:
+            """The route's ``request`` as Odoo hands it over without a
+            database: the HTTP request, no environment."""
+
+            env = None
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        before = self.counts()
+        with patch.object(main, "request", NoDatabase()):
+            res = self.post_generic(self.order_payload("G-NODB"))
+            self.assertEqual(res.status_code, 404, res.text)
+            with patch.object(main, "config", {"db_name": ["scs_no_such_db"]}):
+                res = self.post_generic(self.order_payload("G-NODB"))
+        self.assertEqual(res.status_code, 503, res.text)
+        self.assertEqual(res.headers["Retry-After"], "30")
+        self.assertEqual(self.counts(), before)
+
     def test_parameter_named_self_is_no_500(self):
         """Odoo passes request parameters to the route's method by name: one
         named ``self`` was a TypeError (500) before any check ran."""
