@@ -1340,30 +1340,24 @@ class TestOutboundPush(SyncCase):
         closed, not left failing with no binding to send it."""
         sim = self.start_simulator()
         channel = self.make_channel(sim)
-        product = self.env["product.product"].create(
-            {"name": "Gone", "default_code": "SCS-GONE", "is_storable": True}
-        )
-        binding = self.bind(channel, product)
-        sim.queue_response(503)
-        binding._scs_push()
-        failed = self.env["sync.event"].search([("binding_id", "=", binding.id)])
-        self.assertEqual(failed.state, "failed")
-        product.unlink()
-        self.assertFalse(binding.exists())
-        self.assertEqual(failed.state, "skipped")
-        self.assertIn("binding was deleted", failed.reason)
-        # deleted from its product form (the template): the same
-        template = self.env["product.template"].create(
-            {"name": "Gone too", "default_code": "SCS-GONE-2", "is_storable": True}
-        )
-        binding = self.bind(channel, template.product_variant_id)
-        sim.queue_response(503)
-        binding._scs_push()
-        failed = self.env["sync.event"].search([("binding_id", "=", binding.id)])
-        self.assertEqual(failed.state, "failed")
-        template.unlink()
-        self.assertFalse(binding.exists())
-        self.assertEqual(failed.state, "skipped")
+        # deleted as a variant, and from its product form (the template)
+        for n, deleted in enumerate((lambda t: t.product_variant_id, lambda t: t)):
+            template = self.env["product.template"].create(
+                {
+                    "name": f"Gone {n}",
+                    "default_code": f"SCS-GONE-{n}",
+                    "is_storable": True,
+                }
+            )
+            binding = self.bind(channel, template.product_variant_id)
+            sim.queue_response(503)
+            binding._scs_push()
+            failed = self.env["sync.event"].search([("binding_id", "=", binding.id)])
+            self.assertEqual(failed.state, "failed")
+            deleted(template).unlink()
+            self.assertFalse(binding.exists())
+            self.assertEqual(failed.state, "skipped")
+            self.assertIn("binding was deleted", failed.reason)
 
     def test_channel_that_does_not_answer_is_paused_and_holds_back_no_other(self):
         """A channel does not answer (nothing listens at its address): it is

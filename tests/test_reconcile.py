@@ -59,6 +59,17 @@ class TestReconcile(SyncCase):
         )
         event.invalidate_recordset(["create_date"])
 
+    def record_queued_order(self, order_id, key, qty):
+        """A webhook's order of ``qty`` mugs, recorded, its job not run."""
+        order = ChannelOrder(order_id, "open", [OrderLine("SCS-MUG", qty)])
+        self.env["sync.event"]._scs_record_inbound(
+            self.channel,
+            [InboundEvent("order", key, order=order)],
+            b"{}",
+            "order.created",
+            enqueue=False,
+        )
+
     def corrections(self):
         return self.env["sync.event"].search(
             [("channel_id", "=", self.channel.id), ("kind", "=", "correction")]
@@ -155,14 +166,7 @@ class TestReconcile(SyncCase):
         (self.b_a | self.b_b)._scs_push()
         self.sim.set_stock("SCS-MUG", 8)
         self.sim.set_stock("SCS-CAP", 1)
-        order = ChannelOrder("W-1", "open", [OrderLine("SCS-MUG", 2)])
-        self.env["sync.event"]._scs_record_inbound(
-            self.channel,
-            [InboundEvent("order", "msg_awaiting", order=order)],
-            b"{}",
-            "order.created",
-            enqueue=False,
-        )
+        self.record_queued_order("W-1", "msg_awaiting", 2)
         event = self.env["sync.event"].search(
             [("idempotency_key", "=", "msg_awaiting")]
         )
@@ -742,14 +746,7 @@ class TestReconcile(SyncCase):
         self.sim.add_order("SIM-OTHER", [("SCS-CAP", 1)])
         self.run_jobs("_scs_job_reconcile_batch")
         self.assertEqual(len(self.sync_jobs("_scs_job_push_corrections")), 1)
-        order = ChannelOrder("W-LATE", "open", [OrderLine("SCS-MUG", 1)])
-        self.env["sync.event"]._scs_record_inbound(
-            self.channel,
-            [InboundEvent("order", "msg_sold_since", order=order)],
-            b"{}",
-            "order.created",
-            enqueue=False,
-        )
+        self.record_queued_order("W-LATE", "msg_sold_since", 1)
         self.sim.set_stock("SCS-MUG", 2)
         self.run_jobs("_scs_job_push_corrections")
         self.assertEqual(self.sim.quantity("SCS-MUG"), 2, "the sale stays off sale")

@@ -1739,24 +1739,28 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         self.product_a.invalidate_recordset()
         self.assertEqual(self.product_a.free_qty, free)
 
+    def post_lines(self, order_id, lines):
+        """An order of ``lines`` (sku, quantity) delivered and applied:
+        ``(its event, the unknown SKU events)``."""
+        payload = self.order_payload(order_id)
+        payload["data"]["lines"] = [{"sku": sku, "quantity": q} for sku, q in lines]
+        self.assertEqual(self.post_generic(payload).status_code, 200)
+        self.run_jobs("_scs_job_apply_inbound")
+        Event = self.env["sync.event"]
+        original = Event.search(
+            [("external_ref", "=", order_id), ("kind", "=", "order")]
+        )
+        return original, Event.search([("kind", "=", "unknown_sku")])
+
     def test_a_replay_that_applies_resolves_what_needed_attention(self):
         """An order of an archived SKU and of a SKU never bound needs
         attention. Its binding back, the order's replay reserves it: the
         original and its unknown SKU now bound are closed as resolved, the
         SKU still unknown keeps its attention."""
         self.b_generic.active = False
-        payload = self.order_payload("G-BACK")
-        payload["data"]["lines"] = [
-            {"sku": "SCS-MUG", "quantity": 2},
-            {"sku": "NOT-BOUND", "quantity": 1},
-        ]
-        self.assertEqual(self.post_generic(payload).status_code, 200)
-        self.run_jobs("_scs_job_apply_inbound")
-        Event = self.env["sync.event"]
-        original = Event.search(
-            [("external_ref", "=", "G-BACK"), ("kind", "=", "order")]
+        original, unknown = self.post_lines(
+            "G-BACK", [("SCS-MUG", 2), ("NOT-BOUND", 1)]
         )
-        unknown = Event.search([("kind", "=", "unknown_sku")])
         self.assertEqual(original.state, "attention")
         self.assertEqual(sorted(unknown.mapped("sku")), ["NOT-BOUND", "SCS-MUG"])
         self.b_generic.active = True
@@ -1787,18 +1791,9 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         cap = self.env["product.product"].create(
             {"name": "New", "default_code": "SCS-NEW", "is_storable": True}
         )
-        payload = self.order_payload("G-SHIPPED")
-        payload["data"]["lines"] = [
-            {"sku": "SCS-MUG", "quantity": 1},
-            {"sku": "SCS-NEW", "quantity": 2},
-        ]
-        self.assertEqual(self.post_generic(payload).status_code, 200)
-        self.run_jobs("_scs_job_apply_inbound")
-        Event = self.env["sync.event"]
-        original = Event.search(
-            [("external_ref", "=", "G-SHIPPED"), ("kind", "=", "order")]
+        original, unknown = self.post_lines(
+            "G-SHIPPED", [("SCS-MUG", 1), ("SCS-NEW", 2)]
         )
-        unknown = Event.search([("kind", "=", "unknown_sku")])
         self.assertEqual(unknown.sku, "SCS-NEW")
         picking = self.reservations(self.generic, "G-SHIPPED")
         picking.move_ids.write({"quantity": 1, "picked": True})
