@@ -8,7 +8,7 @@ JOB_METHODS = r"\_scs\_job\_%"
 
 
 def uninstall_hook(env):
-    """Leave no job of the module behind, nor its push sequence.
+    """Leave no job of the module behind, nor its push sequence and send marks.
 
     Odoo removes the module's models and job functions, not the queue_job
     rows of its jobs: the job runner would run a waiting one against a model
@@ -16,3 +16,4 @@ def uninstall_hook(env):
     """
     env.cr.execute(SQL("DELETE FROM queue_job WHERE method_name LIKE %s", JOB_METHODS))
     env.cr.execute("DROP SEQUENCE IF EXISTS stock_channel_sync_push_seq")
+    env.cr.execute("DROP TABLE IF EXISTS stock_channel_sync_sent")

@@ -208,6 +208,23 @@ class ChannelBinding(models.Model):
         "allocation_pct": (0.0, 100.0),
     }
 
+    def init(self):
+        """The sends marked outside a push job's transaction (see
+        ``_scs_mark_sent``): no model (nothing reads them but the next push
+        of their binding) and no foreign key (the job holds its bindings'
+        rows locked while it marks them from another transaction)."""
+        res = super().init()
+        self.env.cr.execute(
+            "CREATE TABLE IF NOT EXISTS stock_channel_sync_sent ("
+            " binding_id integer NOT NULL, quantity integer NOT NULL,"
+            " sent_ts double precision NOT NULL)"
+        )
+        self.env.cr.execute(
+            "CREATE INDEX IF NOT EXISTS stock_channel_sync_sent_binding_idx"
+            " ON stock_channel_sync_sent (binding_id, sent_ts)"
+        )
+        return res
+
     def _validate_fields(self, field_names, excluded_names=()):
         # create() hands a generator over, which super() would use up
         field_names = list(field_names)
@@ -649,6 +666,8 @@ class ChannelBinding(models.Model):
                 binding._scs_update(qty, event, unconfirmed.get(binding.id, ()))
                 for binding, qty, event in items
             ]
+            if adapter.compares_previous:
+                self._scs_mark_sent([(b.id, q) for b, q, _e in items])
             tasks[channel.id] = partial(_send, adapter, updates, budget)
         sent_ts = time.time()
         events.filtered(lambda e: e.state == "received").sudo().write(
@@ -670,14 +689,36 @@ class ChannelBinding(models.Model):
                     binding._scs_record_failure(event, item_error)
         return {"pushed": len(plan) - failed, "skipped": skipped, "failed": failed}
 
+    def _scs_mark_sent(self, pairs):
+        """Record ``[(binding id, quantity)]`` about to be sent to a
+        compare-and-set channel, on a transaction of its own: the job's own
+        record of the send (its event) goes if the job is rolled back after
+        the channel applied it (a serialization failure, a killed worker),
+        and the next push would take the channel's level, Odoo's own
+        number, for units sold there, and keep them off sale. A mark counts
+        until its binding's next confirmed level (``_scs_unconfirmed_sends``
+        reads those sent since), a day at most (retention deletes it)."""
+        now = time.time()
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                SQL(
+                    "INSERT INTO stock_channel_sync_sent (binding_id, quantity,"
+                    " sent_ts) VALUES %s",
+                    SQL(", ").join(
+                        SQL("(%s, %s, %s)", b, int(q), now) for b, q in pairs
+                    ),
+                )
+            )
+
     def _scs_unconfirmed_sends(self):
         """``{binding id: quantities}`` Odoo sent these bindings since their
         last confirmed level whose outcome it does not know: given up before
         the answer, timed out, or cut short (an HTTP error answer, a refused
         connection, certainly did not land). For a compare-and-set channel,
         a live level among them is one of Odoo's own pushes that landed, not
-        a sale there (see ``StockUpdate.unconfirmed``). One query; the last
-        day only."""
+        a sale there (see ``StockUpdate.unconfirmed``). Those of a job
+        rolled back after its call (``_scs_mark_sent``) too. One query; the
+        last day only."""
         if not self:
             return {}
         self.env["sync.event"].flush_model(
@@ -687,19 +728,25 @@ class ChannelBinding(models.Model):
         self.env.cr.execute(
             SQL(
                 """
-                SELECT e.binding_id, array_agg(DISTINCT e.quantity)
-                  FROM sync_event e
-                  JOIN channel_binding b ON b.id = e.binding_id
-                 WHERE e.binding_id = ANY(%s) AND e.direction = 'out'
-                   AND e.sent_ts > %s AND e.state != 'applied'
-                   AND (e.state = 'queued' OR e.error ILIKE ANY(%s))
-                   AND (b.last_seen_at IS NULL OR e.sent_ts >=
-                        EXTRACT(EPOCH FROM b.last_seen_at) - 1)
-              GROUP BY e.binding_id
+                SELECT sent.binding_id, array_agg(DISTINCT sent.quantity)
+                  FROM (SELECT e.binding_id, e.quantity, e.sent_ts
+                          FROM sync_event e
+                         WHERE e.binding_id = ANY(%(ids)s) AND e.direction = 'out'
+                           AND e.sent_ts > %(since)s AND e.state != 'applied'
+                           AND (e.state = 'queued' OR e.error ILIKE ANY(%(unknown)s))
+                     UNION ALL
+                        SELECT s.binding_id, s.quantity, s.sent_ts
+                          FROM stock_channel_sync_sent s
+                         WHERE s.binding_id = ANY(%(ids)s) AND s.sent_ts > %(since)s
+                       ) sent
+                  JOIN channel_binding b ON b.id = sent.binding_id
+                 WHERE b.last_seen_at IS NULL
+                    OR sent.sent_ts >= EXTRACT(EPOCH FROM b.last_seen_at) - 1
+              GROUP BY sent.binding_id
                 """,
-                self.ids,
-                time.time() - 86400,
-                list(UNKNOWN_OUTCOME_ERRORS),
+                ids=self.ids,
+                since=time.time() - 86400,
+                unknown=list(UNKNOWN_OUTCOME_ERRORS),
             )
         )
         return {
@@ -1160,6 +1207,8 @@ class ChannelBinding(models.Model):
                 if adapter.compares_previous
                 else ()
             )
+            if adapter.compares_previous:
+                binding._scs_mark_sent([(binding.id, qty)])
             result = adapter.set_quantity(binding._scs_update(qty, event, unconfirmed))
         except ChannelError as err:
             if isinstance(err, UnreachableError):

@@ -331,6 +331,14 @@ class SyncEventOperations(models.Model):
             rows = self.env.cr.fetchall()
             deleted += len(rows)
             dead_of.update(channel for channel, state in rows if state == "dead")
+        # sends marked by jobs rolled back since (see
+        # ``channel.binding._scs_mark_sent``): read for a day at most
+        self.env.cr.execute(
+            SQL(
+                "DELETE FROM stock_channel_sync_sent WHERE sent_ts < %s",
+                time.time() - 86400,
+            )
+        )
         if deleted:
             self.invalidate_model()
             # a dead letter gone by age: its channel's alert may be about
