@@ -304,8 +304,11 @@ def _database_down():
         try:
             with sql_db.db_connect(name).cursor() as cr:
                 cr.execute("SELECT 1")
-        except psycopg2.Error:
-            return True
+        except psycopg2.Error as err:
+            # a database that does not exist is no outage: an unknown
+            # channel, as any request no database answers for
+            if "does not exist" not in str(err):
+                return True
     return False
 
 

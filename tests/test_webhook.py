@@ -381,7 +381,12 @@ class TestWebhook(SyncCaseMixin, HttpCase):
         with patch.object(main, "request", NoDatabase()):
             res = self.post_generic(self.order_payload("G-NODB"))
             self.assertEqual(res.status_code, 404, res.text)
+            # a database set that does not exist: no outage either
             with patch.object(main, "config", {"db_name": ["scs_no_such_db"]}):
+                res = self.post_generic(self.order_payload("G-NODB"))
+                self.assertEqual(res.status_code, 404, res.text)
+            refused = psycopg2.OperationalError("connection refused")
+            with patch.object(main.sql_db, "db_connect", side_effect=refused):
                 res = self.post_generic(self.order_payload("G-NODB"))
         self.assertEqual(res.status_code, 503, res.text)
         self.assertEqual(res.headers["Retry-After"], "30")
