@@ -1224,9 +1224,19 @@ class ChannelBinding(models.Model):
     def _scs_on_push_failed(self, exc_name=None, exc_message=None, exc_info=None, **kw):
         """queue_job ``on_fail`` hook: the retry job is dead, so is its event;
         unless the job only lost its database connection: it runs again."""
+        job_uuid = self.env.context.get("job_uuid")
         for binding in self.exists():
             event = binding.pending_event_id
             if not event:
+                continue
+            if (
+                kw.get("found_dead")
+                and job_uuid
+                and event.job_uuid
+                and event.job_uuid != job_uuid
+            ):
+                # found dead late: the binding waits on a newer push since,
+                # with a retry job of its own
                 continue
             delay = run_again_after_lost_connection(
                 binding.env, f"stock_channel_sync.binding.{binding.id}", exc_name

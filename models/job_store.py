@@ -43,10 +43,11 @@ one.
 """
 
 import logging
+from datetime import timedelta, timezone
 
 import psycopg2.errors
 
-from odoo import api
+from odoo import api, fields
 from odoo.tools import SQL
 
 from odoo.addons.queue_job.exception import RetryableJobError
@@ -376,10 +377,14 @@ LOST_CONNECTION_ETA = 5
 #: tries than the job's retries (killed by a memory or time limit, say): it
 #: marks the job failed without calling its ``on_fail`` hook
 FOUND_DEAD = "JobFoundDead"
-#: a found-dead job's ``result`` once its hook ran (see ``fail_dead_jobs``)
-FOUND_DEAD_HANDLED = "found dead: its failure hook ran"
+#: a found-dead job's ``exc_message`` ends so once handled (see
+#: ``fail_dead_jobs``; queue_job writes ``result`` at each postponed try)
+FOUND_DEAD_HANDLED = "found dead: handled"
 #: found-dead jobs handled per call
 FOUND_DEAD_BATCH = 100
+#: seconds after its last start a found-dead job is still handled (older
+#: ones, from before this module handled them, are left as they are)
+FOUND_DEAD_WINDOW = 86400
 
 
 def fail_dead_jobs(env):
@@ -390,7 +395,13 @@ def fail_dead_jobs(env):
     would keep their old figure, more than Odoo may sell, with nothing to
     show for it. Its hook makes the failure what a job failing any other
     way makes it (dead letters to retry, an activity; a closed pass batch).
-    Each job once: its ``result`` says so. Returns the jobs handled.
+    A binding job with no hook (a batch of pushes or corrections) gets its
+    SKUs pushed again, forced, by their own jobs. The hook is told the
+    job's arguments and creation (``job_kwargs``, ``job_created``), with
+    ``found_dead``: it runs up to a minute late, and must not close what
+    came after the job (a newer pass, a newer push). Each job once, its
+    message says so; a hook that fails is tried again the next minute.
+    Returns the jobs handled.
     """
     dead = (
         env["queue.job"]
@@ -399,13 +410,19 @@ def fail_dead_jobs(env):
             [
                 ("state", "=", "failed"),
                 ("exc_name", "=", FOUND_DEAD),
-                ("result", "=", False),
+                "|",
+                ("exc_message", "=", False),
+                ("exc_message", "not like", FOUND_DEAD_HANDLED),
                 ("method_name", "=like", "\\_scs\\_job\\_%"),
                 # a channel's apply job gets a new one instead (see
                 # ``sync.channel._scs_cron_requeue_orphans``): its hook would
                 # make dead letters of sales not reserved yet
                 ("method_name", "!=", "_scs_job_apply_inbound"),
-                ("job_function_id.on_fail_method", "!=", False),
+                (
+                    "date_started",
+                    ">",
+                    fields.Datetime.now() - timedelta(seconds=FOUND_DEAD_WINDOW),
+                ),
             ],
             order="id",
             limit=FOUND_DEAD_BATCH,
@@ -418,16 +435,30 @@ def fail_dead_jobs(env):
         )
         try:
             with env.cr.savepoint():
-                Job.load(env, record.uuid).on_fail(
-                    {
-                        "exc_name": FOUND_DEAD,
-                        "exc_message": message,
-                        "exc_info": record.exc_info,
-                    }
-                )
+                job = Job.load(env, record.uuid)
+                job.recordset = job.recordset.with_context(job_uuid=record.uuid)
+                if job.on_fail_method_name:
+                    job.on_fail(
+                        {
+                            "exc_name": FOUND_DEAD,
+                            "exc_message": message,
+                            "exc_info": record.exc_info,
+                            "found_dead": True,
+                            "job_kwargs": job.kwargs,
+                            "job_created": record.date_created.replace(
+                                tzinfo=timezone.utc
+                            ).timestamp(),
+                        }
+                    )
+                elif job.recordset._name == "channel.binding":
+                    job.recordset.exists().product_id._scs_enqueue_push(force=True)
         except Exception:
-            _logger.exception("job %s found dead: its failure hook failed", record.uuid)
-        record.result = FOUND_DEAD_HANDLED
+            _logger.exception(
+                "job %s found dead: its failure hook failed, tried again later",
+                record.uuid,
+            )
+            continue
+        record.exc_message = f"{message}; {FOUND_DEAD_HANDLED}"
     return dead
 
 

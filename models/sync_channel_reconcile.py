@@ -1288,9 +1288,17 @@ class SyncChannel(models.Model):
             key="reconcile_failed",
         )
 
-    def _scs_on_reconcile_batch_failed(self, exc_name=None, exc_message=None, **kw):
-        """queue_job ``on_fail`` hook: the batch's retries are spent."""
+    def _scs_on_reconcile_batch_failed(
+        self, exc_name=None, exc_message=None, job_kwargs=None, **kw
+    ):
+        """queue_job ``on_fail`` hook: the batch's retries are spent. A batch
+        found dead is handled late (see ``job_store.fail_dead_jobs``): one of
+        a pass closed since closes nothing of the next one."""
         for channel in self:
+            if job_kwargs is not None and channel._scs_not_this_pass(
+                job_kwargs.get("pass_ts")
+            ):
+                continue
             channel._scs_reconcile_batch_unread(exc_message or exc_name or _("failed"))
 
     def _scs_reconcile_not_run(self, error):
@@ -1326,10 +1334,17 @@ class SyncChannel(models.Model):
         # paused by a read, and no push waits for it): an answer closes it
         return self.browse(list(claimed))
 
-    def _scs_on_reconcile_start_failed(self, exc_name=None, exc_message=None, **kw):
+    def _scs_on_reconcile_start_failed(
+        self, exc_name=None, exc_message=None, job_created=None, **kw
+    ):
         """queue_job ``on_fail`` hook: the start job's retries are spent (most
-        often an order fetch that kept failing). Never a silent failure."""
+        often an order fetch that kept failing). Never a silent failure. A
+        start job found dead is handled late: a pass closed since, or begun
+        after the job, is not its pass."""
         for channel in self:
+            started = channel.reconcile_started_ts or 0.0
+            if job_created is not None and (started <= 0 or started > job_created + 1):
+                continue
             channel._scs_reconcile_not_run(exc_message or exc_name or _("failed"))
 
     def _scs_finish_batch(self, checked, drift, corrections, limited):

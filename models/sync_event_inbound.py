@@ -743,6 +743,10 @@ class SyncEventInbound(models.Model):
         """queue_job ``on_fail`` hook: the event's retries are spent, it is a
         dead letter; unless the job only lost its database connection."""
         for event in self.sudo():
+            if event.state not in ("received", "queued", "failed"):
+                # applied, or closed by hand, since (a job found dead is
+                # handled late)
+                continue
             delay = run_again_after_lost_connection(
                 event.env, event._scs_apply_identity(), exc_name
             )

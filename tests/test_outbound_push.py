@@ -1114,6 +1114,9 @@ class TestOutboundPush(SyncCase):
             {
                 "state": "failed",
                 "retry": 6,
+                "date_started": fields.Datetime.now(),
+                # queue_job writes a postponed try's message there
+                "result": "[503] service unavailable",
                 "exc_name": "JobFoundDead",
                 "exc_info": "Job found dead after too many retries",
             }
@@ -1125,7 +1128,7 @@ class TestOutboundPush(SyncCase):
         )
         self.assertEqual(len(dead), 1)
         self.assertIn("its worker died on each of its 6 tries", dead.error)
-        self.assertEqual(job.result, "found dead: its failure hook ran")
+        self.assertIn("found dead: handled", job.exc_message)
         activities = self.env["mail.activity"].search(
             [("res_model", "=", "sync.channel"), ("res_id", "=", channel.id)]
         )
@@ -1141,6 +1144,23 @@ class TestOutboundPush(SyncCase):
         # the dead letter's Retry pushes today's number
         sim.set_stock("SCS-MUG", 99)
         dead.action_retry()
+        self.run_jobs()
+        self.assertEqual(sim.quantity("SCS-MUG"), binding.published_qty)
+        # a job with no hook (the corrections of an apply run) found dead:
+        # its SKUs are pushed again, forced, by their own job
+        sim.set_stock("SCS-MUG", 99)
+        binding.with_delay()._scs_job_push_corrections()
+        corrections = self.sync_jobs("_scs_job_push_corrections")
+        corrections.sudo().write(
+            {
+                "state": "failed",
+                "date_started": fields.Datetime.now(),
+                "exc_name": "JobFoundDead",
+            }
+        )
+        Channel._scs_cron_requeue_orphans()
+        forced = self.sync_jobs("_scs_job_push_sku")
+        self.assertTrue(forced.identity_key.endswith(".force"))
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), binding.published_qty)
 

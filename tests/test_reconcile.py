@@ -826,6 +826,36 @@ class TestReconcile(SyncCase):
         self.assertEqual(self.channel.last_reconcile_checked, 2)
         self.assertEqual(self.sim.quantity("SCS-MUG"), 1)
 
+    def found_dead(self, jobs):
+        """``jobs`` as queue_job's runner leaves a job killed past its retries."""
+        jobs.sudo().write(
+            {
+                "state": "failed",
+                "date_started": fields.Datetime.now(),
+                "exc_name": "JobFoundDead",
+            }
+        )
+        self.env["sync.channel"]._scs_cron_requeue_orphans()
+
+    def test_a_batch_found_dead_closes_its_own_pass_only(self):
+        """A batch whose worker was killed past its retries is handled up to a
+        minute late: one of a pass closed since leaves the next pass alone;
+        one of the running pass closes it, saying why."""
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        old = self.sync_jobs("_scs_job_reconcile_batch")
+        self.channel._scs_start_reconcile()
+        self.run_jobs("_scs_job_reconcile_start")
+        batch = self.sync_jobs("_scs_job_reconcile_batch") - old
+        self.found_dead(old)
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.reconcile_pending, 1)
+        self.assertFalse(self.channel.last_reconcile_error)
+        self.found_dead(batch)
+        self.channel.invalidate_recordset()
+        self.assertEqual(self.channel.reconcile_pending, 0)
+        self.assertIn("its worker died", self.channel.last_reconcile_error)
+
     def test_a_reread_stopped_by_the_rate_limit_sends_nothing_with_its_orders(self):
         """The batch's order re-read reserved some orders, then the channel's
         rate limit stopped it: those are committed and the batch compared
