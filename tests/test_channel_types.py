@@ -297,6 +297,21 @@ class TestChannelTypes(SyncCase):
             }
         )
 
+    def shopify_push_after(self, sim, level, move, apart=False):
+        """Shopify shows ``level`` and Odoo's stock moves by ``move``: what
+        Shopify holds after a forced push of the SKU (``apart``: its send
+        marks written apart from the job, as in production)."""
+        sim.set_level("SCS-MUG", level)
+        self.move_stock(self.product_a, move)
+        self.commit_point()
+        self.discard_jobs()
+        if apart:
+            with self.enter_registry_test_mode():
+                self.product_a._scs_job_push_sku(force=True)
+        else:
+            self.product_a._scs_job_push_sku(force=True)
+        return sim.quantity("SCS-MUG")
+
     def test_shopify_level_set_by_an_unanswered_push_is_not_a_sale(self):
         """A push given up before its answer landed on Shopify: the next
         push's compare fails on that level, which is Odoo's own number, not
@@ -316,12 +331,7 @@ class TestChannelTypes(SyncCase):
         self.product_a._scs_job_push_sku()
         self.assertEqual(sim.quantity("SCS-MUG"), before - 4)
         # a level Odoo never sent is still units sold there, kept off sale
-        sim.set_level("SCS-MUG", before - 6)
-        self.move_stock(self.product_a, 1)
-        self.commit_point()
-        self.discard_jobs()
-        self.product_a._scs_job_push_sku(force=True)
-        self.assertEqual(sim.quantity("SCS-MUG"), before - 5)
+        self.assertEqual(self.shopify_push_after(sim, before - 6, 1), before - 5)
         # in step again (the units sold there arrived as an order)
         sim.set_level("SCS-MUG", before - 3)
         binding.last_seen_qty = before - 3
@@ -368,13 +378,9 @@ class TestChannelTypes(SyncCase):
             self.product_a._scs_job_push_sku()
         self.assertEqual(sim.quantity("SCS-MUG"), before - 4)
         # a level Odoo never sent is still units sold there, kept off sale
-        sim.set_level("SCS-MUG", before - 6)
-        self.move_stock(self.product_a, 1)
-        self.commit_point()
-        self.discard_jobs()
-        with self.enter_registry_test_mode():
-            self.product_a._scs_job_push_sku(force=True)
-        self.assertEqual(sim.quantity("SCS-MUG"), before - 5)
+        self.assertEqual(
+            self.shopify_push_after(sim, before - 6, 1, apart=True), before - 5
+        )
 
     def woo_channel(self, sim):
         return self.channel_from_form(
