@@ -251,6 +251,17 @@ class ProductProduct(models.Model):
                 again |= product
         for product in self - again:
             bindings = Binding.search([("product_id", "=", product.id)])
+            if kw.get("found_dead") and kw.get("job_created"):
+                # handled up to a minute late: a binding pushed fine since
+                # the job was created holds a newer number than it had to send
+                bindings = bindings.filtered(
+                    lambda b: (
+                        not (
+                            b.push_state == "ok"
+                            and (b.last_push_ts or 0.0) > kw["job_created"]
+                        )
+                    )
+                )
             events = (
                 self.env["sync.event"]
                 .sudo()

@@ -1146,6 +1146,26 @@ class TestOutboundPush(SyncCase):
         dead.action_retry()
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), binding.published_qty)
+        # a SKU job found dead after a later push set the channel: that push
+        # carried a newer number, no dead letter is made of the dead job
+        self.product_a._scs_enqueue_push()
+        late = self.sync_jobs("_scs_job_push_sku")
+        binding._scs_push(force=True)
+        late.sudo().write(
+            {
+                "state": "failed",
+                "date_started": fields.Datetime.now(),
+                "exc_name": "JobFoundDead",
+            }
+        )
+        Channel._scs_cron_requeue_orphans()
+        self.assertIn("found dead: handled", late.exc_message)
+        self.assertEqual(
+            self.env["sync.event"].search_count(
+                [("binding_id", "=", binding.id), ("state", "=", "dead")]
+            ),
+            0,
+        )
         # a job with no hook (the corrections of an apply run) found dead:
         # its SKUs are pushed again, forced, by their own job
         sim.set_stock("SCS-MUG", 99)
