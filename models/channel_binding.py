@@ -990,14 +990,30 @@ class ChannelBinding(models.Model):
                     key=f"listing:{binding.id}",
                 )
                 continue
-            if level.external_variant_id:
-                binding.write(
-                    {
-                        "external_variant_id": level.external_variant_id,
-                        "external_id": binding.external_id or level.external_id,
-                    }
+            if not level.external_variant_id:
+                continue
+            try:
+                with self.env.cr.savepoint():
+                    binding.write(
+                        {
+                            "external_variant_id": level.external_variant_id,
+                            "external_id": binding.external_id or level.external_id,
+                        }
+                    )
+            except ValidationError as err:
+                # a binding the rules refuse as it is (bound before them: two
+                # variants under one SKU) is named, the others completed
+                channel._scs_notify(
+                    _("Listing ids not read"),
+                    _(
+                        "The listing ids of %(sku)s could not be kept: %(error)s",
+                        sku=binding.sku,
+                        error=err,
+                    ),
+                    key=f"listing:{binding.id}",
                 )
-                found += 1
+                continue
+            found += 1
         return f"{found} of {len(bindings)} listing(s) completed"
 
     def _scs_push_batch_later(self, force, description, eta=None):

@@ -1145,6 +1145,60 @@ class TestChannelTypes(SyncCase):
         )
         self.assertEqual(self.run_jobs("_scs_job_complete_listings"), 0)
 
+    def test_ebay_listings_completed_beside_a_binding_the_rules_refuse(self):
+        """Two variants bound to one eBay SKU before the rules refused it:
+        reading the listing ids names that binding and completes the others,
+        instead of failing all of them on it, again at each retry."""
+        sim = self.start(EbaySimulator())
+        first, second = sim.seed_skus(2, quantity=0)
+        channel = self.channel_from_form("ebay", **sim.config_fields())
+        Binding = self.env["channel.binding"]
+        good = Binding.create(
+            {
+                "channel_id": channel.id,
+                "product_id": self.product_a.id,
+                "sku": second["sku"],
+            }
+        )
+        twin = Binding.create(
+            {
+                "channel_id": channel.id,
+                "product_id": self.product_b.id,
+                "sku": "SCS-TWIN",
+            }
+        )
+        # as bound before the rules: the first SKU twice, one with its own id
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE channel_binding SET sku = %s, external_id = 'old' WHERE id = %s",
+            (first["sku"], twin.id),
+        )
+        legacy = Binding.create(
+            {
+                "channel_id": channel.id,
+                "product_id": self.env["product.product"]
+                .create({"name": "Legacy", "is_storable": True})
+                .id,
+                "sku": "SCS-LEGACY",
+            }
+        )
+        self.env.cr.execute(
+            "UPDATE channel_binding SET sku = %s WHERE id = %s",
+            (first["sku"], legacy.id),
+        )
+        Binding.invalidate_model()
+        self.discard_jobs()
+        (good | twin | legacy).with_delay()._scs_job_complete_listings()
+        self.run_jobs("_scs_job_complete_listings")
+        self.assertEqual(good.external_variant_id, second["external_variant_id"])
+        self.assertFalse(any((twin | legacy).mapped("external_variant_id")))
+        notes = self.env["mail.activity"].search(
+            [("res_model", "=", "sync.channel"), ("res_id", "=", channel.id)]
+        )
+        self.assertTrue(
+            any("could not be kept" in str(note.note) for note in notes), notes
+        )
+
     def test_webhook_url_is_shown_once_the_channel_is_saved(self):
         """The form of a new channel shows no URL: its token is drawn again
         when the channel is created, so a URL copied before saving would be
