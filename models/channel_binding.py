@@ -636,6 +636,9 @@ class ChannelBinding(models.Model):
             reasons=reasons,
         )
         tasks = {}
+        # sends marked apart (see ``_scs_mark_sent``), and those that did
+        # not land, unmarked at the end
+        marks, not_landed = {}, []
         by_channel = {}
         # a throttle an adapter would wait out in place must leave the call
         # time to answer within the job's wait (see ``wait_budget``)
@@ -667,7 +670,8 @@ class ChannelBinding(models.Model):
                 for binding, qty, event in items
             ]
             if adapter.compares_previous:
-                self._scs_mark_sent([(b.id, q) for b, q, _e in items])
+                stamp = self._scs_mark_sent([(b.id, q) for b, q, _e in items])
+                marks.update((b.id, stamp) for b, _q, _e in items)
             tasks[channel.id] = partial(_send, adapter, updates, budget)
         sent_ts = time.time()
         events.filtered(lambda e: e.state == "received").sudo().write(
@@ -687,6 +691,9 @@ class ChannelBinding(models.Model):
                 else:
                     failed += 1
                     binding._scs_record_failure(event, item_error)
+                    if marks.get(binding.id) and not _outcome_unknown(item_error):
+                        not_landed.append((binding.id, marks[binding.id]))
+        self._scs_unmark_sent(not_landed)
         return {"pushed": len(plan) - failed, "skipped": skipped, "failed": failed}
 
     def _scs_mark_sent(self, pairs):
@@ -697,7 +704,9 @@ class ChannelBinding(models.Model):
         and the next push would take the channel's level, Odoo's own
         number, for units sold there, and keep them off sale. A mark counts
         until its binding's next confirmed level (``_scs_unconfirmed_sends``
-        reads those sent since), a day at most (retention deletes it)."""
+        reads those sent since), a day at most (retention deletes it); one
+        whose call certainly did not land goes at once (``_scs_unmark_sent``).
+        Returns the marks' time."""
         now = time.time()
         with self.env.registry.cursor() as cr:
             cr.execute(
@@ -709,6 +718,25 @@ class ChannelBinding(models.Model):
                     ),
                 )
             )
+        return now
+
+    def _scs_unmark_sent(self, marks):
+        """Drop the marks ``[(binding id, time)]`` of sends that certainly
+        did not land (an HTTP error, a refusal): a level equal to one would
+        be a sale there, not Odoo's own number. On a transaction of its
+        own, as they were made (this job's snapshot does not hold them)."""
+        if not marks:
+            return
+        with self.env.registry.cursor() as cr:
+            for binding_id, stamp in marks:
+                cr.execute(
+                    SQL(
+                        "DELETE FROM stock_channel_sync_sent"
+                        " WHERE binding_id = %s AND sent_ts = %s",
+                        binding_id,
+                        stamp,
+                    )
+                )
 
     def _scs_unconfirmed_sends(self):
         """``{binding id: quantities}`` Odoo sent these bindings since their
@@ -724,7 +752,7 @@ class ChannelBinding(models.Model):
         self.env["sync.event"].flush_model(
             ["binding_id", "direction", "sent_ts", "state", "quantity"]
         )
-        self.flush_recordset(["last_seen_at"])
+        self.flush_recordset(["last_seen_at", "last_push_ts"])
         self.env.cr.execute(
             SQL(
                 """
@@ -735,9 +763,13 @@ class ChannelBinding(models.Model):
                            AND e.sent_ts > %(since)s AND e.state != 'applied'
                            AND (e.state = 'queued' OR e.error ILIKE ANY(%(unknown)s))
                      UNION ALL
+                        -- a mark made before the binding's last confirmed
+                        -- push is that push's or older: what it set is known
                         SELECT s.binding_id, s.quantity, s.sent_ts
                           FROM stock_channel_sync_sent s
+                          JOIN channel_binding pb ON pb.id = s.binding_id
                          WHERE s.binding_id = ANY(%(ids)s) AND s.sent_ts > %(since)s
+                           AND s.sent_ts > COALESCE(pb.last_push_ts, 0)
                        ) sent
                   JOIN channel_binding b ON b.id = sent.binding_id
                  WHERE b.last_seen_at IS NULL
@@ -1217,16 +1249,22 @@ class ChannelBinding(models.Model):
             {"sent_ts": time.time(), "job_uuid": job_uuid or event.job_uuid}
         )
         adapter = binding.channel_id._scs_push_adapter(binding)
+        stamp = None
         try:
             unconfirmed = (
                 binding._scs_unconfirmed_sends().get(binding.id, ())
                 if adapter.compares_previous
                 else ()
             )
-            if adapter.compares_previous:
+            stamp = (
                 binding._scs_mark_sent([(binding.id, qty)])
+                if adapter.compares_previous
+                else None
+            )
             result = adapter.set_quantity(binding._scs_update(qty, event, unconfirmed))
         except ChannelError as err:
+            if stamp and not _outcome_unknown(err):
+                binding._scs_unmark_sent([(binding.id, stamp)])
             if isinstance(err, UnreachableError):
                 binding.channel_id._scs_pause(err)
             binding.channel_id._scs_told_to_wait(err)
@@ -1237,6 +1275,31 @@ class ChannelBinding(models.Model):
         binding._scs_record_success(event, qty, result, earlier)
         return f"pushed {qty}"
 
+    def _scs_pushed_again_since(self, event, job_uuid, job_created):
+        """Whether the binding's push ``event`` is newer than the retry job
+        ``job_uuid`` found dead (created at ``job_created``), or has a live
+        retry job of its own: that job's failure is not its."""
+        self.ensure_one()
+        if (
+            job_created
+            and event.create_date
+            and event.create_date.replace(tzinfo=timezone.utc).timestamp()
+            > job_created + 1
+        ):
+            return True
+        return bool(
+            self.env["queue.job"]
+            .sudo()
+            .search_count(
+                [
+                    ("identity_key", "=", f"stock_channel_sync.binding.{self.id}"),
+                    ("state", "in", ("pending", "enqueued", "started")),
+                    ("uuid", "!=", job_uuid or ""),
+                ],
+                limit=1,
+            )
+        )
+
     def _scs_on_push_failed(self, exc_name=None, exc_message=None, exc_info=None, **kw):
         """queue_job ``on_fail`` hook: the retry job is dead, so is its event;
         unless the job only lost its database connection: it runs again."""
@@ -1245,11 +1308,8 @@ class ChannelBinding(models.Model):
             event = binding.pending_event_id
             if not event:
                 continue
-            if (
-                kw.get("found_dead")
-                and job_uuid
-                and event.job_uuid
-                and event.job_uuid != job_uuid
+            if kw.get("found_dead") and binding._scs_pushed_again_since(
+                event, job_uuid, kw.get("job_created")
             ):
                 # found dead late: the binding waits on a newer push since,
                 # with a retry job of its own
@@ -1272,6 +1332,18 @@ class ChannelBinding(models.Model):
                 job_uuid=job.uuid if job else event.job_uuid,
             )
             binding.channel_id._scs_notify_dead_letter(event)
+
+
+def _outcome_unknown(error):
+    """Whether a push that failed with ``error`` may have landed all the
+    same (``UNKNOWN_OUTCOME_ERRORS``): no answer in time, an answer cut
+    short."""
+    if isinstance(error, TimeoutError):
+        return True
+    text = str(error).lower()
+    return text.startswith(("no answer within", "timeout")) or (
+        "answer ended early" in text
+    )
 
 
 def _send(adapter, updates, budget):

@@ -381,6 +381,22 @@ class TestChannelTypes(SyncCase):
         self.assertEqual(
             self.shopify_push_after(sim, before - 6, 1, apart=True), before - 5
         )
+        # a push that certainly did not land (503) is no level of Odoo's: a
+        # sale there to that very number is a sale, kept off sale
+        sim.down = True
+        with self.enter_registry_test_mode():
+            self.move_stock(self.product_a, -3)
+            self.commit_point()
+            self.discard_jobs()
+            self.product_a._scs_job_push_sku()
+        binding.invalidate_recordset()
+        self.assertEqual(binding.push_state, "failed")
+        self.assertFalse(binding._scs_unconfirmed_sends())
+        sim.down = False
+        sim.set_level("SCS-MUG", before - 6)
+        with self.enter_registry_test_mode():
+            self.product_a._scs_job_push_sku(force=True)
+        self.assertEqual(sim.quantity("SCS-MUG"), before - 7)
 
     def woo_channel(self, sim):
         return self.channel_from_form(
