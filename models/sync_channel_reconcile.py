@@ -284,8 +284,19 @@ class SyncChannel(models.Model):
         """queue_job ``on_fail`` hook: the poll's retries are spent (a
         channel that kept answering 5xx or 429). Never a silent failure: the
         channel shows why and its responsible user gets an activity; the
-        next minute's cron polls again."""
+        next minute's cron polls again. A poll found dead is handled late:
+        one of the channel's polls that read its orders since says nothing
+        is wrong any more."""
         for channel in self:
+            job_created = kw.get("job_created")
+            if (
+                kw.get("found_dead")
+                and job_created
+                and channel.last_order_fetch_at
+                and channel.last_order_fetch_at.replace(tzinfo=timezone.utc).timestamp()
+                > job_created + 1
+            ):
+                continue
             error = _(
                 "the channel's orders could not be read: %s",
                 exc_message or exc_name or _("failed"),

@@ -1166,6 +1166,24 @@ class TestOutboundPush(SyncCase):
             ),
             0,
         )
+        # a binding's retry job found dead: its event (made by the SKU job,
+        # before the retry job) becomes the dead letter
+        sim.queue_response(503)
+        binding._scs_push(force=True)
+        event = binding.pending_event_id
+        self.assertEqual(event.state, "failed")
+        # as in production: the event names the SKU job that sent it first
+        event.sudo().job_uuid = "the-sku-job"
+        retry = self.sync_jobs("_scs_job_push_binding")
+        retry.sudo().write(
+            {
+                "state": "failed",
+                "date_started": fields.Datetime.now(),
+                "exc_name": "JobFoundDead",
+            }
+        )
+        Channel._scs_cron_requeue_orphans()
+        self.assertEqual(event.state, "dead")
         # a job with no hook (the corrections of an apply run) found dead:
         # its SKUs are pushed again, forced, by their own job
         sim.set_stock("SCS-MUG", 99)

@@ -3,6 +3,7 @@
 
 import json
 import time
+from datetime import timedelta
 from unittest.mock import patch
 
 import psycopg2
@@ -855,6 +856,22 @@ class TestReconcile(SyncCase):
         self.channel.invalidate_recordset()
         self.assertEqual(self.channel.reconcile_pending, 0)
         self.assertIn("its worker died", self.channel.last_reconcile_error)
+
+    def test_a_poll_found_dead_after_a_newer_poll_raises_nothing(self):
+        """A poll whose worker was killed past its retries is handled up to
+        a minute late: when a newer poll has read the orders since, nothing
+        is wrong any more; otherwise the channel says why."""
+        self.channel.fetch_orders = True
+        for newer, expected in ((True, False), (False, True)):
+            self.channel.last_reconcile_error = False
+            self.channel.with_delay()._scs_job_poll_orders()
+            poll = self.sync_jobs("_scs_job_poll_orders")
+            self.channel.last_order_fetch_at = (
+                fields.Datetime.now() + timedelta(seconds=5) if newer else False
+            )
+            self.found_dead(poll)
+            self.channel.invalidate_recordset()
+            self.assertEqual(bool(self.channel.last_reconcile_error), expected)
 
     def test_a_reread_stopped_by_the_rate_limit_sends_nothing_with_its_orders(self):
         """The batch's order re-read reserved some orders, then the channel's
