@@ -296,11 +296,12 @@ def _answer(http_status, **body):
 
 
 def _database_down():
-    """Whether a database this server is set to serve (``db_name``; else
-    the server's ``postgres``) cannot be reached now. A request that found
-    no database is then an outage (503, to be retried), not an unknown
-    channel (404, which senders take for good)."""
-    for name in config["db_name"] or ["postgres"]:
+    """Whether a database this server is set to serve (``db_name``) cannot
+    be reached now. A request that found no database is then an outage
+    (503, to be retried), not an unknown channel (404, which senders take
+    for good). A server set to no database (several, by ``dbfilter``)
+    cannot tell which one the request was for: 404, as before."""
+    for name in config["db_name"] or []:
         try:
             with sql_db.db_connect(name).cursor() as cr:
                 cr.execute("SELECT 1")
