@@ -1275,18 +1275,12 @@ class ChannelBinding(models.Model):
         binding._scs_record_success(event, qty, result, earlier)
         return f"pushed {qty}"
 
-    def _scs_pushed_again_since(self, event, job_uuid, job_created):
-        """Whether the binding's push ``event`` is newer than the retry job
-        ``job_uuid`` found dead (created at ``job_created``), or has a live
-        retry job of its own: that job's failure is not its."""
+    def _scs_pushed_again_since(self, job_uuid):
+        """Whether the binding has a live retry job other than ``job_uuid``
+        (found dead): its waiting push is that job's, not the dead one's.
+        A push merged into the dead job while it waited (its key) is the
+        dead job's own, and becomes its dead letter."""
         self.ensure_one()
-        if (
-            job_created
-            and event.create_date
-            and event.create_date.replace(tzinfo=timezone.utc).timestamp()
-            > job_created + 1
-        ):
-            return True
         return bool(
             self.env["queue.job"]
             .sudo()
@@ -1308,9 +1302,7 @@ class ChannelBinding(models.Model):
             event = binding.pending_event_id
             if not event:
                 continue
-            if kw.get("found_dead") and binding._scs_pushed_again_since(
-                event, job_uuid, kw.get("job_created")
-            ):
+            if kw.get("found_dead") and binding._scs_pushed_again_since(job_uuid):
                 # found dead late: the binding waits on a newer push since,
                 # with a retry job of its own
                 continue

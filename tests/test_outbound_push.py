@@ -1175,6 +1175,18 @@ class TestOutboundPush(SyncCase):
         # as in production: the event names the SKU job that sent it first
         event.sudo().job_uuid = "the-sku-job"
         retry = self.sync_jobs("_scs_job_push_binding")
+        # a newer push failed too while it waited: merged into that job
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE queue_job SET date_created = date_created - interval '1 minute'"
+            " WHERE id = %s",
+            (retry.id,),
+        )
+        retry.invalidate_recordset()
+        sim.queue_response(503)
+        binding._scs_push(force=True)
+        event = binding.pending_event_id
+        self.assertEqual(self.sync_jobs("_scs_job_push_binding"), retry)
         retry.sudo().write(
             {
                 "state": "failed",
