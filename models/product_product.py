@@ -249,7 +249,19 @@ class ProductProduct(models.Model):
             if delay:
                 product._scs_enqueue_push(force=key.endswith(".force"), delay=delay)
                 again |= product
+        dead_key = (
+            self.env["queue.job"]
+            .sudo()
+            .search([("uuid", "=", self.env.context.get("job_uuid") or "")], limit=1)
+            .identity_key
+            or ""
+        )
         for product in self - again:
+            if kw.get("found_dead") and not dead_key.endswith(".force"):
+                # its channels may still offer the number before the change:
+                # pushed again, forced, once (a forced push found dead in
+                # turn is left to its dead letters, a person's Retry)
+                product._scs_enqueue_push(force=True)
             bindings = Binding.search([("product_id", "=", product.id)])
             if kw.get("found_dead") and kw.get("job_created"):
                 # handled up to a minute late: a binding pushed fine since

@@ -1128,6 +1128,11 @@ class TestOutboundPush(SyncCase):
         )
         self.assertEqual(len(dead), 1)
         self.assertIn("its worker died on each of its 6 tries", dead.error)
+        # and its SKU is pushed again, forced, once
+        again = self.sync_jobs("_scs_job_push_sku")
+        self.assertEqual(
+            again.identity_key, f"stock_channel_sync.sku.{self.product_a.id}.force"
+        )
         self.assertIn("found dead: handled", job.exc_message)
         activities = self.env["mail.activity"].search(
             [("res_model", "=", "sync.channel"), ("res_id", "=", channel.id)]
