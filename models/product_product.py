@@ -260,8 +260,9 @@ class ProductProduct(models.Model):
             if kw.get("found_dead") and not dead_key.endswith(".force"):
                 # its channels may still offer the number before the change:
                 # pushed again, forced, once (a forced push found dead in
-                # turn is left to its dead letters, a person's Retry)
+                # turn makes the dead letters, for a person's Retry)
                 product._scs_enqueue_push(force=True)
+                continue
             bindings = Binding.search([("product_id", "=", product.id)])
             if kw.get("found_dead") and kw.get("job_created"):
                 # handled up to a minute late: a binding pushed fine since

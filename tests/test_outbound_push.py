@@ -1101,59 +1101,63 @@ class TestOutboundPush(SyncCase):
     def test_push_job_found_dead_becomes_dead_letters(self):
         """A SKU's push job whose worker is killed on each try: queue_job's
         runner marks it failed (found dead) without its failure hook. The
-        minute's safety net runs the hook: each binding of the SKU gets a
-        dead letter, its channel an activity; once per job."""
+        minute's safety net runs the hook, once per job: the SKU is pushed
+        again, forced; that forced push found dead in turn makes each
+        binding of the SKU a dead letter, its channel an activity."""
         sim = self.start_simulator()
         channel = self.make_channel(sim)
         binding = self.bind(channel, self.product_a)
         self.product_a._scs_enqueue_push()
         job = self.sync_jobs("_scs_job_push_sku")
         self.assertEqual(len(job), 1)
-        # what the runner writes (``requeue_dead_jobs``)
-        job.sudo().write(
-            {
-                "state": "failed",
-                "retry": 6,
-                "date_started": fields.Datetime.now(),
-                # queue_job writes a postponed try's message there
-                "result": "[503] service unavailable",
-                "exc_name": "JobFoundDead",
-                "exc_info": "Job found dead after too many retries",
-            }
-        )
         Channel = self.env["sync.channel"]
-        Channel._scs_cron_requeue_orphans()
-        dead = self.env["sync.event"].search(
-            [("binding_id", "=", binding.id), ("state", "=", "dead")]
-        )
-        self.assertEqual(len(dead), 1)
-        self.assertIn("its worker died on each of its 6 tries", dead.error)
-        # and its SKU is pushed again, forced, once
+
+        def found_dead(jobs):
+            # what the runner writes (``requeue_dead_jobs``)
+            jobs.sudo().write(
+                {
+                    "state": "failed",
+                    "retry": 6,
+                    "date_started": fields.Datetime.now(),
+                    # queue_job writes a postponed try's message there
+                    "result": "[503] service unavailable",
+                    "exc_name": "JobFoundDead",
+                    "exc_info": "Job found dead after too many retries",
+                }
+            )
+            Channel._scs_cron_requeue_orphans()
+
+        def dead_letters():
+            return self.env["sync.event"].search(
+                [("binding_id", "=", binding.id), ("state", "=", "dead")]
+            )
+
+        found_dead(job)
+        self.assertIn("found dead: handled", job.exc_message)
+        self.assertFalse(dead_letters())
         again = self.sync_jobs("_scs_job_push_sku")
         self.assertEqual(
             again.identity_key, f"stock_channel_sync.sku.{self.product_a.id}.force"
         )
-        self.assertIn("found dead: handled", job.exc_message)
+        found_dead(again)
+        dead = dead_letters()
+        self.assertEqual(len(dead), 1)
+        self.assertIn("its worker died on each of its 6 tries", dead.error)
+        self.assertFalse(self.sync_jobs("_scs_job_push_sku"), "no loop")
         activities = self.env["mail.activity"].search(
             [("res_model", "=", "sync.channel"), ("res_id", "=", channel.id)]
         )
         self.assertTrue(activities)
         Channel._scs_cron_requeue_orphans()
-        self.assertEqual(
-            self.env["sync.event"].search_count(
-                [("binding_id", "=", binding.id), ("state", "=", "dead")]
-            ),
-            1,
-            "once per job",
-        )
+        self.assertEqual(len(dead_letters()), 1, "once per job")
         # the dead letter's Retry pushes today's number
         sim.set_stock("SCS-MUG", 99)
         dead.action_retry()
         self.run_jobs()
         self.assertEqual(sim.quantity("SCS-MUG"), binding.published_qty)
-        # a SKU job found dead after a later push set the channel: that push
-        # carried a newer number, no dead letter is made of the dead job
-        self.product_a._scs_enqueue_push()
+        # a forced SKU job found dead after a later push set the channel:
+        # that push carried a newer number, no dead letter is made of it
+        self.product_a._scs_enqueue_push(force=True)
         late = self.sync_jobs("_scs_job_push_sku")
         binding._scs_push(force=True)
         late.sudo().write(
