@@ -741,9 +741,10 @@ class ChannelBinding(models.Model):
     def _scs_unconfirmed_sends(self):
         """``{binding id: quantities}`` Odoo sent these bindings since their
         last confirmed level whose outcome it does not know: given up before
-        the answer, timed out, or cut short (an HTTP error answer, a refused
-        connection, certainly did not land). For a compare-and-set channel,
-        a live level among them is one of Odoo's own pushes that landed, not
+        the answer, timed out, or cut short (not an HTTP error answer or a
+        refused connection, which certainly did not land). For a
+        compare-and-set channel, a live level among them is one of Odoo's
+        own pushes that landed, not
         a sale there (see ``StockUpdate.unconfirmed``). Those of a job
         rolled back after its call (``_scs_mark_sent``) too. One query; the
         last day only."""
@@ -938,11 +939,15 @@ class ChannelBinding(models.Model):
         """
         reasons = {int(b): reason for b, reason in (reasons or {}).items()}
         bindings = self.exists()
-        if reasons:
-            bindings -= bindings._scs_sold_since_compared()
-        result = bindings._scs_push(
+        sold = bindings._scs_sold_since_compared() if reasons else self.browse()
+        result = (bindings - sold)._scs_push(
             force=True, kind="correction", reasons=reasons or None
         )
+        if sold:
+            return (
+                f"corrections: {result}; left to the push of a sale since:"
+                f" {', '.join(sold.mapped('sku'))}"
+            )
         return f"corrections: {result}"
 
     def _scs_sold_since_compared(self):
@@ -1333,9 +1338,12 @@ def _outcome_unknown(error):
     if isinstance(error, TimeoutError):
         return True
     text = str(error).lower()
-    return text.startswith(("no answer within", "timeout")) or (
-        "answer ended early" in text
-    )
+    for pattern in UNKNOWN_OUTCOME_ERRORS:
+        # the ILIKE patterns: a leading % matches anywhere, else the start
+        core = pattern.strip("%").lower()
+        if core in text if pattern.startswith("%") else text.startswith(core):
+            return True
+    return False
 
 
 def _send(adapter, updates, budget):

@@ -1098,6 +1098,22 @@ class TestOutboundPush(SyncCase):
         self.product_a._scs_on_push_failed(exc_message="database went away")
         self.assertEqual(channel.dead_count, 1)
 
+    def test_outcome_unknown_follows_the_unknown_outcome_patterns(self):
+        """Which failed pushes may have landed all the same: the same list
+        the event log is read with (``UNKNOWN_OUTCOME_ERRORS``)."""
+        unknown = channel_binding._outcome_unknown
+        for text, expected in (
+            ("no answer within 3.0 s; the call goes on", True),
+            ("timeout: read timed out", True),
+            ("connection error: the answer ended early", True),
+            ("[503] service unavailable", False),
+            ("connection refused", False),
+            ("a timeout of the other side, in words", False),
+        ):
+            with self.subTest(text=text):
+                self.assertEqual(unknown(Exception(text)), expected)
+        self.assertTrue(unknown(TimeoutError()))
+
     def test_push_job_found_dead_becomes_dead_letters(self):
         """A SKU's push job whose worker is killed on each try: queue_job's
         runner marks it failed (found dead) without its failure hook. The
